@@ -1,0 +1,21 @@
+//! The three pluggable backends and their contracts.
+//!
+//! - [`Store`]: the source of truth — definitions, executions, and the task state machine as
+//!   atomic, guarded transitions.
+//! - [`Queue`]: moves task messages ([`TaskRef`](crate::model::TaskRef)) between nodes and
+//!   carries status events. A message is only a wake-up: the Store decides what runs.
+//! - [`Cache`]: a node-local cache of immutable definition versions.
+//!
+//! All three are object-safe and held as `Arc<dyn …>`. The in-memory implementations live in
+//! [`crate::memory`]; the conformance suite that defines a correct backend in `testkit`.
+
+mod cache;
+mod queue;
+mod store;
+
+pub use cache::Cache;
+pub use queue::{Acknowledger, Consumer, Delivery, EventSubscription, Queue};
+pub use store::{
+    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
+    LeaseState, NewExecution, NewTask, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
+};

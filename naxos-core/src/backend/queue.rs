@@ -1,0 +1,103 @@
+//! The `Queue` trait: task messages and status events between nodes, and its contract.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::{StatusEvent, TaskRef};
+use crate::Result;
+
+/// Moves task messages between nodes, and publishes status events.
+///
+/// # Contract
+///
+/// - [`publish`](Queue::publish) returns once the messages are durable in the broker
+///   (publisher confirms); an error means some may not be, and the caller may publish again.
+///   Duplicates are harmless: the Store's guarded claim drops them.
+/// - Delivery is at-least-once. A delivery neither acked nor nacked when its consumer goes
+///   away (dropped, connection lost, process killed) is delivered again, possibly to another
+///   consumer, marked `redelivered`.
+/// - A consumer holds at most `prefetch` unacknowledged deliveries.
+/// - [`publish_delayed`](Queue::publish_delayed) delivers a message no earlier than its delay;
+///   a short delay is not held up behind a longer one.
+/// - Events are best-effort notifications in commit order per publisher; subscribers that
+///   fall behind may miss some and must re-read the Store.
+#[async_trait]
+pub trait Queue: Send + Sync + Debug {
+    /// Publishes task messages and waits until the broker has them.
+    async fn publish(&self, tasks: &[TaskRef]) -> Result<()>;
+
+    /// Publishes a task message to be delivered after `delay`.
+    async fn publish_delayed(&self, task: &TaskRef, delay: Duration) -> Result<()>;
+
+    /// Starts a consumer with at most `prefetch` unacknowledged deliveries.
+    async fn consume(&self, prefetch: usize) -> Result<Box<dyn Consumer>>;
+
+    /// Publishes status events (after the Store committed them).
+    async fn publish_events(&self, events: &[StatusEvent]) -> Result<()>;
+
+    /// Subscribes to every status event published from now on, from any node.
+    async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>>;
+
+    /// Checks that the broker answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// A stream of deliveries from [`Queue::consume`].
+#[async_trait]
+pub trait Consumer: Send + Debug {
+    /// The next delivery; `Ok(None)` when the consumer is closed for good. An error means the
+    /// connection failed: its unacknowledged deliveries return to the queue, and the caller
+    /// should start a new consumer after a backoff.
+    async fn next(&mut self) -> Result<Option<Delivery>>;
+}
+
+/// One delivered task message. Acknowledge it with [`Delivery::ack`] or give it back with
+/// [`Delivery::nack`]; dropping it unacknowledged gives it back too.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The message.
+    pub task: TaskRef,
+    /// True when the message was delivered before and not acknowledged.
+    pub redelivered: bool,
+    acknowledger: Box<dyn Acknowledger>,
+}
+
+impl Delivery {
+    /// A delivery whose ack and nack go to `acknowledger` (for backend implementors).
+    pub fn new(task: TaskRef, redelivered: bool, acknowledger: Box<dyn Acknowledger>) -> Self {
+        Self {
+            task,
+            redelivered,
+            acknowledger,
+        }
+    }
+
+    /// Removes the message from the queue for good.
+    pub async fn ack(self) -> Result<()> {
+        self.acknowledger.ack().await
+    }
+
+    /// Gives the message back (`requeue`) or drops it (dead-letters where the broker can).
+    pub async fn nack(self, requeue: bool) -> Result<()> {
+        self.acknowledger.nack(requeue).await
+    }
+}
+
+/// A backend's handle for settling one delivery.
+#[async_trait]
+pub trait Acknowledger: Send + Sync + Debug {
+    /// Acknowledges the delivery.
+    async fn ack(self: Box<Self>) -> Result<()>;
+    /// Rejects the delivery, requeueing it or not.
+    async fn nack(self: Box<Self>, requeue: bool) -> Result<()>;
+}
+
+/// A stream of status events from [`Queue::subscribe_events`].
+#[async_trait]
+pub trait EventSubscription: Send + Debug {
+    /// The next event; `Ok(None)` when the subscription ended. Events missed because the
+    /// subscriber fell behind are skipped silently.
+    async fn next(&mut self) -> Result<Option<StatusEvent>>;
+}

@@ -1,0 +1,339 @@
+//! The `Store` trait: the source of truth, and its contract.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::model::{
+    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StatusEvent,
+    StoredDefinition, TaskRef,
+};
+use crate::Result;
+
+/// Durable state: definitions, executions, task runs, nodes.
+///
+/// # Contract
+///
+/// - Every method that changes state does so **atomically**: all of its effects commit together
+///   or none do. A caller that gets an error may retry the call.
+/// - Task transitions are **guarded** by the [`TaskRef`]'s `attempt` (the fencing token): a
+///   transition whose `attempt` does not match the task's current one, or whose task is not in
+///   the expected status, changes nothing and fails with [`Error::Conflict`](crate::Error::Conflict).
+///   Two callers racing on the same transition: exactly one wins.
+/// - Transitions return the [`Changes`] they committed: tasks that became QUEUED (to publish),
+///   RETRYING tasks with their due time (to publish later), and status events. Publishing them
+///   is the caller's job, after the commit; a publish that is lost is found again by
+///   [`Store::take_stale`].
+/// - The `now` a caller passes is its clock; a backend may use its own instead, consistently.
+/// - Not found is [`Error::NotFound`](crate::Error::NotFound); a backend that is down returns a
+///   transient [`Error::Backend`](crate::Error::Backend).
+#[async_trait]
+pub trait Store: Send + Sync + Debug {
+    /// Registers a definition. Identical content to the latest version is a no-op returning that
+    /// version; changed content becomes the next version. Versions are immutable.
+    async fn put_definition(&self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DefinitionPut>;
+
+    /// One version of a definition, or the latest when `version` is `None`.
+    async fn get_definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>>;
+
+    /// Every version of one definition, oldest first (empty when unknown).
+    async fn definition_versions(&self, id: &str) -> Result<Vec<Arc<StoredDefinition>>>;
+
+    /// The latest version of every definition, by id.
+    async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>>;
+
+    /// Creates an execution with its task runs; tasks without dependencies start QUEUED (and are
+    /// returned in [`Changes::ready`]), the rest PENDING with their dependency counts.
+    ///
+    /// With an idempotency key already used for the same definition, creates nothing and returns
+    /// the existing execution's id with `created: false` and no changes.
+    async fn create_execution(&self, execution: NewExecution) -> Result<Created>;
+
+    /// An execution with all its task runs.
+    async fn get_execution(&self, id: ExecutionId) -> Result<Execution>;
+
+    /// Executions newest first, filtered, one page at a time.
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage>;
+
+    /// QUEUED or RETRYING → RUNNING, guarded by `attempt`, with a lease for `owner`. Moves a
+    /// PENDING execution to RUNNING. Returns what the task needs to run: params and the outputs
+    /// of its direct dependencies.
+    ///
+    /// Fails with `Conflict` when the attempt is stale, the task is not claimable or the
+    /// execution is finished: the message that asked for it is then a duplicate to drop.
+    async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask>;
+
+    /// Extends a RUNNING task's lease to `until`. Returns [`LeaseState::Cancelled`] when the
+    /// execution was cancelled under the lease (the worker should stop), and `Conflict` when
+    /// the lease is lost (attempt no longer current).
+    async fn heartbeat(&self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState>;
+
+    /// Records the outcome of RUNNING tasks, each guarded by its attempt, all in one
+    /// transaction where the backend can. Per task:
+    ///
+    /// - completed: store the output, decrement each dependent's remaining count, and make
+    ///   every dependent that reaches zero QUEUED — exactly once, even when its last two
+    ///   dependencies complete at the same time on two nodes;
+    /// - failed with `retry_at`: RETRYING with the next attempt number and a due time;
+    /// - failed without: FAILED, every transitive dependent still waiting SKIPPED.
+    ///
+    /// When every task of the execution is terminal, the execution becomes COMPLETED, or FAILED
+    /// if any task failed. Items that lose their guard get `Conflict` in their slot; the rest
+    /// still apply.
+    async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport>;
+
+    /// Hands a RUNNING task back (graceful shutdown): QUEUED with the next attempt number.
+    async fn release(&self, task: &TaskRef, now: DateTime<Utc>) -> Result<Changes>;
+
+    /// Stops an execution that is not finished: every task not finished becomes CANCELLED
+    /// (running ones keep their lease, so their heartbeat reports the cancellation) and the
+    /// execution CANCELLED, or FAILED for a timeout. `Conflict` when already finished.
+    async fn stop_execution(&self, id: ExecutionId, reason: StopReason, now: DateTime<Utc>) -> Result<StopOutcome>;
+
+    /// Re-runs the failed part of a FAILED or CANCELLED execution: FAILED, SKIPPED and CANCELLED
+    /// tasks are reset (next attempt number, fresh retry budget), those whose dependencies are
+    /// all COMPLETED become QUEUED, and the execution RUNNING. `Conflict` otherwise.
+    async fn retry_execution(&self, id: ExecutionId, now: DateTime<Utc>) -> Result<Changes>;
+
+    /// Recovers RUNNING tasks whose lease expired before `now`: each becomes QUEUED with the
+    /// next attempt number, or FAILED once it has expired more than `max_lease_expiries`
+    /// times. Safe to call from every node at once: each task is recovered by one caller.
+    async fn recover_expired(&self, now: DateTime<Utc>, max_lease_expiries: u32, limit: usize) -> Result<Changes>;
+
+    /// Finds tasks whose queue message may have been lost: QUEUED since before
+    /// `queued_before`, and RETRYING tasks due before it (made QUEUED). Stamps each as queued
+    /// at `now`, so concurrent callers do not return the same task, and returns them in
+    /// [`Changes::ready`] for republishing.
+    async fn take_stale(&self, queued_before: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> Result<Changes>;
+
+    /// Unfinished executions whose deadline is before `now`.
+    async fn overdue_executions(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>>;
+
+    /// Deletes up to `limit` finished executions that ended before `ended_before`; returns how many.
+    async fn prune(&self, ended_before: DateTime<Utc>, limit: usize) -> Result<u64>;
+
+    /// Counts for the system status.
+    async fn counts(&self) -> Result<StoreCounts>;
+
+    /// Records a node's heartbeat (insert or replace by id).
+    async fn put_node(&self, node: NodeInfo) -> Result<()>;
+
+    /// Every node that has reported, by id.
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>>;
+
+    /// Checks that the backend answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// What [`Store::put_definition`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefinitionPut {
+    /// The version now in force for this content.
+    pub definition: Arc<StoredDefinition>,
+    /// False when identical content was already the latest version.
+    pub created: bool,
+}
+
+/// A new execution for [`Store::create_execution`].
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// Its id (a UUIDv7).
+    pub id: ExecutionId,
+    /// The definition.
+    pub definition_id: String,
+    /// The pinned version.
+    pub definition_version: u32,
+    /// The params (a JSON object).
+    pub params: Value,
+    /// Deduplication key, unique per definition.
+    pub idempotency_key: Option<String>,
+    /// When it must be finished by.
+    pub deadline: Option<DateTime<Utc>>,
+    /// The tasks, in the definition's sorted order.
+    pub tasks: Vec<NewTask>,
+    /// Creation time.
+    pub now: DateTime<Utc>,
+}
+
+/// One task of a [`NewExecution`].
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The task id.
+    pub task_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its function.
+    pub function_name: String,
+    /// Ids of the tasks it waits for (all within the same execution).
+    pub dependencies: Vec<String>,
+}
+
+/// What [`Store::create_execution`] did.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The new (or, for a repeated idempotency key, the existing) execution.
+    pub execution_id: ExecutionId,
+    /// False when an existing execution was returned.
+    pub created: bool,
+    /// The root tasks to publish and the creation events.
+    pub changes: Changes,
+}
+
+/// Filters and cursor for [`Store::list_executions`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionQuery {
+    /// Only executions in this status.
+    pub status: Option<ExecutionStatus>,
+    /// Only executions of this definition.
+    pub definition_id: Option<String>,
+    /// Page size (the backend may cap it; 0 means its default).
+    pub limit: usize,
+    /// Only executions older than this one (the previous page's `next_cursor`).
+    pub cursor: Option<ExecutionId>,
+}
+
+/// One page of executions, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionPage {
+    /// The executions.
+    pub executions: Vec<ExecutionSummary>,
+    /// Pass as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<ExecutionId>,
+}
+
+/// A claim for [`Store::claim`].
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The task and the attempt the message named.
+    pub task: TaskRef,
+    /// The claiming node.
+    pub owner: String,
+    /// Lease expiry.
+    pub lease_until: DateTime<Utc>,
+    /// Claim time.
+    pub now: DateTime<Utc>,
+}
+
+/// A claimed task, with its inputs.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    /// The task and its (fencing) attempt.
+    pub task: TaskRef,
+    /// The definition.
+    pub definition_id: String,
+    /// The pinned version.
+    pub definition_version: u32,
+    /// How many times the task has now been started (this one included).
+    pub attempts: u32,
+    /// How many earlier attempts failed.
+    pub failures: u32,
+    /// The execution's params.
+    pub params: Arc<Value>,
+    /// Outputs of the direct dependencies, by task id.
+    pub upstream: BTreeMap<String, Arc<Value>>,
+    /// The status events of the claim.
+    pub changes: Changes,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// The lease was extended; carry on.
+    Active,
+    /// The execution was cancelled; stop the task (its result will be discarded).
+    Cancelled,
+}
+
+/// One task outcome for [`Store::finish`].
+#[derive(Debug, Clone)]
+pub struct TaskFinish {
+    /// The task and the attempt that ran.
+    pub task: TaskRef,
+    /// What happened.
+    pub outcome: TaskOutcome,
+    /// When it finished.
+    pub now: DateTime<Utc>,
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone)]
+pub enum TaskOutcome {
+    /// Succeeded with this output.
+    Completed(Value),
+    /// Failed with this error; `retry_at` says when to try again, `None` for never.
+    Failed {
+        /// The error message.
+        error: String,
+        /// When the next attempt is due, if one is allowed.
+        retry_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// What [`Store::finish`] did.
+#[derive(Debug, Default)]
+pub struct FinishReport {
+    /// One result per outcome given, in order (`Conflict` for a lost guard).
+    pub results: Vec<Result<()>>,
+    /// Everything the applied outcomes changed.
+    pub changes: Changes,
+}
+
+/// Why an execution is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A caller cancelled it: it ends CANCELLED.
+    Cancelled,
+    /// Its deadline passed: it ends FAILED.
+    TimedOut,
+}
+
+/// What [`Store::stop_execution`] did.
+#[derive(Debug, Clone)]
+pub struct StopOutcome {
+    /// The execution's new status.
+    pub status: ExecutionStatus,
+    /// Tasks that were RUNNING (their workers should be told).
+    pub running: Vec<TaskRef>,
+    /// The status events.
+    pub changes: Changes,
+}
+
+/// Effects of a committed transition that the caller must pass on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// Tasks now QUEUED: publish a message for each.
+    pub ready: Vec<TaskRef>,
+    /// Tasks now RETRYING: publish each at its due time.
+    pub delayed: Vec<(TaskRef, DateTime<Utc>)>,
+    /// Status changes, in order.
+    pub events: Vec<StatusEvent>,
+}
+
+impl Changes {
+    /// True when there is nothing to pass on.
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.delayed.is_empty() && self.events.is_empty()
+    }
+
+    /// Appends `other`.
+    pub fn extend(&mut self, other: Changes) {
+        self.ready.extend(other.ready);
+        self.delayed.extend(other.delayed);
+        self.events.extend(other.events);
+    }
+}
+
+/// Counts for the system status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Executions by status.
+    pub executions: BTreeMap<ExecutionStatus, u64>,
+    /// Tasks QUEUED right now.
+    pub queued_tasks: u64,
+    /// Tasks RUNNING right now.
+    pub running_tasks: u64,
+}

@@ -1,0 +1,114 @@
+//! Engine settings and the clock it reads.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::Limits;
+
+/// How an engine (one node) behaves. `Default` gives production-minded values.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This node's id: lease owner and node-registry key. Default `node-<random>`.
+    pub node_id: String,
+    /// What this node does, as shown in the node registry: `all`, `api` or `worker`.
+    pub role: String,
+    /// Task attempts run at once on this node (and the queue prefetch). Default 16.
+    pub concurrency: usize,
+    /// How long a claim holds a task without a heartbeat. Default 30 s.
+    pub lease_ttl: Duration,
+    /// How often running tasks' leases are renewed. Default 10 s (a third of the lease).
+    pub heartbeat_interval: Duration,
+    /// How often the sweeper looks for expired leases, lost messages and timeouts. Default 1 s.
+    pub sweep_interval: Duration,
+    /// A QUEUED task older than this is presumed to have lost its message and is republished.
+    /// Default 10 s.
+    pub republish_after: Duration,
+    /// A task whose lease expires more often than this FAILS (it probably kills its worker).
+    /// Default 3.
+    pub max_lease_expiries: u32,
+    /// Finished executions older than this are pruned. Default 7 days.
+    pub retention: Duration,
+    /// Largest task output, as JSON bytes; a larger one fails the task. Default 1 MiB.
+    pub max_output_bytes: usize,
+    /// Limits checked when a definition is registered.
+    pub limits: Limits,
+    /// On shutdown, how long running tasks may take to finish before they are handed back.
+    /// Default 30 s.
+    pub shutdown_grace: Duration,
+    /// After a task's cancellation token fires, how long it may take to return. Default 5 s.
+    pub cancel_grace: Duration,
+    /// Where "now" comes from.
+    pub clock: Clock,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            node_id: format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            role: "all".into(),
+            concurrency: 16,
+            lease_ttl: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(10),
+            sweep_interval: Duration::from_secs(1),
+            republish_after: Duration::from_secs(10),
+            max_lease_expiries: 3,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_output_bytes: 1 << 20,
+            limits: Limits::default(),
+            shutdown_grace: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(5),
+            clock: Clock::System,
+        }
+    }
+}
+
+/// The engine's source of wall-clock time.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// Wall time derived from tokio's clock, so that `tokio::time::pause()` and `advance()`
+    /// move leases, due times and deadlines too (for tests).
+    Tokio {
+        /// Wall time at `base`.
+        wall: DateTime<Utc>,
+        /// The tokio instant matching `wall`.
+        base: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A [`Clock::Tokio`] anchored now.
+    pub fn tokio() -> Self {
+        Self::Tokio {
+            wall: Utc::now(),
+            base: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The current wall time.
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Self::System => Utc::now(),
+            Self::Tokio { wall, base } => after(*wall, base.elapsed()),
+        }
+    }
+}
+
+/// `t + d`, saturating.
+pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `t - d`, saturating.
+pub(crate) fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}

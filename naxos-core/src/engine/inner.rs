@@ -1,0 +1,164 @@
+//! The state one node's engine shares between its handle, workers and sweeper.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::definitions::Definitions;
+use super::waiters::Waiters;
+use super::{sweeper, worker, EngineConfig};
+use crate::backend::{Cache, Changes, Queue, StopReason, Store};
+use crate::model::{ExecutionId, ExecutionStatus, TaskRef};
+use crate::task::Registry;
+use crate::{Error, Result};
+
+/// Shared by every clone of an [`Engine`](super::Engine).
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) cache: Arc<dyn Cache>,
+    pub(crate) registry: Registry,
+    pub(crate) config: EngineConfig,
+    pub(crate) definitions: Definitions,
+    pub(crate) waiters: Waiters,
+    /// Running attempts on this node, by (execution, task), with their cancellation tokens.
+    running: Mutex<HashMap<(ExecutionId, String), CancellationToken>>,
+    /// Fires when the node stops taking work.
+    pub(crate) stopping: CancellationToken,
+    /// Fires when the shutdown grace has run out: in-flight attempts are cancelled and handed back.
+    pub(crate) hard_stop: CancellationToken,
+    /// In-flight attempts.
+    pub(crate) tracker: TaskTracker,
+    loops: Mutex<Option<Vec<JoinHandle<()>>>>,
+    pub(crate) started_at: DateTime<Utc>,
+}
+
+impl Inner {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        cache: Arc<dyn Cache>,
+        config: EngineConfig,
+    ) -> Self {
+        let started_at = config.clock.now();
+        Self {
+            waiters: Waiters::new(queue.clone()),
+            store,
+            queue,
+            cache,
+            registry: Registry::default(),
+            config,
+            definitions: Definitions::default(),
+            running: Mutex::default(),
+            stopping: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            loops: Mutex::new(None),
+            started_at,
+        }
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.config.clock.now()
+    }
+
+    /// Passes on what a committed transition changed: publishes ready tasks, schedules
+    /// retries, publishes events. A failed publish is logged, not returned: the Store already
+    /// holds the truth and the sweeper republishes what was lost.
+    pub(crate) async fn dispatch(&self, changes: Changes) {
+        if !changes.ready.is_empty() {
+            if let Err(e) = self.queue.publish(&changes.ready).await {
+                tracing::warn!(error = %e, tasks = changes.ready.len(), "publish failed; the sweeper will republish");
+            }
+        }
+        for (task, due) in &changes.delayed {
+            let delay = (*due - self.now()).to_std().unwrap_or_default();
+            if let Err(e) = self.queue.publish_delayed(task, delay).await {
+                tracing::warn!(error = %e, %task, "delayed publish failed; the sweeper will republish when due");
+            }
+        }
+        if !changes.events.is_empty() {
+            self.waiters.observe(&changes.events);
+            if let Err(e) = self.queue.publish_events(&changes.events).await {
+                tracing::debug!(error = %e, "status events not published");
+            }
+        }
+    }
+
+    /// Stops an execution and fires the tokens of its attempts running here.
+    pub(crate) async fn stop(&self, id: ExecutionId, reason: StopReason) -> Result<ExecutionStatus> {
+        let outcome = self.store.stop_execution(id, reason, self.now()).await?;
+        for task in &outcome.running {
+            self.cancel_local(task);
+        }
+        self.dispatch(outcome.changes).await;
+        Ok(outcome.status)
+    }
+
+    fn running(&self) -> MutexGuard<'_, HashMap<(ExecutionId, String), CancellationToken>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn track_running(&self, task: &TaskRef, token: CancellationToken) {
+        self.running().insert((task.execution_id, task.task_id.clone()), token);
+    }
+
+    pub(crate) fn untrack_running(&self, task: &TaskRef) {
+        self.running().remove(&(task.execution_id, task.task_id.clone()));
+    }
+
+    pub(crate) fn cancel_local(&self, task: &TaskRef) {
+        if let Some(token) = self.running().get(&(task.execution_id, task.task_id.clone())) {
+            token.cancel();
+        }
+    }
+
+    pub(crate) fn running_count(&self) -> usize {
+        self.running().len()
+    }
+
+    pub(crate) fn start(self: &Arc<Self>) -> Result<()> {
+        let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
+        if loops.is_some() {
+            return Err(Error::conflict("the engine is already started"));
+        }
+        if self.stopping.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        *loops = Some(vec![
+            tokio::spawn(worker::run(self.clone())),
+            tokio::spawn(sweeper::run(self.clone())),
+        ]);
+        tracing::info!(node = %self.config.node_id, concurrency = self.config.concurrency, "engine started");
+        Ok(())
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        self.stopping.cancel();
+        let loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner).take();
+        for handle in loops.unwrap_or_default() {
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "engine loop ended abnormally");
+            }
+        }
+        self.tracker.close();
+        if tokio::time::timeout(self.config.shutdown_grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                running = self.running_count(),
+                "shutdown grace over: handing back running tasks"
+            );
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+        self.waiters.close();
+        tracing::info!(node = %self.config.node_id, "engine stopped");
+    }
+}

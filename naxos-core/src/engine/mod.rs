@@ -1,0 +1,335 @@
+//! The engine: submits executions, runs a node's worker pool and sweeper, and answers queries.
+//!
+//! - [`Engine`] (this file's API) — register functions and definitions, execute, cancel,
+//!   retry, wait, shut down.
+//! - `worker` — consume → claim → ack → run under timeout, heartbeat and cancellation → finish.
+//! - `sweeper` — expired leases, lost publishes, due retries, job timeouts, pruning, node heartbeat.
+//! - `waiters` — `wait_for` woken by status events, with a polling safety net.
+
+mod builder;
+mod config;
+mod definitions;
+mod heartbeat;
+mod inner;
+mod sweeper;
+mod waiters;
+mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use builder::EngineBuilder;
+pub use config::{Clock, EngineConfig};
+pub(crate) use heartbeat::Heartbeat;
+use inner::Inner;
+pub use sweeper::SweepReport;
+
+use crate::backend::{
+    Cache, DefinitionPut, ExecutionPage, ExecutionQuery, NewExecution, NewTask, Queue, StopReason, Store,
+};
+use crate::model::{
+    validate, DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, StoredDefinition,
+};
+use crate::task::{Registry, TaskContext, TaskError};
+use crate::{Error, Result};
+
+/// A naxos node: the handle through which a service registers task functions and job
+/// definitions, executes jobs and watches them. Cheap to clone (all clones share one node).
+///
+/// Call [`Engine::start`] on nodes that should run tasks, and [`Engine::shutdown`] before exit.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// A request to run a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecuteRequest {
+    /// The definition to run.
+    pub definition_id: String,
+    /// A specific version; the latest when `None`.
+    pub version: Option<u32>,
+    /// Params (a JSON object; `null` means `{}`).
+    pub params: Value,
+    /// Repeating a request with the same key (for the same definition) returns the first
+    /// execution instead of starting another.
+    pub idempotency_key: Option<String>,
+}
+
+impl ExecuteRequest {
+    /// Runs the latest version of `definition_id` with `params`.
+    pub fn new(definition_id: impl Into<String>, params: Value) -> Self {
+        Self {
+            definition_id: definition_id.into(),
+            version: None,
+            params,
+            idempotency_key: None,
+        }
+    }
+
+    /// Pins a version.
+    #[must_use]
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// Sets the idempotency key.
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// What [`Engine::submit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The execution's id.
+    pub execution_id: ExecutionId,
+    /// False when an idempotency key matched an earlier execution.
+    pub created: bool,
+}
+
+/// The Store's and Queue's health.
+#[derive(Debug)]
+pub struct Health {
+    /// The Store's ping.
+    pub store: Result<()>,
+    /// The Queue's ping.
+    pub queue: Result<()>,
+}
+
+impl Health {
+    /// True when both answered.
+    pub fn is_healthy(&self) -> bool {
+        self.store.is_ok() && self.queue.is_ok()
+    }
+}
+
+impl Engine {
+    /// A builder; without backends set it uses the in-memory ones.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// An engine on in-memory backends with default settings.
+    pub fn in_memory() -> Self {
+        Self::builder().build()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The task function registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The Store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The Queue.
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.inner.queue
+    }
+
+    /// The Cache.
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.inner.cache
+    }
+
+    /// Registers (or replaces) a task function under `name`.
+    ///
+    /// ```
+    /// # let engine = naxos_core::Engine::in_memory();
+    /// use naxos_core::{TaskError, serde_json::json};
+    /// engine.register("greet", |ctx| async move {
+    ///     let who: String = ctx.param("name").ok_or_else(|| TaskError::fatal("no name"))?;
+    ///     Ok(json!({ "greeting": format!("hello, {who}") }))
+    /// });
+    /// ```
+    pub fn register<F, Fut, O>(&self, name: impl Into<String>, f: F)
+    where
+        F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<O, TaskError>> + Send + 'static,
+        O: Serialize + 'static,
+    {
+        self.inner.registry.register(name, f);
+    }
+
+    /// Registers a typed task function: params deserialize into `I`, the output serializes from `O`.
+    pub fn register_typed<I, O, F, Fut>(&self, name: impl Into<String>, f: F)
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + 'static,
+        F: Fn(TaskContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<O, TaskError>> + Send + 'static,
+    {
+        self.inner.registry.register_typed(name, f);
+    }
+
+    /// Validates and registers a job definition. Identical content is a no-op returning the
+    /// current version (`created: false`); changed content becomes the next version.
+    pub async fn register_definition(&self, definition: JobDefinition) -> Result<DefinitionPut> {
+        let registry = &self.inner.registry;
+        validate(&definition, &self.inner.config.limits, &|f| registry.contains(f))?;
+        self.inner.store.put_definition(definition, self.inner.now()).await
+    }
+
+    /// A definition's latest version, or the given one.
+    pub async fn definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
+        self.inner.store.get_definition(id, version).await
+    }
+
+    /// The latest version of every definition.
+    pub async fn definitions(&self) -> Result<Vec<DefinitionSummary>> {
+        self.inner.store.list_definitions().await
+    }
+
+    /// Runs the latest version of a definition with `params` (a JSON object).
+    pub async fn execute(&self, definition_id: &str, params: Value) -> Result<Submitted> {
+        self.submit(ExecuteRequest::new(definition_id, params)).await
+    }
+
+    /// Runs a job as `request` says. The execution and its first tasks are in the Store when
+    /// this returns; their messages are published, or will be by a sweeper if that fails.
+    pub async fn submit(&self, request: ExecuteRequest) -> Result<Submitted> {
+        let params = match request.params {
+            Value::Null => Value::Object(Default::default()),
+            Value::Object(m) => Value::Object(m),
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "params must be a JSON object, not {}",
+                    json_kind(&other)
+                )))
+            }
+        };
+        if let Some(key) = &request.idempotency_key {
+            if key.is_empty() || key.len() > 256 {
+                return Err(Error::InvalidInput("the idempotency key must be 1 to 256 bytes".into()));
+            }
+        }
+        let inner = &self.inner;
+        let stored = inner
+            .store
+            .get_definition(&request.definition_id, request.version)
+            .await?;
+        let def = &stored.definition;
+        let now = inner.now();
+        let tasks = def
+            .tasks
+            .values()
+            .map(|t| NewTask {
+                task_id: t.id.clone(),
+                name: t.name.clone(),
+                function_name: t.function_name.clone(),
+                dependencies: def.dependencies(&t.id).to_vec(),
+            })
+            .collect();
+        let created = inner
+            .store
+            .create_execution(NewExecution {
+                id: uuid::Uuid::now_v7(),
+                definition_id: def.id.clone(),
+                definition_version: stored.version,
+                params,
+                idempotency_key: request.idempotency_key,
+                deadline: def.timeout().map(|t| config::after(now, t)),
+                tasks,
+                now,
+            })
+            .await?;
+        inner.dispatch(created.changes).await;
+        Ok(Submitted {
+            execution_id: created.execution_id,
+            created: created.created,
+        })
+    }
+
+    /// An execution with every task's state.
+    pub async fn execution(&self, id: ExecutionId) -> Result<Execution> {
+        self.inner.store.get_execution(id).await
+    }
+
+    /// A page of executions, newest first.
+    pub async fn executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage> {
+        self.inner.store.list_executions(query).await
+    }
+
+    /// Cancels an unfinished execution: queued tasks never start, running ones see their
+    /// cancellation token fire (at once on this node, by the next heartbeat elsewhere) and
+    /// their results are discarded. `Conflict` when it already finished.
+    pub async fn cancel(&self, id: ExecutionId) -> Result<ExecutionStatus> {
+        self.inner.stop(id, StopReason::Cancelled).await
+    }
+
+    /// Re-runs the failed, skipped and cancelled tasks of a FAILED or CANCELLED execution.
+    pub async fn retry(&self, id: ExecutionId) -> Result<()> {
+        let changes = self.inner.store.retry_execution(id, self.inner.now()).await?;
+        self.inner.dispatch(changes).await;
+        Ok(())
+    }
+
+    /// Waits until the execution is finished and returns it.
+    pub async fn wait_for(&self, id: ExecutionId) -> Result<Execution> {
+        waiters::wait_for(&self.inner, id).await
+    }
+
+    /// Like [`wait_for`](Self::wait_for), failing with [`Error::Timeout`] after `timeout`.
+    pub async fn wait_for_timeout(&self, id: ExecutionId, timeout: Duration) -> Result<Execution> {
+        tokio::time::timeout(timeout, self.wait_for(id))
+            .await
+            .map_err(|_| Error::Timeout(format!("execution {id} did not finish within {timeout:?}")))?
+    }
+
+    /// Pings the Store and the Queue.
+    pub async fn health(&self) -> Health {
+        let (store, queue) = tokio::join!(self.inner.store.ping(), self.inner.queue.ping());
+        Health { store, queue }
+    }
+
+    /// Starts this node's worker pool and sweeper (on the current tokio runtime).
+    /// `Conflict` when already started.
+    pub fn start(&self) -> Result<()> {
+        self.inner.start()
+    }
+
+    /// Runs one sweep now: recovers expired leases, republishes lost messages and due retries,
+    /// fails overdue executions, prunes, and reports the node.
+    pub async fn sweep_once(&self) -> Result<SweepReport> {
+        sweeper::sweep_once(&self.inner).await
+    }
+
+    /// Stops taking work, gives running tasks [`EngineConfig::shutdown_grace`] to finish, then
+    /// cancels the rest and hands them back to the queue for another node. Returns once all
+    /// in-flight work is settled.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown().await
+    }
+
+    /// Task attempts running on this node now.
+    pub fn running_tasks(&self) -> usize {
+        self.inner.running_count()
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,100 @@
+//! The sweeper: closes every crash window by looking at the Store, on every node at once.
+
+use std::sync::Arc;
+
+use super::config::before;
+use super::inner::Inner;
+use crate::backend::StopReason;
+use crate::model::{EventKind, NodeInfo, TaskStatus};
+use crate::Result;
+
+/// Rows looked at per scan and sweep.
+const BATCH: usize = 1_000;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Tasks whose lease had expired, requeued or failed.
+    pub recovered: usize,
+    /// QUEUED tasks (lost messages) and due retries published again.
+    pub republished: usize,
+    /// Executions failed for running past their deadline.
+    pub timed_out: usize,
+    /// Finished executions deleted after the retention period.
+    pub pruned: u64,
+}
+
+/// Sweeps every `sweep_interval` until the node stops.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(inner.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = inner.stopping.cancelled() => break,
+            _ = tick.tick() => {
+                match sweep_once(&inner).await {
+                    Ok(r) if r != SweepReport::default() => tracing::info!(?r, "sweep"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sweep failed"),
+                }
+            }
+        }
+    }
+}
+
+/// One pass. Every Store call here is safe to run on several nodes at once: each recovered or
+/// republished task goes to exactly one sweeper.
+pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
+    let config = &inner.config;
+    let mut report = SweepReport::default();
+    let now = inner.now();
+
+    let recovered = inner
+        .store
+        .recover_expired(now, config.max_lease_expiries, BATCH)
+        .await?;
+    report.recovered = recovered
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Task {
+                    status: TaskStatus::Queued | TaskStatus::Failed,
+                    ..
+                }
+            )
+        })
+        .count();
+    inner.dispatch(recovered).await;
+
+    let stale = inner
+        .store
+        .take_stale(before(now, config.republish_after), now, BATCH)
+        .await?;
+    report.republished = stale.ready.len();
+    inner.dispatch(stale).await;
+
+    for id in inner.store.overdue_executions(now, BATCH).await? {
+        match inner.stop(id, StopReason::TimedOut).await {
+            Ok(_) => report.timed_out += 1,
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e),
+        }
+    }
+
+    report.pruned = inner.store.prune(before(now, config.retention), BATCH).await?;
+
+    inner
+        .store
+        .put_node(NodeInfo {
+            id: config.node_id.clone(),
+            role: config.role.clone(),
+            concurrency: config.concurrency as u32,
+            running: inner.running_count() as u32,
+            started_at: inner.started_at,
+            last_seen: now,
+        })
+        .await?;
+    Ok(report)
+}

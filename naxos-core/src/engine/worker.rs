@@ -1,0 +1,378 @@
+//! A node's worker pool: consume → claim → ack → run → finish.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinError;
+use tracing::Instrument;
+
+use super::config::after;
+use super::inner::Inner;
+use super::Heartbeat;
+use crate::backend::{ClaimRequest, ClaimedTask, Consumer, Delivery, LeaseState, TaskFinish, TaskOutcome};
+use crate::model::TaskDefinition;
+use crate::task::{TaskContext, TaskError};
+
+/// Pause after a failed consume before trying again; doubles up to [`MAX_RECONNECT`].
+const MIN_RECONNECT: Duration = Duration::from_millis(100);
+const MAX_RECONNECT: Duration = Duration::from_secs(5);
+/// Attempts to record an outcome while the Store has transient trouble.
+const FINISH_TRIES: u32 = 5;
+
+/// Consumes task messages until the node stops, running each under a concurrency slot.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let slots = Arc::new(Semaphore::new(inner.config.concurrency));
+    let mut consumer: Option<Box<dyn Consumer>> = None;
+    let mut pause = MIN_RECONNECT;
+    loop {
+        let c = match consumer.as_mut() {
+            Some(c) => c,
+            None => {
+                let started = tokio::select! {
+                    _ = inner.stopping.cancelled() => break,
+                    c = inner.queue.consume(inner.config.concurrency) => c,
+                };
+                match started {
+                    Ok(c) => consumer.insert(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?pause, "cannot start a consumer");
+                        if !sleep_unless_stopping(&inner, &mut pause).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let permit = tokio::select! {
+            _ = inner.stopping.cancelled() => break,
+            p = slots.clone().acquire_owned() => p.expect("the slots semaphore is never closed"),
+        };
+        let next = tokio::select! {
+            _ = inner.stopping.cancelled() => break,
+            n = c.next() => n,
+        };
+        match next {
+            Ok(Some(delivery)) => {
+                pause = MIN_RECONNECT;
+                inner.tracker.spawn(handle(inner.clone(), delivery, permit));
+            }
+            Ok(None) | Err(_) => {
+                if let Err(e) = next {
+                    tracing::warn!(error = %e, "consumer failed; reconnecting");
+                }
+                consumer = None;
+                if !sleep_unless_stopping(&inner, &mut pause).await {
+                    break;
+                }
+            }
+        }
+    }
+    // Dropping the consumer hands its unacknowledged deliveries back to the queue.
+    drop(consumer);
+}
+
+async fn sleep_unless_stopping(inner: &Inner, pause: &mut Duration) -> bool {
+    let d = *pause;
+    *pause = (*pause * 2).min(MAX_RECONNECT);
+    tokio::select! {
+        _ = inner.stopping.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// How an attempt ended, as far as the worker is concerned.
+enum Ending {
+    /// Record this outcome.
+    Outcome(TaskOutcome),
+    /// Put the task back in line for another node (shutdown).
+    HandBack,
+    /// Nothing to record: the execution was cancelled or the lease was lost.
+    Discard(&'static str),
+}
+
+async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
+    let now = inner.now();
+    let request = ClaimRequest {
+        task: delivery.task.clone(),
+        owner: inner.config.node_id.clone(),
+        lease_until: after(now, inner.config.lease_ttl),
+        now,
+    };
+    let mut claimed = match inner.store.claim(request).await {
+        Ok(c) => c,
+        Err(e) if e.is_conflict() || e.is_not_found() => {
+            tracing::debug!(task = %delivery.task, reason = %e, "dropping a stale message");
+            settle(delivery.ack().await);
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(task = %delivery.task, error = %e, "claim failed; message requeued");
+            settle(delivery.nack(true).await);
+            return;
+        }
+    };
+    // The claim is durable: the message has done its job. Acking now means a long task never
+    // meets the broker's ack timeout; if this node dies, the lease expiry brings the task back.
+    settle(delivery.ack().await);
+    inner.dispatch(std::mem::take(&mut claimed.changes)).await;
+    let span = tracing::info_span!(
+        "task",
+        execution_id = %claimed.task.execution_id,
+        task_id = %claimed.task.task_id,
+        attempt = claimed.attempts,
+    );
+    async move {
+        let ending = run_attempt(&inner, &claimed).await;
+        record(&inner, &claimed, ending).await;
+    }
+    .instrument(span)
+    .await
+}
+
+fn settle(result: crate::Result<()>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "settling a delivery failed; a redelivery will be dropped as stale");
+    }
+}
+
+/// Loads the function and runs it under timeout, heartbeat and cancellation.
+async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> Ending {
+    let def = match inner
+        .definitions
+        .get(
+            &*inner.store,
+            &*inner.cache,
+            &claimed.definition_id,
+            claimed.definition_version,
+        )
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            return failure(
+                inner,
+                claimed,
+                None,
+                TaskError::retryable(format!("loading the definition failed: {e}")),
+            )
+        }
+    };
+    let Some(task_def) = def.definition.tasks.get(&claimed.task.task_id) else {
+        let error = format!(
+            "task `{}` is not in definition `{}` version {}",
+            claimed.task.task_id, claimed.definition_id, claimed.definition_version
+        );
+        return failure(inner, claimed, None, TaskError::fatal(error));
+    };
+    let Some(function) = inner.registry.get(&task_def.function_name) else {
+        let error = format!(
+            "function `{}` is not registered on node `{}`",
+            task_def.function_name, inner.config.node_id
+        );
+        return failure(inner, claimed, Some(task_def), TaskError::fatal(error));
+    };
+    let token = inner.hard_stop.child_token();
+    inner.track_running(&claimed.task, token.clone());
+    let heartbeat = Heartbeat {
+        store: inner.store.clone(),
+        task: claimed.task.clone(),
+        ttl: inner.config.lease_ttl,
+        clock: inner.config.clock,
+    };
+    let ctx = TaskContext {
+        task: claimed.task.clone(),
+        attempt: claimed.attempts,
+        params: claimed.params.clone(),
+        upstream: Arc::new(claimed.upstream.clone()),
+        cancel: token.clone(),
+        heartbeat: Some(heartbeat.clone()),
+    };
+    let mut running = tokio::spawn(function(ctx));
+    let deadline = task_def.timeout().map(|t| tokio::time::Instant::now() + t);
+    let mut beats = tokio::time::interval_at(
+        tokio::time::Instant::now() + inner.config.heartbeat_interval,
+        inner.config.heartbeat_interval,
+    );
+    let ending = loop {
+        tokio::select! {
+            result = &mut running => break result_ending(inner, claimed, task_def, result),
+            _ = sleep_until(deadline) => {
+                token.cancel();
+                stop_within_grace(inner, &mut running).await;
+                let ms = task_def.timeout_ms.unwrap_or_default();
+                break failure(inner, claimed, Some(task_def), TaskError::retryable(format!("timed out after {ms} ms")));
+            }
+            _ = beats.tick() => match heartbeat.beat().await {
+                Ok(LeaseState::Active) => {}
+                Ok(LeaseState::Cancelled) => {
+                    token.cancel();
+                    stop_within_grace(inner, &mut running).await;
+                    break Ending::Discard("the execution was cancelled");
+                }
+                Err(e) if e.is_conflict() || e.is_not_found() => {
+                    token.cancel();
+                    stop_within_grace(inner, &mut running).await;
+                    break Ending::Discard("the lease was lost to another attempt");
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed; will try again"),
+            },
+            _ = token.cancelled() => {
+                // Cancelled here (cancel() on this node) or the shutdown grace ran out.
+                match tokio::time::timeout(inner.config.cancel_grace, &mut running).await {
+                    Ok(result) => break result_ending(inner, claimed, task_def, result),
+                    Err(_) => {
+                        running.abort();
+                        break if inner.hard_stop.is_cancelled() {
+                            Ending::HandBack
+                        } else {
+                            Ending::Discard("the execution was cancelled")
+                        };
+                    }
+                }
+            }
+        }
+    };
+    inner.untrack_running(&claimed.task);
+    ending
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn stop_within_grace(inner: &Inner, running: &mut tokio::task::JoinHandle<Result<serde_json::Value, TaskError>>) {
+    if tokio::time::timeout(inner.config.cancel_grace, &mut *running)
+        .await
+        .is_err()
+    {
+        running.abort();
+    }
+}
+
+fn result_ending(
+    inner: &Inner,
+    claimed: &ClaimedTask,
+    task_def: &TaskDefinition,
+    result: Result<Result<serde_json::Value, TaskError>, JoinError>,
+) -> Ending {
+    // Past the shutdown grace, a failure is most likely the cancellation itself: hand the
+    // task back rather than spend its retry budget. A success still counts.
+    if inner.hard_stop.is_cancelled() && !matches!(result, Ok(Ok(_))) {
+        return Ending::HandBack;
+    }
+    match result {
+        Ok(Ok(output)) => {
+            let size = json_size(&output);
+            if size > inner.config.max_output_bytes {
+                let error = format!(
+                    "the output is {size} bytes of JSON, over the limit of {}",
+                    inner.config.max_output_bytes
+                );
+                return failure(inner, claimed, Some(task_def), TaskError::fatal(error));
+            }
+            Ending::Outcome(TaskOutcome::Completed(output))
+        }
+        Ok(Err(error)) => failure(inner, claimed, Some(task_def), error),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            failure(
+                inner,
+                claimed,
+                Some(task_def),
+                TaskError::retryable(format!("the task panicked: {message}")),
+            )
+        }
+        Err(_) => Ending::Discard("the attempt was aborted"),
+    }
+}
+
+/// A failed attempt: retried after its backoff while the task's budget allows and the error
+/// is retryable, FAILED otherwise.
+fn failure(inner: &Inner, claimed: &ClaimedTask, task_def: Option<&TaskDefinition>, error: TaskError) -> Ending {
+    let retry_at = task_def.and_then(|t| {
+        (error.is_retryable() && claimed.failures < t.max_retry).then(|| {
+            let delay = t.backoff_policy().delay(claimed.failures + 1, fastrand::f64());
+            after(inner.now(), delay)
+        })
+    });
+    tracing::info!(error = %error.message, retry = retry_at.is_some(), "task attempt failed");
+    Ending::Outcome(TaskOutcome::Failed {
+        error: error.message,
+        retry_at,
+    })
+}
+
+/// Writes the ending to the Store (retrying transient failures) and passes on the changes.
+async fn record(inner: &Inner, claimed: &ClaimedTask, ending: Ending) {
+    let task = &claimed.task;
+    let outcome = match ending {
+        Ending::Outcome(o) => o,
+        Ending::Discard(why) => {
+            tracing::info!(reason = why, "attempt result discarded");
+            return;
+        }
+        Ending::HandBack => {
+            match inner.store.release(task, inner.now()).await {
+                Ok(changes) => inner.dispatch(changes).await,
+                Err(e) => tracing::warn!(error = %e, "hand-back failed; the lease expiry will requeue the task"),
+            }
+            return;
+        }
+    };
+    let mut pause = Duration::from_millis(100);
+    for attempt in 1..=FINISH_TRIES {
+        let finish = TaskFinish {
+            task: task.clone(),
+            outcome: outcome.clone(),
+            now: inner.now(),
+        };
+        match inner.store.finish(vec![finish]).await {
+            Ok(mut report) => {
+                match report.results.pop() {
+                    Some(Err(e)) => tracing::info!(reason = %e, "attempt result not recorded"),
+                    _ => tracing::debug!("attempt recorded"),
+                }
+                inner.dispatch(report.changes).await;
+                return;
+            }
+            Err(e) if e.is_transient() && attempt < FINISH_TRIES => {
+                tracing::warn!(error = %e, "recording the result failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "recording the result failed; the lease expiry will re-run the task");
+                return;
+            }
+        }
+    }
+}
+
+/// The length of `value` as compact JSON, without building the string.
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}

@@ -1,0 +1,142 @@
+//! The one error type of naxos, with kinds the engine and callers act on.
+
+use std::fmt;
+
+use crate::model::Problem;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in naxos, sorted by what a caller should do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The named thing does not exist (HTTP 404).
+    #[error("{kind} `{id}` not found")]
+    NotFound {
+        /// What was looked for: `"job definition"`, `"execution"`, `"task"`.
+        kind: &'static str,
+        /// The id that was looked for.
+        id: String,
+    },
+    /// The current state forbids the action (HTTP 409). For a guarded transition this means
+    /// "someone else got there first" and is not an error of the caller's making.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A job definition did not validate; every problem found is listed (HTTP 422).
+    #[error("invalid job definition `{id}`: {}", ProblemList(.problems))]
+    InvalidDefinition {
+        /// The definition's id as given (may itself be the problem).
+        id: String,
+        /// Every problem found, in a stable order.
+        problems: Vec<Problem>,
+    },
+    /// Input other than a definition is malformed, e.g. params that are not a JSON object (HTTP 400).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The backend does not implement an optional capability.
+    #[error("`{operation}` is not supported by this backend")]
+    NotSupported {
+        /// The operation asked for.
+        operation: &'static str,
+    },
+    /// A Store, Queue or Cache failed; `kind` says whether trying again may help.
+    #[error("{kind} backend error: {source}")]
+    Backend {
+        /// Whether the failure is worth retrying.
+        kind: BackendErrorKind,
+        /// The driver's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The engine is shutting down and takes no new work.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// A wait ran past its deadline.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+/// Whether a backend failure may go away if the operation is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendErrorKind {
+    /// Connection lost, pool exhausted, serialization failure: retry with backoff.
+    Transient,
+    /// Corrupt data, schema mismatch, misconfiguration: retrying will not help.
+    Permanent,
+}
+
+impl fmt::Display for BackendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Transient => "transient",
+            Self::Permanent => "permanent",
+        })
+    }
+}
+
+impl Error {
+    /// A [`Error::NotFound`].
+    pub fn not_found(kind: &'static str, id: impl fmt::Display) -> Self {
+        Self::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+
+    /// A [`Error::Conflict`].
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(message.into())
+    }
+
+    /// A transient [`Error::Backend`].
+    pub fn transient(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend {
+            kind: BackendErrorKind::Transient,
+            source: source.into(),
+        }
+    }
+
+    /// A permanent [`Error::Backend`].
+    pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend {
+            kind: BackendErrorKind::Permanent,
+            source: source.into(),
+        }
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
+    }
+
+    /// True for [`Error::Conflict`].
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict(_))
+    }
+
+    /// True for a transient backend error: the same call may succeed later.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Backend {
+                kind: BackendErrorKind::Transient,
+                ..
+            }
+        )
+    }
+}
+
+struct ProblemList<'a>(&'a [Problem]);
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}

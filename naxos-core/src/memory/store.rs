@@ -1,0 +1,388 @@
+//! The in-memory `Store`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::record::Record;
+use crate::backend::{
+    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
+    LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
+};
+use crate::model::{
+    DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, StoredDefinition, TaskRef, TaskStatus,
+};
+use crate::{Error, Result};
+
+const SHARDS: usize = 16;
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1_000;
+
+/// A [`Store`] in process memory: concurrent (executions are sharded over 16 locks, none held
+/// across an await), complete, and gone when the process ends.
+#[derive(Debug)]
+pub struct MemoryStore {
+    definitions: RwLock<HashMap<String, Vec<Arc<StoredDefinition>>>>,
+    shards: Box<[Mutex<Shard>]>,
+    index: Mutex<Index>,
+    nodes: Mutex<BTreeMap<String, NodeInfo>>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    executions: HashMap<ExecutionId, Record>,
+    /// Executions not yet finished: what the recovery scans look at.
+    active: HashSet<ExecutionId>,
+}
+
+/// Creation order and idempotency keys. Lock order: `index` before any shard.
+#[derive(Debug, Default)]
+struct Index {
+    order: BTreeSet<ExecutionId>,
+    idempotency: HashMap<(String, String), ExecutionId>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            definitions: RwLock::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            index: Mutex::default(),
+            nodes: Mutex::default(),
+        }
+    }
+
+    fn shard(&self, id: ExecutionId) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[(id.as_u128() % SHARDS as u128) as usize])
+    }
+
+    /// Runs `f` on one execution's record, keeping the active set in step.
+    fn with_record<T>(&self, id: ExecutionId, f: impl FnOnce(&mut Record) -> Result<T>) -> Result<T> {
+        let mut shard = self.shard(id);
+        let record = shard
+            .executions
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("execution", id))?;
+        let out = f(record);
+        let finished = record.is_finished();
+        if finished {
+            shard.active.remove(&id);
+        } else {
+            shard.active.insert(id);
+        }
+        out
+    }
+
+    /// Runs `scan` over every unfinished execution until the budget is spent.
+    fn scan_active(&self, limit: usize, mut scan: impl FnMut(&mut Record, &mut usize)) -> usize {
+        let mut budget = limit;
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            let ids: Vec<ExecutionId> = shard.active.iter().copied().collect();
+            for id in ids {
+                if budget == 0 {
+                    return limit;
+                }
+                let Some(record) = shard.executions.get_mut(&id) else {
+                    continue;
+                };
+                scan(record, &mut budget);
+                if record.is_finished() {
+                    shard.active.remove(&id);
+                }
+            }
+        }
+        limit - budget
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn put_definition(&self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DefinitionPut> {
+        let mut defs = self.definitions.write().unwrap_or_else(PoisonError::into_inner);
+        let versions = defs.entry(definition.id.clone()).or_default();
+        if let Some(latest) = versions.last() {
+            if latest.definition == definition {
+                return Ok(DefinitionPut {
+                    definition: latest.clone(),
+                    created: false,
+                });
+            }
+        }
+        let stored = Arc::new(StoredDefinition {
+            version: versions.len() as u32 + 1,
+            created_at: now,
+            definition,
+        });
+        versions.push(stored.clone());
+        Ok(DefinitionPut {
+            definition: stored,
+            created: true,
+        })
+    }
+
+    async fn get_definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
+        let defs = self.definitions.read().unwrap_or_else(PoisonError::into_inner);
+        let versions = defs.get(id);
+        let found = match version {
+            None => versions.and_then(|v| v.last()),
+            Some(n) => versions.and_then(|v| v.get((n as usize).wrapping_sub(1))),
+        };
+        found.cloned().ok_or_else(|| match version {
+            None => Error::not_found("job definition", id),
+            Some(n) => Error::not_found("job definition", format!("{id} version {n}")),
+        })
+    }
+
+    async fn definition_versions(&self, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {
+        let defs = self.definitions.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(defs.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
+        let defs = self.definitions.read().unwrap_or_else(PoisonError::into_inner);
+        let mut list: Vec<DefinitionSummary> = defs
+            .values()
+            .filter_map(|v| v.last())
+            .map(|d| DefinitionSummary {
+                id: d.definition.id.clone(),
+                name: d.definition.name.clone(),
+                latest_version: d.version,
+                task_count: d.definition.tasks.len(),
+                updated_at: d.created_at,
+            })
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(list)
+    }
+
+    async fn create_execution(&self, execution: NewExecution) -> Result<Created> {
+        let mut index = lock(&self.index);
+        let key = execution
+            .idempotency_key
+            .clone()
+            .map(|k| (execution.definition_id.clone(), k));
+        if let Some(existing) = key.as_ref().and_then(|k| index.idempotency.get(k)) {
+            return Ok(Created {
+                execution_id: *existing,
+                created: false,
+                changes: Changes::default(),
+            });
+        }
+        let id = execution.id;
+        let mut changes = Changes::default();
+        let record = Record::create(execution, &mut changes);
+        {
+            let mut shard = self.shard(id);
+            if shard.executions.contains_key(&id) {
+                return Err(Error::conflict(format!("execution {id} already exists")));
+            }
+            shard.executions.insert(id, record);
+            shard.active.insert(id);
+        }
+        index.order.insert(id);
+        if let Some(k) = key {
+            index.idempotency.insert(k, id);
+        }
+        Ok(Created {
+            execution_id: id,
+            created: true,
+            changes,
+        })
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {
+        let shard = self.shard(id);
+        shard
+            .executions
+            .get(&id)
+            .map(Record::snapshot)
+            .ok_or_else(|| Error::not_found("execution", id))
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage> {
+        let limit = match query.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let index = lock(&self.index);
+        let ids = match query.cursor {
+            Some(c) => index.order.range(..c),
+            None => index.order.range(..),
+        };
+        let mut executions = Vec::new();
+        let mut more = false;
+        for &id in ids.rev() {
+            let shard = self.shard(id);
+            let Some(record) = shard.executions.get(&id) else {
+                continue;
+            };
+            let s = &record.summary;
+            if query.status.is_some_and(|st| st != s.status)
+                || query.definition_id.as_ref().is_some_and(|d| *d != s.definition_id)
+            {
+                continue;
+            }
+            if executions.len() == limit {
+                more = true;
+                break;
+            }
+            executions.push(s.clone());
+        }
+        let next_cursor = if more { executions.last().map(|e| e.id) } else { None };
+        Ok(ExecutionPage {
+            executions,
+            next_cursor,
+        })
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
+        self.with_record(request.task.execution_id, |r| r.claim(&request))
+    }
+
+    async fn heartbeat(&self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState> {
+        let active = self.with_record(task.execution_id, |r| r.heartbeat(task, until))?;
+        Ok(if active {
+            LeaseState::Active
+        } else {
+            LeaseState::Cancelled
+        })
+    }
+
+    async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport> {
+        let mut report = FinishReport::default();
+        for f in outcomes {
+            let mut changes = Changes::default();
+            let result = self.with_record(f.task.execution_id, |r| {
+                r.finish(&f.task, f.outcome, f.now, &mut changes)
+            });
+            report.changes.extend(changes);
+            report.results.push(result);
+        }
+        Ok(report)
+    }
+
+    async fn release(&self, task: &TaskRef, now: DateTime<Utc>) -> Result<Changes> {
+        let mut changes = Changes::default();
+        self.with_record(task.execution_id, |r| r.release(task, now, &mut changes))?;
+        Ok(changes)
+    }
+
+    async fn stop_execution(&self, id: ExecutionId, reason: StopReason, now: DateTime<Utc>) -> Result<StopOutcome> {
+        let mut changes = Changes::default();
+        let (status, running) = self.with_record(id, |r| {
+            let running = r.stop(reason, now, &mut changes)?;
+            Ok((r.summary.status, running))
+        })?;
+        Ok(StopOutcome {
+            status,
+            running,
+            changes,
+        })
+    }
+
+    async fn retry_execution(&self, id: ExecutionId, now: DateTime<Utc>) -> Result<Changes> {
+        let mut changes = Changes::default();
+        self.with_record(id, |r| r.retry(now, &mut changes))?;
+        Ok(changes)
+    }
+
+    async fn recover_expired(&self, now: DateTime<Utc>, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
+        let mut changes = Changes::default();
+        self.scan_active(limit, |r, budget| {
+            r.recover_expired(now, max_lease_expiries, budget, &mut changes)
+        });
+        Ok(changes)
+    }
+
+    async fn take_stale(&self, queued_before: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
+        let mut changes = Changes::default();
+        self.scan_active(limit, |r, budget| {
+            r.take_stale(queued_before, now, budget, &mut changes)
+        });
+        Ok(changes)
+    }
+
+    async fn overdue_executions(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>> {
+        let mut overdue = Vec::new();
+        self.scan_active(limit, |r, budget| {
+            if r.summary.deadline.is_some_and(|d| d < now) {
+                overdue.push(r.summary.id);
+                *budget -= 1;
+            }
+        });
+        Ok(overdue)
+    }
+
+    async fn prune(&self, ended_before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        let mut index = lock(&self.index);
+        let mut pruned = Vec::new();
+        for &id in index.order.iter() {
+            if pruned.len() >= limit {
+                break;
+            }
+            let mut shard = self.shard(id);
+            let old = shard
+                .executions
+                .get(&id)
+                .is_some_and(|r| r.is_finished() && r.summary.end_time.is_some_and(|e| e < ended_before));
+            if old {
+                let record = shard.executions.remove(&id).expect("checked above");
+                pruned.push((id, record.summary.definition_id, record.summary.idempotency_key));
+            }
+        }
+        for (id, definition, key) in &pruned {
+            index.order.remove(id);
+            if let Some(k) = key {
+                index.idempotency.remove(&(definition.clone(), k.clone()));
+            }
+        }
+        Ok(pruned.len() as u64)
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        let mut counts = StoreCounts::default();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            for record in shard.executions.values() {
+                *counts.executions.entry(record.summary.status).or_default() += 1;
+            }
+            for id in &shard.active {
+                for t in shard.executions[id].tasks() {
+                    match t.status {
+                        TaskStatus::Queued => counts.queued_tasks += 1,
+                        TaskStatus::Running => counts.running_tasks += 1,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn put_node(&self, node: NodeInfo) -> Result<()> {
+        lock(&self.nodes).insert(node.id.clone(), node);
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
+        Ok(lock(&self.nodes).values().cloned().collect())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}

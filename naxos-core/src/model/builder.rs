@@ -1,0 +1,142 @@
+//! Building job definitions in Rust code instead of JSON.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{BackoffPolicy, JobDefinition, TaskDefinition};
+
+impl JobDefinition {
+    /// Starts a definition with this id.
+    ///
+    /// ```
+    /// use naxos_core::model::{JobDefinition, TaskBuilder};
+    /// let def = JobDefinition::builder("diamond")
+    ///     .name("Diamond")
+    ///     .task(TaskBuilder::new("fetch", "fetch").max_retry(3))
+    ///     .task(TaskBuilder::new("left", "transform").after(["fetch"]))
+    ///     .task(TaskBuilder::new("right", "transform").after(["fetch"]))
+    ///     .task(TaskBuilder::new("join", "join").after(["left", "right"]))
+    ///     .build();
+    /// assert_eq!(def.dependencies("join"), ["left", "right"]);
+    /// ```
+    pub fn builder(id: impl Into<String>) -> DefinitionBuilder {
+        DefinitionBuilder {
+            def: JobDefinition {
+                id: id.into(),
+                name: String::new(),
+                description: None,
+                timeout_ms: None,
+                tasks: BTreeMap::new(),
+                graph: BTreeMap::new(),
+            },
+        }
+    }
+}
+
+/// Builds a [`JobDefinition`]; validation happens when it is registered with the engine.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct DefinitionBuilder {
+    def: JobDefinition,
+}
+
+impl DefinitionBuilder {
+    /// Sets the human-readable name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.def.name = name.into();
+        self
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.def.description = Some(description.into());
+        self
+    }
+
+    /// Sets a time limit on each whole execution.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.def.timeout_ms = Some(duration_ms(timeout));
+        self
+    }
+
+    /// Adds a task (replacing one with the same id).
+    pub fn task(mut self, task: TaskBuilder) -> Self {
+        let id = task.task.id.clone();
+        if task.after.is_empty() {
+            self.def.graph.remove(&id);
+        } else {
+            self.def.graph.insert(id.clone(), task.after);
+        }
+        self.def.tasks.insert(id, task.task);
+        self
+    }
+
+    /// The finished definition.
+    pub fn build(self) -> JobDefinition {
+        self.def
+    }
+}
+
+/// Builds one task of a [`DefinitionBuilder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TaskBuilder {
+    task: TaskDefinition,
+    after: Vec<String>,
+}
+
+impl TaskBuilder {
+    /// A task `id` that runs the function registered as `function_name`; its name defaults to its id.
+    pub fn new(id: impl Into<String>, function_name: impl Into<String>) -> Self {
+        let id = id.into();
+        Self {
+            task: TaskDefinition {
+                name: id.clone(),
+                id,
+                max_retry: 0,
+                function_name: function_name.into(),
+                timeout_ms: None,
+                backoff: None,
+            },
+            after: Vec::new(),
+        }
+    }
+
+    /// Sets the human-readable name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.task.name = name.into();
+        self
+    }
+
+    /// Extra attempts after retryable failures.
+    pub fn max_retry(mut self, max_retry: u32) -> Self {
+        self.task.max_retry = max_retry;
+        self
+    }
+
+    /// A time limit on each attempt.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.task.timeout_ms = Some(duration_ms(timeout));
+        self
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(mut self, backoff: BackoffPolicy) -> Self {
+        self.task.backoff = Some(backoff);
+        self
+    }
+
+    /// The tasks this one waits for.
+    pub fn after<I, S>(mut self, dependencies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.after.extend(dependencies.into_iter().map(Into::into));
+        self
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,225 @@
+//! Job definitions in the JSON format of the original naxos, plus optional extensions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A job: a DAG of named tasks. The JSON form is the original's:
+///
+/// ```json
+/// { "id": "sample-2", "name": "Parallel Task Execution",
+///   "tasks": { "task1": {"id":"task1","name":"Initial Task","maxRetry":3,"functionName":"Task1"},
+///              "task2": {"id":"task2","name":"Final Task","maxRetry":1,"functionName":"Task2"} },
+///   "graph": { "task1": [], "task2": ["task1"] } }
+/// ```
+///
+/// `tasks` is keyed by task id; `graph` maps a task id to the ids it depends on (a task missing
+/// from `graph` has none). Unknown fields are rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobDefinition {
+    /// Unique id, `[A-Za-z0-9_.-]{1,128}`.
+    pub id: String,
+    /// Human-readable name.
+    #[serde(default)]
+    pub name: String,
+    /// Optional longer description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Optional limit on a whole execution's run time; past it the execution FAILS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// The tasks, keyed by their id.
+    pub tasks: BTreeMap<String, TaskDefinition>,
+    /// Dependencies: task id → the ids it waits for.
+    #[serde(default)]
+    pub graph: BTreeMap<String, Vec<String>>,
+}
+
+/// One task of a [`JobDefinition`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskDefinition {
+    /// The task's id; must equal its key in `tasks`.
+    pub id: String,
+    /// Human-readable name.
+    #[serde(default)]
+    pub name: String,
+    /// Extra attempts after a retryable failure (`maxRetry + 1` attempts in all).
+    #[serde(default)]
+    pub max_retry: u32,
+    /// The name a task function was registered under.
+    pub function_name: String,
+    /// Optional per-attempt time limit; an attempt past it fails (retryably).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Optional retry backoff; [`BackoffPolicy::default`] otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffPolicy>,
+}
+
+/// Exponential backoff between attempts: `initialMs × multiplier^(n-1)`, capped at `maxMs`,
+/// minus up to `jitter` (a fraction, 0–1) of it at random.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BackoffPolicy {
+    /// Delay before the first retry, in milliseconds.
+    pub initial_ms: u64,
+    /// Upper bound of any delay, in milliseconds.
+    pub max_ms: u64,
+    /// Growth factor per retry, at least 1.
+    pub multiplier: f64,
+    /// Fraction (0–1) of the delay taken off at random, to spread retries.
+    pub jitter: f64,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        Self {
+            initial_ms: 200,
+            max_ms: 30_000,
+            multiplier: 2.0,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// The delay before retry number `retry` (1 for the first retry), with `unit` a number in
+    /// `[0, 1)` that picks the jitter (pass `fastrand::f64()`; 0 for no jitter).
+    pub fn delay(&self, retry: u32, unit: f64) -> Duration {
+        let exp = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
+        let base = (self.initial_ms as f64) * self.multiplier.powi(exp);
+        let capped = base.min(self.max_ms as f64).max(0.0);
+        let jittered = capped * (1.0 - self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0));
+        Duration::from_secs_f64(jittered / 1000.0)
+    }
+}
+
+impl JobDefinition {
+    /// Parses the JSON form, rejecting unknown fields with the field's name.
+    pub fn from_json(json: &str) -> crate::Result<Self> {
+        serde_json::from_str(json).map_err(|e| crate::Error::InvalidInput(format!("job definition JSON: {e}")))
+    }
+
+    /// The ids a task depends on (empty when the task is missing from `graph`).
+    pub fn dependencies(&self, task_id: &str) -> &[String] {
+        self.graph.get(task_id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The job's time limit, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout_ms.map(Duration::from_millis)
+    }
+}
+
+impl TaskDefinition {
+    /// The per-attempt time limit, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout_ms.map(Duration::from_millis)
+    }
+
+    /// The backoff policy in force (the task's own or the default).
+    pub fn backoff_policy(&self) -> BackoffPolicy {
+        self.backoff.unwrap_or_default()
+    }
+}
+
+/// A registered, immutable version of a definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredDefinition {
+    /// The version, from 1, one more for every changed registration.
+    pub version: u32,
+    /// When this version was registered.
+    pub created_at: DateTime<Utc>,
+    /// The definition itself.
+    pub definition: JobDefinition,
+}
+
+impl StoredDefinition {
+    /// The definition's id.
+    pub fn id(&self) -> &str {
+        &self.definition.id
+    }
+}
+
+/// One line of a definition listing: the latest version of one id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionSummary {
+    /// The definition's id.
+    pub id: String,
+    /// The latest version's name.
+    pub name: String,
+    /// The latest version.
+    pub latest_version: u32,
+    /// How many tasks the latest version has.
+    pub task_count: usize,
+    /// When the latest version was registered.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE_2: &str = r#"{ "id": "sample-2", "name": "Parallel Task Execution",
+      "tasks": { "task1": {"id":"task1","name":"Initial Task","maxRetry":3,"functionName":"Task1"},
+                 "task2": {"id":"task2","name":"Parallel Task A","maxRetry":2,"functionName":"Task2"},
+                 "task3": {"id":"task3","name":"Parallel Task B","maxRetry":2,"functionName":"Task3"},
+                 "task4": {"id":"task4","name":"Final Task","maxRetry":1,"functionName":"Task4"} },
+      "graph": { "task1": [], "task2": ["task1"], "task3": ["task1"], "task4": ["task2","task3"] } }"#;
+
+    #[test]
+    fn parses_the_original_format_unchanged() {
+        let def = JobDefinition::from_json(SAMPLE_2).unwrap();
+        assert_eq!(def.id, "sample-2");
+        assert_eq!(def.tasks.len(), 4);
+        assert_eq!(def.tasks["task1"].max_retry, 3);
+        assert_eq!(def.tasks["task4"].function_name, "Task4");
+        assert_eq!(def.dependencies("task4"), ["task2", "task3"]);
+        // Round trip keeps the same content.
+        let again = JobDefinition::from_json(&serde_json::to_string(&def).unwrap()).unwrap();
+        assert_eq!(def, again);
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = JobDefinition::from_json(r#"{"id":"a","tasks":{},"retries":3}"#).unwrap_err();
+        assert!(err.to_string().contains("retries"), "{err}");
+        let err = JobDefinition::from_json(r#"{"id":"a","tasks":{"t":{"id":"t","functionName":"f","maxRetries":1}}}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("maxRetries"), "{err}");
+    }
+
+    #[test]
+    fn extensions_parse() {
+        let def = JobDefinition::from_json(
+            r#"{"id":"a","timeoutMs":5000,"description":"d","tasks":{"t":{"id":"t","functionName":"f",
+               "timeoutMs":100,"backoff":{"initialMs":10,"maxMs":40,"multiplier":3}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(def.timeout(), Some(Duration::from_secs(5)));
+        let b = def.tasks["t"].backoff_policy();
+        assert_eq!((b.initial_ms, b.max_ms, b.multiplier, b.jitter), (10, 40, 3.0, 0.2));
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_jitters_down() {
+        let b = BackoffPolicy {
+            initial_ms: 100,
+            max_ms: 1000,
+            multiplier: 2.0,
+            jitter: 0.5,
+        };
+        assert_eq!(b.delay(1, 0.0), Duration::from_millis(100));
+        assert_eq!(b.delay(2, 0.0), Duration::from_millis(200));
+        assert_eq!(b.delay(4, 0.0), Duration::from_millis(800));
+        assert_eq!(b.delay(5, 0.0), Duration::from_millis(1000));
+        assert_eq!(b.delay(50, 0.0), Duration::from_millis(1000));
+        assert_eq!(b.delay(1, 1.0), Duration::from_millis(50));
+    }
+}

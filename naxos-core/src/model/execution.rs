@@ -1,0 +1,270 @@
+//! Executions, task runs, queue messages and status events.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{ExecutionStatus, TaskStatus};
+
+/// An execution's id: a UUIDv7, so ids sort by creation time.
+pub type ExecutionId = Uuid;
+
+/// Names one attempt of one task: the queue message, and the fencing token of its lease.
+///
+/// `attempt` grows every time the task is put back in line (retry, expired lease, hand-back), so
+/// a message or a worker holding an older attempt can never change the task's state again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRef {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The task within it.
+    pub task_id: String,
+    /// The dispatch number this message or lease is for (from 1).
+    pub attempt: u32,
+}
+
+impl TaskRef {
+    /// A reference to `task_id`'s dispatch `attempt` in `execution_id`.
+    pub fn new(execution_id: ExecutionId, task_id: impl Into<String>, attempt: u32) -> Self {
+        Self {
+            execution_id,
+            task_id: task_id.into(),
+            attempt,
+        }
+    }
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}#{}", self.execution_id, self.task_id, self.attempt)
+    }
+}
+
+/// Who holds a running task, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    /// The node id of the worker running the task.
+    pub owner: String,
+    /// When the lease runs out unless renewed by a heartbeat.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One task of one execution, with its whole state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRun {
+    /// The task's id in the definition.
+    pub task_id: String,
+    /// The task's name in the definition.
+    pub name: String,
+    /// The function that runs it.
+    pub function_name: String,
+    /// Where it stands.
+    pub status: TaskStatus,
+    /// The ids it depends on.
+    pub dependencies: Vec<String>,
+    /// Dependencies not yet COMPLETED.
+    pub remaining_dependencies: u32,
+    /// The current dispatch number (see [`TaskRef::attempt`]).
+    pub attempt: u32,
+    /// How many times a worker started it.
+    pub attempts: u32,
+    /// How many of those attempts failed (errors and timeouts); the retry budget counts these.
+    pub failures: u32,
+    /// How many times its lease ran out (the worker vanished) and it was requeued.
+    pub lease_expiries: u32,
+    /// The last error, if any.
+    pub error: Option<String>,
+    /// The output, once COMPLETED.
+    pub output: Option<Value>,
+    /// The lease while RUNNING.
+    pub lease: Option<Lease>,
+    /// When it last became QUEUED.
+    pub queued_at: Option<DateTime<Utc>>,
+    /// When a RETRYING task is due.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When the latest attempt started.
+    pub start_time: Option<DateTime<Utc>>,
+    /// When it last finished (or failed).
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+impl TaskRun {
+    /// The reference to its current dispatch.
+    pub fn task_ref(&self, execution_id: ExecutionId) -> TaskRef {
+        TaskRef::new(execution_id, self.task_id.clone(), self.attempt)
+    }
+}
+
+/// An execution with the state of each of its tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    /// Id, status and timestamps.
+    #[serde(flatten)]
+    pub summary: ExecutionSummary,
+    /// The params it was started with (`data` in the original's API).
+    pub data: Value,
+    /// Every task, in the definition's (sorted) order.
+    pub tasks: Vec<TaskRun>,
+}
+
+impl Execution {
+    /// The task run with this id.
+    pub fn task(&self, task_id: &str) -> Option<&TaskRun> {
+        self.tasks.iter().find(|t| t.task_id == task_id)
+    }
+}
+
+impl std::ops::Deref for Execution {
+    type Target = ExecutionSummary;
+
+    fn deref(&self) -> &ExecutionSummary {
+        &self.summary
+    }
+}
+
+/// An execution without its tasks and params: what listings return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionSummary {
+    /// The execution's id.
+    pub id: ExecutionId,
+    /// The definition it runs.
+    pub definition_id: String,
+    /// The definition version it pinned.
+    pub definition_version: u32,
+    /// Where it stands.
+    pub status: ExecutionStatus,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// The caller's idempotency key, if one was given.
+    pub idempotency_key: Option<String>,
+    /// When it must be finished by (from the job's `timeoutMs`).
+    pub deadline: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When its state last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When its first task started.
+    pub start_time: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    pub end_time: Option<DateTime<Utc>>,
+}
+
+/// A status change, published after it was committed to the Store.
+///
+/// Events are notifications for watchers (live status, `wait_for`, other services); the Store
+/// stays the truth. JSON: `{"executionId","definitionId","scope":"execution"|"task",
+/// "taskId"?,"attempt"?,"status","error"?,"at"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusEvent {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// Its definition.
+    pub definition_id: String,
+    /// What changed.
+    #[serde(flatten)]
+    pub kind: EventKind,
+    /// The error that came with the change, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the change was made.
+    pub at: DateTime<Utc>,
+}
+
+/// What a [`StatusEvent`] is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "scope", rename_all = "camelCase")]
+pub enum EventKind {
+    /// The execution's status changed.
+    #[serde(rename_all = "camelCase")]
+    Execution {
+        /// The new status.
+        status: ExecutionStatus,
+    },
+    /// A task's status changed.
+    #[serde(rename_all = "camelCase")]
+    Task {
+        /// The task.
+        task_id: String,
+        /// Its dispatch number at the change.
+        attempt: u32,
+        /// The new status.
+        status: TaskStatus,
+    },
+}
+
+impl StatusEvent {
+    /// The new status's wire name.
+    pub fn status_str(&self) -> &'static str {
+        match &self.kind {
+            EventKind::Execution { status } => status.as_str(),
+            EventKind::Task { status, .. } => status.as_str(),
+        }
+    }
+
+    /// The execution's new status, when this is an execution event.
+    pub fn execution_status(&self) -> Option<ExecutionStatus> {
+        match self.kind {
+            EventKind::Execution { status } => Some(status),
+            EventKind::Task { .. } => None,
+        }
+    }
+
+    /// The routing key for topic-based brokers: `<definitionId>.<executionId>.<status>`.
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}.{}", self.definition_id, self.execution_id, self.status_str())
+    }
+}
+
+/// A runner node as the Store last heard of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: String,
+    /// `all`, `api` or `worker`.
+    pub role: String,
+    /// Its worker concurrency.
+    pub concurrency: u32,
+    /// Tasks it was running when it last reported.
+    pub running: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it last reported.
+    pub last_seen: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_flat_with_a_scope() {
+        let id = Uuid::nil();
+        let e = StatusEvent {
+            execution_id: id,
+            definition_id: "d".into(),
+            kind: EventKind::Task {
+                task_id: "t".into(),
+                attempt: 2,
+                status: TaskStatus::Completed,
+            },
+            error: None,
+            at: DateTime::<Utc>::UNIX_EPOCH,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["scope"], "task");
+        assert_eq!(v["taskId"], "t");
+        assert_eq!(v["status"], "COMPLETED");
+        assert_eq!(serde_json::from_value::<StatusEvent>(v).unwrap(), e);
+        assert_eq!(e.routing_key(), format!("d.{id}.COMPLETED"));
+    }
+}

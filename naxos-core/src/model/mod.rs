@@ -1,0 +1,16 @@
+//! The data naxos works on: job definitions (the original's JSON format), executions, task runs
+//! and their statuses.
+
+mod builder;
+mod definition;
+mod execution;
+mod status;
+mod validate;
+
+pub use builder::{DefinitionBuilder, TaskBuilder};
+pub use definition::{BackoffPolicy, DefinitionSummary, JobDefinition, StoredDefinition, TaskDefinition};
+pub use execution::{
+    EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent, TaskRef, TaskRun,
+};
+pub use status::{ExecutionStatus, TaskStatus};
+pub use validate::{is_valid_id, validate, Limits, Problem};

@@ -1,0 +1,395 @@
+//! Validation of job definitions: every problem is found and named, not just the first.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::JobDefinition;
+use crate::dag::Dag;
+use crate::{Error, Result};
+
+/// Size limits checked when a definition is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most tasks a job may have.
+    pub max_tasks: usize,
+    /// Largest `maxRetry` a task may ask for.
+    pub max_retry: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_tasks: 1_000,
+            max_retry: 100,
+        }
+    }
+}
+
+/// One thing wrong with a job definition, naming the ids involved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Problem {
+    /// The job id is empty or uses characters outside `[A-Za-z0-9_.-]`, or is over 128 long.
+    InvalidJobId {
+        /// The id as given.
+        id: String,
+    },
+    /// The job has no tasks.
+    NoTasks,
+    /// More tasks than [`Limits::max_tasks`].
+    TooManyTasks {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A task key is empty or uses characters outside `[A-Za-z0-9_.-]`, or is over 128 long.
+    InvalidTaskId {
+        /// The key as given.
+        task: String,
+    },
+    /// A task's `id` differs from its key in `tasks`.
+    TaskIdMismatch {
+        /// The key in `tasks`.
+        key: String,
+        /// The `id` inside.
+        id: String,
+    },
+    /// A task has an empty `functionName`.
+    MissingFunctionName {
+        /// The task.
+        task: String,
+    },
+    /// A task's `functionName` is not registered with the engine.
+    UnregisteredFunction {
+        /// The task.
+        task: String,
+        /// The function it names.
+        function: String,
+    },
+    /// A `timeoutMs` of zero.
+    InvalidTimeout {
+        /// The task, or none for the job's own timeout.
+        task: Option<String>,
+    },
+    /// A task's `backoff` makes no sense.
+    InvalidBackoff {
+        /// The task.
+        task: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `maxRetry` above [`Limits::max_retry`].
+    TooManyRetries {
+        /// The task.
+        task: String,
+        /// What was asked for.
+        max_retry: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// `graph` has a key that is not a task.
+    UnknownGraphTask {
+        /// The key.
+        task: String,
+    },
+    /// A task depends on an id that is not a task.
+    UnknownDependency {
+        /// The task.
+        task: String,
+        /// The missing dependency.
+        dependency: String,
+    },
+    /// A task lists the same dependency twice.
+    DuplicateDependency {
+        /// The task.
+        task: String,
+        /// The repeated dependency.
+        dependency: String,
+    },
+    /// Tasks that depend on each other in a cycle.
+    Cycle {
+        /// The tasks of the cycle, sorted.
+        tasks: Vec<String>,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidJobId { id } => write!(f, "job id `{id}` must match [A-Za-z0-9_.-]{{1,128}}"),
+            Self::NoTasks => write!(f, "the job has no tasks"),
+            Self::TooManyTasks { count, max } => write!(f, "the job has {count} tasks, over the limit of {max}"),
+            Self::InvalidTaskId { task } => write!(f, "task id `{task}` must match [A-Za-z0-9_.-]{{1,128}}"),
+            Self::TaskIdMismatch { key, id } => write!(f, "task `{key}` has id `{id}`; the id must equal its key"),
+            Self::MissingFunctionName { task } => write!(f, "task `{task}` has no functionName"),
+            Self::UnregisteredFunction { task, function } => {
+                write!(f, "task `{task}` uses function `{function}`, which is not registered")
+            }
+            Self::InvalidTimeout { task: Some(task) } => write!(f, "task `{task}` has timeoutMs 0"),
+            Self::InvalidTimeout { task: None } => write!(f, "the job has timeoutMs 0"),
+            Self::InvalidBackoff { task, reason } => write!(f, "task `{task}` has an invalid backoff: {reason}"),
+            Self::TooManyRetries { task, max_retry, max } => {
+                write!(f, "task `{task}` has maxRetry {max_retry}, over the limit of {max}")
+            }
+            Self::UnknownGraphTask { task } => write!(f, "graph names `{task}`, which is not a task"),
+            Self::UnknownDependency { task, dependency } => {
+                write!(f, "task `{task}` depends on `{dependency}`, which is not a task")
+            }
+            Self::DuplicateDependency { task, dependency } => {
+                write!(f, "task `{task}` lists dependency `{dependency}` more than once")
+            }
+            Self::Cycle { tasks } => write!(f, "tasks {} depend on each other in a cycle", quoted(tasks)),
+        }
+    }
+}
+
+fn quoted(ids: &[String]) -> String {
+    ids.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// True when `id` matches `[A-Za-z0-9_.-]{1,128}`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Checks `def` against `limits` and the registered functions, returning its compiled graph or
+/// [`Error::InvalidDefinition`] listing every problem.
+pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&str) -> bool) -> Result<Dag> {
+    let mut problems = Vec::new();
+    if !is_valid_id(&def.id) {
+        problems.push(Problem::InvalidJobId { id: def.id.clone() });
+    }
+    if def.timeout_ms == Some(0) {
+        problems.push(Problem::InvalidTimeout { task: None });
+    }
+    if def.tasks.is_empty() {
+        problems.push(Problem::NoTasks);
+    }
+    if def.tasks.len() > limits.max_tasks {
+        problems.push(Problem::TooManyTasks {
+            count: def.tasks.len(),
+            max: limits.max_tasks,
+        });
+    }
+    for (key, task) in &def.tasks {
+        if !is_valid_id(key) {
+            problems.push(Problem::InvalidTaskId { task: key.clone() });
+        }
+        if task.id != *key {
+            problems.push(Problem::TaskIdMismatch {
+                key: key.clone(),
+                id: task.id.clone(),
+            });
+        }
+        if task.function_name.is_empty() {
+            problems.push(Problem::MissingFunctionName { task: key.clone() });
+        } else if !is_registered(&task.function_name) {
+            problems.push(Problem::UnregisteredFunction {
+                task: key.clone(),
+                function: task.function_name.clone(),
+            });
+        }
+        if task.timeout_ms == Some(0) {
+            problems.push(Problem::InvalidTimeout {
+                task: Some(key.clone()),
+            });
+        }
+        if task.max_retry > limits.max_retry {
+            problems.push(Problem::TooManyRetries {
+                task: key.clone(),
+                max_retry: task.max_retry,
+                max: limits.max_retry,
+            });
+        }
+        if let Some(b) = &task.backoff {
+            if let Some(reason) = backoff_problem(b) {
+                problems.push(Problem::InvalidBackoff {
+                    task: key.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    for (task, deps) in &def.graph {
+        if !def.tasks.contains_key(task) {
+            problems.push(Problem::UnknownGraphTask { task: task.clone() });
+            continue;
+        }
+        for (i, dep) in deps.iter().enumerate() {
+            if !def.tasks.contains_key(dep) {
+                problems.push(Problem::UnknownDependency {
+                    task: task.clone(),
+                    dependency: dep.clone(),
+                });
+            } else if deps[..i].contains(dep) {
+                problems.push(Problem::DuplicateDependency {
+                    task: task.clone(),
+                    dependency: dep.clone(),
+                });
+            }
+        }
+    }
+    let dag = Dag::build(def);
+    // Cycle search recurses once per task: only run it on a job within the size limit.
+    if def.tasks.len() <= limits.max_tasks {
+        problems.extend(dag.cycles().into_iter().map(|tasks| Problem::Cycle { tasks }));
+    }
+    if problems.is_empty() {
+        Ok(dag)
+    } else {
+        Err(Error::InvalidDefinition {
+            id: def.id.clone(),
+            problems,
+        })
+    }
+}
+
+fn backoff_problem(b: &super::BackoffPolicy) -> Option<String> {
+    if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
+        Some(format!("multiplier {} must be a number ≥ 1", b.multiplier))
+    } else if !(b.jitter.is_finite() && (0.0..=1.0).contains(&b.jitter)) {
+        Some(format!("jitter {} must be between 0 and 1", b.jitter))
+    } else if b.initial_ms > b.max_ms {
+        Some(format!("initialMs {} is above maxMs {}", b.initial_ms, b.max_ms))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: &str, registered: &[&str]) -> Vec<Problem> {
+        let def = JobDefinition::from_json(json).unwrap();
+        match validate(
+            &def,
+            &Limits {
+                max_tasks: 4,
+                max_retry: 10,
+            },
+            &|f| registered.contains(&f),
+        ) {
+            Ok(_) => Vec::new(),
+            Err(Error::InvalidDefinition { problems, .. }) => problems,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_diamond_passes() {
+        let problems = check(
+            r#"{"id":"d","tasks":{"a":{"id":"a","functionName":"f"},"b":{"id":"b","functionName":"f"},
+                "c":{"id":"c","functionName":"f"},"e":{"id":"e","functionName":"f"}},
+                "graph":{"b":["a"],"c":["a"],"e":["b","c"]}}"#,
+            &["f"],
+        );
+        assert_eq!(problems, vec![]);
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let problems = check(
+            r#"{"id":"bad id!","timeoutMs":0,"tasks":{
+                "a":{"id":"x","functionName":"f"},
+                "":{"id":"","functionName":"f"},
+                "b":{"id":"b","functionName":"nope","timeoutMs":0,"maxRetry":11},
+                "c":{"id":"c","functionName":"","backoff":{"multiplier":0.5}},
+                "d":{"id":"d","functionName":"f","backoff":{"initialMs":9,"maxMs":1,"jitter":0.1}}},
+                "graph":{"zz":["a"],"a":["missing","b","b"]}}"#,
+            &["f"],
+        );
+        let expected = vec![
+            Problem::InvalidJobId { id: "bad id!".into() },
+            Problem::InvalidTimeout { task: None },
+            Problem::TooManyTasks { count: 5, max: 4 },
+            Problem::InvalidTaskId { task: "".into() },
+            Problem::TaskIdMismatch {
+                key: "a".into(),
+                id: "x".into(),
+            },
+            Problem::UnregisteredFunction {
+                task: "b".into(),
+                function: "nope".into(),
+            },
+            Problem::InvalidTimeout { task: Some("b".into()) },
+            Problem::TooManyRetries {
+                task: "b".into(),
+                max_retry: 11,
+                max: 10,
+            },
+            Problem::MissingFunctionName { task: "c".into() },
+            Problem::InvalidBackoff {
+                task: "c".into(),
+                reason: "multiplier 0.5 must be a number ≥ 1".into(),
+            },
+            Problem::InvalidBackoff {
+                task: "d".into(),
+                reason: "initialMs 9 is above maxMs 1".into(),
+            },
+            Problem::UnknownDependency {
+                task: "a".into(),
+                dependency: "missing".into(),
+            },
+            Problem::DuplicateDependency {
+                task: "a".into(),
+                dependency: "b".into(),
+            },
+            Problem::UnknownGraphTask { task: "zz".into() },
+        ];
+        assert_eq!(problems, expected);
+        let text = Error::InvalidDefinition {
+            id: "bad id!".into(),
+            problems,
+        }
+        .to_string();
+        assert!(text.contains("function `nope`, which is not registered"), "{text}");
+        assert!(text.contains("depends on `missing`"), "{text}");
+    }
+
+    #[test]
+    fn cycles_name_their_tasks() {
+        let problems = check(
+            r#"{"id":"c","tasks":{"a":{"id":"a","functionName":"f"},"b":{"id":"b","functionName":"f"},
+                "c":{"id":"c","functionName":"f"},"d":{"id":"d","functionName":"f"}},
+                "graph":{"a":["c"],"b":["a"],"c":["b"],"d":["d"]}}"#,
+            &["f"],
+        );
+        assert_eq!(
+            problems,
+            vec![
+                Problem::Cycle {
+                    tasks: vec!["a".into(), "b".into(), "c".into()]
+                },
+                Problem::Cycle {
+                    tasks: vec!["d".into()]
+                },
+            ]
+        );
+        assert_eq!(
+            problems[0].to_string(),
+            "tasks `a`, `b`, `c` depend on each other in a cycle"
+        );
+    }
+
+    #[test]
+    fn no_tasks_is_a_problem() {
+        assert_eq!(check(r#"{"id":"e","tasks":{}}"#, &[]), vec![Problem::NoTasks]);
+    }
+
+    #[test]
+    fn ids_follow_the_charset() {
+        assert!(is_valid_id("sample-2.v1_x"));
+        assert!(!is_valid_id(""));
+        assert!(!is_valid_id("a/b"));
+        assert!(!is_valid_id(&"a".repeat(129)));
+        assert!(is_valid_id(&"a".repeat(128)));
+    }
+}

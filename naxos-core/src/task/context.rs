@@ -1,0 +1,134 @@
+//! What a running task function receives.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::TaskError;
+use crate::backend::LeaseState;
+use crate::engine::Heartbeat;
+use crate::model::{ExecutionId, TaskRef};
+
+/// Everything a task attempt may use: ids, the attempt number, the execution's params, the
+/// outputs of its direct dependencies, a cancellation signal and a heartbeat.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub(crate) task: TaskRef,
+    pub(crate) attempt: u32,
+    pub(crate) params: Arc<Value>,
+    pub(crate) upstream: Arc<BTreeMap<String, Arc<Value>>>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) heartbeat: Option<Heartbeat>,
+}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("task", &self.task)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskContext {
+    /// A context for calling a task function directly, e.g. in a unit test of the function.
+    pub fn for_test(params: Value, upstream: BTreeMap<String, Value>) -> Self {
+        Self {
+            task: TaskRef::new(ExecutionId::nil(), "test", 1),
+            attempt: 1,
+            params: Arc::new(params),
+            upstream: Arc::new(upstream.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
+            cancel: CancellationToken::new(),
+            heartbeat: None,
+        }
+    }
+
+    /// The execution this attempt belongs to.
+    pub fn execution_id(&self) -> ExecutionId {
+        self.task.execution_id
+    }
+
+    /// The task's id in the definition.
+    pub fn task_id(&self) -> &str {
+        &self.task.task_id
+    }
+
+    /// Which start of the task this is: 1 for the first, 2 after one retry or recovery, …
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The execution's params (`data`), a JSON object.
+    pub fn params(&self) -> &Value {
+        &self.params
+    }
+
+    /// One param, deserialized; `None` when absent or of another shape.
+    pub fn param<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.params.get(key).and_then(|v| T::deserialize(v).ok())
+    }
+
+    /// The whole params, deserialized into `T`; a fatal error naming the problem otherwise.
+    pub fn input<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        serde_path_to_error::deserialize(&*self.params).map_err(|e| {
+            let path = e.path().to_string();
+            TaskError::fatal(format!(
+                "task `{}`: params do not fit at `{path}`: {}",
+                self.task.task_id,
+                e.into_inner()
+            ))
+        })
+    }
+
+    /// The output of a direct dependency.
+    pub fn upstream(&self, task_id: &str) -> Option<&Value> {
+        self.upstream.get(task_id).map(|v| &**v)
+    }
+
+    /// The outputs of all direct dependencies, by task id.
+    pub fn upstream_all(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.upstream.iter().map(|(k, v)| (k.as_str(), &**v))
+    }
+
+    /// The cancellation token: fires when the execution is cancelled, the attempt times out,
+    /// the lease is lost, or the worker shuts down past its grace period.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// True once the attempt should stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Waits until the attempt should stop.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+
+    /// Extends the attempt's lease now. The worker already heartbeats on an interval; call this
+    /// from long CPU-bound stretches. Fails (retryably) when the lease is lost or the execution
+    /// was cancelled; the token fires too.
+    pub async fn heartbeat(&self) -> Result<(), TaskError> {
+        let Some(hb) = &self.heartbeat else {
+            return Ok(());
+        };
+        match hb.beat().await {
+            Ok(LeaseState::Active) => Ok(()),
+            Ok(LeaseState::Cancelled) => {
+                self.cancel.cancel();
+                Err(TaskError::fatal("the execution was cancelled"))
+            }
+            Err(e) => {
+                if e.is_conflict() {
+                    self.cancel.cancel();
+                }
+                Err(TaskError::retryable(format!("heartbeat failed: {e}")))
+            }
+        }
+    }
+}

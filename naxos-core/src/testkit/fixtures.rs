@@ -1,0 +1,113 @@
+//! Shared fixtures for the conformance checks.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::backend::{ClaimRequest, ClaimedTask, Created, NewExecution, NewTask, Store, TaskFinish, TaskOutcome};
+use crate::engine::EngineConfig;
+use crate::model::{ExecutionId, JobDefinition, TaskBuilder, TaskRef};
+
+/// An id that no other test uses: `prefix-` and 12 random hex digits.
+pub fn unique_id(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// The diamond `a → (b, c) → d` under a fresh id.
+pub fn diamond() -> JobDefinition {
+    JobDefinition::builder(unique_id("diamond"))
+        .name("Diamond")
+        .task(TaskBuilder::new("a", "f"))
+        .task(TaskBuilder::new("b", "f").after(["a"]))
+        .task(TaskBuilder::new("c", "f").after(["a"]))
+        .task(TaskBuilder::new("d", "f").after(["b", "c"]))
+        .build()
+}
+
+pub(crate) fn secs(s: i64) -> chrono::Duration {
+    chrono::Duration::seconds(s)
+}
+
+/// Registers `def` and creates an execution of it at `now`.
+pub(crate) async fn create(store: &dyn Store, def: &JobDefinition, key: Option<&str>, now: DateTime<Utc>) -> Created {
+    let put = store.put_definition(def.clone(), now).await.expect("put_definition");
+    store
+        .create_execution(NewExecution {
+            id: uuid::Uuid::now_v7(),
+            definition_id: def.id.clone(),
+            definition_version: put.definition.version,
+            params: serde_json::json!({"n": 1}),
+            idempotency_key: key.map(str::to_string),
+            deadline: None,
+            tasks: def
+                .tasks
+                .values()
+                .map(|t| NewTask {
+                    task_id: t.id.clone(),
+                    name: t.name.clone(),
+                    function_name: t.function_name.clone(),
+                    dependencies: def.dependencies(&t.id).to_vec(),
+                })
+                .collect(),
+            now,
+        })
+        .await
+        .expect("create_execution")
+}
+
+/// A new diamond execution at `now`.
+pub(crate) async fn new_diamond(store: &dyn Store, now: DateTime<Utc>) -> ExecutionId {
+    create(store, &diamond(), None, now).await.execution_id
+}
+
+pub(crate) fn task(execution: ExecutionId, id: &str, attempt: u32) -> TaskRef {
+    TaskRef::new(execution, id, attempt)
+}
+
+pub(crate) fn claim_request(task: &TaskRef, owner: &str, now: DateTime<Utc>, lease: Duration) -> ClaimRequest {
+    ClaimRequest {
+        task: task.clone(),
+        owner: owner.into(),
+        lease_until: now + chrono::Duration::from_std(lease).expect("short lease"),
+        now,
+    }
+}
+
+pub(crate) async fn claim(store: &dyn Store, task: &TaskRef, now: DateTime<Utc>) -> ClaimedTask {
+    let lease = EngineConfig::default().lease_ttl;
+    store
+        .claim(claim_request(task, "node-a", now, lease))
+        .await
+        .unwrap_or_else(|e| panic!("claim {task}: {e}"))
+}
+
+pub(crate) fn done(task: &TaskRef, output: serde_json::Value, now: DateTime<Utc>) -> TaskFinish {
+    TaskFinish {
+        task: task.clone(),
+        outcome: TaskOutcome::Completed(output),
+        now,
+    }
+}
+
+pub(crate) fn failed(task: &TaskRef, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> TaskFinish {
+    TaskFinish {
+        task: task.clone(),
+        outcome: TaskOutcome::Failed {
+            error: error.into(),
+            retry_at,
+        },
+        now,
+    }
+}
+
+/// Claims and completes `id` at attempt 1, returning the tasks it made ready.
+pub(crate) async fn run_ok(store: &dyn Store, execution: ExecutionId, id: &str, now: DateTime<Utc>) -> Vec<TaskRef> {
+    let t = task(execution, id, 1);
+    claim(store, &t, now).await;
+    let report = store
+        .finish(vec![done(&t, serde_json::json!({ "from": id }), now)])
+        .await
+        .expect("finish");
+    assert!(report.results[0].is_ok(), "finish {t}: {:?}", report.results[0]);
+    report.changes.ready
+}

@@ -1,0 +1,96 @@
+//! The backend conformance suite: what "a correct backend" means, as async test functions.
+//!
+//! Every backend crate runs the whole suite with one macro call per trait, in its own tests:
+//!
+//! ```text
+//! naxos_core::store_conformance!(|| async { std::sync::Arc::new(MyStore::connect(..).await) });
+//! naxos_core::queue_conformance!(|| async { std::sync::Arc::new(MyQueue::connect(..).await) });
+//! naxos_core::cache_conformance!(|| async { std::sync::Arc::new(MyCache::open(..)) });
+//! ```
+//!
+//! Each macro expands to one `#[tokio::test]` per check, so a failure names the broken rule.
+//! The factory is called once per test and must return a backend no other test uses (its own
+//! schema, queue names or directory); the checks also use fresh ids, so a shared database works.
+
+pub mod cache;
+mod fixtures;
+pub mod queue;
+pub mod store;
+
+pub use fixtures::{diamond, unique_id};
+
+/// Expands to one test per item, each calling `$module::$name` on a backend from `$make`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($module:ident, $make:expr, [$($name:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let make = $make;
+                let backend = make().await;
+                $crate::testkit::$module::$name(backend).await;
+            }
+        )*
+    };
+}
+
+/// Runs the Store conformance suite: `store_conformance!(|| async { Arc<dyn Store> })`.
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::__conformance_tests!(
+            store,
+            $make,
+            [
+                definitions_are_versioned,
+                create_queues_the_roots,
+                idempotency_key_returns_the_first_execution,
+                claim_is_guarded,
+                heartbeat_extends_and_is_fenced,
+                completion_unlocks_dependents_once,
+                racing_completions_unlock_the_join_exactly_once,
+                stale_or_double_finish_is_rejected,
+                retryable_failure_waits_then_runs_again,
+                final_failure_skips_dependents_and_fails_the_execution,
+                finish_batch_applies_each_item,
+                stop_cancels_and_tells_the_running_worker,
+                expired_lease_is_recovered_once,
+                lease_expiries_are_bounded,
+                stale_queued_tasks_are_taken_once,
+                release_requeues_with_a_new_attempt,
+                retry_execution_reruns_the_failed_part,
+                listing_pages_and_filters,
+                overdue_executions_and_pruning,
+                counts_and_nodes,
+            ]
+        );
+    };
+}
+
+/// Runs the Queue conformance suite: `queue_conformance!(|| async { Arc<dyn Queue> })`.
+#[macro_export]
+macro_rules! queue_conformance {
+    ($make:expr) => {
+        $crate::__conformance_tests!(
+            queue,
+            $make,
+            [
+                publish_consume_ack,
+                nack_redelivers,
+                dropped_consumer_redelivers_to_another,
+                prefetch_bounds_unacknowledged_deliveries,
+                short_delay_is_not_blocked_by_a_long_one,
+                events_reach_every_subscriber_in_order,
+            ]
+        );
+    };
+}
+
+/// Runs the Cache conformance suite: `cache_conformance!(|| async { Arc<dyn Cache> })`.
+#[macro_export]
+macro_rules! cache_conformance {
+    ($make:expr) => {
+        $crate::__conformance_tests!(cache, $make, [get_after_put, versions_are_separate]);
+    };
+}

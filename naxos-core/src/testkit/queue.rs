@@ -1,0 +1,159 @@
+//! Queue conformance checks. Each takes a fresh queue (its own names) and panics on a broken rule.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::backend::{Consumer, Delivery, EventSubscription, Queue};
+use crate::model::{EventKind, StatusEvent, TaskRef, TaskStatus};
+
+/// How long a check waits for a delivery that must come.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn message(task: &str) -> TaskRef {
+    TaskRef::new(uuid::Uuid::now_v7(), task, 1)
+}
+
+async fn next_within(consumer: &mut Box<dyn Consumer>) -> Delivery {
+    tokio::time::timeout(DEADLINE, consumer.next())
+        .await
+        .expect("a delivery within the deadline")
+        .expect("consumer error")
+        .expect("consumer closed")
+}
+
+/// Asserts that nothing is delivered for a while (a bounded wait, for a negative check).
+async fn assert_nothing_for(consumer: &mut Box<dyn Consumer>, wait: Duration) {
+    if let Ok(d) = tokio::time::timeout(wait, consumer.next()).await {
+        panic!("unexpected delivery: {:?}", d.map(|d| d.map(|d| d.task)));
+    }
+}
+
+/// Published messages are delivered once and, once acked, not again.
+pub async fn publish_consume_ack(queue: Arc<dyn Queue>) {
+    let sent = vec![message("a"), message("b"), message("c")];
+    queue.publish(&sent).await.unwrap();
+    let mut consumer = queue.consume(8).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let d = next_within(&mut consumer).await;
+        assert!(!d.redelivered);
+        got.push(d.task.clone());
+        d.ack().await.unwrap();
+    }
+    got.sort_by(|x, y| x.task_id.cmp(&y.task_id));
+    assert_eq!(got, sent);
+    assert_nothing_for(&mut consumer, Duration::from_millis(300)).await;
+    queue.ping().await.unwrap();
+}
+
+/// A nacked message with requeue comes back, marked redelivered.
+pub async fn nack_redelivers(queue: Arc<dyn Queue>) {
+    let m = message("x");
+    queue.publish(std::slice::from_ref(&m)).await.unwrap();
+    let mut consumer = queue.consume(4).await.unwrap();
+    let first = next_within(&mut consumer).await;
+    assert_eq!(first.task, m);
+    first.nack(true).await.unwrap();
+    let again = next_within(&mut consumer).await;
+    assert_eq!(again.task, m);
+    assert!(again.redelivered);
+    again.ack().await.unwrap();
+}
+
+/// What a consumer held unacknowledged when it went away goes to another consumer.
+pub async fn dropped_consumer_redelivers_to_another(queue: Arc<dyn Queue>) {
+    let m = message("y");
+    queue.publish(std::slice::from_ref(&m)).await.unwrap();
+    let mut dying = queue.consume(4).await.unwrap();
+    let held = next_within(&mut dying).await;
+    assert_eq!(held.task, m);
+    let mut survivor = queue.consume(4).await.unwrap();
+    drop(held);
+    drop(dying);
+    let d = next_within(&mut survivor).await;
+    assert_eq!(d.task, m);
+    assert!(d.redelivered);
+    d.ack().await.unwrap();
+}
+
+/// A consumer gets no more than `prefetch` deliveries until it acks one.
+pub async fn prefetch_bounds_unacknowledged_deliveries(queue: Arc<dyn Queue>) {
+    let sent: Vec<_> = (0..3).map(|i| message(&format!("p{i}"))).collect();
+    queue.publish(&sent).await.unwrap();
+    let mut consumer = queue.consume(2).await.unwrap();
+    let first = next_within(&mut consumer).await;
+    let second = next_within(&mut consumer).await;
+    assert_nothing_for(&mut consumer, Duration::from_millis(500)).await;
+    first.ack().await.unwrap();
+    let third = next_within(&mut consumer).await;
+    second.ack().await.unwrap();
+    third.ack().await.unwrap();
+}
+
+/// A short delay is delivered on time even when a longer one was published before it, and
+/// neither comes early.
+pub async fn short_delay_is_not_blocked_by_a_long_one(queue: Arc<dyn Queue>) {
+    let (long, short) = (message("long"), message("short"));
+    let start = Instant::now();
+    queue
+        .publish_delayed(&long, Duration::from_millis(2_000))
+        .await
+        .unwrap();
+    queue.publish_delayed(&short, Duration::from_millis(200)).await.unwrap();
+    let mut consumer = queue.consume(4).await.unwrap();
+    let first = next_within(&mut consumer).await;
+    let first_at = start.elapsed();
+    assert_eq!(first.task, short, "the short delay must not wait behind the long one");
+    assert!(first_at >= Duration::from_millis(200), "delivered early: {first_at:?}");
+    assert!(
+        first_at < Duration::from_millis(1_900),
+        "blocked behind the long delay: {first_at:?}"
+    );
+    first.ack().await.unwrap();
+    let second = next_within(&mut consumer).await;
+    assert_eq!(second.task, long);
+    assert!(start.elapsed() >= Duration::from_millis(2_000), "delivered early");
+    second.ack().await.unwrap();
+}
+
+async fn event_within(sub: &mut Box<dyn EventSubscription>) -> StatusEvent {
+    tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("an event within the deadline")
+        .expect("subscription error")
+        .expect("subscription ended")
+}
+
+/// Every subscriber receives each published event, in publishing order.
+pub async fn events_reach_every_subscriber_in_order(queue: Arc<dyn Queue>) {
+    let mut one = queue.subscribe_events().await.unwrap();
+    let mut two = queue.subscribe_events().await.unwrap();
+    let execution_id = uuid::Uuid::now_v7();
+    let events: Vec<StatusEvent> = [TaskStatus::Queued, TaskStatus::Running, TaskStatus::Completed]
+        .into_iter()
+        .map(|status| StatusEvent {
+            execution_id,
+            definition_id: "events".into(),
+            kind: EventKind::Task {
+                task_id: "t".into(),
+                attempt: 1,
+                status,
+            },
+            error: None,
+            at: Utc::now(),
+        })
+        .collect();
+    queue.publish_events(&events).await.unwrap();
+    for sub in [&mut one, &mut two] {
+        let mut got = Vec::new();
+        while got.len() < events.len() {
+            let e = event_within(sub).await;
+            if e.execution_id == execution_id {
+                got.push(e);
+            }
+        }
+        assert_eq!(got, events);
+    }
+}

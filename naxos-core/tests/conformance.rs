@@ -1,0 +1,10 @@
+//! The conformance suite on the in-memory backends.
+
+use std::sync::Arc;
+
+use naxos_core::backend::{Cache, Queue, Store};
+use naxos_core::memory::{MemoryCache, MemoryQueue, MemoryStore};
+
+naxos_core::store_conformance!(|| async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });
+naxos_core::queue_conformance!(|| async { Arc::new(MemoryQueue::new()) as Arc<dyn Queue> });
+naxos_core::cache_conformance!(|| async { Arc::new(MemoryCache::default()) as Arc<dyn Cache> });
