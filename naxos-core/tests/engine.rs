@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{diamond, engine, fast_config, quick_backoff, DEADLINE};
-use naxos_core::backend::{ClaimRequest, NewExecution, NewTask};
+use naxos_core::backend::{ClaimRequest, NewExecution};
 use naxos_core::model::{JobDefinition, Problem, TaskBuilder};
 use naxos_core::serde_json::{json, Value};
 use naxos_core::{Engine, Error, ExecuteRequest, ExecutionStatus, TaskError, TaskStatus};
@@ -416,30 +416,8 @@ async fn bad_definitions_and_requests_get_named_errors() {
 /// Creates an execution straight in the Store, as if the node died before publishing.
 async fn create_unpublished(engine: &Engine, definition: &str) -> naxos_core::ExecutionId {
     let stored = engine.definition(definition, None).await.unwrap();
-    let def = &stored.definition;
-    let created = engine
-        .store()
-        .create_execution(NewExecution {
-            id: naxos_core::uuid::Uuid::now_v7(),
-            definition_id: def.id.clone(),
-            definition_version: stored.version,
-            params: json!({}),
-            idempotency_key: None,
-            deadline: None,
-            tasks: def
-                .tasks
-                .values()
-                .map(|t| NewTask {
-                    task_id: t.id.clone(),
-                    name: t.name.clone(),
-                    function_name: t.function_name.clone(),
-                    dependencies: def.dependencies(&t.id).to_vec(),
-                })
-                .collect(),
-            now: chrono::Utc::now(),
-        })
-        .await
-        .unwrap();
+    let new = NewExecution::new(&stored, json!({}), chrono::Utc::now());
+    let created = engine.store().create_execution(new).await.unwrap();
     created.execution_id
 }
 

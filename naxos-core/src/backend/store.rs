@@ -159,6 +159,34 @@ pub struct NewExecution {
     pub now: DateTime<Utc>,
 }
 
+impl NewExecution {
+    /// An execution of `definition` with `params`, created at `now`: a fresh UUIDv7, the
+    /// definition's tasks and dependencies, the deadline its `timeoutMs` implies, and no
+    /// idempotency key.
+    pub fn new(definition: &StoredDefinition, params: Value, now: DateTime<Utc>) -> Self {
+        let def = &definition.definition;
+        Self {
+            id: uuid::Uuid::now_v7(),
+            definition_id: def.id.clone(),
+            definition_version: definition.version,
+            params,
+            idempotency_key: None,
+            deadline: def.timeout().map(|t| crate::engine::after(now, t)),
+            tasks: def
+                .tasks
+                .values()
+                .map(|t| NewTask {
+                    task_id: t.id.clone(),
+                    name: t.name.clone(),
+                    function_name: t.function_name.clone(),
+                    dependencies: def.dependencies(&t.id).to_vec(),
+                })
+                .collect(),
+            now,
+        }
+    }
+}
+
 /// One task of a [`NewExecution`].
 #[derive(Debug, Clone)]
 pub struct NewTask {

@@ -24,14 +24,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use builder::EngineBuilder;
+pub(crate) use config::after;
 pub use config::{Clock, EngineConfig};
 pub(crate) use heartbeat::Heartbeat;
 use inner::Inner;
 pub use sweeper::SweepReport;
 
-use crate::backend::{
-    Cache, DefinitionPut, ExecutionPage, ExecutionQuery, NewExecution, NewTask, Queue, StopReason, Store,
-};
+use crate::backend::{Cache, DefinitionPut, ExecutionPage, ExecutionQuery, NewExecution, Queue, StopReason, Store};
 use crate::model::{
     validate, DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, StoredDefinition,
 };
@@ -224,31 +223,9 @@ impl Engine {
             .store
             .get_definition(&request.definition_id, request.version)
             .await?;
-        let def = &stored.definition;
-        let now = inner.now();
-        let tasks = def
-            .tasks
-            .values()
-            .map(|t| NewTask {
-                task_id: t.id.clone(),
-                name: t.name.clone(),
-                function_name: t.function_name.clone(),
-                dependencies: def.dependencies(&t.id).to_vec(),
-            })
-            .collect();
-        let created = inner
-            .store
-            .create_execution(NewExecution {
-                id: uuid::Uuid::now_v7(),
-                definition_id: def.id.clone(),
-                definition_version: stored.version,
-                params,
-                idempotency_key: request.idempotency_key,
-                deadline: def.timeout().map(|t| config::after(now, t)),
-                tasks,
-                now,
-            })
-            .await?;
+        let mut new = NewExecution::new(&stored, params, inner.now());
+        new.idempotency_key = request.idempotency_key;
+        let created = inner.store.create_execution(new).await?;
         inner.dispatch(created.changes).await;
         Ok(Submitted {
             execution_id: created.execution_id,

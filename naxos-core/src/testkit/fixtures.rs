@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::{ClaimRequest, ClaimedTask, Created, NewExecution, NewTask, Store, TaskFinish, TaskOutcome};
+use crate::backend::{ClaimRequest, ClaimedTask, Created, NewExecution, Store, TaskFinish, TaskOutcome};
 use crate::engine::EngineConfig;
 use crate::model::{ExecutionId, JobDefinition, TaskBuilder, TaskRef};
 
@@ -31,28 +31,9 @@ pub(crate) fn secs(s: i64) -> chrono::Duration {
 /// Registers `def` and creates an execution of it at `now`.
 pub(crate) async fn create(store: &dyn Store, def: &JobDefinition, key: Option<&str>, now: DateTime<Utc>) -> Created {
     let put = store.put_definition(def.clone(), now).await.expect("put_definition");
-    store
-        .create_execution(NewExecution {
-            id: uuid::Uuid::now_v7(),
-            definition_id: def.id.clone(),
-            definition_version: put.definition.version,
-            params: serde_json::json!({"n": 1}),
-            idempotency_key: key.map(str::to_string),
-            deadline: None,
-            tasks: def
-                .tasks
-                .values()
-                .map(|t| NewTask {
-                    task_id: t.id.clone(),
-                    name: t.name.clone(),
-                    function_name: t.function_name.clone(),
-                    dependencies: def.dependencies(&t.id).to_vec(),
-                })
-                .collect(),
-            now,
-        })
-        .await
-        .expect("create_execution")
+    let mut new = NewExecution::new(&put.definition, serde_json::json!({"n": 1}), now);
+    new.idempotency_key = key.map(str::to_string);
+    store.create_execution(new).await.expect("create_execution")
 }
 
 /// A new diamond execution at `now`.
