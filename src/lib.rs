@@ -6,3 +6,7 @@
 //! RabbitMQ, LMDB) and the HTTP API join it behind cargo features as they land.
 
 pub use naxos_core::*;
+
+/// The REST API ([`naxos_http`]), with the `http` feature.
+#[cfg(feature = "http")]
+pub use naxos_http as http;

@@ -1,0 +1,138 @@
+//! The server's configuration, from the environment; a bad value fails start-up naming its variable.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// What this node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// API and workers.
+    All,
+    /// API only: submits work, runs none.
+    Api,
+    /// Workers only (and `/health`).
+    Worker,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        })
+    }
+}
+
+/// Everything the environment configures.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerConfig {
+    pub(crate) host: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) role: Role,
+    pub(crate) node_id: Option<String>,
+    pub(crate) concurrency: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) definitions_file: Option<PathBuf>,
+}
+
+/// A variable with a value the server cannot use.
+#[derive(Debug)]
+pub(crate) struct ConfigError {
+    pub(crate) variable: &'static str,
+    pub(crate) problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.problem)
+    }
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// Reads the configuration through `var` (the process environment in the server).
+pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerConfig, ConfigError> {
+    let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    for (variable, backend) in [
+        ("NAXOS_POSTGRES_URL", "PostgreSQL store"),
+        ("NAXOS_AMQP_URL", "RabbitMQ queue"),
+        ("NAXOS_RABBITMQ_URL", "RabbitMQ queue"),
+        ("NAXOS_LMDB_PATH", "LMDB cache and store"),
+    ] {
+        if get(variable).is_some() {
+            return Err(bad(
+                variable,
+                format!("this build has no {backend} yet; unset it to run on the in-memory backends"),
+            ));
+        }
+    }
+    if get("NAXOS_API_TOKEN").is_some() {
+        return Err(bad(
+            "NAXOS_API_TOKEN",
+            "token authentication is not in this build yet; unset it rather than run unprotected by surprise",
+        ));
+    }
+    let host = match get("NAXOS_SERVER_HOST") {
+        None => IpAddr::from([127, 0, 0, 1]),
+        Some(h) if h == "localhost" => IpAddr::from([127, 0, 0, 1]),
+        Some(h) => h
+            .parse()
+            .map_err(|_| bad("NAXOS_SERVER_HOST", format!("`{h}` is not an IP address")))?,
+    };
+    let port = match get("NAXOS_SERVER_PORT") {
+        None => 8080,
+        Some(p) => p
+            .parse()
+            .map_err(|_| bad("NAXOS_SERVER_PORT", format!("`{p}` is not a port number (0-65535)")))?,
+    };
+    let role = match get("NAXOS_ROLE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("all") => Role::All,
+        Some("api") => Role::Api,
+        Some("worker") => Role::Worker,
+        Some(other) => return Err(bad("NAXOS_ROLE", format!("`{other}` is not one of all, api, worker"))),
+    };
+    if role != Role::All {
+        return Err(bad(
+            "NAXOS_ROLE",
+            format!("`{role}` needs backends shared between processes, and the in-memory ones are not"),
+        ));
+    }
+    let concurrency = positive(get("NAXOS_WORKER_CONCURRENCY"), "NAXOS_WORKER_CONCURRENCY", 16)?;
+    let max_body_bytes = positive(get("NAXOS_MAX_BODY_BYTES"), "NAXOS_MAX_BODY_BYTES", 1 << 20)?;
+    let node_id = get("NAXOS_NODE_ID");
+    if let Some(id) = &node_id {
+        if !naxos::model::is_valid_id(id) {
+            return Err(bad(
+                "NAXOS_NODE_ID",
+                format!("`{id}` must match [A-Za-z0-9_.-]{{1,128}}"),
+            ));
+        }
+    }
+    Ok(ServerConfig {
+        host,
+        port,
+        role,
+        node_id,
+        concurrency,
+        max_body_bytes,
+        definitions_file: get("NAXOS_DEFINITIONS_FILE").map(PathBuf::from),
+    })
+}
+
+fn positive(raw: Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad(variable, format!("`{v}` is not a positive whole number"))),
+    }
+}

@@ -1,0 +1,153 @@
+//! The bundled naxos server: `cargo run --release --example server`.
+//!
+//! Serves the REST API on `127.0.0.1:8080` with in-memory backends, the demo task functions and
+//! the two sample definitions. Configuration comes from the environment (`NAXOS_SERVER_HOST`,
+//! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
+//! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`); a bad value stops it at start with a
+//! message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
+//! banner goes to stdout.
+
+mod config;
+mod demo;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use config::{Role, ServerConfig};
+use naxos::{Engine, EngineConfig, JobDefinition};
+use naxos_http::HttpConfig;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
+        )
+        .init();
+    let config = match config::from_env(|name| std::env::var(name).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("naxos: bad configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("naxos: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    let mut engine_config = EngineConfig {
+        concurrency: config.concurrency,
+        role: config.role.to_string(),
+        ..EngineConfig::default()
+    };
+    if let Some(id) = &config.node_id {
+        engine_config.node_id = id.clone();
+    }
+    let engine = Engine::builder().config(engine_config).build();
+    demo::register(&engine);
+    for definition in demo::samples() {
+        engine.register_definition(definition).await?;
+    }
+    if let Some(file) = &config.definitions_file {
+        load_definitions(&engine, file).await?;
+    }
+    let listener = tokio::net::TcpListener::bind((config.host, config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    let addr = listener.local_addr()?;
+    let runs_workers = config.role != Role::Api;
+    if runs_workers {
+        engine.start()?;
+    }
+    let router = match config.role {
+        Role::Worker => naxos_http::health_router(engine.clone()),
+        Role::All | Role::Api => naxos_http::router(
+            engine.clone(),
+            HttpConfig {
+                max_body_bytes: config.max_body_bytes,
+                ..HttpConfig::default()
+            },
+        ),
+    };
+    let workers = if runs_workers {
+        format!("{} workers", config.concurrency)
+    } else {
+        "no workers".to_string()
+    };
+    println!(
+        "naxos listening on http://{addr} (role {}, node {}, {workers}; store memory, queue memory, cache memory)",
+        config.role,
+        engine.config().node_id
+    );
+    std::io::stdout().flush()?;
+    naxos_http::serve(listener, router, shutdown_signal()).await?;
+    tracing::info!("stopping: finishing running tasks");
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// Registers the definitions in a JSON file: one definition or an array of them.
+async fn load_definitions(engine: &Engine, file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("NAXOS_DEFINITIONS_FILE: cannot read {}", file.display()))?;
+    let value: naxos::serde_json::Value = naxos::serde_json::from_str(&text)
+        .with_context(|| format!("NAXOS_DEFINITIONS_FILE: {} is not valid JSON", file.display()))?;
+    let items = match value {
+        naxos::serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    for item in items {
+        let definition: JobDefinition = naxos::serde_json::from_value(item).with_context(|| {
+            format!(
+                "NAXOS_DEFINITIONS_FILE: a definition in {} does not parse",
+                file.display()
+            )
+        })?;
+        let id = definition.id.clone();
+        let put = engine
+            .register_definition(definition)
+            .await
+            .with_context(|| format!("NAXOS_DEFINITIONS_FILE: definition `{id}`"))?;
+        tracing::info!(id, version = put.definition.version, "definition loaded");
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,132 @@
+//! The one place where errors become HTTP responses: `{"error":{"code","message"}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use naxos_core::model::Problem;
+use naxos_core::Error;
+use serde::Serialize;
+
+/// An error answer: a status, a stable machine-readable `code`, a message for people, and for
+/// invalid definitions every problem found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable code, e.g. `not_found`, `invalid_definition`.
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Every validation problem, for `invalid_definition`.
+    pub problems: Vec<ProblemView>,
+}
+
+/// One validation problem on the wire: its code and fields, plus a readable message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProblemView {
+    /// The problem's fields (`code`, task ids, …).
+    #[serde(flatten)]
+    pub problem: Problem,
+    /// The problem, in words.
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    problems: &'a [ProblemView],
+}
+
+impl ApiError {
+    /// An error with no problem list.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 400 `malformed_json`.
+    pub fn malformed_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_json", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 500 `internal`, logged with the detail that is kept out of the answer.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the server log has the details",
+        )
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound { .. } => Self::not_found(e.to_string()),
+            Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            Error::InvalidDefinition { ref problems, .. } => {
+                let problems = problems
+                    .iter()
+                    .map(|p| ProblemView {
+                        problem: p.clone(),
+                        message: p.to_string(),
+                    })
+                    .collect();
+                Self {
+                    problems,
+                    ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_definition", e.to_string())
+                }
+            }
+            Error::InvalidInput(m) => Self::bad_request(m),
+            Error::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
+            Error::Timeout(m) => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", m),
+            e if e.is_transient() => {
+                tracing::warn!(error = %e, "backend unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "a backend is unavailable; try again shortly",
+                )
+            }
+            e => Self::internal(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                problems: &self.problems,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,118 @@
+//! # naxos-http
+//!
+//! The REST API of naxos, compatible with the original naxos's routes and field names:
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `POST /api/v1/job-definitions` | 201 `{id, version, created, message}` (200 when identical); 422 listing every problem |
+//! | `GET /api/v1/job-definitions[/{id}[?version=N]]` | the latest version of each / one version; 404 |
+//! | `GET /api/v1/job-definitions/{id}/versions` | every version of one definition |
+//! | `POST /api/v1/jobs/{definitionId}/execute` | body = params; `Idempotency-Key` dedups; 202 `{executionId, status, message}` |
+//! | `GET /api/v1/jobs/{executionId}/status` | the execution with every task's status, attempts, error, output, times |
+//! | `GET /api/v1/jobs?status=&definitionId=&limit=&cursor=` | a page of executions, newest first, and `nextCursor` |
+//! | `POST /api/v1/jobs/{executionId}/cancel` · `/retry` | cancel; re-run the failed part (409 when the state forbids it) |
+//! | `GET /api/v1/system/status` | counts, active executions, nodes |
+//! | `GET /health` | pings the Store and the Queue: 200, or 503 naming what is down |
+//!
+//! Errors are `{"error":{"code","message"}}` (plus `problems` for an invalid definition) with
+//! 400 for malformed JSON or params, 404, 405, 409, 413 over the body limit, 422 and 503; a 500
+//! carries no internal detail and is logged.
+//!
+//! [`router`] builds the service (test it in-process with `tower::ServiceExt::oneshot`);
+//! [`serve`] runs it on a listener until a shutdown future resolves.
+
+mod body;
+mod error;
+mod routes;
+pub mod views;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use naxos_core::Engine;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, ApiResult, ProblemView};
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body accepted; larger ones get 413. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// A node that has not reported for this long is shown as not alive. Default 15 s.
+    pub node_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            node_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    engine: Engine,
+    config: Arc<HttpConfig>,
+}
+
+/// The whole API as a service for `engine`.
+pub fn router(engine: Engine, config: HttpConfig) -> Router {
+    use routes::{definitions, jobs, system};
+    let limit = config.max_body_bytes;
+    let state = AppState {
+        engine,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route(
+            "/api/v1/job-definitions",
+            post(definitions::create).get(definitions::list),
+        )
+        .route("/api/v1/job-definitions/{id}", get(definitions::get))
+        .route("/api/v1/job-definitions/{id}/versions", get(definitions::versions))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/{id}/execute", post(jobs::execute))
+        .route("/api/v1/jobs/{id}/status", get(jobs::status))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/v1/system/status", get(system::status))
+        .route("/health", get(system::health))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal("a handler panicked"))
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Only `/health`, for nodes that run workers and no API.
+pub fn health_router(engine: Engine) -> Router {
+    let state = AppState {
+        engine,
+        config: Arc::new(HttpConfig::default()),
+    };
+    Router::new()
+        .route("/health", get(routes::system::health))
+        .fallback(routes::not_found)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

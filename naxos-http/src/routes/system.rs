@@ -1,0 +1,90 @@
+//! `/api/v1/system/status` and `/health`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use naxos_core::backend::ExecutionQuery;
+use naxos_core::ExecutionStatus;
+use serde_json::json;
+
+use crate::error::ApiResult;
+use crate::views::{NodeView, SummaryView, SystemStatusView};
+use crate::AppState;
+
+/// How many unfinished executions the system status lists.
+const ACTIVE_SHOWN: usize = 100;
+
+/// `GET /api/v1/system/status`.
+pub(crate) async fn status(State(app): State<AppState>) -> ApiResult<Json<SystemStatusView>> {
+    let store = app.engine.store();
+    let counts = store.counts().await?;
+    let count = |s: ExecutionStatus| counts.executions.get(&s).copied().unwrap_or(0);
+    let mut active_jobs = Vec::new();
+    for status in [ExecutionStatus::Running, ExecutionStatus::Pending] {
+        let room = ACTIVE_SHOWN - active_jobs.len();
+        if room == 0 {
+            break;
+        }
+        let page = store
+            .list_executions(&ExecutionQuery {
+                status: Some(status),
+                limit: room,
+                ..Default::default()
+            })
+            .await?;
+        active_jobs.extend(page.executions.iter().map(SummaryView::from));
+    }
+    let now = app.engine.config().clock.now();
+    let stale_after = chrono::Duration::from_std(app.config.node_timeout).unwrap_or(chrono::Duration::MAX);
+    let nodes = store
+        .list_nodes()
+        .await?
+        .into_iter()
+        .map(|node| NodeView {
+            alive: now - node.last_seen <= stale_after,
+            node,
+        })
+        .collect();
+    Ok(Json(SystemStatusView {
+        active_jobs,
+        active_count: count(ExecutionStatus::Running) + count(ExecutionStatus::Pending),
+        queued_count: counts.queued_tasks,
+        running_count: counts.running_tasks,
+        executed_jobs: count(ExecutionStatus::Completed),
+        failed_jobs: count(ExecutionStatus::Failed),
+        cancelled_jobs: count(ExecutionStatus::Cancelled),
+        nodes,
+        updated_at: now,
+    }))
+}
+
+/// `GET /health`: pings the Store and the Queue for real; 503 naming whichever is down.
+pub(crate) async fn health(State(app): State<AppState>) -> Response {
+    let health = app.engine.health().await;
+    let check = |r: &naxos_core::Result<()>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => format!("down: {e}"),
+    };
+    let checks = json!({ "store": check(&health.store), "queue": check(&health.queue) });
+    if health.is_healthy() {
+        (StatusCode::OK, Json(json!({ "status": "ok", "checks": checks }))).into_response()
+    } else {
+        let down: Vec<&str> = [("store", &health.store), ("queue", &health.queue)]
+            .into_iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(name, _)| name)
+            .collect();
+        tracing::warn!(?down, "health check failed");
+        let message = format!("unavailable: {}", down.join(", "));
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "checks": checks,
+                "error": { "code": "unavailable", "message": message },
+            })),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,140 @@
+//! With the Store unreachable: /health says 503 and names it, API calls answer 503 without
+//! internal detail, and the server keeps answering.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use naxos_core::backend::*;
+use naxos_core::model::*;
+use naxos_core::serde_json::Value;
+use naxos_core::{async_trait, Engine, Error, Result};
+use tower::ServiceExt;
+
+/// A Store whose connection is gone: every call fails as a real driver's would.
+#[derive(Debug)]
+struct UnreachableStore;
+
+fn down<T>() -> Result<T> {
+    Err(Error::transient(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "connect to 10.9.9.9:5432: connection refused (secret-host)",
+    )))
+}
+
+#[async_trait]
+impl Store for UnreachableStore {
+    async fn put_definition(&self, _: JobDefinition, _: DateTime<Utc>) -> Result<DefinitionPut> {
+        down()
+    }
+    async fn get_definition(&self, _: &str, _: Option<u32>) -> Result<Arc<StoredDefinition>> {
+        down()
+    }
+    async fn definition_versions(&self, _: &str) -> Result<Vec<Arc<StoredDefinition>>> {
+        down()
+    }
+    async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
+        down()
+    }
+    async fn create_execution(&self, _: NewExecution) -> Result<Created> {
+        down()
+    }
+    async fn get_execution(&self, _: ExecutionId) -> Result<Execution> {
+        down()
+    }
+    async fn list_executions(&self, _: &ExecutionQuery) -> Result<ExecutionPage> {
+        down()
+    }
+    async fn claim(&self, _: ClaimRequest) -> Result<ClaimedTask> {
+        down()
+    }
+    async fn heartbeat(&self, _: &TaskRef, _: DateTime<Utc>) -> Result<LeaseState> {
+        down()
+    }
+    async fn finish(&self, _: Vec<TaskFinish>) -> Result<FinishReport> {
+        down()
+    }
+    async fn release(&self, _: &TaskRef, _: DateTime<Utc>) -> Result<Changes> {
+        down()
+    }
+    async fn stop_execution(&self, _: ExecutionId, _: StopReason, _: DateTime<Utc>) -> Result<StopOutcome> {
+        down()
+    }
+    async fn retry_execution(&self, _: ExecutionId, _: DateTime<Utc>) -> Result<Changes> {
+        down()
+    }
+    async fn recover_expired(&self, _: DateTime<Utc>, _: u32, _: usize) -> Result<Changes> {
+        down()
+    }
+    async fn take_stale(&self, _: DateTime<Utc>, _: DateTime<Utc>, _: usize) -> Result<Changes> {
+        down()
+    }
+    async fn overdue_executions(&self, _: DateTime<Utc>, _: usize) -> Result<Vec<ExecutionId>> {
+        down()
+    }
+    async fn prune(&self, _: DateTime<Utc>, _: usize) -> Result<u64> {
+        down()
+    }
+    async fn counts(&self) -> Result<StoreCounts> {
+        down()
+    }
+    async fn put_node(&self, _: NodeInfo) -> Result<()> {
+        down()
+    }
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
+        down()
+    }
+    async fn ping(&self) -> Result<()> {
+        down()
+    }
+}
+
+async fn call(app: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_gives_503s_that_leak_nothing() {
+    let engine = Engine::builder().store(Arc::new(UnreachableStore)).build();
+    engine.register("f", |_ctx| async move { Ok(Value::Null) });
+    engine.start().unwrap();
+    let app = naxos_http::router(engine.clone(), Default::default());
+
+    let (status, health) = call(&app, "GET", "/health", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health["error"]["message"], "unavailable: store");
+    assert_eq!(health["checks"]["queue"], "ok");
+    assert!(health["checks"]["store"].as_str().unwrap().starts_with("down"));
+
+    let definition = r#"{"id":"d","tasks":{"t":{"id":"t","functionName":"f"}}}"#;
+    let calls = [
+        ("POST", "/api/v1/job-definitions", definition),
+        ("GET", "/api/v1/job-definitions", ""),
+        ("POST", "/api/v1/jobs/d/execute", "{}"),
+        ("GET", "/api/v1/jobs", ""),
+        ("GET", "/api/v1/system/status", ""),
+    ];
+    for (method, uri, body) in calls {
+        let (status, answer) = call(&app, method, uri, body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {uri}: {answer}");
+        assert_eq!(answer["error"]["code"], "unavailable");
+        assert!(
+            !answer.to_string().contains("secret-host"),
+            "no internal detail: {answer}"
+        );
+    }
+    // Still serving after all of that.
+    let (status, _) = call(&app, "GET", "/health", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    engine.shutdown().await;
+}
