@@ -10,3 +10,7 @@ pub use naxos_core::*;
 /// The REST API ([`naxos_http`]), with the `http` feature.
 #[cfg(feature = "http")]
 pub use naxos_http as http;
+
+/// The PostgreSQL Store ([`naxos_postgres`]), with the `postgres` feature.
+#[cfg(feature = "postgres")]
+pub use naxos_postgres as postgres;

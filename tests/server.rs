@@ -52,7 +52,14 @@ struct Server {
 
 /// Starts the server on port 0 and reads the address from its banner.
 async fn start() -> Server {
-    let mut child = command(&[("NAXOS_SERVER_PORT", "0")]).spawn().expect("spawn server");
+    start_with(&[]).await
+}
+
+/// Starts the server on port 0 with more environment, and reads the address from its banner.
+async fn start_with(env: &[(&str, &str)]) -> Server {
+    let mut all = vec![("NAXOS_SERVER_PORT", "0")];
+    all.extend_from_slice(env);
+    let mut child = command(&all).spawn().expect("spawn server");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let banner = tokio::time::timeout(DEADLINE, lines.next_line())
@@ -65,7 +72,6 @@ async fn start() -> Server {
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in banner: {banner}"))
         .to_string();
-    assert!(banner.contains("store memory"), "{banner}");
     Server { child, base }
 }
 
@@ -158,7 +164,7 @@ async fn bad_configuration_stops_start_up_naming_the_variable() {
         ("NAXOS_SERVER_PORT", "eighty"),
         ("NAXOS_WORKER_CONCURRENCY", "0"),
         ("NAXOS_ROLE", "boss"),
-        ("NAXOS_POSTGRES_URL", "postgres://127.0.0.1/x"),
+        ("NAXOS_AMQP_URL", "amqp://127.0.0.1:1"),
         ("NAXOS_API_TOKEN", "secret"),
     ] {
         let out = command(&[(variable, value)]).output().await.unwrap();
@@ -166,4 +172,94 @@ async fn bad_configuration_stops_start_up_naming_the_variable() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(variable), "{variable}={value}: {stderr}");
     }
+}
+
+/// Polls an execution's status until it is finished, within the deadline.
+async fn finished(base: &str, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, exec) = call(base, Method::GET, &format!("/api/v1/jobs/{id}/status"), "").await;
+        assert_eq!(status, StatusCode::OK, "{exec}");
+        if matches!(exec["status"].as_str(), Some("COMPLETED" | "FAILED" | "CANCELLED")) {
+            return exec;
+        }
+        assert!(started.elapsed() < DEADLINE, "not finished in time: {exec}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The server on PostgreSQL is killed with SIGKILL mid-run and started again on the same
+/// database: every execution completes, and no task that had completed runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_on_postgres_loses_nothing() {
+    use naxos_postgres::sqlx::{self, Connection};
+    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let database = format!("naxos_kill_{}", &naxos::uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let db_url = format!("{}/{database}", url.rsplit_once('/').unwrap().0);
+    let env = [
+        ("NAXOS_POSTGRES_URL", db_url.as_str()),
+        ("NAXOS_LEASE_TTL_MS", "1500"),
+        ("NAXOS_REPUBLISH_AFTER_MS", "1000"),
+        ("NAXOS_SWEEP_INTERVAL_MS", "200"),
+    ];
+    let mut first = start_with(&env).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let (status, body) = call(
+            &first.base,
+            Method::POST,
+            "/api/v1/jobs/sample-2/execute",
+            r#"{"sleepMs": 150}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ids.push(body["executionId"].as_str().unwrap().to_string());
+    }
+    let mut db = sqlx::PgConnection::connect(&db_url).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM naxos_tasks WHERE status = 'COMPLETED'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        if done >= 20 {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "no progress before the kill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.child.kill().await.expect("SIGKILL");
+    let completed: Vec<(naxos::ExecutionId, String)> =
+        sqlx::query_as("SELECT execution_id, task_id FROM naxos_tasks WHERE status = 'COMPLETED'")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    let unfinished: i64 = sqlx::query_scalar("SELECT count(*) FROM naxos_tasks WHERE status <> 'COMPLETED'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(unfinished > 0, "the kill should land mid-run");
+
+    let mut second = start_with(&env).await;
+    for id in &ids {
+        let exec = finished(&second.base, id).await;
+        assert_eq!(exec["status"], "COMPLETED", "{exec}");
+        for task in exec["tasks"].as_array().unwrap() {
+            assert_eq!(task["status"], "COMPLETED");
+            assert_eq!(task["output"]["sleptMs"], 150);
+            let key = (id.parse().unwrap(), task["taskId"].as_str().unwrap().to_string());
+            if completed.contains(&key) {
+                assert_eq!(task["attempts"], 1, "{key:?} completed before the kill and ran again");
+            }
+        }
+    }
+    second.child.kill().await.unwrap();
+    db.close().await.unwrap();
 }

@@ -35,6 +35,10 @@ pub(crate) struct ServerConfig {
     pub(crate) concurrency: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) definitions_file: Option<PathBuf>,
+    pub(crate) postgres_url: Option<String>,
+    pub(crate) lease_ttl_ms: Option<usize>,
+    pub(crate) republish_after_ms: Option<usize>,
+    pub(crate) sweep_interval_ms: Option<usize>,
 }
 
 /// A variable with a value the server cannot use.
@@ -61,7 +65,6 @@ fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerConfig, ConfigError> {
     let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
     for (variable, backend) in [
-        ("NAXOS_POSTGRES_URL", "PostgreSQL store"),
         ("NAXOS_AMQP_URL", "RabbitMQ queue"),
         ("NAXOS_RABBITMQ_URL", "RabbitMQ queue"),
         ("NAXOS_LMDB_PATH", "LMDB cache and store"),
@@ -101,7 +104,7 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
     if role != Role::All {
         return Err(bad(
             "NAXOS_ROLE",
-            format!("`{role}` needs backends shared between processes, and the in-memory ones are not"),
+            format!("`{role}` needs a queue shared between processes, and the in-memory one is not"),
         ));
     }
     let concurrency = positive(get("NAXOS_WORKER_CONCURRENCY"), "NAXOS_WORKER_CONCURRENCY", 16)?;
@@ -123,16 +126,23 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         concurrency,
         max_body_bytes,
         definitions_file: get("NAXOS_DEFINITIONS_FILE").map(PathBuf::from),
+        postgres_url: get("NAXOS_POSTGRES_URL"),
+        lease_ttl_ms: optional(get("NAXOS_LEASE_TTL_MS"), "NAXOS_LEASE_TTL_MS")?,
+        republish_after_ms: optional(get("NAXOS_REPUBLISH_AFTER_MS"), "NAXOS_REPUBLISH_AFTER_MS")?,
+        sweep_interval_ms: optional(get("NAXOS_SWEEP_INTERVAL_MS"), "NAXOS_SWEEP_INTERVAL_MS")?,
     })
 }
 
 fn positive(raw: Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
-    match raw {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<usize>()
+    Ok(optional(raw, variable)?.unwrap_or(default))
+}
+
+fn optional(raw: Option<String>, variable: &'static str) -> Result<Option<usize>, ConfigError> {
+    raw.map(|v| {
+        v.parse::<usize>()
             .ok()
             .filter(|n| *n > 0)
-            .ok_or_else(|| bad(variable, format!("`{v}` is not a positive whole number"))),
-    }
+            .ok_or_else(|| bad(variable, format!("`{v}` is not a positive whole number")))
+    })
+    .transpose()
 }

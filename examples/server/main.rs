@@ -1,10 +1,12 @@
 //! The bundled naxos server: `cargo run --release --example server`.
 //!
 //! Serves the REST API on `127.0.0.1:8080` with in-memory backends, the demo task functions and
-//! the two sample definitions. Configuration comes from the environment (`NAXOS_SERVER_HOST`,
+//! the two sample definitions; on PostgreSQL when `NAXOS_POSTGRES_URL` is set. Configuration
+//! comes from the environment (`NAXOS_SERVER_HOST`,
 //! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
-//! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`); a bad value stops it at start with a
-//! message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
+//! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_POSTGRES_URL`,
+//! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`); a bad value
+//! stops it at start with a message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
 //! banner goes to stdout.
 
 mod config;
@@ -13,6 +15,7 @@ mod demo;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use config::{Role, ServerConfig};
@@ -54,7 +57,29 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if let Some(id) = &config.node_id {
         engine_config.node_id = id.clone();
     }
-    let engine = Engine::builder().config(engine_config).build();
+    let ms = |v: usize| std::time::Duration::from_millis(v as u64);
+    if let Some(ttl) = config.lease_ttl_ms {
+        engine_config.lease_ttl = ms(ttl);
+        engine_config.heartbeat_interval = ms(ttl / 3).max(ms(1));
+    }
+    if let Some(after) = config.republish_after_ms {
+        engine_config.republish_after = ms(after);
+    }
+    if let Some(every) = config.sweep_interval_ms {
+        engine_config.sweep_interval = ms(every);
+    }
+    let mut builder = Engine::builder().config(engine_config);
+    let store_name = match &config.postgres_url {
+        Some(url) => {
+            let store = naxos_postgres::PgStore::connect(url)
+                .await
+                .context("NAXOS_POSTGRES_URL: cannot use the PostgreSQL store")?;
+            builder = builder.store(Arc::new(store));
+            "postgres"
+        }
+        None => "memory",
+    };
+    let engine = builder.build();
     demo::register(&engine);
     for definition in demo::samples() {
         engine.register_definition(definition).await?;
@@ -86,7 +111,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         "no workers".to_string()
     };
     println!(
-        "naxos listening on http://{addr} (role {}, node {}, {workers}; store memory, queue memory, cache memory)",
+        "naxos listening on http://{addr} (role {}, node {}, {workers}; store {store_name}, queue memory, cache memory)",
         config.role,
         engine.config().node_id
     );

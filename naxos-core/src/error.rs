@@ -41,13 +41,16 @@ pub enum Error {
         operation: &'static str,
     },
     /// A Store, Queue or Cache failed; `kind` says whether trying again may help.
-    #[error("{kind} backend error: {source}")]
+    ///
+    /// The driver's error is kept whole in `cause` (downcast it to inspect it) and shown in
+    /// this error's message, once: it is deliberately not also reported as `source()`, so
+    /// that error-chain printers do not repeat it.
+    #[error("{kind} backend error: {cause}")]
     Backend {
         /// Whether the failure is worth retrying.
         kind: BackendErrorKind,
         /// The driver's own error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The engine is shutting down and takes no new work.
     #[error("the engine is shutting down")]
@@ -93,7 +96,7 @@ impl Error {
     pub fn transient(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Backend {
             kind: BackendErrorKind::Transient,
-            source: source.into(),
+            cause: source.into(),
         }
     }
 
@@ -101,7 +104,7 @@ impl Error {
     pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Backend {
             kind: BackendErrorKind::Permanent,
-            source: source.into(),
+            cause: source.into(),
         }
     }
 

@@ -3,14 +3,15 @@
 //! Every backend crate runs the whole suite with one macro call per trait, in its own tests:
 //!
 //! ```text
-//! naxos_core::store_conformance!(|| async { std::sync::Arc::new(MyStore::connect(..).await) });
-//! naxos_core::queue_conformance!(|| async { std::sync::Arc::new(MyQueue::connect(..).await) });
-//! naxos_core::cache_conformance!(|| async { std::sync::Arc::new(MyCache::open(..)) });
+//! naxos_core::store_conformance!(|| async { Some(Arc::new(MyStore::connect(..).await) as Arc<dyn Store>) });
+//! naxos_core::queue_conformance!(|| async { Some(Arc::new(MyQueue::connect(..).await) as Arc<dyn Queue>) });
+//! naxos_core::cache_conformance!(|| async { Some(Arc::new(MyCache::open(..)) as Arc<dyn Cache>) });
 //! ```
 //!
 //! Each macro expands to one `#[tokio::test]` per check, so a failure names the broken rule.
-//! The factory is called once per test and must return a backend no other test uses (its own
-//! schema, queue names or directory); the checks also use fresh ids, so a shared database works.
+//! The factory is called once per test and returns `Some(backend)` that no other test uses (its
+//! own schema, queue names or directory), or `None` to skip when the backend's service is not
+//! configured (see [`service_url`]); the checks also use fresh ids, so a shared database works.
 
 pub mod cache;
 mod fixtures;
@@ -18,6 +19,25 @@ pub mod queue;
 pub mod store;
 
 pub use fixtures::{diamond, unique_id};
+
+/// The URL of a test service from the environment variable `variable` (e.g.
+/// `NAXOS_TEST_POSTGRES_URL`, which `scripts/test.sh` sets).
+///
+/// When it is unset: under `CI=true` this panics (a backend test whose service is missing
+/// fails, never silently skips); otherwise it prints a note and returns `None` so the test
+/// can skip.
+pub fn service_url(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{variable} is not set and CI=true: run the tests through scripts/test.sh, which starts the service")
+        }
+        _ => {
+            eprintln!("note: {variable} is not set; skipping (scripts/test.sh starts the service and sets it)");
+            None
+        }
+    }
+}
 
 /// Expands to one test per item, each calling `$module::$name` on a backend from `$make`.
 #[doc(hidden)]
@@ -28,7 +48,9 @@ macro_rules! __conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let make = $make;
-                let backend = make().await;
+                let Some(backend) = make().await else {
+                    return;
+                };
                 $crate::testkit::$module::$name(backend).await;
             }
         )*

@@ -1,0 +1,134 @@
+//! Rows to model types, and the status strings stored in the tables.
+
+use chrono::{DateTime, Utc};
+use naxos_core::model::{
+    EventKind, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, StatusEvent, TaskRun, TaskStatus,
+};
+use naxos_core::Result;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::error::{corrupt, db};
+
+/// The task columns [`task_run`] reads, in a SELECT list.
+pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dependencies, remaining, attempt, \
+     attempts, failures, lease_expiries, error, output, lease_owner, lease_expires_at, queued_at, due_at, \
+     start_time, end_time";
+
+/// The execution columns [`execution_summary`] reads, in a SELECT list.
+pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
+     deadline, created_at, updated_at, start_time, end_time";
+
+pub(crate) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(db)
+}
+
+/// A non-negative INTEGER column as `u32`.
+pub(crate) fn count(row: &PgRow, column: &str) -> Result<u32> {
+    let v: i32 = get(row, column)?;
+    u32::try_from(v).map_err(|_| corrupt(format!("{column} = {v}")))
+}
+
+pub(crate) fn task_status(s: &str) -> Result<TaskStatus> {
+    TaskStatus::parse(s).ok_or_else(|| corrupt(format!("task status `{s}`")))
+}
+
+pub(crate) fn execution_status(s: &str) -> Result<ExecutionStatus> {
+    ExecutionStatus::parse(s).ok_or_else(|| corrupt(format!("execution status `{s}`")))
+}
+
+pub(crate) fn task_run(row: &PgRow) -> Result<TaskRun> {
+    let owner: Option<String> = get(row, "lease_owner")?;
+    let expires: Option<DateTime<Utc>> = get(row, "lease_expires_at")?;
+    Ok(TaskRun {
+        task_id: get(row, "task_id")?,
+        name: get(row, "name")?,
+        function_name: get(row, "function_name")?,
+        status: task_status(&get::<String>(row, "status")?)?,
+        dependencies: get(row, "dependencies")?,
+        remaining_dependencies: count(row, "remaining")?,
+        attempt: count(row, "attempt")?,
+        attempts: count(row, "attempts")?,
+        failures: count(row, "failures")?,
+        lease_expiries: count(row, "lease_expiries")?,
+        error: get(row, "error")?,
+        output: get(row, "output")?,
+        lease: owner
+            .zip(expires)
+            .map(|(owner, expires_at)| Lease { owner, expires_at }),
+        queued_at: get(row, "queued_at")?,
+        due_at: get(row, "due_at")?,
+        start_time: get(row, "start_time")?,
+        end_time: get(row, "end_time")?,
+    })
+}
+
+pub(crate) fn execution_summary(row: &PgRow) -> Result<ExecutionSummary> {
+    Ok(ExecutionSummary {
+        id: get(row, "id")?,
+        definition_id: get(row, "definition_id")?,
+        definition_version: count(row, "definition_version")?,
+        status: execution_status(&get::<String>(row, "status")?)?,
+        error: get(row, "error")?,
+        idempotency_key: get(row, "idempotency_key")?,
+        deadline: get(row, "deadline")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+        start_time: get(row, "start_time")?,
+        end_time: get(row, "end_time")?,
+    })
+}
+
+/// A task status change.
+pub(crate) fn task_event(
+    execution_id: ExecutionId,
+    definition_id: &str,
+    task_id: &str,
+    attempt: u32,
+    status: TaskStatus,
+    error: Option<String>,
+    at: DateTime<Utc>,
+) -> StatusEvent {
+    StatusEvent {
+        execution_id,
+        definition_id: definition_id.to_string(),
+        kind: EventKind::Task {
+            task_id: task_id.to_string(),
+            attempt,
+            status,
+        },
+        error,
+        at,
+    }
+}
+
+/// An execution status change.
+pub(crate) fn execution_event(
+    execution_id: ExecutionId,
+    definition_id: &str,
+    status: ExecutionStatus,
+    error: Option<String>,
+    at: DateTime<Utc>,
+) -> StatusEvent {
+    StatusEvent {
+        execution_id,
+        definition_id: definition_id.to_string(),
+        kind: EventKind::Execution { status },
+        error,
+        at,
+    }
+}
+
+/// `u32` for an INTEGER parameter.
+pub(crate) fn int(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// A JSON value for a JSONB parameter.
+pub(crate) fn jsonb(v: &Value) -> sqlx::types::Json<&Value> {
+    sqlx::types::Json(v)
+}

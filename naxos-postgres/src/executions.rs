@@ -1,0 +1,260 @@
+//! Creating, reading and listing executions; counts, nodes, pruning.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use naxos_core::backend::{Changes, Created, ExecutionPage, ExecutionQuery, NewExecution, StoreCounts};
+use naxos_core::model::{Execution, ExecutionId, ExecutionStatus, NodeInfo, TaskRef, TaskStatus};
+use naxos_core::{Error, Result};
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool};
+
+use crate::codec::{
+    count, execution_event, execution_status, execution_summary, get, int, jsonb, task_event, task_run,
+    EXECUTION_COLUMNS, TASK_COLUMNS,
+};
+use crate::error::db;
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1_000;
+
+/// Inserts the execution and all its task rows in one transaction. An idempotency key already
+/// used for the definition makes the INSERT do nothing (the UNIQUE constraint decides, so two
+/// racing requests cannot both create), and the existing execution is returned.
+pub(crate) async fn create(conn: &mut PgConnection, new: NewExecution) -> Result<Created> {
+    let inserted: Option<ExecutionId> = sqlx::query_scalar(
+        "INSERT INTO naxos_executions
+             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at)
+         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7)
+         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
+         RETURNING id",
+    )
+    .bind(new.id)
+    .bind(&new.definition_id)
+    .bind(int(new.definition_version))
+    .bind(jsonb(&new.params))
+    .bind(&new.idempotency_key)
+    .bind(new.deadline)
+    .bind(new.now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    let Some(id) = inserted else {
+        let existing: ExecutionId =
+            sqlx::query_scalar("SELECT id FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
+                .bind(&new.definition_id)
+                .bind(&new.idempotency_key)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db)?;
+        return Ok(Created {
+            execution_id: existing,
+            created: false,
+            changes: Changes::default(),
+        });
+    };
+
+    let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
+    for t in &new.tasks {
+        for d in &t.dependencies {
+            dependents.entry(d.as_str()).or_default().push(&t.task_id);
+        }
+    }
+    let mut changes = Changes::default();
+    changes.events.push(execution_event(
+        id,
+        &new.definition_id,
+        ExecutionStatus::Pending,
+        None,
+        new.now,
+    ));
+    let rows: Vec<Value> = new
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(position, t)| {
+            let root = t.dependencies.is_empty();
+            if root {
+                changes.ready.push(TaskRef::new(id, t.task_id.clone(), 1));
+                let e = task_event(id, &new.definition_id, &t.task_id, 1, TaskStatus::Queued, None, new.now);
+                changes.events.push(e);
+            }
+            json!({
+                "task_id": t.task_id,
+                "position": position,
+                "name": t.name,
+                "function_name": t.function_name,
+                "status": if root { "QUEUED" } else { "PENDING" },
+                "dependencies": t.dependencies,
+                "dependents": dependents.get(t.task_id.as_str()).cloned().unwrap_or_default(),
+                "remaining": t.dependencies.len(),
+                "queued_at": if root { Some(new.now) } else { None },
+            })
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO naxos_tasks
+             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
+              attempt, queued_at)
+         SELECT $1, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
+                r.remaining, 1, r.queued_at
+         FROM jsonb_to_recordset($2) AS r(task_id TEXT, position INTEGER, name TEXT, function_name TEXT,
+              status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER, queued_at TIMESTAMPTZ)",
+    )
+    .bind(id)
+    .bind(Value::Array(rows))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(Created {
+        execution_id: id,
+        created: true,
+        changes,
+    })
+}
+
+pub(crate) async fn get_one(pool: &PgPool, id: ExecutionId) -> Result<Execution> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {EXECUTION_COLUMNS}, params FROM naxos_executions WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db)?
+    .ok_or_else(|| Error::not_found("execution", id))?;
+    let tasks = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM naxos_tasks WHERE execution_id = $1 ORDER BY position"
+    )))
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    Ok(Execution {
+        summary: execution_summary(&row)?,
+        data: get(&row, "params")?,
+        tasks: tasks.iter().map(task_run).collect::<Result<_>>()?,
+    })
+}
+
+pub(crate) async fn list(pool: &PgPool, query: &ExecutionQuery) -> Result<ExecutionPage> {
+    let limit = match query.limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {EXECUTION_COLUMNS} FROM naxos_executions
+         WHERE ($1::TEXT IS NULL OR status = $1)
+           AND ($2::TEXT IS NULL OR definition_id = $2)
+           AND ($3::UUID IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    )))
+    .bind(query.status.map(|s| s.as_str()))
+    .bind(query.definition_id.as_deref())
+    .bind(query.cursor)
+    .bind((limit + 1) as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut executions: Vec<_> = rows.iter().map(execution_summary).collect::<Result<_>>()?;
+    let next_cursor = if executions.len() > limit {
+        executions.truncate(limit);
+        executions.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(ExecutionPage {
+        executions,
+        next_cursor,
+    })
+}
+
+pub(crate) async fn overdue(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>> {
+    sqlx::query_scalar(
+        "SELECT id FROM naxos_executions
+         WHERE deadline IS NOT NULL AND status IN ('PENDING', 'RUNNING') AND deadline < $1
+         ORDER BY deadline LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)
+}
+
+/// Deletes finished executions (their tasks and attempts cascade).
+pub(crate) async fn prune(pool: &PgPool, ended_before: DateTime<Utc>, limit: usize) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM naxos_executions WHERE id IN (
+             SELECT id FROM naxos_executions
+             WHERE end_time < $1 AND status IN ('COMPLETED', 'FAILED', 'CANCELLED')
+             LIMIT $2)",
+    )
+    .bind(ended_before)
+    .bind(limit as i64)
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(done.rows_affected())
+}
+
+pub(crate) async fn counts(pool: &PgPool) -> Result<StoreCounts> {
+    let rows = sqlx::query("SELECT status, count(*) AS n FROM naxos_executions GROUP BY status")
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    let mut executions = BTreeMap::new();
+    for row in &rows {
+        let status = execution_status(&get::<String>(row, "status")?)?;
+        executions.insert(status, get::<i64>(row, "n")? as u64);
+    }
+    let tasks = sqlx::query(
+        "SELECT count(*) FILTER (WHERE status = 'QUEUED') AS queued,
+                count(*) FILTER (WHERE status = 'RUNNING') AS running
+         FROM naxos_tasks WHERE status IN ('QUEUED', 'RUNNING')",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    Ok(StoreCounts {
+        executions,
+        queued_tasks: get::<i64>(&tasks, "queued")? as u64,
+        running_tasks: get::<i64>(&tasks, "running")? as u64,
+    })
+}
+
+pub(crate) async fn put_node(pool: &PgPool, node: NodeInfo) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO naxos_nodes (id, role, concurrency, running, started_at, last_seen)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO UPDATE SET role = $2, concurrency = $3, running = $4, started_at = $5, last_seen = $6",
+    )
+    .bind(&node.id)
+    .bind(&node.role)
+    .bind(int(node.concurrency))
+    .bind(int(node.running))
+    .bind(node.started_at)
+    .bind(node.last_seen)
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+pub(crate) async fn list_nodes(pool: &PgPool) -> Result<Vec<NodeInfo>> {
+    let rows = sqlx::query("SELECT id, role, concurrency, running, started_at, last_seen FROM naxos_nodes ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    rows.iter()
+        .map(|row| {
+            Ok(NodeInfo {
+                id: get(row, "id")?,
+                role: get(row, "role")?,
+                concurrency: count(row, "concurrency")?,
+                running: count(row, "running")?,
+                started_at: get(row, "started_at")?,
+                last_seen: get(row, "last_seen")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,153 @@
+//! # naxos-postgres
+//!
+//! [`PgStore`]: the naxos [`Store`](naxos_core::backend::Store) on PostgreSQL (sqlx). Every
+//! definition, execution, task run and attempt is a row; every transition is one transaction.
+//!
+//! How the transitions stay correct with many nodes on one database:
+//!
+//! - Every transition on an execution first locks that execution's row
+//!   (`SELECT … FOR NO KEY UPDATE`). Transitions of one execution therefore run one after
+//!   another — fan-in decrements, skip propagation and "is everything finished?" all see a
+//!   settled state — while different executions proceed in parallel. One lock order (the
+//!   execution row, then its task rows; executions in id order within a batch) means no
+//!   deadlocks between transitions.
+//! - Each task transition is a conditional `UPDATE … WHERE attempt = $n AND status IN (…)`:
+//!   the fencing guard. A stale or duplicate message, or a worker that lost its lease, matches
+//!   no row and changes nothing.
+//! - The recovery scans that run on every node use `FOR UPDATE SKIP LOCKED` (lost messages) or
+//!   re-check their guard under the execution lock (expired leases), so each task is recovered
+//!   by exactly one sweeper.
+//!
+//! Migrations are embedded and applied on connect; [`migrate`] applies them to any pool.
+//! Table names are unqualified, so [`PgConfig::schema`] isolates installations (and tests).
+
+mod codec;
+mod definitions;
+mod error;
+mod executions;
+mod recovery;
+mod store;
+mod transitions;
+
+use std::time::Duration;
+
+use naxos_core::{Error, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
+
+pub use sqlx;
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user[:password]@host[:port]/database`.
+    pub url: String,
+    /// Most connections in the pool. Default 16.
+    pub max_connections: u32,
+    /// How long to wait for a free connection before failing (transiently). Default 10 s.
+    pub acquire_timeout: Duration,
+    /// A schema for naxos's tables (created if missing); the user's default search path when `None`.
+    pub schema: Option<String>,
+}
+
+impl PgConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            schema: None,
+        }
+    }
+}
+
+/// The naxos Store on PostgreSQL. Cheap to clone (it is a pool).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` with default settings and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::with_config(PgConfig::new(url)).await
+    }
+
+    /// Connects as `config` says, creates its schema if needed, and applies the migrations.
+    pub async fn with_config(config: PgConfig) -> Result<Self> {
+        let mut options: PgConnectOptions = config
+            .url
+            .parse()
+            .map_err(|e| Error::InvalidInput(format!("PostgreSQL URL: {e}")))?;
+        if let Some(schema) = &config.schema {
+            if schema.is_empty()
+                || !schema
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(Error::InvalidInput(format!(
+                    "schema `{schema}` must be lowercase letters, digits and underscores"
+                )));
+            }
+            let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(error::db)?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+                .execute(&mut conn)
+                .await
+                .map_err(error::db)?;
+            conn.close().await.map_err(error::db)?;
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(error::db)?;
+        migrate(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// A store on an existing pool (the migrations must have been applied: see [`migrate`]).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Applies naxos's embedded migrations (idempotent; safe from several nodes at once).
+pub async fn migrate(pool: &PgPool) -> Result<()> {
+    sqlx::migrate!("./migrations").run(pool).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(e) => error::db(e),
+        other => Error::permanent(other),
+    })
+}
+
+/// Runs `$body` in a transaction bound to `$tx`, committing on `Ok`; a transaction that lost a
+/// race (serialization failure, deadlock) is run again, up to 5 times.
+macro_rules! transaction {
+    ($pool:expr, |$tx:ident| $body:expr) => {{
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let mut $tx = $pool.begin().await.map_err($crate::error::db)?;
+            let result: naxos_core::Result<_> = async { $body }.await;
+            let result = match result {
+                Ok(value) => $tx.commit().await.map(|()| value).map_err($crate::error::db),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if tries < 5 && $crate::error::is_race(&e) => {
+                    tracing::debug!(error = %e, tries, "transaction raced another; running it again");
+                    continue;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use transaction;

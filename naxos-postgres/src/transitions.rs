@@ -1,0 +1,621 @@
+//! The task state machine as transactions. Each starts by locking the execution row (see the
+//! crate docs for why that is enough), then applies guarded conditional UPDATEs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use naxos_core::backend::{Changes, ClaimRequest, ClaimedTask, LeaseState, StopReason, TaskOutcome};
+use naxos_core::model::{ExecutionId, ExecutionStatus, TaskRef, TaskStatus};
+use naxos_core::{Error, Result};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+
+use crate::codec::{count, execution_event, execution_status, get, int, jsonb, task_event, task_status};
+use crate::error::db;
+
+/// The locked execution row.
+pub(crate) struct Locked {
+    pub(crate) id: ExecutionId,
+    pub(crate) definition_id: String,
+    pub(crate) status: ExecutionStatus,
+}
+
+/// Locks an execution's row for the rest of the transaction: every transition of one
+/// execution runs after the previous one committed.
+pub(crate) async fn lock(conn: &mut PgConnection, id: ExecutionId) -> Result<Locked> {
+    let row = sqlx::query("SELECT definition_id, status FROM naxos_executions WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| Error::not_found("execution", id))?;
+    Ok(Locked {
+        id,
+        definition_id: get(&row, "definition_id")?,
+        status: execution_status(&get::<String>(&row, "status")?)?,
+    })
+}
+
+/// Why a guarded UPDATE matched no row: the task does not exist, or it is not at that
+/// attempt in a status the transition accepts.
+async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Error {
+    let row = sqlx::query("SELECT status, attempt FROM naxos_tasks WHERE execution_id = $1 AND task_id = $2")
+        .bind(task.execution_id)
+        .bind(&task.task_id)
+        .fetch_optional(&mut *conn)
+        .await;
+    match row {
+        Err(e) => db(e),
+        Ok(None) => Error::not_found("task", format!("{}/{}", task.execution_id, task.task_id)),
+        Ok(Some(row)) => {
+            let status: String = get(&row, "status").unwrap_or_default();
+            let attempt = count(&row, "attempt").unwrap_or_default();
+            Error::conflict(format!(
+                "task {task} is stale: the task is {status} at attempt {attempt}"
+            ))
+        }
+    }
+}
+
+pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest) -> Result<ClaimedTask> {
+    let task = &req.task;
+    let ex = lock(conn, task.execution_id).await?;
+    if ex.status.is_terminal() {
+        return Err(Error::conflict(format!("execution {} is {}", ex.id, ex.status)));
+    }
+    // The guard: only this attempt, only while it waits. A duplicate message matches nothing.
+    let row = sqlx::query(
+        "UPDATE naxos_tasks SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $4,
+                lease_expires_at = $5, start_time = $6, end_time = NULL, due_at = NULL
+         WHERE execution_id = $1 AND task_id = $2 AND attempt = $3 AND status IN ('QUEUED', 'RETRYING')
+         RETURNING attempts, failures, dependencies",
+    )
+    .bind(task.execution_id)
+    .bind(&task.task_id)
+    .bind(int(task.attempt))
+    .bind(&req.owner)
+    .bind(req.lease_until)
+    .bind(req.now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else {
+        return Err(guard_error(conn, task).await);
+    };
+    let dependencies: Vec<String> = get(&row, "dependencies")?;
+    let mut changes = Changes::default();
+    let exec = sqlx::query(
+        "UPDATE naxos_executions
+         SET status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END,
+             start_time = coalesce(start_time, $2), updated_at = $2
+         WHERE id = $1
+         RETURNING definition_version, params",
+    )
+    .bind(task.execution_id)
+    .bind(req.now)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    if ex.status == ExecutionStatus::Pending {
+        changes.events.push(execution_event(
+            ex.id,
+            &ex.definition_id,
+            ExecutionStatus::Running,
+            None,
+            req.now,
+        ));
+    }
+    changes.events.push(task_event(
+        ex.id,
+        &ex.definition_id,
+        &task.task_id,
+        task.attempt,
+        TaskStatus::Running,
+        None,
+        req.now,
+    ));
+    sqlx::query(
+        "INSERT INTO naxos_attempts (execution_id, task_id, attempt, node, started_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(task.execution_id)
+    .bind(&task.task_id)
+    .bind(int(task.attempt))
+    .bind(&req.owner)
+    .bind(req.now)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    let upstream = if dependencies.is_empty() {
+        BTreeMap::new()
+    } else {
+        let rows = sqlx::query(
+            "SELECT task_id, output FROM naxos_tasks
+             WHERE execution_id = $1 AND task_id = ANY($2) AND output IS NOT NULL",
+        )
+        .bind(task.execution_id)
+        .bind(&dependencies)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((get::<String>(r, "task_id")?, Arc::new(get::<Value>(r, "output")?))))
+            .collect::<Result<_>>()?
+    };
+    Ok(ClaimedTask {
+        task: task.clone(),
+        definition_id: ex.definition_id,
+        definition_version: count(&exec, "definition_version")?,
+        attempts: count(&row, "attempts")?,
+        failures: count(&row, "failures")?,
+        params: Arc::new(get(&exec, "params")?),
+        upstream,
+        changes,
+    })
+}
+
+/// A single conditional UPDATE: no transaction or execution lock is needed to move a lease
+/// forward, and the attempt guard keeps a stale worker from extending a newer attempt's lease.
+pub(crate) async fn heartbeat(pool: &PgPool, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState> {
+    let row = sqlx::query(
+        "UPDATE naxos_tasks SET lease_expires_at = $4
+         WHERE execution_id = $1 AND task_id = $2 AND attempt = $3 AND status = 'RUNNING'
+         RETURNING 1 AS ok",
+    )
+    .bind(task.execution_id)
+    .bind(&task.task_id)
+    .bind(int(task.attempt))
+    .bind(until)
+    .fetch_optional(pool)
+    .await
+    .map_err(db)?;
+    if row.is_some() {
+        return Ok(LeaseState::Active);
+    }
+    let row = sqlx::query(
+        "SELECT status, attempt, lease_owner IS NOT NULL AS leased FROM naxos_tasks
+         WHERE execution_id = $1 AND task_id = $2",
+    )
+    .bind(task.execution_id)
+    .bind(&task.task_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else {
+        return Err(Error::not_found(
+            "task",
+            format!("{}/{}", task.execution_id, task.task_id),
+        ));
+    };
+    let status = task_status(&get::<String>(&row, "status")?)?;
+    let attempt = count(&row, "attempt")?;
+    if status == TaskStatus::Cancelled && attempt == task.attempt && get::<bool>(&row, "leased")? {
+        return Ok(LeaseState::Cancelled);
+    }
+    Err(Error::conflict(format!(
+        "task {task} holds no lease: it is {status} at attempt {attempt}"
+    )))
+}
+
+/// Applies one attempt's outcome under the execution lock `ex`.
+pub(crate) async fn finish_one(
+    conn: &mut PgConnection,
+    ex: &Locked,
+    task: &TaskRef,
+    outcome: TaskOutcome,
+    now: DateTime<Utc>,
+    changes: &mut Changes,
+) -> Result<()> {
+    let (status, error) = match &outcome {
+        TaskOutcome::Completed(_) => (TaskStatus::Completed, None),
+        TaskOutcome::Failed {
+            error,
+            retry_at: Some(_),
+        } => (TaskStatus::Retrying, Some(error.clone())),
+        TaskOutcome::Failed { error, retry_at: None } => (TaskStatus::Failed, Some(error.clone())),
+    };
+    let (output, due) = match outcome {
+        TaskOutcome::Completed(output) => (Some(output), None),
+        TaskOutcome::Failed { retry_at, .. } => (None, retry_at),
+    };
+    // One guarded UPDATE for all three outcomes; a retry moves to the next attempt number.
+    let row = sqlx::query(
+        "UPDATE naxos_tasks SET
+             status = $4, output = $5, error = $6, due_at = $7, end_time = $8,
+             lease_owner = NULL, lease_expires_at = NULL,
+             failures = failures + CASE WHEN $4 = 'COMPLETED' THEN 0 ELSE 1 END,
+             attempt = attempt + CASE WHEN $4 = 'RETRYING' THEN 1 ELSE 0 END
+         WHERE execution_id = $1 AND task_id = $2 AND attempt = $3 AND status = 'RUNNING'
+         RETURNING attempt, dependents",
+    )
+    .bind(task.execution_id)
+    .bind(&task.task_id)
+    .bind(int(task.attempt))
+    .bind(status.as_str())
+    .bind(output.as_ref().map(jsonb))
+    .bind(&error)
+    .bind(due)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else {
+        return Err(guard_error(conn, task).await);
+    };
+    end_attempt(conn, task, status.as_str(), error.as_deref(), now).await?;
+    let attempt = count(&row, "attempt")?;
+    changes.events.push(task_event(
+        ex.id,
+        &ex.definition_id,
+        &task.task_id,
+        attempt,
+        status,
+        error.clone(),
+        now,
+    ));
+    match status {
+        TaskStatus::Completed => {
+            let dependents: Vec<String> = get(&row, "dependents")?;
+            unlock_dependents(conn, ex, &dependents, now, changes).await?;
+        }
+        TaskStatus::Retrying => {
+            let next = TaskRef::new(ex.id, task.task_id.clone(), attempt);
+            changes.delayed.push((next, due.unwrap_or(now)));
+        }
+        _ => skip_dependents(conn, ex, &task.task_id, now, changes).await?,
+    }
+    finish_if_done(conn, ex, now, changes).await
+}
+
+/// Fan-in: decrements each waiting dependent's counter and queues those that reach zero. The
+/// decrement is one UPDATE on rows this transaction locks, after the execution lock: two
+/// completions racing for the same dependent run one after the other, and only the one that
+/// brings the counter to zero sees it QUEUED.
+async fn unlock_dependents(
+    conn: &mut PgConnection,
+    ex: &Locked,
+    dependents: &[String],
+    now: DateTime<Utc>,
+    changes: &mut Changes,
+) -> Result<()> {
+    if dependents.is_empty() {
+        return Ok(());
+    }
+    let rows = sqlx::query(
+        "UPDATE naxos_tasks SET remaining = remaining - 1,
+             status = CASE WHEN remaining = 1 THEN 'QUEUED' ELSE status END,
+             queued_at = CASE WHEN remaining = 1 THEN $3 ELSE queued_at END
+         WHERE execution_id = $1 AND task_id = ANY($2) AND status = 'PENDING'
+         RETURNING task_id, attempt, status",
+    )
+    .bind(ex.id)
+    .bind(dependents)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    for row in &rows {
+        if get::<String>(row, "status")? == "QUEUED" {
+            let task_id: String = get(row, "task_id")?;
+            let attempt = count(row, "attempt")?;
+            changes.events.push(task_event(
+                ex.id,
+                &ex.definition_id,
+                &task_id,
+                attempt,
+                TaskStatus::Queued,
+                None,
+                now,
+            ));
+            changes.ready.push(TaskRef::new(ex.id, task_id, attempt));
+        }
+    }
+    sort_ready(changes);
+    Ok(())
+}
+
+/// Keeps `ready` in the definition's (sorted) order, as the in-memory store does.
+fn sort_ready(changes: &mut Changes) {
+    changes
+        .ready
+        .sort_by(|a, b| (a.execution_id, &a.task_id).cmp(&(b.execution_id, &b.task_id)));
+}
+
+/// SKIPS every transitive dependent of a failed task that has not finished.
+pub(crate) async fn skip_dependents(
+    conn: &mut PgConnection,
+    ex: &Locked,
+    failed: &str,
+    now: DateTime<Utc>,
+    changes: &mut Changes,
+) -> Result<()> {
+    let error = format!("skipped: upstream task `{failed}` failed");
+    let rows = sqlx::query(
+        "WITH RECURSIVE downstream(task_id) AS (
+             SELECT unnest(dependents) FROM naxos_tasks WHERE execution_id = $1 AND task_id = $2
+             UNION
+             SELECT unnest(t.dependents) FROM naxos_tasks t
+             JOIN downstream d ON t.execution_id = $1 AND t.task_id = d.task_id
+         )
+         UPDATE naxos_tasks SET status = 'SKIPPED', error = $3, end_time = $4
+         WHERE execution_id = $1 AND task_id IN (SELECT task_id FROM downstream)
+           AND status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')
+         RETURNING task_id, attempt, position",
+    )
+    .bind(ex.id)
+    .bind(failed)
+    .bind(&error)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut skipped: Vec<(i32, String, u32)> = rows
+        .iter()
+        .map(|r| Ok((get(r, "position")?, get(r, "task_id")?, count(r, "attempt")?)))
+        .collect::<Result<_>>()?;
+    skipped.sort();
+    for (_, task_id, attempt) in skipped {
+        changes.events.push(task_event(
+            ex.id,
+            &ex.definition_id,
+            &task_id,
+            attempt,
+            TaskStatus::Skipped,
+            Some(error.clone()),
+            now,
+        ));
+    }
+    Ok(())
+}
+
+/// Finishes the execution when every task is terminal: FAILED if any task failed (never
+/// COMPLETED with a failed task), CANCELLED if any was cancelled, else COMPLETED.
+pub(crate) async fn finish_if_done(
+    conn: &mut PgConnection,
+    ex: &Locked,
+    now: DateTime<Utc>,
+    changes: &mut Changes,
+) -> Result<()> {
+    let row = sqlx::query(
+        "SELECT count(*) FILTER (WHERE status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')) AS open,
+                count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled,
+                (array_agg(task_id ORDER BY position) FILTER (WHERE status = 'FAILED'))[1] AS failed_task,
+                (array_agg(coalesce(error, 'unknown error') ORDER BY position) FILTER (WHERE status = 'FAILED'))[1]
+                    AS failed_error
+         FROM naxos_tasks WHERE execution_id = $1",
+    )
+    .bind(ex.id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    if get::<i64>(&row, "open")? > 0 || ex.status.is_terminal() {
+        sqlx::query("UPDATE naxos_executions SET updated_at = $2 WHERE id = $1")
+            .bind(ex.id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        return Ok(());
+    }
+    let failed: Option<String> = get(&row, "failed_task")?;
+    let (status, error) = match failed {
+        Some(task) => {
+            let why: String = get(&row, "failed_error")?;
+            (ExecutionStatus::Failed, Some(format!("task `{task}` failed: {why}")))
+        }
+        None if get::<i64>(&row, "cancelled")? > 0 => (ExecutionStatus::Cancelled, None),
+        None => (ExecutionStatus::Completed, None),
+    };
+    set_execution(conn, ex, status, error, Some(now), now, changes).await
+}
+
+async fn set_execution(
+    conn: &mut PgConnection,
+    ex: &Locked,
+    status: ExecutionStatus,
+    error: Option<String>,
+    end_time: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    changes: &mut Changes,
+) -> Result<()> {
+    sqlx::query("UPDATE naxos_executions SET status = $2, error = $3, end_time = $4, updated_at = $5 WHERE id = $1")
+        .bind(ex.id)
+        .bind(status.as_str())
+        .bind(&error)
+        .bind(end_time)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    changes
+        .events
+        .push(execution_event(ex.id, &ex.definition_id, status, error, now));
+    Ok(())
+}
+
+/// Closes an attempt's history row.
+pub(crate) async fn end_attempt(
+    conn: &mut PgConnection,
+    task: &TaskRef,
+    outcome: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE naxos_attempts SET ended_at = $4, outcome = $5, error = $6
+         WHERE execution_id = $1 AND task_id = $2 AND attempt = $3 AND ended_at IS NULL",
+    )
+    .bind(task.execution_id)
+    .bind(&task.task_id)
+    .bind(int(task.attempt))
+    .bind(now)
+    .bind(outcome)
+    .bind(error)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// RUNNING → QUEUED with the next attempt (graceful hand-back).
+pub(crate) async fn release(conn: &mut PgConnection, task: &TaskRef, now: DateTime<Utc>) -> Result<Changes> {
+    let ex = lock(conn, task.execution_id).await?;
+    let row = sqlx::query(
+        "UPDATE naxos_tasks SET status = 'QUEUED', attempt = attempt + 1, lease_owner = NULL,
+                lease_expires_at = NULL, queued_at = $4
+         WHERE execution_id = $1 AND task_id = $2 AND attempt = $3 AND status = 'RUNNING'
+         RETURNING attempt",
+    )
+    .bind(task.execution_id)
+    .bind(&task.task_id)
+    .bind(int(task.attempt))
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else {
+        return Err(guard_error(conn, task).await);
+    };
+    end_attempt(conn, task, "RELEASED", None, now).await?;
+    let attempt = count(&row, "attempt")?;
+    let mut changes = Changes::default();
+    changes.events.push(task_event(
+        ex.id,
+        &ex.definition_id,
+        &task.task_id,
+        attempt,
+        TaskStatus::Queued,
+        None,
+        now,
+    ));
+    changes.ready.push(TaskRef::new(ex.id, task.task_id.clone(), attempt));
+    Ok(changes)
+}
+
+/// Cancels every unfinished task (running ones keep their lease owner, so their heartbeat
+/// reports the cancellation) and ends the execution.
+pub(crate) async fn stop(
+    conn: &mut PgConnection,
+    id: ExecutionId,
+    reason: StopReason,
+    now: DateTime<Utc>,
+) -> Result<(ExecutionStatus, Vec<TaskRef>, Changes)> {
+    let ex = lock(conn, id).await?;
+    if ex.status.is_terminal() {
+        return Err(Error::conflict(format!("execution {id} is already {}", ex.status)));
+    }
+    let rows = sqlx::query(
+        "UPDATE naxos_tasks SET
+             status = 'CANCELLED', end_time = $2, due_at = NULL,
+             lease_owner = CASE WHEN status = 'RUNNING' THEN lease_owner END,
+             lease_expires_at = CASE WHEN status = 'RUNNING' THEN lease_expires_at END
+         WHERE execution_id = $1 AND status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')
+         RETURNING task_id, attempt, position, lease_owner IS NOT NULL AS was_running",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut cancelled: Vec<(i32, String, u32, bool)> = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                get(r, "position")?,
+                get(r, "task_id")?,
+                count(r, "attempt")?,
+                get(r, "was_running")?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    cancelled.sort();
+    let mut changes = Changes::default();
+    let mut running = Vec::new();
+    for (_, task_id, attempt, was_running) in cancelled {
+        changes.events.push(task_event(
+            id,
+            &ex.definition_id,
+            &task_id,
+            attempt,
+            TaskStatus::Cancelled,
+            None,
+            now,
+        ));
+        if was_running {
+            running.push(TaskRef::new(id, task_id, attempt));
+        }
+    }
+    let (status, error) = match reason {
+        StopReason::Cancelled => (ExecutionStatus::Cancelled, None),
+        StopReason::TimedOut => (
+            ExecutionStatus::Failed,
+            Some("the execution ran past its timeoutMs deadline".to_string()),
+        ),
+    };
+    set_execution(conn, &ex, status, error, Some(now), now, &mut changes).await?;
+    Ok((status, running, changes))
+}
+
+/// Resets the FAILED, SKIPPED and CANCELLED tasks of a finished execution and queues those
+/// whose dependencies are all COMPLETED.
+pub(crate) async fn retry(conn: &mut PgConnection, id: ExecutionId, now: DateTime<Utc>) -> Result<Changes> {
+    let ex = lock(conn, id).await?;
+    if !matches!(ex.status, ExecutionStatus::Failed | ExecutionStatus::Cancelled) {
+        return Err(Error::conflict(format!(
+            "execution {id} is {}; only FAILED or CANCELLED executions can be retried",
+            ex.status
+        )));
+    }
+    let mut changes = Changes::default();
+    set_execution(conn, &ex, ExecutionStatus::Running, None, None, now, &mut changes).await?;
+    sqlx::query(
+        "UPDATE naxos_tasks SET status = 'PENDING', attempt = attempt + 1, failures = 0, lease_expiries = 0,
+                error = NULL, lease_owner = NULL, lease_expires_at = NULL, due_at = NULL,
+                start_time = NULL, end_time = NULL
+         WHERE execution_id = $1 AND status IN ('FAILED', 'SKIPPED', 'CANCELLED')",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    let rows = sqlx::query(
+        "UPDATE naxos_tasks t SET
+             remaining = r.remaining,
+             status = CASE WHEN r.remaining = 0 THEN 'QUEUED' ELSE 'PENDING' END,
+             queued_at = CASE WHEN r.remaining = 0 THEN $2 ELSE t.queued_at END
+         FROM (SELECT p.task_id,
+                      (SELECT count(*) FROM naxos_tasks d
+                       WHERE d.execution_id = p.execution_id AND d.task_id = ANY(p.dependencies)
+                         AND d.status <> 'COMPLETED')::INTEGER AS remaining
+               FROM naxos_tasks p WHERE p.execution_id = $1 AND p.status = 'PENDING') r
+         WHERE t.execution_id = $1 AND t.task_id = r.task_id
+         RETURNING t.task_id, t.attempt, t.status, t.position",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut reset: Vec<(i32, String, u32, String)> = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                get(r, "position")?,
+                get(r, "task_id")?,
+                count(r, "attempt")?,
+                get(r, "status")?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    reset.sort();
+    for (_, task_id, attempt, status) in reset {
+        let status = task_status(&status)?;
+        changes
+            .events
+            .push(task_event(id, &ex.definition_id, &task_id, attempt, status, None, now));
+        if status == TaskStatus::Queued {
+            changes.ready.push(TaskRef::new(id, task_id, attempt));
+        }
+    }
+    Ok(changes)
+}

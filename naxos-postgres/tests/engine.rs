@@ -1,0 +1,229 @@
+//! The engine on PgStore: concurrent fan-in, and a node dying mid-run with nothing lost.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use naxos_core::backend::{ClaimRequest, Store, TaskFinish, TaskOutcome};
+use naxos_core::memory::MemoryQueue;
+use naxos_core::model::{JobDefinition, TaskBuilder, TaskRef, TaskStatus};
+use naxos_core::serde_json::json;
+use naxos_core::{Engine, EngineConfig, ExecutionId, ExecutionStatus};
+
+fn fan(width: usize) -> JobDefinition {
+    let mut builder =
+        JobDefinition::builder(naxos_core::testkit::unique_id("fan")).task(TaskBuilder::new("start", "f"));
+    let branches: Vec<String> = (0..width).map(|i| format!("b{i:03}")).collect();
+    for b in &branches {
+        builder = builder.task(TaskBuilder::new(b.clone(), "f").after(["start"]));
+    }
+    builder.task(TaskBuilder::new("join", "f").after(branches)).build()
+}
+
+/// Fifty branches complete at the same instant, each on its own connection: the join is
+/// queued exactly once, and no deadlock or serialization error reaches the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_completions_unlock_the_join_once() {
+    let Some(store) = common::store().await else { return };
+    let store: Arc<dyn Store> = Arc::new(store);
+    let def = fan(50);
+    let now = chrono::Utc::now();
+    let put = store.put_definition(def.clone(), now).await.unwrap();
+    for _round in 0..3 {
+        let new = naxos_core::backend::NewExecution::new(&put.definition, json!({}), now);
+        let id = store.create_execution(new).await.unwrap().execution_id;
+        let claim = |task: &str| ClaimRequest {
+            task: TaskRef::new(id, task, 1),
+            owner: "n".into(),
+            lease_until: now + chrono::Duration::seconds(60),
+            now,
+        };
+        store.claim(claim("start")).await.unwrap();
+        let done = |task: &str| TaskFinish {
+            task: TaskRef::new(id, task, 1),
+            outcome: TaskOutcome::Completed(json!(task)),
+            now,
+        };
+        store.finish(vec![done("start")]).await.unwrap();
+        let branches: Vec<String> = (0..50).map(|i| format!("b{i:03}")).collect();
+        for b in &branches {
+            store.claim(claim(b)).await.unwrap();
+        }
+        let barrier = Arc::new(tokio::sync::Barrier::new(branches.len()));
+        let mut finishing = tokio::task::JoinSet::new();
+        for b in branches {
+            let (store, barrier, finish) = (store.clone(), barrier.clone(), done(&b));
+            finishing.spawn(async move {
+                barrier.wait().await;
+                store.finish(vec![finish]).await
+            });
+        }
+        let mut ready = Vec::new();
+        while let Some(report) = finishing.join_next().await {
+            let report = report.unwrap().expect("no error reaches the caller");
+            assert!(report.results[0].is_ok(), "{:?}", report.results[0]);
+            ready.extend(report.changes.ready);
+        }
+        assert_eq!(
+            ready,
+            vec![TaskRef::new(id, "join", 1)],
+            "the join is queued exactly once"
+        );
+        let exec = store.get_execution(id).await.unwrap();
+        assert_eq!(exec.task("join").unwrap().status, TaskStatus::Queued);
+    }
+}
+
+fn engine_config(node: &str) -> EngineConfig {
+    EngineConfig {
+        node_id: node.into(),
+        concurrency: 16,
+        lease_ttl: Duration::from_millis(1_500),
+        heartbeat_interval: Duration::from_millis(300),
+        sweep_interval: Duration::from_millis(200),
+        republish_after: Duration::from_millis(800),
+        cancel_grace: Duration::from_millis(200),
+        ..EngineConfig::default()
+    }
+}
+
+type Runs = Arc<Mutex<HashMap<(ExecutionId, String), u32>>>;
+
+fn register(engine: &Engine, runs: &Runs, sleep: Duration) {
+    let runs = runs.clone();
+    engine.register("f", move |ctx| {
+        let runs = runs.clone();
+        async move {
+            tokio::time::sleep(sleep).await;
+            *runs
+                .lock()
+                .unwrap()
+                .entry((ctx.execution_id(), ctx.task_id().to_string()))
+                .or_default() += 1;
+            Ok(json!({ "task": ctx.task_id() }))
+        }
+    });
+}
+
+/// Many diamonds through the engine on PgStore, 16 at a time: all complete, every task once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_diamonds_complete_with_every_task_run_once() {
+    let Some(store) = common::store().await else { return };
+    let engine = Engine::builder()
+        .store(Arc::new(store))
+        .config(engine_config("solo"))
+        .build();
+    let runs: Runs = Arc::default();
+    register(&engine, &runs, Duration::ZERO);
+    let def = naxos_core::testkit::diamond();
+    engine.register_definition(def.clone()).await.unwrap();
+    engine.start().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        ids.push(engine.execute(&def.id, json!({})).await.unwrap().execution_id);
+    }
+    for id in &ids {
+        let done = engine.wait_for_timeout(*id, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Completed);
+        assert!(done.tasks.iter().all(|t| t.attempts == 1 && t.output.is_some()));
+    }
+    assert_eq!(runs.lock().unwrap().len(), 200 * 4);
+    assert!(runs.lock().unwrap().values().all(|&n| n == 1));
+    engine.shutdown().await;
+}
+
+/// A node dies mid-run (its runtime is torn down, its connections dropped, its queue lost).
+/// A new node on the same database finishes every execution; nothing that had completed runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dying_mid_run_loses_nothing() {
+    let Some(first_store) = common::store().await else {
+        return;
+    };
+    let url = (*first_store.pool().connect_options()).clone();
+    let runs: Runs = Arc::default();
+    let def = naxos_core::testkit::diamond();
+
+    // The first node runs in a runtime of its own, so that it can be killed without warning.
+    let doomed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ids, first) = {
+        let runs = runs.clone();
+        let def = def.clone();
+        doomed
+            .spawn(async move {
+                let engine = Engine::builder()
+                    .store(Arc::new(first_store))
+                    .queue(Arc::new(MemoryQueue::new()))
+                    .config(engine_config("doomed"))
+                    .build();
+                register(&engine, &runs, Duration::from_millis(100));
+                engine.register_definition(def.clone()).await.unwrap();
+                engine.start().unwrap();
+                let mut ids = Vec::new();
+                for _ in 0..30 {
+                    ids.push(engine.execute(&def.id, json!({})).await.unwrap().execution_id);
+                }
+                (ids, engine)
+            })
+            .await
+            .unwrap()
+    };
+    // Let it get part of the way.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let completed = runs.lock().unwrap().len();
+        if completed >= 20 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first node made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    doomed.shutdown_background();
+    drop(first);
+    let before: HashMap<_, _> = runs.lock().unwrap().clone();
+
+    let pool = naxos_postgres::sqlx::postgres::PgPoolOptions::new()
+        .max_connections(6)
+        .connect_with(url)
+        .await
+        .unwrap();
+    let completed_before: Vec<(ExecutionId, String)> =
+        naxos_postgres::sqlx::query_as("SELECT execution_id, task_id FROM naxos_tasks WHERE status = 'COMPLETED'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(!completed_before.is_empty());
+    let second = Engine::builder()
+        .store(Arc::new(naxos_postgres::PgStore::from_pool(pool)))
+        .queue(Arc::new(MemoryQueue::new()))
+        .config(engine_config("survivor"))
+        .build();
+    register(&second, &runs, Duration::from_millis(10));
+    second.start().unwrap();
+    for id in &ids {
+        let done = second.wait_for_timeout(*id, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Completed, "{id}: {:?}", done.error);
+        assert!(done
+            .tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Completed && t.output.is_some()));
+    }
+    second.shutdown().await;
+    let runs = runs.lock().unwrap().clone();
+    for key in &completed_before {
+        assert_eq!(
+            runs[key], 1,
+            "{key:?} completed before the crash and must not run again"
+        );
+    }
+    assert_eq!(runs.len(), ids.len() * 4, "every task ran");
+    assert!(before.len() < runs.len(), "the survivor did part of the work");
+}
