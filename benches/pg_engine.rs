@@ -24,7 +24,10 @@ fn diamond() -> JobDefinition {
 async fn engine(url: &str, concurrency: usize) -> Engine {
     let mut config = PgConfig::new(url);
     config.max_connections = (concurrency as u32) + 8;
-    config.schema = Some(format!("bench_{}", &naxos::uuid::Uuid::new_v4().simple().to_string()[..8]));
+    config.schema = Some(format!(
+        "bench_{}",
+        &naxos::uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
     let store = PgStore::with_config(config).await.expect("connect");
     let engine = Engine::builder()
         .store(Arc::new(store))
@@ -43,10 +46,19 @@ async fn batch(engine: &Engine, n: usize) -> Duration {
     let start = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
-        ids.push(engine.execute("bench-diamond", json!({})).await.expect("execute").execution_id);
+        ids.push(
+            engine
+                .execute("bench-diamond", json!({}))
+                .await
+                .expect("execute")
+                .execution_id,
+        );
     }
     for id in ids {
-        assert_eq!(engine.wait_for(id).await.expect("wait").status, ExecutionStatus::Completed);
+        assert_eq!(
+            engine.wait_for(id).await.expect("wait").status,
+            ExecutionStatus::Completed
+        );
     }
     start.elapsed()
 }
@@ -56,8 +68,15 @@ fn main() {
         eprintln!("pg_engine: NAXOS_BENCH_POSTGRES_URL is not set; run scripts/bench-pg.sh");
         return;
     };
-    let n: usize = std::env::var("NAXOS_BENCH_DIAMONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let n: usize = std::env::var("NAXOS_BENCH_DIAMONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         for concurrency in [16, 64] {
             let engine = engine(&url, concurrency).await;

@@ -14,3 +14,7 @@ pub use naxos_http as http;
 /// The PostgreSQL Store ([`naxos_postgres`]), with the `postgres` feature.
 #[cfg(feature = "postgres")]
 pub use naxos_postgres as postgres;
+
+/// The RabbitMQ Queue ([`naxos_amqp`]), with the `amqp` feature.
+#[cfg(feature = "amqp")]
+pub use naxos_amqp as amqp;

@@ -48,6 +48,7 @@ fn command(env: &[(&str, &str)]) -> Command {
 struct Server {
     child: Child,
     base: String,
+    banner: String,
 }
 
 /// Starts the server on port 0 and reads the address from its banner.
@@ -72,7 +73,7 @@ async fn start_with(env: &[(&str, &str)]) -> Server {
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in banner: {banner}"))
         .to_string();
-    Server { child, base }
+    Server { child, base, banner }
 }
 
 async fn call(base: &str, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
@@ -164,7 +165,7 @@ async fn bad_configuration_stops_start_up_naming_the_variable() {
         ("NAXOS_SERVER_PORT", "eighty"),
         ("NAXOS_WORKER_CONCURRENCY", "0"),
         ("NAXOS_ROLE", "boss"),
-        ("NAXOS_AMQP_URL", "amqp://127.0.0.1:1"),
+        ("NAXOS_LMDB_PATH", "/tmp/nowhere"),
         ("NAXOS_API_TOKEN", "secret"),
     ] {
         let out = command(&[(variable, value)]).output().await.unwrap();
@@ -192,6 +193,19 @@ async fn finished(base: &str, id: &str) -> Value {
 /// database: every execution completes, and no task that had completed runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_run_on_postgres_loses_nothing() {
+    kill_9_mid_run(None).await;
+}
+
+/// The same on the full stack, PostgreSQL and RabbitMQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_on_postgres_and_rabbitmq_loses_nothing() {
+    let Some(amqp) = naxos_core::testkit::service_url("NAXOS_TEST_AMQP_URL") else {
+        return;
+    };
+    kill_9_mid_run(Some(amqp)).await;
+}
+
+async fn kill_9_mid_run(amqp: Option<String>) {
     use naxos_postgres::sqlx::{self, Connection};
     let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
         return;
@@ -203,13 +217,21 @@ async fn kill_9_mid_run_on_postgres_loses_nothing() {
         .await
         .unwrap();
     let db_url = format!("{}/{database}", url.rsplit_once('/').unwrap().0);
-    let env = [
+    let mut env = vec![
         ("NAXOS_POSTGRES_URL", db_url.as_str()),
         ("NAXOS_LEASE_TTL_MS", "1500"),
         ("NAXOS_REPUBLISH_AFTER_MS", "1000"),
         ("NAXOS_SWEEP_INTERVAL_MS", "200"),
     ];
+    if let Some(amqp) = &amqp {
+        env.push(("NAXOS_AMQP_URL", amqp.as_str()));
+    }
     let mut first = start_with(&env).await;
+    assert!(first.banner.contains(if amqp.is_some() {
+        "queue rabbitmq"
+    } else {
+        "queue memory"
+    }));
     let mut ids = Vec::new();
     for _ in 0..20 {
         let (status, body) = call(

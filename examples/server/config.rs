@@ -36,6 +36,7 @@ pub(crate) struct ServerConfig {
     pub(crate) max_body_bytes: usize,
     pub(crate) definitions_file: Option<PathBuf>,
     pub(crate) postgres_url: Option<String>,
+    pub(crate) amqp_url: Option<String>,
     pub(crate) lease_ttl_ms: Option<usize>,
     pub(crate) republish_after_ms: Option<usize>,
     pub(crate) sweep_interval_ms: Option<usize>,
@@ -64,11 +65,7 @@ fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 /// Reads the configuration through `var` (the process environment in the server).
 pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerConfig, ConfigError> {
     let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    for (variable, backend) in [
-        ("NAXOS_AMQP_URL", "RabbitMQ queue"),
-        ("NAXOS_RABBITMQ_URL", "RabbitMQ queue"),
-        ("NAXOS_LMDB_PATH", "LMDB cache and store"),
-    ] {
+    for (variable, backend) in [("NAXOS_LMDB_PATH", "LMDB cache and store")] {
         if get(variable).is_some() {
             return Err(bad(
                 variable,
@@ -101,10 +98,12 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         Some("worker") => Role::Worker,
         Some(other) => return Err(bad("NAXOS_ROLE", format!("`{other}` is not one of all, api, worker"))),
     };
-    if role != Role::All {
+    let postgres_url = get("NAXOS_POSTGRES_URL");
+    let amqp_url = get("NAXOS_AMQP_URL").or_else(|| get("NAXOS_RABBITMQ_URL"));
+    if role != Role::All && (postgres_url.is_none() || amqp_url.is_none()) {
         return Err(bad(
             "NAXOS_ROLE",
-            format!("`{role}` needs a queue shared between processes, and the in-memory one is not"),
+            format!("`{role}` needs the shared backends: set NAXOS_POSTGRES_URL and NAXOS_AMQP_URL"),
         ));
     }
     let concurrency = positive(get("NAXOS_WORKER_CONCURRENCY"), "NAXOS_WORKER_CONCURRENCY", 16)?;
@@ -126,7 +125,8 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         concurrency,
         max_body_bytes,
         definitions_file: get("NAXOS_DEFINITIONS_FILE").map(PathBuf::from),
-        postgres_url: get("NAXOS_POSTGRES_URL"),
+        postgres_url,
+        amqp_url,
         lease_ttl_ms: optional(get("NAXOS_LEASE_TTL_MS"), "NAXOS_LEASE_TTL_MS")?,
         republish_after_ms: optional(get("NAXOS_REPUBLISH_AFTER_MS"), "NAXOS_REPUBLISH_AFTER_MS")?,
         sweep_interval_ms: optional(get("NAXOS_SWEEP_INTERVAL_MS"), "NAXOS_SWEEP_INTERVAL_MS")?,

@@ -4,7 +4,7 @@
 //! the two sample definitions; on PostgreSQL when `NAXOS_POSTGRES_URL` is set. Configuration
 //! comes from the environment (`NAXOS_SERVER_HOST`,
 //! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
-//! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_POSTGRES_URL`,
+//! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
 //! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`); a bad value
 //! stops it at start with a message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
 //! banner goes to stdout.
@@ -79,6 +79,16 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         }
         None => "memory",
     };
+    let queue_name = match &config.amqp_url {
+        Some(url) => {
+            let queue = naxos_amqp::AmqpQueue::connect(url)
+                .await
+                .context("NAXOS_AMQP_URL: cannot use the RabbitMQ queue")?;
+            builder = builder.queue(Arc::new(queue));
+            "rabbitmq"
+        }
+        None => "memory",
+    };
     let engine = builder.build();
     demo::register(&engine);
     for definition in demo::samples() {
@@ -111,7 +121,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         "no workers".to_string()
     };
     println!(
-        "naxos listening on http://{addr} (role {}, node {}, {workers}; store {store_name}, queue memory, cache memory)",
+        "naxos listening on http://{addr} (role {}, node {}, {workers}; store {store_name}, queue {queue_name}, cache memory)",
         config.role,
         engine.config().node_id
     );

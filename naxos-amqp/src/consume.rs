@@ -1,0 +1,202 @@
+//! Consuming task messages and status events.
+
+use deadpool_lapin::lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use deadpool_lapin::lapin::types::FieldTable;
+use deadpool_lapin::lapin::Acker;
+use deadpool_lapin::lapin::{Channel, Consumer as LapinConsumer};
+use futures_util::StreamExt;
+use naxos_core::backend::{Acknowledger, Consumer, Delivery, EventSubscription};
+use naxos_core::model::{StatusEvent, TaskRef};
+use naxos_core::{async_trait, Result};
+
+use crate::error::{amqp, pool};
+use crate::Shared;
+
+/// A consumer on the task queue, on a channel of its own with `basic.qos` = prefetch.
+#[derive(Debug)]
+pub(crate) struct AmqpConsumer {
+    channel: Channel,
+    consumer: LapinConsumer,
+}
+
+impl AmqpConsumer {
+    pub(crate) async fn start(shared: &Shared, prefetch: usize) -> Result<Self> {
+        let connection = shared.pool.get().await.map_err(pool)?;
+        let channel = connection.create_channel().await.map_err(amqp)?;
+        let prefetch = u16::try_from(prefetch.max(1)).unwrap_or(u16::MAX);
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(amqp)?;
+        let tag = format!("naxos-{}", uuid::Uuid::new_v4().simple());
+        let consumer = channel
+            .basic_consume(
+                shared.names.tasks.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp)?;
+        Ok(Self { channel, consumer })
+    }
+}
+
+impl Drop for AmqpConsumer {
+    fn drop(&mut self) {
+        // Closing the channel hands every unacknowledged delivery back to the queue.
+        let channel = self.channel.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = channel.close(200, "consumer dropped".into()).await;
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for AmqpConsumer {
+    async fn next(&mut self) -> Result<Option<Delivery>> {
+        loop {
+            let Some(delivery) = self.consumer.next().await else {
+                return Ok(None);
+            };
+            let delivery = delivery.map_err(amqp)?;
+            match serde_json::from_slice::<TaskRef>(&delivery.data) {
+                Ok(task) => {
+                    let ack = AmqpAck {
+                        acker: Some(delivery.acker),
+                    };
+                    return Ok(Some(Delivery::new(task, delivery.redelivered, Box::new(ack))));
+                }
+                Err(e) => {
+                    // Poison: not a task message. Dead-letter it and carry on.
+                    tracing::warn!(error = %e, bytes = delivery.data.len(), "undecodable task message dead-lettered");
+                    let reject = BasicNackOptions {
+                        requeue: false,
+                        multiple: false,
+                    };
+                    delivery.acker.nack(reject).await.map_err(amqp)?;
+                }
+            }
+        }
+    }
+}
+
+/// Settles one delivery; dropped unsettled, it puts the message back (nack with requeue).
+#[derive(Debug)]
+struct AmqpAck {
+    acker: Option<Acker>,
+}
+
+#[async_trait]
+impl Acknowledger for AmqpAck {
+    async fn ack(mut self: Box<Self>) -> Result<()> {
+        match self.acker.take() {
+            Some(acker) => acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(amqp),
+            None => Ok(()),
+        }
+    }
+
+    async fn nack(mut self: Box<Self>, requeue: bool) -> Result<()> {
+        match self.acker.take() {
+            Some(acker) => acker
+                .nack(BasicNackOptions {
+                    requeue,
+                    multiple: false,
+                })
+                .await
+                .map(|_| ())
+                .map_err(amqp),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AmqpAck {
+    fn drop(&mut self) {
+        if let Some(acker) = self.acker.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let requeue = BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    };
+                    let _ = acker.nack(requeue).await;
+                });
+            }
+        }
+    }
+}
+
+/// Status events through a queue of this subscriber's own (exclusive, deleted when it goes),
+/// bound to every routing key of the events exchange.
+#[derive(Debug)]
+pub(crate) struct AmqpSubscription {
+    channel: Channel,
+    consumer: LapinConsumer,
+}
+
+impl AmqpSubscription {
+    pub(crate) async fn start(shared: &Shared) -> Result<Self> {
+        let connection = shared.pool.get().await.map_err(pool)?;
+        let channel = connection.create_channel().await.map_err(amqp)?;
+        let own = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare("".into(), own, FieldTable::default())
+            .await
+            .map_err(amqp)?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                shared.names.events.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp)?;
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        let consumer = channel
+            .basic_consume(queue.name().clone(), "".into(), no_ack, FieldTable::default())
+            .await
+            .map_err(amqp)?;
+        Ok(Self { channel, consumer })
+    }
+}
+
+impl Drop for AmqpSubscription {
+    fn drop(&mut self) {
+        let channel = self.channel.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = channel.close(200, "subscription dropped".into()).await;
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl EventSubscription for AmqpSubscription {
+    async fn next(&mut self) -> Result<Option<StatusEvent>> {
+        loop {
+            let Some(delivery) = self.consumer.next().await else {
+                return Ok(None);
+            };
+            let delivery = delivery.map_err(amqp)?;
+            match serde_json::from_slice::<StatusEvent>(&delivery.data) {
+                Ok(event) => return Ok(Some(event)),
+                Err(e) => tracing::debug!(error = %e, "skipping an undecodable status event"),
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! # naxos-amqp
+//!
+//! [`AmqpQueue`]: the naxos [`Queue`](naxos_core::backend::Queue) on RabbitMQ, through a
+//! deadpool-lapin connection pool.
+//!
+//! Topology, declared idempotently on connect (names start with [`AmqpConfig::prefix`]):
+//!
+//! | name | kind | what for |
+//! | --- | --- | --- |
+//! | `<prefix>.tasks` | direct exchange → quorum queue `<prefix>.tasks` | task messages: durable, persistent, publisher-confirmed, manually acked |
+//! | `<prefix>.dead` | fanout exchange → queue `<prefix>.dead` | messages that cannot be decoded, or were delivered more than `delivery_limit` times |
+//! | `<prefix>.events` | topic exchange | status events, routing key `<definitionId>.<executionId>.<status>`; bind your own queue to react to them |
+//!
+//! Choices, and why:
+//!
+//! - **Quorum queue** for tasks: it counts deliveries, so a message that keeps coming back
+//!   (`x-delivery-limit`) is dead-lettered instead of looping; and it survives a broker restart.
+//! - **Ack right after the claim is durable** (the engine does this): the Store holds the task
+//!   from then on, so a long task never meets RabbitMQ's consumer ack timeout
+//!   (`consumer_timeout`, 30 min by default) and a crashed worker's task comes back through its
+//!   lease expiring, not through the broker.
+//! - **Delays without head-of-line blocking**: a per-message TTL on one queue only expires
+//!   messages at its head, so a 1 s retry waits behind a 60 s one. `publish_delayed` instead holds
+//!   the message in a timer on the publishing node and publishes it when due; if that node dies
+//!   first, the Store still holds the task as RETRYING with its due time, and every node's sweeper
+//!   republishes due retries (`take_stale`). Delays stay exact while the node lives and are never
+//!   lost when it does not.
+//! - **Reconnects**: the pool replaces broken connections; a publish retries once on a fresh
+//!   channel before reporting a transient error (the sweeper republishes what stays lost); a
+//!   consumer whose connection drops returns an error and the engine starts a new one with backoff.
+
+mod consume;
+mod error;
+mod publish;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_lapin::lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
+use deadpool_lapin::lapin::{Channel, ExchangeKind};
+use deadpool_lapin::{Pool, Runtime};
+use naxos_core::backend::{Consumer, EventSubscription, Queue};
+use naxos_core::model::{StatusEvent, TaskRef};
+use naxos_core::{Error, Result};
+
+pub use deadpool_lapin;
+pub use deadpool_lapin::lapin;
+
+use crate::error::{amqp, pool};
+use crate::publish::Publisher;
+
+/// How to reach RabbitMQ and what to call things there.
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// `amqp://user:password@host:port/vhost` (`%2f` is the default vhost).
+    pub url: String,
+    /// Prefix of every exchange and queue name. Default `naxos`.
+    pub prefix: String,
+    /// Connections in the pool. Default 8.
+    pub pool_size: usize,
+    /// Deliveries of one message before it is dead-lettered. Default 10.
+    pub delivery_limit: u32,
+}
+
+impl AmqpConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "naxos".into(),
+            pool_size: 8,
+            delivery_limit: 10,
+        }
+    }
+}
+
+/// The naxos Queue on RabbitMQ. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AmqpQueue {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) pool: Pool,
+    pub(crate) names: Names,
+    pub(crate) publisher: Publisher,
+}
+
+/// Exchange and queue names.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    pub(crate) tasks: String,
+    pub(crate) dead: String,
+    pub(crate) events: String,
+}
+
+impl AmqpQueue {
+    /// Connects to `url` with default settings and declares the topology.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::with_config(AmqpConfig::new(url)).await
+    }
+
+    /// Connects as `config` says and declares the topology (idempotent).
+    pub async fn with_config(config: AmqpConfig) -> Result<Self> {
+        if config.prefix.is_empty() || config.prefix.contains(char::is_whitespace) {
+            return Err(Error::InvalidInput(format!(
+                "prefix `{}` must be one word",
+                config.prefix
+            )));
+        }
+        let mut pool_config = deadpool_lapin::Config {
+            url: Some(config.url.clone()),
+            ..Default::default()
+        };
+        pool_config.pool = Some(deadpool_lapin::PoolConfig::new(config.pool_size.max(2)));
+        let pool = pool_config
+            .create_pool(deadpool_lapin::lapin::ConnectionProperties::default, Runtime::Tokio1)
+            .map_err(|e| Error::InvalidInput(format!("AMQP URL: {e}")))?;
+        let names = Names {
+            tasks: format!("{}.tasks", config.prefix),
+            dead: format!("{}.dead", config.prefix),
+            events: format!("{}.events", config.prefix),
+        };
+        let connection = pool.get().await.map_err(pool_error_at_start)?;
+        let channel = connection.create_channel().await.map_err(amqp)?;
+        declare(&channel, &names, config.delivery_limit).await?;
+        let _ = channel.close(200, "topology declared".into()).await;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                publisher: Publisher::new(pool.clone(), names.clone()),
+                pool,
+                names,
+            }),
+        })
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.shared.pool
+    }
+
+    /// The name of the task queue.
+    pub fn task_queue(&self) -> &str {
+        &self.shared.names.tasks
+    }
+
+    /// The name of the dead-letter queue.
+    pub fn dead_letter_queue(&self) -> &str {
+        &self.shared.names.dead
+    }
+
+    /// The name of the status-event topic exchange.
+    pub fn events_exchange(&self) -> &str {
+        &self.shared.names.events
+    }
+}
+
+fn pool_error_at_start(e: deadpool_lapin::PoolError) -> Error {
+    pool(e)
+}
+
+async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let queue = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            names.dead.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(amqp)?;
+    channel
+        .queue_declare(names.dead.as_str().into(), queue, FieldTable::default())
+        .await
+        .map_err(amqp)?;
+    channel
+        .queue_bind(
+            names.dead.as_str().into(),
+            names.dead.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(amqp)?;
+
+    channel
+        .exchange_declare(
+            names.tasks.as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(amqp)?;
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongInt(delivery_limit.min(i32::MAX as u32) as i32),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(names.dead.as_str().into()),
+    );
+    channel
+        .queue_declare(names.tasks.as_str().into(), queue, args)
+        .await
+        .map_err(amqp)?;
+    channel
+        .queue_bind(
+            names.tasks.as_str().into(),
+            names.tasks.as_str().into(),
+            names.tasks.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(amqp)?;
+
+    channel
+        .exchange_declare(
+            names.events.as_str().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(amqp)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Queue for AmqpQueue {
+    async fn publish(&self, tasks: &[TaskRef]) -> Result<()> {
+        self.shared.publisher.publish_tasks(tasks).await
+    }
+
+    async fn publish_delayed(&self, task: &TaskRef, delay: Duration) -> Result<()> {
+        let publisher = self.shared.publisher.clone();
+        let task = task.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = publisher.publish_tasks(std::slice::from_ref(&task)).await {
+                tracing::warn!(error = %e, %task, "delayed publish failed; the sweeper will republish it when due");
+            }
+        });
+        Ok(())
+    }
+
+    async fn consume(&self, prefetch: usize) -> Result<Box<dyn Consumer>> {
+        Ok(Box::new(consume::AmqpConsumer::start(&self.shared, prefetch).await?))
+    }
+
+    async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
+        self.shared.publisher.publish_events(events).await
+    }
+
+    async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>> {
+        Ok(Box::new(consume::AmqpSubscription::start(&self.shared).await?))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let connection = self.shared.pool.get().await.map_err(pool)?;
+        let channel = connection.create_channel().await.map_err(amqp)?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let result = channel
+            .queue_declare(self.shared.names.tasks.as_str().into(), passive, FieldTable::default())
+            .await
+            .map_err(amqp);
+        let _ = channel.close(200, "ping".into()).await;
+        result.map(|_| ())
+    }
+}

@@ -1,0 +1,119 @@
+//! Publishing: task messages with publisher confirms, status events best-effort.
+
+use std::sync::Arc;
+
+use deadpool_lapin::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use deadpool_lapin::lapin::{BasicProperties, Channel};
+use deadpool_lapin::Pool;
+use naxos_core::model::{StatusEvent, TaskRef};
+use naxos_core::{Error, Result};
+use tokio::sync::Mutex;
+
+use crate::error::{amqp, pool};
+use crate::Names;
+
+/// One confirm-mode channel, reused, replaced when it breaks.
+#[derive(Debug, Clone)]
+pub(crate) struct Publisher {
+    pool: Pool,
+    names: Names,
+    channel: Arc<Mutex<Option<Channel>>>,
+}
+
+impl Publisher {
+    pub(crate) fn new(pool: Pool, names: Names) -> Self {
+        Self {
+            pool,
+            names,
+            channel: Arc::default(),
+        }
+    }
+
+    async fn channel(&self) -> Result<Channel> {
+        let mut slot = self.channel.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| c.status().connected()) {
+            return Ok(c.clone());
+        }
+        let connection = self.pool.get().await.map_err(pool)?;
+        let channel = connection.create_channel().await.map_err(amqp)?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(amqp)?;
+        *slot = Some(channel.clone());
+        Ok(channel)
+    }
+
+    async fn forget(&self) {
+        *self.channel.lock().await = None;
+    }
+
+    /// Publishes persistent task messages and waits for the broker's confirms; on a failure,
+    /// tries once more on a fresh channel.
+    pub(crate) async fn publish_tasks(&self, tasks: &[TaskRef]) -> Result<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        match self.try_publish_tasks(tasks).await {
+            Ok(()) => Ok(()),
+            Err(first) => {
+                tracing::debug!(error = %first, "publish failed; retrying on a fresh channel");
+                self.forget().await;
+                self.try_publish_tasks(tasks).await
+            }
+        }
+    }
+
+    async fn try_publish_tasks(&self, tasks: &[TaskRef]) -> Result<()> {
+        let channel = self.channel().await?;
+        let mut confirms = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let body = serde_json::to_vec(task).map_err(Error::permanent)?;
+            let confirm = channel
+                .basic_publish(
+                    self.names.tasks.as_str().into(),
+                    self.names.tasks.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into()),
+                )
+                .await
+                .map_err(amqp)?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            let confirmation = confirm.await.map_err(amqp)?;
+            if confirmation.is_nack() {
+                return Err(Error::transient(std::io::Error::other(
+                    "the broker refused (nacked) a task message",
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes status events to the topic exchange, without waiting for confirms: events are
+    /// notifications, and the Store stays the truth.
+    pub(crate) async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
+        let channel = self.channel().await?;
+        for event in events {
+            let body = serde_json::to_vec(event).map_err(Error::permanent)?;
+            let sent = channel
+                .basic_publish(
+                    self.names.events.as_str().into(),
+                    event.routing_key().as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default().with_content_type("application/json".into()),
+                )
+                .await;
+            if let Err(e) = sent {
+                self.forget().await;
+                return Err(amqp(e));
+            }
+        }
+        Ok(())
+    }
+}
