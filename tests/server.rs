@@ -1,94 +1,12 @@
 //! The real server binary (`examples/server`), started on a free port and driven over HTTP.
 
-use std::path::PathBuf;
-use std::process::Stdio;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use naxos::serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const SAMPLE_2: &str = r#"{ "id": "sample-2", "name": "Parallel Task Execution",
-  "tasks": { "task1": {"id":"task1","name":"Initial Task","maxRetry":3,"functionName":"Task1"},
-             "task2": {"id":"task2","name":"Parallel Task A","maxRetry":2,"functionName":"Task2"},
-             "task3": {"id":"task3","name":"Parallel Task B","maxRetry":2,"functionName":"Task3"},
-             "task4": {"id":"task4","name":"Final Task","maxRetry":1,"functionName":"Task4"} },
-  "graph": { "task1": [], "task2": ["task1"], "task3": ["task1"], "task4": ["task2","task3"] } }"#;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// `target/<profile>/examples/server`, which `cargo test` builds with the other examples.
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
-    let bin = dir.join("examples").join("server");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds the examples",
-        bin.display()
-    );
-    bin
-}
-
-fn command(env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(server_binary());
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("NAXOS_")) {
-        cmd.env_remove(k);
-    }
-    cmd.env("RUST_LOG", "warn").envs(env.iter().copied());
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    cmd
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    banner: String,
-}
-
-/// Starts the server on port 0 and reads the address from its banner.
-async fn start() -> Server {
-    start_with(&[]).await
-}
-
-/// Starts the server on port 0 with more environment, and reads the address from its banner.
-async fn start_with(env: &[(&str, &str)]) -> Server {
-    let mut all = vec![("NAXOS_SERVER_PORT", "0")];
-    all.extend_from_slice(env);
-    let mut child = command(&all).spawn().expect("spawn server");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let banner = tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .expect("a banner within the deadline")
-        .unwrap()
-        .expect("the server printed a banner");
-    let base = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in banner: {banner}"))
-        .to_string();
-    Server { child, base, banner }
-}
-
-async fn call(base: &str, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let res = client.request(req).await.expect("request");
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, naxos::serde_json::from_slice(&bytes).expect("JSON body"))
-}
+use common::{call, command, finished, fresh_database, start, start_with, DEADLINE, SAMPLE_2};
+use hyper::{Method, StatusCode};
+use naxos::serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_sample_runs_to_completion_over_http() {
@@ -175,20 +93,6 @@ async fn bad_configuration_stops_start_up_naming_the_variable() {
     }
 }
 
-/// Polls an execution's status until it is finished, within the deadline.
-async fn finished(base: &str, id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (status, exec) = call(base, Method::GET, &format!("/api/v1/jobs/{id}/status"), "").await;
-        assert_eq!(status, StatusCode::OK, "{exec}");
-        if matches!(exec["status"].as_str(), Some("COMPLETED" | "FAILED" | "CANCELLED")) {
-            return exec;
-        }
-        assert!(started.elapsed() < DEADLINE, "not finished in time: {exec}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The server on PostgreSQL is killed with SIGKILL mid-run and started again on the same
 /// database: every execution completes, and no task that had completed runs again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,13 +114,7 @@ async fn kill_9_mid_run(amqp: Option<String>) {
     let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
         return;
     };
-    let database = format!("naxos_kill_{}", &naxos::uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let db_url = format!("{}/{database}", url.rsplit_once('/').unwrap().0);
+    let db_url = fresh_database(&url, "naxos_kill").await;
     let mut env = vec![
         ("NAXOS_POSTGRES_URL", db_url.as_str()),
         ("NAXOS_LEASE_TTL_MS", "1500"),
@@ -284,4 +182,28 @@ async fn kill_9_mid_run(amqp: Option<String>) {
     }
     second.child.kill().await.unwrap();
     db.close().await.unwrap();
+}
+
+/// docker-compose.yml cannot run here, so this keeps it honest: every `NAXOS_*` variable it sets
+/// is one the server reads, and its topology is 1 api + 2 workers on the shared backends.
+#[test]
+fn compose_file_uses_only_variables_the_server_reads() {
+    let compose = include_str!("../docker-compose.yml");
+    let config = include_str!("../examples/server/config.rs");
+    let mut seen = 0;
+    for word in compose.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("NAXOS_") {
+            seen += 1;
+            assert!(
+                config.contains(&format!("\"{word}\"")),
+                "the server does not read {word}"
+            );
+        }
+    }
+    assert!(seen >= 8, "expected the compose file to configure the nodes");
+    assert_eq!(compose.matches("NAXOS_ROLE: worker").count(), 2);
+    assert_eq!(compose.matches("NAXOS_ROLE: api").count(), 1);
+    for needed in ["NAXOS_POSTGRES_URL:", "NAXOS_AMQP_URL:", "condition: service_healthy"] {
+        assert!(compose.contains(needed), "{needed}");
+    }
 }

@@ -5,6 +5,7 @@
 //! comes from the environment (`NAXOS_SERVER_HOST`,
 //! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
 //! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
+//! `NAXOS_AMQP_PREFIX`,
 //! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`); a bad value
 //! stops it at start with a message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
 //! banner goes to stdout.
@@ -52,6 +53,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let mut engine_config = EngineConfig {
         concurrency: config.concurrency,
         role: config.role.to_string(),
+        workers: config.role != Role::Api,
         ..EngineConfig::default()
     };
     if let Some(id) = &config.node_id {
@@ -81,7 +83,11 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let queue_name = match &config.amqp_url {
         Some(url) => {
-            let queue = naxos_amqp::AmqpQueue::connect(url)
+            let mut amqp = naxos_amqp::AmqpConfig::new(url.clone());
+            if let Some(prefix) = &config.amqp_prefix {
+                amqp.prefix = prefix.clone();
+            }
+            let queue = naxos_amqp::AmqpQueue::with_config(amqp)
                 .await
                 .context("NAXOS_AMQP_URL: cannot use the RabbitMQ queue")?;
             builder = builder.queue(Arc::new(queue));
@@ -102,9 +108,8 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
     let runs_workers = config.role != Role::Api;
-    if runs_workers {
-        engine.start()?;
-    }
+    // Every role sweeps and registers itself; `api` nodes run no workers.
+    engine.start()?;
     let router = match config.role {
         Role::Worker => naxos_http::health_router(engine.clone()),
         Role::All | Role::Api => naxos_http::router(

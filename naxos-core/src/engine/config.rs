@@ -13,6 +13,10 @@ pub struct EngineConfig {
     pub node_id: String,
     /// What this node does, as shown in the node registry: `all`, `api` or `worker`.
     pub role: String,
+    /// Whether [`Engine::start`](super::Engine::start) runs a worker pool. An API-only node
+    /// sets this to false: it still sweeps and registers itself, but consumes no tasks.
+    /// Default true.
+    pub workers: bool,
     /// Task attempts run at once on this node (and the queue prefetch). Default 16.
     pub concurrency: usize,
     /// How long a claim holds a task without a heartbeat. Default 30 s.
@@ -47,6 +51,7 @@ impl Default for EngineConfig {
         Self {
             node_id: format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             role: "all".into(),
+            workers: true,
             concurrency: 16,
             lease_ttl: Duration::from_secs(30),
             heartbeat_interval: Duration::from_secs(10),

@@ -130,11 +130,17 @@ impl Inner {
         if self.stopping.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
-        *loops = Some(vec![
-            tokio::spawn(worker::run(self.clone())),
-            tokio::spawn(sweeper::run(self.clone())),
-        ]);
-        tracing::info!(node = %self.config.node_id, concurrency = self.config.concurrency, "engine started");
+        let mut handles = vec![tokio::spawn(sweeper::run(self.clone()))];
+        if self.config.workers {
+            handles.push(tokio::spawn(worker::run(self.clone())));
+        }
+        *loops = Some(handles);
+        tracing::info!(
+            node = %self.config.node_id,
+            workers = self.config.workers,
+            concurrency = self.config.concurrency,
+            "engine started"
+        );
         Ok(())
     }
 

@@ -275,8 +275,8 @@ impl Engine {
         Health { store, queue }
     }
 
-    /// Starts this node's worker pool and sweeper (on the current tokio runtime).
-    /// `Conflict` when already started.
+    /// Starts this node's sweeper and (unless [`EngineConfig::workers`] is false) its worker
+    /// pool, on the current tokio runtime. `Conflict` when already started.
     pub fn start(&self) -> Result<()> {
         self.inner.start()
     }

@@ -90,7 +90,7 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
         .put_node(NodeInfo {
             id: config.node_id.clone(),
             role: config.role.clone(),
-            concurrency: config.concurrency as u32,
+            concurrency: if config.workers { config.concurrency as u32 } else { 0 },
             running: inner.running_count() as u32,
             started_at: inner.started_at,
             last_seen: now,

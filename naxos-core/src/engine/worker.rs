@@ -19,7 +19,9 @@ use crate::task::{TaskContext, TaskError};
 const MIN_RECONNECT: Duration = Duration::from_millis(100);
 const MAX_RECONNECT: Duration = Duration::from_secs(5);
 /// Attempts to record an outcome while the Store has transient trouble.
-const FINISH_TRIES: u32 = 5;
+const FINISH_TRIES: u32 = 8;
+/// How long a message whose claim failed on a Store error is held before it is requeued.
+const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Consumes task messages until the node stops, running each under a concurrency slot.
 pub(crate) async fn run(inner: Arc<Inner>) {
@@ -109,7 +111,13 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
             return;
         }
         Err(e) => {
+            // The Store is in trouble (restarting, unreachable): hold the message a moment so
+            // that requeueing it does not spin, then give it back.
             tracing::warn!(task = %delivery.task, error = %e, "claim failed; message requeued");
+            tokio::select! {
+                _ = tokio::time::sleep(CLAIM_RETRY_PAUSE) => {}
+                _ = inner.stopping.cancelled() => {}
+            }
             settle(delivery.nack(true).await);
             return;
         }
@@ -349,7 +357,7 @@ async fn record(inner: &Inner, claimed: &ClaimedTask, ending: Ending) {
             Err(e) if e.is_transient() && attempt < FINISH_TRIES => {
                 tracing::warn!(error = %e, "recording the result failed; trying again");
                 tokio::time::sleep(pause).await;
-                pause *= 2;
+                pause = (pause * 2).min(Duration::from_secs(2));
             }
             Err(e) => {
                 tracing::error!(error = %e, "recording the result failed; the lease expiry will re-run the task");

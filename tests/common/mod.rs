@@ -1,0 +1,133 @@
+//! Helpers for tests that run the real server binary (`examples/server`) as processes.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use naxos::serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const SAMPLE_2: &str = r#"{ "id": "sample-2", "name": "Parallel Task Execution",
+  "tasks": { "task1": {"id":"task1","name":"Initial Task","maxRetry":3,"functionName":"Task1"},
+             "task2": {"id":"task2","name":"Parallel Task A","maxRetry":2,"functionName":"Task2"},
+             "task3": {"id":"task3","name":"Parallel Task B","maxRetry":2,"functionName":"Task3"},
+             "task4": {"id":"task4","name":"Final Task","maxRetry":1,"functionName":"Task4"} },
+  "graph": { "task1": [], "task2": ["task1"], "task3": ["task1"], "task4": ["task2","task3"] } }"#;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `target/<profile>/examples/server`, which `cargo test` builds with the other examples.
+pub fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let bin = dir.join("examples").join("server");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test` builds the examples",
+        bin.display()
+    );
+    bin
+}
+
+pub fn command(env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(server_binary());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("NAXOS_")) {
+        cmd.env_remove(k);
+    }
+    cmd.env("RUST_LOG", "warn").envs(env.iter().copied());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub banner: String,
+}
+
+/// Starts the server on port 0 and reads the address from its banner.
+pub async fn start() -> Server {
+    start_with(&[]).await
+}
+
+/// Starts the server on port 0 with more environment, and reads the address from its banner.
+pub async fn start_with(env: &[(&str, &str)]) -> Server {
+    let mut all = vec![("NAXOS_SERVER_PORT", "0")];
+    all.extend_from_slice(env);
+    let mut child = command(&all).spawn().expect("spawn server");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let banner = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("a banner within the deadline")
+        .unwrap()
+        .expect("the server printed a banner");
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in banner: {banner}"))
+        .to_string();
+    Server { child, base, banner }
+}
+
+pub async fn call(base: &str, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = client.request(req).await.expect("request");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, naxos::serde_json::from_slice(&bytes).expect("JSON body"))
+}
+
+/// Polls an execution's status until it is finished, within the deadline.
+pub async fn finished(base: &str, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, exec) = call(base, Method::GET, &format!("/api/v1/jobs/{id}/status"), "").await;
+        assert_eq!(status, StatusCode::OK, "{exec}");
+        if matches!(exec["status"].as_str(), Some("COMPLETED" | "FAILED" | "CANCELLED")) {
+            return exec;
+        }
+        assert!(started.elapsed() < DEADLINE, "not finished in time: {exec}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A new, empty database on the test server; returns its URL.
+pub async fn fresh_database(url: &str, prefix: &str) -> String {
+    use naxos_postgres::sqlx::{self, Connection};
+    let database = format!("{prefix}_{}", &naxos::uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    format!("{}/{database}", url.rsplit_once('/').unwrap().0)
+}
+
+/// Sends SIGTERM and expects a clean exit (status 0) within the deadline.
+pub async fn stop_gracefully(server: &mut Server) {
+    let pid = server.child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let exit = tokio::time::timeout(DEADLINE, server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+}
