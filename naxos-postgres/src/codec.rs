@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
-    EventKind, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, StatusEvent, TaskRun, TaskStatus,
+    EventKind, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, StatusEvent, TaskRef, TaskRun, TaskStatus,
 };
 use naxos_core::Result;
 use serde_json::Value;
@@ -31,6 +31,15 @@ where
 pub(crate) fn count(row: &PgRow, column: &str) -> Result<u32> {
     let v: i32 = get(row, column)?;
     u32::try_from(v).map_err(|_| corrupt(format!("{column} = {v}")))
+}
+
+/// A [`TaskRef`] from a row's `execution_id`, `task_id` and `attempt` columns.
+pub(crate) fn task_ref(row: &PgRow) -> Result<TaskRef> {
+    Ok(TaskRef::new(
+        get(row, "execution_id")?,
+        get::<String>(row, "task_id")?,
+        count(row, "attempt")?,
+    ))
 }
 
 pub(crate) fn task_status(s: &str) -> Result<TaskStatus> {

@@ -6,7 +6,7 @@ use naxos_core::model::{TaskRef, TaskStatus};
 use naxos_core::Result;
 use sqlx::{PgConnection, PgPool};
 
-use crate::codec::{count, get, int, task_event};
+use crate::codec::{count, get, int, task_event, task_ref};
 use crate::error::db;
 use crate::transaction;
 use crate::transitions::{end_attempt, finish_if_done, lock, skip_dependents};
@@ -33,11 +33,7 @@ pub(crate) async fn recover_expired(
     .map_err(db)?;
     let mut changes = Changes::default();
     for row in &candidates {
-        let task = TaskRef::new(
-            get(row, "execution_id")?,
-            get::<String>(row, "task_id")?,
-            count(row, "attempt")?,
-        );
+        let task = task_ref(row)?;
         let recovered = transaction!(pool, |tx| recover_one(&mut tx, &task, now, max_expiries).await)?;
         changes.extend(recovered);
     }
@@ -150,11 +146,7 @@ pub(crate) async fn take_stale(
     .map_err(db)?;
     let mut changes = Changes::default();
     for row in &rows {
-        let task = TaskRef::new(
-            get(row, "execution_id")?,
-            get::<String>(row, "task_id")?,
-            count(row, "attempt")?,
-        );
+        let task = task_ref(row)?;
         if get::<String>(row, "was")? == "RETRYING" {
             let definition_id: String = get(row, "definition_id")?;
             changes.events.push(task_event(

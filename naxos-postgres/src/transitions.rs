@@ -337,10 +337,13 @@ pub(crate) async fn skip_dependents(
              SELECT unnest(t.dependents) FROM naxos_tasks t
              JOIN downstream d ON t.execution_id = $1 AND t.task_id = d.task_id
          )
-         UPDATE naxos_tasks SET status = 'SKIPPED', error = $3, end_time = $4
-         WHERE execution_id = $1 AND task_id IN (SELECT task_id FROM downstream)
-           AND status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')
-         RETURNING task_id, attempt, position",
+         , skipped AS (
+             UPDATE naxos_tasks SET status = 'SKIPPED', error = $3, end_time = $4
+             WHERE execution_id = $1 AND task_id IN (SELECT task_id FROM downstream)
+               AND status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')
+             RETURNING task_id, attempt, position
+         )
+         SELECT task_id, attempt FROM skipped ORDER BY position",
     )
     .bind(ex.id)
     .bind(failed)
@@ -349,21 +352,18 @@ pub(crate) async fn skip_dependents(
     .fetch_all(&mut *conn)
     .await
     .map_err(db)?;
-    let mut skipped: Vec<(i32, String, u32)> = rows
-        .iter()
-        .map(|r| Ok((get(r, "position")?, get(r, "task_id")?, count(r, "attempt")?)))
-        .collect::<Result<_>>()?;
-    skipped.sort();
-    for (_, task_id, attempt) in skipped {
-        changes.events.push(task_event(
+    for row in &rows {
+        let task_id: String = get(row, "task_id")?;
+        let event = task_event(
             ex.id,
             &ex.definition_id,
             &task_id,
-            attempt,
+            count(row, "attempt")?,
             TaskStatus::Skipped,
             Some(error.clone()),
             now,
-        ));
+        );
+        changes.events.push(event);
     }
     Ok(())
 }
@@ -505,33 +505,26 @@ pub(crate) async fn stop(
         return Err(Error::conflict(format!("execution {id} is already {}", ex.status)));
     }
     let rows = sqlx::query(
-        "UPDATE naxos_tasks SET
-             status = 'CANCELLED', end_time = $2, due_at = NULL,
-             lease_owner = CASE WHEN status = 'RUNNING' THEN lease_owner END,
-             lease_expires_at = CASE WHEN status = 'RUNNING' THEN lease_expires_at END
-         WHERE execution_id = $1 AND status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')
-         RETURNING task_id, attempt, position, lease_owner IS NOT NULL AS was_running",
+        "WITH cancelled AS (
+             UPDATE naxos_tasks SET
+                 status = 'CANCELLED', end_time = $2, due_at = NULL,
+                 lease_owner = CASE WHEN status = 'RUNNING' THEN lease_owner END,
+                 lease_expires_at = CASE WHEN status = 'RUNNING' THEN lease_expires_at END
+             WHERE execution_id = $1 AND status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')
+             RETURNING task_id, attempt, position, lease_owner IS NOT NULL AS was_running
+         )
+         SELECT task_id, attempt, was_running FROM cancelled ORDER BY position",
     )
     .bind(id)
     .bind(now)
     .fetch_all(&mut *conn)
     .await
     .map_err(db)?;
-    let mut cancelled: Vec<(i32, String, u32, bool)> = rows
-        .iter()
-        .map(|r| {
-            Ok((
-                get(r, "position")?,
-                get(r, "task_id")?,
-                count(r, "attempt")?,
-                get(r, "was_running")?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    cancelled.sort();
     let mut changes = Changes::default();
     let mut running = Vec::new();
-    for (_, task_id, attempt, was_running) in cancelled {
+    for row in &rows {
+        let task_id: String = get(row, "task_id")?;
+        let attempt = count(row, "attempt")?;
         changes.events.push(task_event(
             id,
             &ex.definition_id,
@@ -541,7 +534,7 @@ pub(crate) async fn stop(
             None,
             now,
         ));
-        if was_running {
+        if get::<bool>(row, "was_running")? {
             running.push(TaskRef::new(id, task_id, attempt));
         }
     }
@@ -579,7 +572,8 @@ pub(crate) async fn retry(conn: &mut PgConnection, id: ExecutionId, now: DateTim
     .await
     .map_err(db)?;
     let rows = sqlx::query(
-        "UPDATE naxos_tasks t SET
+        "WITH reset AS (
+         UPDATE naxos_tasks t SET
              remaining = r.remaining,
              status = CASE WHEN r.remaining = 0 THEN 'QUEUED' ELSE 'PENDING' END,
              queued_at = CASE WHEN r.remaining = 0 THEN $2 ELSE t.queued_at END
@@ -589,27 +583,19 @@ pub(crate) async fn retry(conn: &mut PgConnection, id: ExecutionId, now: DateTim
                          AND d.status <> 'COMPLETED')::INTEGER AS remaining
                FROM naxos_tasks p WHERE p.execution_id = $1 AND p.status = 'PENDING') r
          WHERE t.execution_id = $1 AND t.task_id = r.task_id
-         RETURNING t.task_id, t.attempt, t.status, t.position",
+         RETURNING t.task_id, t.attempt, t.status, t.position
+         )
+         SELECT task_id, attempt, status FROM reset ORDER BY position",
     )
     .bind(id)
     .bind(now)
     .fetch_all(&mut *conn)
     .await
     .map_err(db)?;
-    let mut reset: Vec<(i32, String, u32, String)> = rows
-        .iter()
-        .map(|r| {
-            Ok((
-                get(r, "position")?,
-                get(r, "task_id")?,
-                count(r, "attempt")?,
-                get(r, "status")?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    reset.sort();
-    for (_, task_id, attempt, status) in reset {
-        let status = task_status(&status)?;
+    for row in &rows {
+        let task_id: String = get(row, "task_id")?;
+        let attempt = count(row, "attempt")?;
+        let status = task_status(&get::<String>(row, "status")?)?;
         changes
             .events
             .push(task_event(id, &ex.definition_id, &task_id, attempt, status, None, now));
