@@ -84,7 +84,7 @@ async fn bad_configuration_stops_start_up_naming_the_variable() {
         ("NAXOS_WORKER_CONCURRENCY", "0"),
         ("NAXOS_ROLE", "boss"),
         ("NAXOS_LMDB_PATH", "/tmp/nowhere"),
-        ("NAXOS_API_TOKEN", "secret"),
+        ("NAXOS_API_TOKEN", "short"),
     ] {
         let out = command(&[(variable, value)]).output().await.unwrap();
         assert_eq!(out.status.code(), Some(2), "{variable}={value}");

@@ -38,6 +38,7 @@ pub(crate) struct ServerConfig {
     pub(crate) postgres_url: Option<String>,
     pub(crate) amqp_url: Option<String>,
     pub(crate) amqp_prefix: Option<String>,
+    pub(crate) api_token: Option<String>,
     pub(crate) lease_ttl_ms: Option<usize>,
     pub(crate) republish_after_ms: Option<usize>,
     pub(crate) sweep_interval_ms: Option<usize>,
@@ -74,11 +75,9 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
             ));
         }
     }
-    if get("NAXOS_API_TOKEN").is_some() {
-        return Err(bad(
-            "NAXOS_API_TOKEN",
-            "token authentication is not in this build yet; unset it rather than run unprotected by surprise",
-        ));
+    let api_token = get("NAXOS_API_TOKEN");
+    if api_token.as_ref().is_some_and(|t| t.len() < 16) {
+        return Err(bad("NAXOS_API_TOKEN", "use a token of at least 16 characters"));
     }
     let host = match get("NAXOS_SERVER_HOST") {
         None => IpAddr::from([127, 0, 0, 1]),
@@ -129,6 +128,7 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         postgres_url,
         amqp_url,
         amqp_prefix: get("NAXOS_AMQP_PREFIX"),
+        api_token,
         lease_ttl_ms: optional(get("NAXOS_LEASE_TTL_MS"), "NAXOS_LEASE_TTL_MS")?,
         republish_after_ms: optional(get("NAXOS_REPUBLISH_AFTER_MS"), "NAXOS_REPUBLISH_AFTER_MS")?,
         sweep_interval_ms: optional(get("NAXOS_SWEEP_INTERVAL_MS"), "NAXOS_SWEEP_INTERVAL_MS")?,

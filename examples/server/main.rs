@@ -5,7 +5,7 @@
 //! comes from the environment (`NAXOS_SERVER_HOST`,
 //! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
 //! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
-//! `NAXOS_AMQP_PREFIX`,
+//! `NAXOS_AMQP_PREFIX`, `NAXOS_API_TOKEN`,
 //! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`); a bad value
 //! stops it at start with a message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
 //! banner goes to stdout.
@@ -116,6 +116,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
             engine.clone(),
             HttpConfig {
                 max_body_bytes: config.max_body_bytes,
+                api_token: config.api_token.clone(),
                 ..HttpConfig::default()
             },
         ),

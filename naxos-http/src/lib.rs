@@ -15,12 +15,13 @@
 //! | `GET /health` | pings the Store and the Queue: 200, or 503 naming what is down |
 //!
 //! Errors are `{"error":{"code","message"}}` (plus `problems` for an invalid definition) with
-//! 400 for malformed JSON or params, 404, 405, 409, 413 over the body limit, 422 and 503; a 500
-//! carries no internal detail and is logged.
+//! 400 for malformed JSON or params, 401 without the API token (when one is configured), 404,
+//! 405, 409, 413 over the body limit, 422 and 503; a 500 carries no internal detail and is logged.
 //!
 //! [`router`] builds the service (test it in-process with `tower::ServiceExt::oneshot`);
 //! [`serve`] runs it on a listener until a shutdown future resolves.
 
+mod auth;
 mod body;
 mod error;
 mod routes;
@@ -46,6 +47,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// A node that has not reported for this long is shown as not alive. Default 15 s.
     pub node_timeout: Duration,
+    /// When set, every `/api/` route needs `Authorization: Bearer <token>` (401 otherwise);
+    /// `/health` and `/metrics` stay open. Default none.
+    pub api_token: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +57,7 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 1 << 20,
             node_timeout: Duration::from_secs(15),
+            api_token: None,
         }
     }
 }
@@ -88,6 +93,7 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/health", get(system::health))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("a handler panicked"))

@@ -408,3 +408,26 @@ async fn unknown_routes_and_methods_answer_json() {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
     );
 }
+
+#[tokio::test]
+async fn with_a_token_the_api_needs_it_and_health_stays_open() {
+    let api = Api::new(HttpConfig {
+        api_token: Some("s3cret-token-0123456789".into()),
+        ..HttpConfig::default()
+    });
+    let (status, body) = api.get("/api/v1/job-definitions").await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let wrong = [("Authorization", "Bearer s3cret-token-0123456788")];
+    let (status, _) = api.call("GET", "/api/v1/job-definitions", None, &wrong).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let basic = [("Authorization", "Basic czNjcmV0")];
+    let (status, _) = api
+        .call("POST", "/api/v1/jobs/sample-2/execute", Some("{}"), &basic)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "nothing runs without the token");
+    let right = [("Authorization", "Bearer s3cret-token-0123456789")];
+    let (status, _) = api.call("GET", "/api/v1/job-definitions", None, &right).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.get("/health").await;
+    assert_eq!(status, StatusCode::OK, "/health stays open");
+}
