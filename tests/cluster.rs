@@ -257,6 +257,48 @@ async fn a_lost_publish_is_republished_and_completes() {
     cluster.stop().await;
 }
 
+/// Status events made on the worker nodes reach a client of the API node's event stream
+/// (through the broker's topic exchange), and the stream ends when the execution finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_node_streams_events_made_on_workers() {
+    let (Some(pg), Some(amqp)) = (
+        service_url("NAXOS_TEST_POSTGRES_URL"),
+        service_url("NAXOS_TEST_AMQP_URL"),
+    ) else {
+        return;
+    };
+    let db_url = fresh_database(&pg, "naxos_sse").await;
+    let cluster = Cluster::start(&db_url, &amqp).await;
+    let (status, body) = call(
+        &cluster.api.base,
+        Method::POST,
+        "/api/v1/jobs/sample-2/execute",
+        r#"{"sleepMs": 300}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = body["executionId"].as_str().unwrap().to_string();
+    let (status, text) = common::get_text(&cluster.api.base, &format!("/api/v1/jobs/{id}/events")).await;
+    assert_eq!(status, StatusCode::OK);
+    let live: Vec<naxos::serde_json::Value> = text
+        .split("\n\n")
+        .filter(|f| f.contains("event: status"))
+        .filter_map(|f| f.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| naxos::serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(
+        live.iter()
+            .any(|e| e["taskId"] == "task4" && e["status"] == "COMPLETED"),
+        "live events from the workers: {text}"
+    );
+    let last = live.last().expect("live events");
+    assert_eq!(
+        (last["scope"].as_str(), last["status"].as_str()),
+        (Some("execution"), Some("COMPLETED"))
+    );
+    cluster.stop().await;
+}
+
 #[allow(dead_code)]
 fn _deadline() -> Duration {
     DEADLINE

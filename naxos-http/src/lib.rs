@@ -11,6 +11,7 @@
 //! | `GET /api/v1/jobs/{executionId}/status` | the execution with every task's status, attempts, error, output, times |
 //! | `GET /api/v1/jobs?status=&definitionId=&limit=&cursor=` | a page of executions, newest first, and `nextCursor` |
 //! | `POST /api/v1/jobs/{executionId}/cancel` · `/retry` | cancel; re-run the failed part (409 when the state forbids it) |
+//! | `GET /api/v1/jobs/{executionId}/events` | server-sent events: a snapshot, then live status changes until the execution finishes |
 //! | `GET /api/v1/system/status` | counts, active executions, nodes |
 //! | `GET /health` | pings the Store and the Queue: 200, or 503 naming what is down |
 //!
@@ -89,6 +90,7 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/jobs/{id}/status", get(jobs::status))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/v1/jobs/{id}/events", get(routes::events::stream))
         .route("/api/v1/system/status", get(system::status))
         .route("/health", get(system::health))
         .fallback(routes::not_found)

@@ -131,3 +131,19 @@ pub async fn stop_gracefully(server: &mut Server) {
         .unwrap();
     assert!(exit.success(), "exit status {exit}");
 }
+
+/// A GET whose body is read whole as text (for server-sent events, which end with the stream).
+pub async fn get_text(base: &str, path: &str) -> (StatusCode, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = Request::get(format!("{base}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = client.request(req).await.expect("request");
+    let status = res.status();
+    let body = tokio::time::timeout(DEADLINE, res.into_body().collect())
+        .await
+        .expect("the body ends within the deadline")
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}

@@ -7,11 +7,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use naxos_core::backend::ExecutionQuery;
-use naxos_core::{Error, ExecuteRequest, ExecutionId, ExecutionStatus};
+use naxos_core::{ExecuteRequest, ExecutionId, ExecutionStatus};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::definitions::parse_version;
+use super::execution_id;
 use crate::error::{ApiError, ApiResult};
 use crate::views::{ExecutionView, SummaryView};
 use crate::{body, AppState};
@@ -141,10 +142,4 @@ pub(crate) async fn retry(State(app): State<AppState>, Path(id): Path<String>) -
         Json(json!({ "executionId": id, "status": status, "message": "Failed tasks re-queued" })),
     )
         .into_response())
-}
-
-/// An execution id from the path; one that is not a UUID names no execution (404).
-fn execution_id(raw: &str) -> ApiResult<ExecutionId> {
-    raw.parse::<ExecutionId>()
-        .map_err(|_| Error::not_found("execution", raw).into())
 }

@@ -1,12 +1,21 @@
 //! The routes, by resource.
 
 pub(crate) mod definitions;
+pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod system;
 
 use axum::http::{Method, Uri};
 
-use crate::error::ApiError;
+use naxos_core::{Error, ExecutionId};
+
+use crate::error::{ApiError, ApiResult};
+
+/// An execution id from the path; one that is not a UUID names no execution (404).
+pub(crate) fn execution_id(raw: &str) -> ApiResult<ExecutionId> {
+    raw.parse::<ExecutionId>()
+        .map_err(|_| Error::not_found("execution", raw).into())
+}
 
 /// No route matches the path.
 pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {

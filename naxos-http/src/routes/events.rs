@@ -1,0 +1,134 @@
+//! `GET /api/v1/jobs/{executionId}/events`: server-sent status events for one execution.
+//!
+//! The stream opens with a snapshot (`event: snapshot`, one per task, then the execution), then
+//! carries every live change (`event: status`) from the Queue's status-event stream — so an API
+//! node streams what workers anywhere do — and ends after the execution reaches a terminal status.
+//! Each `data:` is a [`StatusEvent`] as JSON.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use naxos_core::backend::EventSubscription;
+use naxos_core::model::{EventKind, Execution, ExecutionId, StatusEvent};
+use naxos_core::Engine;
+use tokio::sync::mpsc;
+
+use super::execution_id;
+use crate::error::ApiResult;
+use crate::AppState;
+
+/// How often the stream re-reads the Store in case a terminal event was missed.
+const RECHECK: Duration = Duration::from_secs(2);
+
+pub(crate) async fn stream(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let id = execution_id(&id)?;
+    // Subscribe before reading the state, so no change between the two is lost.
+    let subscription = app.engine.queue().subscribe_events().await?;
+    let execution = app.engine.execution(id).await?;
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(pump(app.engine.clone(), id, execution, subscription, tx));
+    let events = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn sse(name: &'static str, event: &StatusEvent) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(event)
+        .unwrap_or_else(|_| Event::default().comment("unserializable event"))
+}
+
+/// The current state as events: each task, then the execution.
+fn snapshot(execution: &Execution) -> Vec<StatusEvent> {
+    let mut events: Vec<StatusEvent> = execution
+        .tasks
+        .iter()
+        .map(|t| StatusEvent {
+            execution_id: execution.id,
+            definition_id: execution.definition_id.clone(),
+            kind: EventKind::Task {
+                task_id: t.task_id.clone(),
+                attempt: t.attempt,
+                status: t.status,
+            },
+            error: t.error.clone(),
+            at: t
+                .end_time
+                .or(t.start_time)
+                .or(t.queued_at)
+                .unwrap_or(execution.created_at),
+        })
+        .collect();
+    events.push(StatusEvent {
+        execution_id: execution.id,
+        definition_id: execution.definition_id.clone(),
+        kind: EventKind::Execution {
+            status: execution.status,
+        },
+        error: execution.error.clone(),
+        at: execution.updated_at,
+    });
+    events
+}
+
+async fn pump(
+    engine: Engine,
+    id: ExecutionId,
+    execution: Execution,
+    subscription: Box<dyn EventSubscription>,
+    tx: mpsc::Sender<Event>,
+) {
+    for event in snapshot(&execution) {
+        if tx.send(sse("snapshot", &event)).await.is_err() {
+            return;
+        }
+    }
+    if execution.status.is_terminal() {
+        return;
+    }
+    let mut subscription = Some(subscription);
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
+    loop {
+        let next = async {
+            match subscription.as_mut() {
+                Some(s) => s.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tx.closed() => return,
+            next = next => match next {
+                Ok(Some(event)) if event.execution_id == id => {
+                    let done = event.execution_status().is_some_and(|s| s.is_terminal());
+                    if tx.send(sse("status", &event)).await.is_err() || done {
+                        return;
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    tracing::debug!(%id, "event subscription ended; the stream falls back to reading the store");
+                    subscription = None;
+                }
+            },
+            _ = recheck.tick() => {
+                // A missed terminal event must not leave the stream open for ever.
+                if let Ok(now) = engine.execution(id).await {
+                    if now.status.is_terminal() {
+                        for event in snapshot(&now) {
+                            if tx.send(sse("snapshot", &event)).await.is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
