@@ -62,6 +62,12 @@ async fn the_original_sample_runs_to_completion_over_http() {
     assert_eq!(sys["executedJobs"], 1);
     let (status, _) = call(&base, Method::GET, "/health", "").await;
     assert_eq!(status, StatusCode::OK);
+    let (status, metrics) = common::get_text(&base, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics.contains("naxos_executions_finished_total{definition=\"sample-2\",status=\"COMPLETED\"} 1"),
+        "{metrics}"
+    );
 
     // SIGTERM: a graceful stop that exits 0.
     let pid = server.child.id().expect("running").to_string();

@@ -75,6 +75,9 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
             ));
         }
     }
+    if let Some(format) = get("NAXOS_LOG_FORMAT").filter(|f| f != "json" && f != "text") {
+        return Err(bad("NAXOS_LOG_FORMAT", format!("`{format}` is not one of text, json")));
+    }
     let api_token = get("NAXOS_API_TOKEN");
     if api_token.as_ref().is_some_and(|t| t.len() < 16) {
         return Err(bad("NAXOS_API_TOKEN", "use a token of at least 16 characters"));

@@ -25,14 +25,17 @@ use naxos_http::HttpConfig;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn")),
-        )
-        .init();
+        .with_env_filter(filter);
+    if std::env::var("NAXOS_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().with_current_span(true).with_span_list(true).init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let config = match config::from_env(|name| std::env::var(name).ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -110,13 +113,15 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let runs_workers = config.role != Role::Api;
     // Every role sweeps and registers itself; `api` nodes run no workers.
     engine.start()?;
+    let metrics = naxos_http::install_prometheus().context("installing the metrics recorder")?;
     let router = match config.role {
-        Role::Worker => naxos_http::health_router(engine.clone()),
+        Role::Worker => naxos_http::health_router(engine.clone(), Some(metrics)),
         Role::All | Role::Api => naxos_http::router(
             engine.clone(),
             HttpConfig {
                 max_body_bytes: config.max_body_bytes,
                 api_token: config.api_token.clone(),
+                metrics: Some(metrics),
                 ..HttpConfig::default()
             },
         ),

@@ -14,6 +14,7 @@
 //! | `GET /api/v1/jobs/{executionId}/events` | server-sent events: a snapshot, then live status changes until the execution finishes |
 //! | `GET /api/v1/system/status` | counts, active executions, nodes |
 //! | `GET /health` | pings the Store and the Queue: 200, or 503 naming what is down |
+//! | `GET /metrics` | Prometheus text format (with [`HttpConfig::metrics`]) |
 //!
 //! Errors are `{"error":{"code","message"}}` (plus `problems` for an invalid definition) with
 //! 400 for malformed JSON or params, 401 without the API token (when one is configured), 404,
@@ -25,6 +26,7 @@
 mod auth;
 mod body;
 mod error;
+mod metrics;
 mod routes;
 pub mod views;
 
@@ -40,6 +42,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, ApiResult, ProblemView};
+pub use metrics::install_prometheus;
+pub use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -51,6 +55,9 @@ pub struct HttpConfig {
     /// When set, every `/api/` route needs `Authorization: Bearer <token>` (401 otherwise);
     /// `/health` and `/metrics` stay open. Default none.
     pub api_token: Option<String>,
+    /// The Prometheus recorder's handle, from [`install_prometheus`]; `/metrics` answers 404
+    /// without it. Default none.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl Default for HttpConfig {
@@ -59,6 +66,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1 << 20,
             node_timeout: Duration::from_secs(15),
             api_token: None,
+            metrics: None,
         }
     }
 }
@@ -93,8 +101,10 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/jobs/{id}/events", get(routes::events::stream))
         .route("/api/v1/system/status", get(system::status))
         .route("/health", get(system::health))
+        .route("/metrics", get(metrics::render))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::custom(|_| {
@@ -104,14 +114,18 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .with_state(state)
 }
 
-/// Only `/health`, for nodes that run workers and no API.
-pub fn health_router(engine: Engine) -> Router {
+/// Only `/health` and `/metrics`, for nodes that run workers and no API.
+pub fn health_router(engine: Engine, metrics: Option<PrometheusHandle>) -> Router {
     let state = AppState {
         engine,
-        config: Arc::new(HttpConfig::default()),
+        config: Arc::new(HttpConfig {
+            metrics,
+            ..HttpConfig::default()
+        }),
     };
     Router::new()
         .route("/health", get(routes::system::health))
+        .route("/metrics", get(metrics::render))
         .fallback(routes::not_found)
         .with_state(state)
 }

@@ -402,6 +402,12 @@ async fn unknown_routes_and_methods_answer_json() {
     let api = Api::new(HttpConfig::default());
     let (status, body) = api.get("/api/v2/nothing").await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = api.get("/metrics").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "no recorder configured"
+    );
     let (status, body) = api.call("DELETE", "/api/v1/jobs", None, &[]).await;
     assert_eq!(
         (status, error_code(&body)),

@@ -69,7 +69,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest) -> Result
         "UPDATE naxos_tasks SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $4,
                 lease_expires_at = $5, start_time = $6, end_time = NULL, due_at = NULL
          WHERE execution_id = $1 AND task_id = $2 AND attempt = $3 AND status IN ('QUEUED', 'RETRYING')
-         RETURNING attempts, failures, dependencies",
+         RETURNING attempts, failures, dependencies, queued_at",
     )
     .bind(task.execution_id)
     .bind(&task.task_id)
@@ -148,6 +148,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest) -> Result
         definition_version: count(&exec, "definition_version")?,
         attempts: count(&row, "attempts")?,
         failures: count(&row, "failures")?,
+        queued_at: get(&row, "queued_at")?,
         params: Arc::new(get(&exec, "params")?),
         upstream,
         changes,

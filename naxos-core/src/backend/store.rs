@@ -259,6 +259,8 @@ pub struct ClaimedTask {
     pub attempts: u32,
     /// How many earlier attempts failed.
     pub failures: u32,
+    /// When the task last became QUEUED (for the queue-wait metric).
+    pub queued_at: Option<DateTime<Utc>>,
     /// The execution's params.
     pub params: Arc<Value>,
     /// Outputs of the direct dependencies, by task id.

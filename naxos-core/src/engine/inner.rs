@@ -83,6 +83,7 @@ impl Inner {
             }
         }
         if !changes.events.is_empty() {
+            super::metrics::events(&changes.events);
             self.waiters.observe(&changes.events);
             if let Err(e) = self.queue.publish_events(&changes.events).await {
                 tracing::debug!(error = %e, "status events not published");
@@ -105,11 +106,15 @@ impl Inner {
     }
 
     pub(crate) fn track_running(&self, task: &TaskRef, token: CancellationToken) {
-        self.running().insert((task.execution_id, task.task_id.clone()), token);
+        let mut running = self.running();
+        running.insert((task.execution_id, task.task_id.clone()), token);
+        super::metrics::running(running.len());
     }
 
     pub(crate) fn untrack_running(&self, task: &TaskRef) {
-        self.running().remove(&(task.execution_id, task.task_id.clone()));
+        let mut running = self.running();
+        running.remove(&(task.execution_id, task.task_id.clone()));
+        super::metrics::running(running.len());
     }
 
     pub(crate) fn cancel_local(&self, task: &TaskRef) {

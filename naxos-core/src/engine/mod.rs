@@ -11,6 +11,7 @@ mod config;
 mod definitions;
 mod heartbeat;
 mod inner;
+mod metrics;
 mod sweeper;
 mod waiters;
 mod worker;
@@ -202,6 +203,14 @@ impl Engine {
 
     /// Runs a job as `request` says. The execution and its first tasks are in the Store when
     /// this returns; their messages are published, or will be by a sweeper if that fails.
+    ///
+    /// Traced as an `execution` span (`definition_id`, `execution_id`); every attempt of its
+    /// tasks, on any node, is a `task` span with the same ids.
+    #[tracing::instrument(
+        name = "execution",
+        skip_all,
+        fields(definition_id = %request.definition_id, execution_id = tracing::field::Empty)
+    )]
     pub async fn submit(&self, request: ExecuteRequest) -> Result<Submitted> {
         let params = match request.params {
             Value::Null => Value::Object(Default::default()),
@@ -226,6 +235,11 @@ impl Engine {
         let mut new = NewExecution::new(&stored, params, inner.now());
         new.idempotency_key = request.idempotency_key;
         let created = inner.store.create_execution(new).await?;
+        tracing::Span::current().record("execution_id", tracing::field::display(created.execution_id));
+        if created.created {
+            metrics::submitted(&stored.definition.id);
+            tracing::info!("execution submitted");
+        }
         inner.dispatch(created.changes).await;
         Ok(Submitted {
             execution_id: created.execution_id,

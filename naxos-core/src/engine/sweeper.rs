@@ -74,6 +74,7 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
         .await?;
     report.republished = stale.ready.len();
     inner.dispatch(stale).await;
+    super::metrics::swept(report.recovered, report.republished);
 
     for id in inner.store.overdue_executions(now, BATCH).await? {
         match inner.stop(id, StopReason::TimedOut).await {

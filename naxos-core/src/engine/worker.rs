@@ -128,12 +128,23 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
     inner.dispatch(std::mem::take(&mut claimed.changes)).await;
     let span = tracing::info_span!(
         "task",
+        definition_id = %claimed.definition_id,
         execution_id = %claimed.task.execution_id,
         task_id = %claimed.task.task_id,
         attempt = claimed.attempts,
+        function = tracing::field::Empty,
     );
     async move {
-        let ending = run_attempt(&inner, &claimed).await;
+        let started = tokio::time::Instant::now();
+        let (ending, function) = run_attempt(&inner, &claimed).await;
+        let outcome = match &ending {
+            Ending::Outcome(TaskOutcome::Completed(_)) => "completed",
+            Ending::Outcome(TaskOutcome::Failed { retry_at: Some(_), .. }) => "retrying",
+            Ending::Outcome(TaskOutcome::Failed { retry_at: None, .. }) => "failed",
+            Ending::HandBack => "handed_back",
+            Ending::Discard(_) => "discarded",
+        };
+        super::metrics::attempt(&function, outcome, Some(started.elapsed()));
         record(&inner, &claimed, ending).await;
     }
     .instrument(span)
@@ -146,8 +157,15 @@ fn settle(result: crate::Result<()>) {
     }
 }
 
-/// Loads the function and runs it under timeout, heartbeat and cancellation.
-async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> Ending {
+/// Loads the function and runs it under timeout, heartbeat and cancellation. Returns how it
+/// ended and the function's name (`unknown` when the definition could not be read).
+async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> (Ending, String) {
+    let mut function = String::from("unknown");
+    let ending = attempt_ending(inner, claimed, &mut function).await;
+    (ending, function)
+}
+
+async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name: &mut String) -> Ending {
     let def = match inner
         .definitions
         .get(
@@ -175,6 +193,9 @@ async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> Ending {
         );
         return failure(inner, claimed, None, TaskError::fatal(error));
     };
+    function_name.clone_from(&task_def.function_name);
+    tracing::Span::current().record("function", task_def.function_name.as_str());
+    super::metrics::queue_wait(&task_def.function_name, claimed.queued_at, inner.now());
     let Some(function) = inner.registry.get(&task_def.function_name) else {
         let error = format!(
             "function `{}` is not registered on node `{}`",

@@ -145,7 +145,7 @@ impl Record {
         t.start_time = Some(now);
         t.end_time = None;
         t.due_at = None;
-        let (attempts, failures) = (t.attempts, t.failures);
+        let (attempts, failures, queued_at) = (t.attempts, t.failures, t.queued_at);
         if self.summary.status == ExecutionStatus::Pending {
             self.summary.start_time = Some(now);
             self.set_execution(ExecutionStatus::Running, None, now, &mut changes);
@@ -161,6 +161,7 @@ impl Record {
             definition_version: self.summary.definition_version,
             attempts,
             failures,
+            queued_at,
             params: self.params.clone(),
             upstream,
             changes,

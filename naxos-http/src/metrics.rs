@@ -1,0 +1,71 @@
+//! `GET /metrics` (Prometheus text format) and the HTTP request metrics.
+//!
+//! The engine records through the `metrics` facade; [`install_prometheus`] installs the
+//! process-wide Prometheus recorder and returns the handle to pass in
+//! [`HttpConfig::metrics`](crate::HttpConfig::metrics). Besides the engine's series (see
+//! `naxos_core::engine`), this layer adds `naxos_http_requests_total{method, route, status}`,
+//! `naxos_http_request_duration_seconds{method, route}`, and, read from the Store at each
+//! scrape, `naxos_queue_depth` (tasks QUEUED), `naxos_tasks_in_flight` (tasks RUNNING on any
+//! node) and `naxos_executions{status}`.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// Histogram buckets (seconds): 0.5 ms to 60 s.
+const BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Installs the Prometheus recorder for this process (once) and returns its handle.
+pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
+    PrometheusBuilder::new().set_buckets(&BUCKETS)?.install_recorder()
+}
+
+pub(crate) async fn render(State(app): State<AppState>) -> ApiResult<Response> {
+    let Some(handle) = app.config.metrics.as_ref() else {
+        return Err(ApiError::not_found(
+            "metrics are not enabled: pass naxos_http::install_prometheus()'s handle in HttpConfig::metrics",
+        ));
+    };
+    let counts = app.engine.store().counts().await?;
+    metrics::gauge!("naxos_queue_depth").set(counts.queued_tasks as f64);
+    metrics::gauge!("naxos_tasks_in_flight").set(counts.running_tasks as f64);
+    for status in naxos_core::ExecutionStatus::ALL {
+        let n = counts.executions.get(&status).copied().unwrap_or(0);
+        metrics::gauge!("naxos_executions", "status" => status.as_str()).set(n as f64);
+    }
+    handle.run_upkeep();
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response())
+}
+
+/// Counts and times every request by method, matched route and status.
+pub(crate) async fn track(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let method = request.method().to_string();
+    let route = matched.map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "naxos_http_requests_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!("naxos_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
