@@ -60,7 +60,7 @@ start_postgres() {
 stop_postgres() {
   local dir=$1
   [ -f "$dir/pg/data/postmaster.pid" ] || return 0
-  as_pg "$(pg_bin)/pg_ctl" -D "$dir/pg/data" -m fast -w stop >&2 || true
+  as_pg "$(pg_bin)/pg_ctl" -D "$dir/pg/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
 # Starts the existing PostgreSQL data dir again, on its port.

@@ -21,4 +21,13 @@ trap 'scripts/services.sh stop' EXIT
 eval "$(scripts/services.sh start postgres rabbitmq)"
 
 step "cargo test"
-cargo test --workspace --all-features
+log=$(mktemp)
+cargo test --workspace --all-features 2>&1 | tee "$log"
+
+step "API fuzz pass (schemathesis, from the OpenAPI document)"
+scripts/fuzz-api.sh
+
+# One closing line with the totals of every cargo test binary and doc-test run above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;/) p += $(i-1); if ($(i) ~ /^failed;/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"

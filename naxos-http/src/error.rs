@@ -22,7 +22,7 @@ pub struct ApiError {
 }
 
 /// One validation problem on the wire: its code and fields, plus a readable message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ProblemView {
     /// The problem's fields (`code`, task ids, …).
     #[serde(flatten)]
@@ -31,17 +31,25 @@ pub struct ProblemView {
     pub message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// Every error answer: `{"error": {"code", "message", "problems"?}}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    problems: &'a [ProblemView],
+/// The inside of an [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: `bad_request`, `malformed_json`, `unauthorized`, `not_found`,
+    /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid_definition`, `unavailable`,
+    /// `shutting_down`, `timeout`, `internal`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Every validation problem, for `invalid_definition`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<ProblemView>,
 }
 
 impl ApiError {
@@ -117,11 +125,11 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
-                code: self.code,
-                message: &self.message,
-                problems: &self.problems,
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                problems: self.problems,
             },
         };
         (self.status, Json(body)).into_response()

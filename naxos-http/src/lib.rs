@@ -15,6 +15,7 @@
 //! | `GET /api/v1/system/status` | counts, active executions, nodes |
 //! | `GET /health` | pings the Store and the Queue: 200, or 503 naming what is down |
 //! | `GET /metrics` | Prometheus text format (with [`HttpConfig::metrics`]) |
+//! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of all of the above, generated from the Rust types ([`ApiDoc`]) |
 //!
 //! Errors are `{"error":{"code","message"}}` (plus `problems` for an invalid definition) with
 //! 400 for malformed JSON or params, 401 without the API token (when one is configured), 404,
@@ -27,6 +28,7 @@ mod auth;
 mod body;
 mod error;
 mod metrics;
+mod openapi;
 mod routes;
 pub mod views;
 
@@ -41,9 +43,10 @@ use naxos_core::Engine;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-pub use error::{ApiError, ApiResult, ProblemView};
+pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail, ProblemView};
 pub use metrics::install_prometheus;
 pub use metrics_exporter_prometheus::PrometheusHandle;
+pub use openapi::ApiDoc;
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -100,6 +103,7 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/api/v1/jobs/{id}/events", get(routes::events::stream))
         .route("/api/v1/system/status", get(system::status))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route("/health", get(system::health))
         .route("/metrics", get(metrics::render))
         .fallback(routes::not_found)

@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::AppState;
 
 /// Histogram buckets (seconds): 0.5 ms to 60 s.
@@ -29,6 +29,15 @@ pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
     PrometheusBuilder::new().set_buckets(&BUCKETS)?.install_recorder()
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get, path = "/metrics", tag = "system",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 404, description = "No metrics recorder configured", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn render(State(app): State<AppState>) -> ApiResult<Response> {
     let Some(handle) = app.config.metrics.as_ref() else {
         return Err(ApiError::not_found(

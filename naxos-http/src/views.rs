@@ -1,32 +1,39 @@
 //! The JSON shapes of the API, field names as in the original naxos.
 
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
 use naxos_core::model::{
     DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StoredDefinition,
-    TaskRun, TaskStatus,
+    TaskDefinition, TaskRun, TaskStatus,
 };
 use naxos_core::ExecutionId;
 use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ErrorDetail;
 use serde_json::Value;
 
 /// `GET /api/v1/jobs/{id}/status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionView {
     /// Id, status and timestamps.
     #[serde(flatten)]
     pub summary: SummaryView,
     /// The params.
+    #[schema(value_type = Object)]
     pub data: Value,
     /// Every task.
     pub tasks: Vec<TaskView>,
 }
 
 /// An execution without its tasks (listings).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SummaryView {
     /// The execution id.
+    #[schema(value_type = String, format = Uuid)]
     pub id: ExecutionId,
     /// The definition.
     pub definition_id: String,
@@ -50,7 +57,7 @@ pub struct SummaryView {
 }
 
 /// One task in [`ExecutionView`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskView {
     /// The task id.
@@ -69,7 +76,8 @@ pub struct TaskView {
     pub dependencies: Vec<String>,
     /// The last error.
     pub error: Option<String>,
-    /// The output.
+    /// The output (any JSON).
+    #[schema(value_type = Option<Object>)]
     pub output: Option<Value>,
     /// When the latest attempt started.
     pub start_time: Option<DateTime<Utc>>,
@@ -122,23 +130,42 @@ impl From<Execution> for ExecutionView {
     }
 }
 
-/// A definition version: the definition's own fields plus `version` and `createdAt`.
-#[derive(Debug, Serialize)]
+/// A definition version: the definition's own fields plus `version` and `createdAt`. (Spelled
+/// out rather than flattened, so that the request schema can reject unknown fields while this
+/// one carries two more.)
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DefinitionView<'a> {
-    /// The definition, in its JSON format.
-    #[serde(flatten)]
-    pub definition: &'a JobDefinition,
+pub struct DefinitionView {
+    /// The definition's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The job's time limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// The tasks, keyed by id.
+    pub tasks: BTreeMap<String, TaskDefinition>,
+    /// Dependencies: task id → the ids it waits for.
+    pub graph: BTreeMap<String, Vec<String>>,
     /// The version.
     pub version: u32,
     /// When the version was registered.
     pub created_at: DateTime<Utc>,
 }
 
-impl<'a> From<&'a StoredDefinition> for DefinitionView<'a> {
-    fn from(d: &'a StoredDefinition) -> Self {
+impl From<&StoredDefinition> for DefinitionView {
+    fn from(d: &StoredDefinition) -> Self {
+        let def: &JobDefinition = &d.definition;
         Self {
-            definition: &d.definition,
+            id: def.id.clone(),
+            name: def.name.clone(),
+            description: def.description.clone(),
+            timeout_ms: def.timeout_ms,
+            tasks: def.tasks.clone(),
+            graph: def.graph.clone(),
             version: d.version,
             created_at: d.created_at,
         }
@@ -149,7 +176,7 @@ impl<'a> From<&'a StoredDefinition> for DefinitionView<'a> {
 pub type DefinitionListView = Vec<DefinitionSummary>;
 
 /// `GET /api/v1/system/status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SystemStatusView {
     /// Up to 100 unfinished executions, newest first.
@@ -173,7 +200,7 @@ pub struct SystemStatusView {
 }
 
 /// A node in [`SystemStatusView`].
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeView {
     /// The node.
@@ -181,4 +208,63 @@ pub struct NodeView {
     pub node: NodeInfo,
     /// False when it has not reported for a while (three times its expected interval).
     pub alive: bool,
+}
+
+/// `POST /api/v1/job-definitions`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionCreated {
+    /// The definition's id.
+    pub id: String,
+    /// The version now in force for this content.
+    pub version: u32,
+    /// False when identical content was already the latest version.
+    pub created: bool,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// The answer to execute, cancel and retry.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionAck {
+    /// The execution.
+    #[schema(value_type = String, format = Uuid)]
+    pub execution_id: ExecutionId,
+    /// Its status after the action.
+    pub status: ExecutionStatus,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// `GET /api/v1/jobs`: a page, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionPageView {
+    /// The executions.
+    pub executions: Vec<SummaryView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub next_cursor: Option<ExecutionId>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthView {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// Each backend: `ok`, or `down: <why>`.
+    pub checks: HealthChecks,
+    /// Present when unavailable, naming what is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// The backends [`HealthView`] checks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthChecks {
+    /// The Store.
+    pub store: String,
+    /// The Queue.
+    pub queue: String,
 }

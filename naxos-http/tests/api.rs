@@ -437,3 +437,55 @@ async fn with_a_token_the_api_needs_it_and_health_stays_open() {
     let (status, _) = api.get("/health").await;
     assert_eq!(status, StatusCode::OK, "/health stays open");
 }
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_and_error_shape() {
+    let api = Api::new(HttpConfig::default());
+    let (status, doc) = api.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let routes = [
+        ("post", "/api/v1/job-definitions"),
+        ("get", "/api/v1/job-definitions"),
+        ("get", "/api/v1/job-definitions/{id}"),
+        ("get", "/api/v1/job-definitions/{id}/versions"),
+        ("get", "/api/v1/jobs"),
+        ("post", "/api/v1/jobs/{id}/execute"),
+        ("get", "/api/v1/jobs/{id}/status"),
+        ("post", "/api/v1/jobs/{id}/cancel"),
+        ("post", "/api/v1/jobs/{id}/retry"),
+        ("get", "/api/v1/jobs/{id}/events"),
+        ("get", "/api/v1/system/status"),
+        ("get", "/api/v1/openapi.json"),
+        ("get", "/health"),
+        ("get", "/metrics"),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(
+        paths.values().map(|p| p.as_object().unwrap().len()).sum::<usize>(),
+        routes.len()
+    );
+    for (method, path) in routes {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "JobDefinition",
+        "ExecutionView",
+        "ErrorBody",
+        "Problem",
+        "StatusEvent",
+        "HealthView",
+    ] {
+        assert!(schemas[name].is_object(), "schema {name}");
+    }
+    let create = &doc["paths"]["/api/v1/job-definitions"]["post"]["responses"];
+    assert_eq!(
+        create["422"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}

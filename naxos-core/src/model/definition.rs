@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// `tasks` is keyed by task id; `graph` maps a task id to the ids it depends on (a task missing
 /// from `graph` has none). Unknown fields are rejected.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobDefinition {
@@ -39,6 +40,7 @@ pub struct JobDefinition {
 }
 
 /// One task of a [`JobDefinition`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskDefinition {
@@ -62,6 +64,7 @@ pub struct TaskDefinition {
 
 /// Exponential backoff between attempts: `initialMs × multiplier^(n-1)`, capped at `maxMs`,
 /// minus up to `jitter` (a fraction, 0–1) of it at random.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BackoffPolicy {
@@ -147,6 +150,7 @@ impl StoredDefinition {
 }
 
 /// One line of a definition listing: the latest version of one id.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DefinitionSummary {

@@ -162,10 +162,12 @@ pub struct ExecutionSummary {
 /// Events are notifications for watchers (live status, `wait_for`, other services); the Store
 /// stays the truth. JSON: `{"executionId","definitionId","scope":"execution"|"task",
 /// "taskId"?,"attempt"?,"status","error"?,"at"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusEvent {
     /// The execution.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub execution_id: ExecutionId,
     /// Its definition.
     pub definition_id: String,
@@ -180,6 +182,7 @@ pub struct StatusEvent {
 }
 
 /// What a [`StatusEvent`] is about.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "scope", rename_all = "camelCase")]
 pub enum EventKind {
@@ -225,6 +228,7 @@ impl StatusEvent {
 }
 
 /// A runner node as the Store last heard of it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeInfo {

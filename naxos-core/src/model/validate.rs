@@ -27,6 +27,7 @@ impl Default for Limits {
 }
 
 /// One thing wrong with a job definition, naming the ids involved.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[non_exhaustive]

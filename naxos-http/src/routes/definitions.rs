@@ -8,13 +8,27 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use naxos_core::JobDefinition;
 use serde::Deserialize;
-use serde_json::json;
 
-use crate::error::{ApiError, ApiResult};
-use crate::views::{DefinitionListView, DefinitionView};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::views::{DefinitionCreated, DefinitionListView, DefinitionView};
 use crate::{body, AppState};
+#[allow(unused_imports)]
+use naxos_core::model::DefinitionSummary;
 
 /// `POST /api/v1/job-definitions`: 201 with the new version, 200 when identical to the latest.
+#[utoipa::path(
+    post, path = "/api/v1/job-definitions", tag = "definitions",
+    request_body(content = JobDefinition, description = "A job definition in the original naxos format"),
+    responses(
+        (status = 201, description = "A new version", body = DefinitionCreated),
+        (status = 200, description = "Identical to the latest version: nothing changed", body = DefinitionCreated),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 422, description = "The definition does not validate; every problem listed", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn create(State(app): State<AppState>, raw: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
     let bytes = body::bytes(raw, app.config.max_body_bytes)?;
     let definition: JobDefinition = body::json(&bytes, StatusCode::UNPROCESSABLE_ENTITY, "invalid_definition")?;
@@ -25,24 +39,47 @@ pub(crate) async fn create(State(app): State<AppState>, raw: Result<Bytes, Bytes
         (StatusCode::OK, "Job definition unchanged")
     };
     let d = &put.definition;
-    Ok((
-        status,
-        Json(json!({ "id": d.id(), "version": d.version, "created": put.created, "message": message })),
-    )
-        .into_response())
+    let answer = DefinitionCreated {
+        id: d.id().to_string(),
+        version: d.version,
+        created: put.created,
+        message: message.to_string(),
+    };
+    Ok((status, Json(answer)).into_response())
 }
 
 /// `GET /api/v1/job-definitions`: the latest version of each, by id.
+#[utoipa::path(
+    get, path = "/api/v1/job-definitions", tag = "definitions",
+    responses(
+        (status = 200, description = "The latest version of every definition", body = Vec<DefinitionSummary>),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(State(app): State<AppState>) -> ApiResult<Json<DefinitionListView>> {
     Ok(Json(app.engine.definitions().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct VersionQuery {
+    /// A version (1 or more); the latest when absent.
+    #[param(value_type = u32, minimum = 1)]
     version: Option<String>,
 }
 
 /// `GET /api/v1/job-definitions/{id}[?version=N]`.
+#[utoipa::path(
+    get, path = "/api/v1/job-definitions/{id}", tag = "definitions",
+    params(("id" = String, Path, description = "The definition id"), VersionQuery),
+    responses(
+        (status = 200, description = "One version", body = DefinitionView),
+        (status = 400, description = "A bad version number", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such definition or version", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn get(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -54,12 +91,22 @@ pub(crate) async fn get(
 }
 
 /// `GET /api/v1/job-definitions/{id}/versions`: every version, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/job-definitions/{id}/versions", tag = "definitions",
+    params(("id" = String, Path, description = "The definition id")),
+    responses(
+        (status = 200, description = "Every version, oldest first", body = Vec<DefinitionView>),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such definition", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn versions(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let versions = app.engine.store().definition_versions(&id).await?;
     if versions.is_empty() {
         return Err(naxos_core::Error::not_found("job definition", id).into());
     }
-    let views: Vec<DefinitionView<'_>> = versions.iter().map(|d| DefinitionView::from(&**d)).collect();
+    let views: Vec<DefinitionView> = versions.iter().map(|d| DefinitionView::from(&**d)).collect();
     Ok(Json(views).into_response())
 }
 

@@ -17,12 +17,23 @@ use naxos_core::Engine;
 use tokio::sync::mpsc;
 
 use super::execution_id;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 use crate::AppState;
 
 /// How often the stream re-reads the Store in case a terminal event was missed.
 const RECHECK: Duration = Duration::from_secs(2);
 
+/// Server-sent status events for one execution.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}/events", tag = "jobs",
+    params(("id" = String, Path, description = "The execution id")),
+    responses(
+        (status = 200, description = "`text/event-stream`: `snapshot` events, then `status` events, each `data:` a StatusEvent; ends when the execution finishes", content_type = "text/event-stream", body = StatusEvent),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn stream(
     State(app): State<AppState>,
     Path(id): Path<String>,

@@ -9,24 +9,43 @@ use axum::Json;
 use naxos_core::backend::ExecutionQuery;
 use naxos_core::{ExecuteRequest, ExecutionId, ExecutionStatus};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::definitions::parse_version;
 use super::execution_id;
-use crate::error::{ApiError, ApiResult};
-use crate::views::{ExecutionView, SummaryView};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::views::{ExecutionAck, ExecutionPageView, ExecutionView, SummaryView};
 use crate::{body, AppState};
 
 /// The largest page a listing returns.
 const MAX_LIMIT: usize = 1_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct ExecuteQuery {
+    /// Run this version; the latest when absent.
+    #[param(value_type = u32, minimum = 1)]
     version: Option<String>,
 }
 
 /// `POST /api/v1/jobs/{definitionId}/execute`: the body is the params (empty means `{}`).
 /// 202 for a new execution; 200 when the `Idempotency-Key` matched an earlier one.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/{id}/execute", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The definition to run"),
+        ExecuteQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeating a request with the same key returns the first execution"),
+    ),
+    request_body(content = Object, description = "The params: a JSON object (an empty body means {})"),
+    responses(
+        (status = 202, description = "Started", body = ExecutionAck),
+        (status = 200, description = "The Idempotency-Key matched an earlier execution", body = ExecutionAck),
+        (status = 400, description = "Params that are not a JSON object, malformed JSON, a bad version", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such definition or version", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn execute(
     State(app): State<AppState>,
     Path(definition_id): Path<String>,
@@ -55,33 +74,57 @@ pub(crate) async fn execute(
     } else {
         app.engine.execution(submitted.execution_id).await?.status
     };
-    Ok((
-        status,
-        Json(json!({
-            "executionId": submitted.execution_id,
-            "status": execution_status,
-            "message": message,
-        })),
-    )
-        .into_response())
+    let ack = ExecutionAck {
+        execution_id: submitted.execution_id,
+        status: execution_status,
+        message: message.to_string(),
+    };
+    Ok((status, Json(ack)).into_response())
 }
 
 /// `GET /api/v1/jobs/{executionId}/status`.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}/status", tag = "jobs",
+    params(("id" = String, Path, description = "The execution id")),
+    responses(
+        (status = 200, description = "The execution and every task", body = ExecutionView),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn status(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ExecutionView>> {
     let id = execution_id(&id)?;
     Ok(Json(ExecutionView::from(app.engine.execution(id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListQuery {
+    /// Only executions in this status.
+    #[param(value_type = ExecutionStatus)]
     status: Option<String>,
+    /// Only executions of this definition.
     definition_id: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
+    #[param(value_type = u32, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The previous page's `nextCursor`.
+    #[param(value_type = String, format = Uuid)]
     cursor: Option<String>,
 }
 
 /// `GET /api/v1/jobs?status=&definitionId=&limit=&cursor=`: newest first.
+#[utoipa::path(
+    get, path = "/api/v1/jobs", tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of executions", body = ExecutionPageView),
+        (status = 400, description = "A bad filter, limit or cursor", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     let status = q
         .status
@@ -121,25 +164,56 @@ pub(crate) async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>
             cursor,
         })
         .await?;
-    let executions: Vec<SummaryView> = page.executions.iter().map(SummaryView::from).collect();
-    Ok(Json(json!({ "executions": executions, "nextCursor": page.next_cursor })).into_response())
+    let view = ExecutionPageView {
+        executions: page.executions.iter().map(SummaryView::from).collect(),
+        next_cursor: page.next_cursor,
+    };
+    Ok(Json(view).into_response())
 }
 
 /// `POST /api/v1/jobs/{executionId}/cancel`: 200, or 409 when already finished.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "The execution id")),
+    responses(
+        (status = 200, description = "Cancelled", body = ExecutionAck),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "Already finished", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = execution_id(&id)?;
     let status = app.engine.cancel(id).await?;
-    Ok(Json(json!({ "executionId": id, "status": status, "message": "Job execution cancelled" })).into_response())
+    let ack = ExecutionAck {
+        execution_id: id,
+        status,
+        message: "Job execution cancelled".into(),
+    };
+    Ok(Json(ack).into_response())
 }
 
 /// `POST /api/v1/jobs/{executionId}/retry`: 202, or 409 unless FAILED or CANCELLED.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "The execution id")),
+    responses(
+        (status = 202, description = "The failed part is queued again", body = ExecutionAck),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "Not FAILED or CANCELLED", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn retry(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = execution_id(&id)?;
     app.engine.retry(id).await?;
     let status = app.engine.execution(id).await?.status;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "executionId": id, "status": status, "message": "Failed tasks re-queued" })),
-    )
-        .into_response())
+    let ack = ExecutionAck {
+        execution_id: id,
+        status,
+        message: "Failed tasks re-queued".into(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
 }

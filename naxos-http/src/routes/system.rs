@@ -6,16 +6,23 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use naxos_core::backend::ExecutionQuery;
 use naxos_core::ExecutionStatus;
-use serde_json::json;
 
-use crate::error::ApiResult;
-use crate::views::{NodeView, SummaryView, SystemStatusView};
+use crate::error::{ApiResult, ErrorBody, ErrorDetail};
+use crate::views::{HealthChecks, HealthView, NodeView, SummaryView, SystemStatusView};
 use crate::AppState;
 
 /// How many unfinished executions the system status lists.
 const ACTIVE_SHOWN: usize = 100;
 
 /// `GET /api/v1/system/status`.
+#[utoipa::path(
+    get, path = "/api/v1/system/status", tag = "system",
+    responses(
+        (status = 200, description = "Counts, active executions and nodes", body = SystemStatusView),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
 pub(crate) async fn status(State(app): State<AppState>) -> ApiResult<Json<SystemStatusView>> {
     let store = app.engine.store();
     let counts = store.counts().await?;
@@ -60,15 +67,30 @@ pub(crate) async fn status(State(app): State<AppState>) -> ApiResult<Json<System
 }
 
 /// `GET /health`: pings the Store and the Queue for real; 503 naming whichever is down.
+#[utoipa::path(
+    get, path = "/health", tag = "system",
+    responses(
+        (status = 200, description = "Store and Queue answer", body = HealthView),
+        (status = 503, description = "Something is down; `error.message` names it", body = HealthView),
+    )
+)]
 pub(crate) async fn health(State(app): State<AppState>) -> Response {
     let health = app.engine.health().await;
     let check = |r: &naxos_core::Result<()>| match r {
         Ok(()) => "ok".to_string(),
         Err(e) => format!("down: {e}"),
     };
-    let checks = json!({ "store": check(&health.store), "queue": check(&health.queue) });
+    let checks = HealthChecks {
+        store: check(&health.store),
+        queue: check(&health.queue),
+    };
     if health.is_healthy() {
-        (StatusCode::OK, Json(json!({ "status": "ok", "checks": checks }))).into_response()
+        let view = HealthView {
+            status: "ok".into(),
+            checks,
+            error: None,
+        };
+        (StatusCode::OK, Json(view)).into_response()
     } else {
         let down: Vec<&str> = [("store", &health.store), ("queue", &health.queue)]
             .into_iter()
@@ -76,15 +98,15 @@ pub(crate) async fn health(State(app): State<AppState>) -> Response {
             .map(|(name, _)| name)
             .collect();
         tracing::warn!(?down, "health check failed");
-        let message = format!("unavailable: {}", down.join(", "));
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "checks": checks,
-                "error": { "code": "unavailable", "message": message },
-            })),
-        )
-            .into_response()
+        let view = HealthView {
+            status: "unavailable".into(),
+            checks,
+            error: Some(ErrorDetail {
+                code: "unavailable".into(),
+                message: format!("unavailable: {}", down.join(", ")),
+                problems: Vec::new(),
+            }),
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(view)).into_response()
     }
 }
