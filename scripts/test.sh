@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command, locally and in CI: formatting, lints, then every test of the workspace
-# against real services. It installs what is missing (PostgreSQL and RabbitMQ from Debian's
-# packages), starts
+# against real services, then a fuzz pass of the API and the dashboard in a real browser. It
+# installs what is missing (PostgreSQL, RabbitMQ and Chromium from Debian's packages; schemathesis
+# and selenium from PyPI into venvs under target/), starts
 # throwaway servers on loopback with fresh data dirs, runs the tests, and stops the servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ cargo test --workspace --all-features 2>&1 | tee "$log"
 
 step "API fuzz pass (schemathesis, from the OpenAPI document)"
 scripts/fuzz-api.sh
+
+step "dashboard in headless Chromium"
+scripts/browser-test.sh
 
 # One closing line with the totals of every cargo test binary and doc-test run above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;/) p += $(i-1); if ($(i) ~ /^failed;/) f += $(i-1) } }

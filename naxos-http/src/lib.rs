@@ -16,6 +16,7 @@
 //! | `GET /health` | pings the Store and the Queue: 200, or 503 naming what is down |
 //! | `GET /metrics` | Prometheus text format (with [`HttpConfig::metrics`]) |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of all of the above, generated from the Rust types ([`ApiDoc`]) |
+//! | `GET /` | the dashboard: executions with status filters, each execution's DAG updating live, definitions, nodes |
 //!
 //! Errors are `{"error":{"code","message"}}` (plus `problems` for an invalid definition) with
 //! 400 for malformed JSON or params, 401 without the API token (when one is configured), 404,
@@ -104,6 +105,7 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/jobs/{id}/events", get(routes::events::stream))
         .route("/api/v1/system/status", get(system::status))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/", get(dashboard))
         .route("/health", get(system::health))
         .route("/metrics", get(metrics::render))
         .fallback(routes::not_found)
@@ -141,4 +143,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// `GET /`: the dashboard, one self-contained page (no CDN). The page itself is open; the
+/// data it loads comes from the `/api/` routes, which need the token when one is set.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../assets/dashboard.html"))
 }

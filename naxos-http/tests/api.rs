@@ -489,3 +489,24 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+#[tokio::test]
+async fn the_dashboard_is_one_self_contained_page() {
+    let api = Api::new(HttpConfig::default());
+    let req = Request::get("/").body(Body::empty()).unwrap();
+    let res = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(html.contains("<title>naxos</title>") && html.contains("/api/v1/jobs"));
+    for external in ["src=\"http", "href=\"http", "@import", "cdn"] {
+        assert!(
+            !html.contains(external),
+            "the page loads nothing from elsewhere ({external})"
+        );
+    }
+    assert!(
+        !html.contains("innerHTML"),
+        "data is put in the page as text, never as markup"
+    );
+}
