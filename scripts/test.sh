@@ -31,6 +31,9 @@ scripts/fuzz-api.sh
 step "dashboard in headless Chromium"
 scripts/browser-test.sh
 
+step "load bench, short mode (naxos on every stack, pgbench and Celery side by side)"
+scripts/bench-load.sh --short
+
 # One closing line with the totals of every cargo test binary and doc-test run above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;/) p += $(i-1); if ($(i) ~ /^failed;/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
