@@ -163,82 +163,52 @@ fn pool_error_at_start(e: deadpool_lapin::PoolError) -> Error {
 }
 
 async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> Result<()> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    let queue = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(
-            names.dead.as_str().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(amqp)?;
-    channel
-        .queue_declare(names.dead.as_str().into(), queue, FieldTable::default())
-        .await
-        .map_err(amqp)?;
-    channel
-        .queue_bind(
-            names.dead.as_str().into(),
-            names.dead.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(amqp)?;
+    exchange(channel, &names.dead, ExchangeKind::Fanout).await?;
+    bound_queue(channel, &names.dead, "", FieldTable::default()).await?;
 
-    channel
-        .exchange_declare(
-            names.tasks.as_str().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(amqp)?;
+    exchange(channel, &names.tasks, ExchangeKind::Direct).await?;
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-    args.insert(
-        "x-delivery-limit".into(),
-        AMQPValue::LongInt(delivery_limit.min(i32::MAX as u32) as i32),
-    );
+    let limit = i32::try_from(delivery_limit).unwrap_or(i32::MAX);
+    args.insert("x-delivery-limit".into(), AMQPValue::LongInt(limit));
     args.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(names.dead.as_str().into()),
     );
+    bound_queue(channel, &names.tasks, &names.tasks, args).await?;
+
+    exchange(channel, &names.events, ExchangeKind::Topic).await
+}
+
+/// A durable exchange.
+async fn exchange(channel: &Channel, name: &str, kind: ExchangeKind) -> Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel
-        .queue_declare(names.tasks.as_str().into(), queue, args)
+        .exchange_declare(name.into(), kind, durable, FieldTable::default())
         .await
-        .map_err(amqp)?;
+        .map_err(amqp)
+}
+
+/// A durable queue named like its exchange, bound to it with `routing_key`.
+async fn bound_queue(channel: &Channel, name: &str, routing_key: &str, args: FieldTable) -> Result<()> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel.queue_declare(name.into(), durable, args).await.map_err(amqp)?;
     channel
         .queue_bind(
-            names.tasks.as_str().into(),
-            names.tasks.as_str().into(),
-            names.tasks.as_str().into(),
+            name.into(),
+            name.into(),
+            routing_key.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
         .await
-        .map_err(amqp)?;
-
-    channel
-        .exchange_declare(
-            names.events.as_str().into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(amqp)?;
-    Ok(())
+        .map_err(amqp)
 }
 
 #[async_trait]
