@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::codec::{count, get, int, task_event, task_ref};
 use crate::error::db;
 use crate::transaction;
-use crate::transitions::{end_attempt, finish_if_done, lock, skip_dependents};
+use crate::transitions::{end_attempt, finish_if_done, lock, queued, skip_dependents};
 
 /// Finds RUNNING tasks whose lease ran out and recovers each in its own transaction. The
 /// candidate list is read without locks; the recovery itself re-checks the guard (same
@@ -98,16 +98,7 @@ async fn recover_one(
         ));
         skip_dependents(conn, &ex, &task.task_id, now, &mut changes).await?;
     } else {
-        changes.events.push(task_event(
-            ex.id,
-            &ex.definition_id,
-            &task.task_id,
-            attempt,
-            TaskStatus::Queued,
-            None,
-            now,
-        ));
-        changes.ready.push(TaskRef::new(ex.id, task.task_id.clone(), attempt));
+        queued(&ex, task.task_id.clone(), attempt, now, &mut changes);
     }
     finish_if_done(conn, &ex, now, &mut changes).await?;
     Ok(changes)

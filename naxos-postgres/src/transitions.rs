@@ -297,22 +297,25 @@ async fn unlock_dependents(
     .map_err(db)?;
     for row in &rows {
         if get::<String>(row, "status")? == "QUEUED" {
-            let task_id: String = get(row, "task_id")?;
-            let attempt = count(row, "attempt")?;
-            changes.events.push(task_event(
-                ex.id,
-                &ex.definition_id,
-                &task_id,
-                attempt,
-                TaskStatus::Queued,
-                None,
-                now,
-            ));
-            changes.ready.push(TaskRef::new(ex.id, task_id, attempt));
+            queued(ex, get(row, "task_id")?, count(row, "attempt")?, now, changes);
         }
     }
     sort_ready(changes);
     Ok(())
+}
+
+/// A task became QUEUED: its event, and its message to publish.
+pub(crate) fn queued(ex: &Locked, task_id: String, attempt: u32, now: DateTime<Utc>, changes: &mut Changes) {
+    changes.events.push(task_event(
+        ex.id,
+        &ex.definition_id,
+        &task_id,
+        attempt,
+        TaskStatus::Queued,
+        None,
+        now,
+    ));
+    changes.ready.push(TaskRef::new(ex.id, task_id, attempt));
 }
 
 /// Keeps `ready` in the definition's (sorted) order, as the in-memory store does.
@@ -478,18 +481,8 @@ pub(crate) async fn release(conn: &mut PgConnection, task: &TaskRef, now: DateTi
         return Err(guard_error(conn, task).await);
     };
     end_attempt(conn, task, "RELEASED", None, now).await?;
-    let attempt = count(&row, "attempt")?;
     let mut changes = Changes::default();
-    changes.events.push(task_event(
-        ex.id,
-        &ex.definition_id,
-        &task.task_id,
-        attempt,
-        TaskStatus::Queued,
-        None,
-        now,
-    ));
-    changes.ready.push(TaskRef::new(ex.id, task.task_id.clone(), attempt));
+    queued(&ex, task.task_id.clone(), count(&row, "attempt")?, now, &mut changes);
     Ok(changes)
 }
 
