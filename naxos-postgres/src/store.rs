@@ -48,7 +48,16 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
-        transaction!(self.pool, |tx| transitions::claim(&mut tx, &request).await)
+        // One statement, so no explicit transaction: it commits on its own, atomically.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            match transitions::claim(&mut conn, &request).await {
+                Err(e) if tries < 5 && crate::error::is_race(&e) => continue,
+                other => return other,
+            }
+        }
     }
 
     async fn heartbeat(&self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState> {

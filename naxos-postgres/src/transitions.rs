@@ -1,7 +1,6 @@
 //! The task state machine as transactions. Each starts by locking the execution row (see the
 //! crate docs for why that is enough), then applies guarded conditional UPDATEs.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -58,99 +57,93 @@ async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Error {
     }
 }
 
+/// The claim as one statement, so one round trip: lock the execution row first (`ex`), move the
+/// task to RUNNING under its guard (`claimed`: only this attempt, only while it waits, only
+/// while the execution is unfinished), mark the execution RUNNING, record the attempt, and read
+/// the params and the direct dependencies' outputs. The data-modifying parts all depend on
+/// `claimed` (and PostgreSQL runs every data-modifying CTE to completion), so a claim that loses
+/// its guard changes nothing and one that wins changes everything, atomically.
+const CLAIM: &str = "
+    WITH ex AS (
+        SELECT id, definition_id, definition_version, status, params
+        FROM naxos_executions WHERE id = $1 FOR NO KEY UPDATE
+    ), claimed AS (
+        UPDATE naxos_tasks t SET status = 'RUNNING', attempts = t.attempts + 1, lease_owner = $4,
+               lease_expires_at = $5, start_time = $6, end_time = NULL, due_at = NULL
+        FROM ex
+        WHERE t.execution_id = ex.id AND t.task_id = $2 AND t.attempt = $3
+          AND t.status IN ('QUEUED', 'RETRYING') AND ex.status IN ('PENDING', 'RUNNING')
+        RETURNING t.attempts, t.failures, t.dependencies, t.queued_at
+    ), touched AS (
+        UPDATE naxos_executions e
+        SET status = CASE WHEN e.status = 'PENDING' THEN 'RUNNING' ELSE e.status END,
+            start_time = coalesce(e.start_time, $6), updated_at = $6
+        FROM claimed WHERE e.id = $1
+        RETURNING e.id
+    ), history AS (
+        INSERT INTO naxos_attempts (execution_id, task_id, attempt, node, started_at)
+        SELECT $1, $2, $3, $4, $6 FROM claimed
+        RETURNING attempt
+    )
+    SELECT ex.definition_id, ex.definition_version, ex.status, ex.params,
+           c.attempts, c.failures, c.queued_at,
+           (SELECT coalesce(jsonb_object_agg(u.task_id, u.output), '{}'::jsonb) FROM naxos_tasks u
+            WHERE u.execution_id = $1 AND u.task_id = ANY(c.dependencies) AND u.output IS NOT NULL) AS upstream
+    FROM ex LEFT JOIN claimed c ON true";
+
 pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest) -> Result<ClaimedTask> {
     let task = &req.task;
-    let ex = lock(conn, task.execution_id).await?;
-    if ex.status.is_terminal() {
-        return Err(Error::conflict(format!("execution {} is {}", ex.id, ex.status)));
-    }
-    // The guard: only this attempt, only while it waits. A duplicate message matches nothing.
-    let row = sqlx::query(
-        "UPDATE naxos_tasks SET status = 'RUNNING', attempts = attempts + 1, lease_owner = $4,
-                lease_expires_at = $5, start_time = $6, end_time = NULL, due_at = NULL
-         WHERE execution_id = $1 AND task_id = $2 AND attempt = $3 AND status IN ('QUEUED', 'RETRYING')
-         RETURNING attempts, failures, dependencies, queued_at",
-    )
-    .bind(task.execution_id)
-    .bind(&task.task_id)
-    .bind(int(task.attempt))
-    .bind(&req.owner)
-    .bind(req.lease_until)
-    .bind(req.now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
-    let Some(row) = row else {
+    let row = sqlx::query(CLAIM)
+        .bind(task.execution_id)
+        .bind(&task.task_id)
+        .bind(int(task.attempt))
+        .bind(&req.owner)
+        .bind(req.lease_until)
+        .bind(req.now)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| Error::not_found("execution", task.execution_id))?;
+    let definition_id: String = get(&row, "definition_id")?;
+    let status = execution_status(&get::<String>(&row, "status")?)?;
+    let Some(attempts) = get::<Option<i32>>(&row, "attempts")? else {
+        if status.is_terminal() {
+            return Err(Error::conflict(format!("execution {} is {status}", task.execution_id)));
+        }
         return Err(guard_error(conn, task).await);
     };
-    let dependencies: Vec<String> = get(&row, "dependencies")?;
     let mut changes = Changes::default();
-    let exec = sqlx::query(
-        "UPDATE naxos_executions
-         SET status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END,
-             start_time = coalesce(start_time, $2), updated_at = $2
-         WHERE id = $1
-         RETURNING definition_version, params",
-    )
-    .bind(task.execution_id)
-    .bind(req.now)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
-    if ex.status == ExecutionStatus::Pending {
+    if status == ExecutionStatus::Pending {
         changes.events.push(execution_event(
-            ex.id,
-            &ex.definition_id,
+            task.execution_id,
+            &definition_id,
             ExecutionStatus::Running,
             None,
             req.now,
         ));
     }
     changes.events.push(task_event(
-        ex.id,
-        &ex.definition_id,
+        task.execution_id,
+        &definition_id,
         &task.task_id,
         task.attempt,
         TaskStatus::Running,
         None,
         req.now,
     ));
-    sqlx::query(
-        "INSERT INTO naxos_attempts (execution_id, task_id, attempt, node, started_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(task.execution_id)
-    .bind(&task.task_id)
-    .bind(int(task.attempt))
-    .bind(&req.owner)
-    .bind(req.now)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    let upstream = if dependencies.is_empty() {
-        BTreeMap::new()
-    } else {
-        let rows = sqlx::query(
-            "SELECT task_id, output FROM naxos_tasks
-             WHERE execution_id = $1 AND task_id = ANY($2) AND output IS NOT NULL",
-        )
-        .bind(task.execution_id)
-        .bind(&dependencies)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| Ok((get::<String>(r, "task_id")?, Arc::new(get::<Value>(r, "output")?))))
-            .collect::<Result<_>>()?
+    let upstream: serde_json::Map<String, Value> = match get::<Value>(&row, "upstream")? {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
     };
     Ok(ClaimedTask {
         task: task.clone(),
-        definition_id: ex.definition_id,
-        definition_version: count(&exec, "definition_version")?,
-        attempts: count(&row, "attempts")?,
+        definition_id,
+        definition_version: count(&row, "definition_version")?,
+        attempts: u32::try_from(attempts).unwrap_or_default(),
         failures: count(&row, "failures")?,
         queued_at: get(&row, "queued_at")?,
-        params: Arc::new(get(&exec, "params")?),
-        upstream,
+        params: Arc::new(get(&row, "params")?),
+        upstream: upstream.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
         changes,
     })
 }
