@@ -4,6 +4,7 @@ COMPLETED live (from the event stream, without a reload), and a screenshot is sa
 Usage: browser_test.py BASE_URL SCREENSHOT_PATH
 """
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -26,11 +27,12 @@ def wait(what, check, timeout=30):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+profile = tempfile.mkdtemp(prefix="naxos-chromium-")
 options = webdriver.ChromeOptions()
 options.binary_location = "/usr/bin/chromium"
 for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,900",
-             f"--user-data-dir={tempfile.mkdtemp(prefix='naxos-chromium-')}"]:
+             f"--user-data-dir={profile}"]:
     options.add_argument(flag)
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 try:
@@ -69,3 +71,4 @@ try:
     print(f"browser: dashboard followed {execution} live through {sorted(seen)}; screenshot {shot} ({size} bytes)")
 finally:
     driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
