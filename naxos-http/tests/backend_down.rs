@@ -1,17 +1,16 @@
 //! With the Store unreachable: /health says 503 and names it, API calls answer 503 without
 //! internal detail, and the server keeps answering.
 
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use http_body_util::BodyExt;
 use naxos_core::backend::*;
 use naxos_core::model::*;
 use naxos_core::serde_json::Value;
 use naxos_core::{async_trait, Engine, Error, Result};
-use tower::ServiceExt;
 
 /// A Store whose connection is gone: every call fails as a real driver's would.
 #[derive(Debug)]
@@ -92,15 +91,8 @@ impl Store for UnreachableStore {
 }
 
 async fn call(app: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    let (status, text) = common::call(app, method, uri, body).await;
+    (status, serde_json::from_str(&text).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

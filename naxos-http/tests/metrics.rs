@@ -1,16 +1,15 @@
 //! `/metrics` after a known run: the values match what happened. Its own test binary, since
 //! the Prometheus recorder is process-wide.
 
+mod common;
+
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use naxos_core::model::{BackoffPolicy, JobDefinition, TaskBuilder};
 use naxos_core::serde_json::{json, Value};
 use naxos_core::{Engine, TaskError};
 use naxos_http::HttpConfig;
-use tower::ServiceExt;
 
 /// The value of the series `name` whose labels include every `k="v"` in `labels`.
 fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -22,18 +21,6 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
             metric == name && labels.iter().all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
         })
         .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
-}
-
-async fn call(app: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +68,7 @@ async fn metrics_count_what_happened() {
     );
     let mut ids = Vec::new();
     for definition in ["m-ok", "m-ok", "m-ok", "m-bad"] {
-        let (status, body) = call(&app, "POST", &format!("/api/v1/jobs/{definition}/execute"), "{}").await;
+        let (status, body) = common::call(&app, "POST", &format!("/api/v1/jobs/{definition}/execute"), "{}").await;
         assert_eq!(status, StatusCode::ACCEPTED);
         let body: Value = serde_json::from_str(&body).unwrap();
         ids.push(body["executionId"].as_str().unwrap().parse().unwrap());
@@ -89,7 +76,7 @@ async fn metrics_count_what_happened() {
     for id in ids {
         engine.wait_for_timeout(id, Duration::from_secs(20)).await.unwrap();
     }
-    let (status, text) = call(&app, "GET", "/metrics", "").await;
+    let (status, text) = common::call(&app, "GET", "/metrics", "").await;
     assert_eq!(status, StatusCode::OK);
     let v = |name: &str, labels: &[(&str, &str)]| {
         value(&text, name, labels).unwrap_or_else(|| panic!("{name} {labels:?} in:\n{text}"))

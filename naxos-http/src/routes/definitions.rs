@@ -52,7 +52,7 @@ pub(crate) async fn create(State(app): State<AppState>, raw: Result<Bytes, Bytes
 #[utoipa::path(
     get, path = "/api/v1/job-definitions", tag = "definitions",
     responses(
-        (status = 200, description = "The latest version of every definition", body = Vec<DefinitionSummary>),
+        (status = 200, description = "The latest version of every definition", body = Vec<naxos_core::model::DefinitionSummary>),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 503, description = "A backend is unavailable", body = ErrorBody),
     )
