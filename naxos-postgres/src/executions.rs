@@ -7,7 +7,7 @@ use naxos_core::backend::{Changes, Created, ExecutionPage, ExecutionQuery, NewEx
 use naxos_core::model::{Execution, ExecutionId, ExecutionStatus, NodeInfo, TaskRef, TaskStatus};
 use naxos_core::{Error, Result};
 use serde_json::{json, Value};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::codec::{
     count, execution_event, execution_status, execution_summary, get, int, jsonb, task_event, task_run,
@@ -18,67 +18,44 @@ use crate::error::db;
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1_000;
 
-/// Inserts the execution and all its task rows in one transaction. An idempotency key already
-/// used for the definition makes the INSERT do nothing (the UNIQUE constraint decides, so two
-/// racing requests cannot both create), and the existing execution is returned.
-pub(crate) async fn create(conn: &mut PgConnection, new: NewExecution) -> Result<Created> {
-    let inserted: Option<ExecutionId> = sqlx::query_scalar(
-        "INSERT INTO naxos_executions
-             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at)
-         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7)
-         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
-         RETURNING id",
+/// Inserts the execution and all its task rows in one statement (so one round trip and one
+/// commit; the tasks' foreign key is checked at the statement's end, after both inserts). An
+/// idempotency key already used for the definition makes the INSERT do nothing (the UNIQUE
+/// constraint decides, so two racing requests cannot both create), and the existing execution
+/// is returned.
+const CREATE: &str = "
+    WITH execution AS (
+        INSERT INTO naxos_executions
+            (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at)
+        VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7)
+        ON CONFLICT (definition_id, idempotency_key) DO NOTHING
+        RETURNING id
+    ), tasks AS (
+        INSERT INTO naxos_tasks
+            (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
+             attempt, queued_at)
+        SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
+               r.remaining, 1, r.queued_at
+        FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
+             function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
+             queued_at TIMESTAMPTZ)
+        RETURNING 1
     )
-    .bind(new.id)
-    .bind(&new.definition_id)
-    .bind(int(new.definition_version))
-    .bind(jsonb(&new.params))
-    .bind(&new.idempotency_key)
-    .bind(new.deadline)
-    .bind(new.now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
-    let Some(id) = inserted else {
-        let existing: ExecutionId =
-            sqlx::query_scalar("SELECT id FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
-                .bind(&new.definition_id)
-                .bind(&new.idempotency_key)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db)?;
-        return Ok(Created {
-            execution_id: existing,
-            created: false,
-            changes: Changes::default(),
-        });
-    };
+    SELECT id FROM execution";
 
+pub(crate) async fn create(pool: &PgPool, new: &NewExecution) -> Result<Created> {
     let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
     for t in &new.tasks {
         for d in &t.dependencies {
             dependents.entry(d.as_str()).or_default().push(&t.task_id);
         }
     }
-    let mut changes = Changes::default();
-    changes.events.push(execution_event(
-        id,
-        &new.definition_id,
-        ExecutionStatus::Pending,
-        None,
-        new.now,
-    ));
     let rows: Vec<Value> = new
         .tasks
         .iter()
         .enumerate()
         .map(|(position, t)| {
             let root = t.dependencies.is_empty();
-            if root {
-                changes.ready.push(TaskRef::new(id, t.task_id.clone(), 1));
-                let e = task_event(id, &new.definition_id, &t.task_id, 1, TaskStatus::Queued, None, new.now);
-                changes.events.push(e);
-            }
             json!({
                 "task_id": t.task_id,
                 "position": position,
@@ -92,20 +69,45 @@ pub(crate) async fn create(conn: &mut PgConnection, new: NewExecution) -> Result
             })
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO naxos_tasks
-             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-              attempt, queued_at)
-         SELECT $1, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
-                r.remaining, 1, r.queued_at
-         FROM jsonb_to_recordset($2) AS r(task_id TEXT, position INTEGER, name TEXT, function_name TEXT,
-              status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER, queued_at TIMESTAMPTZ)",
-    )
-    .bind(id)
-    .bind(Value::Array(rows))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    let inserted: Option<ExecutionId> = sqlx::query_scalar(CREATE)
+        .bind(new.id)
+        .bind(&new.definition_id)
+        .bind(int(new.definition_version))
+        .bind(jsonb(&new.params))
+        .bind(&new.idempotency_key)
+        .bind(new.deadline)
+        .bind(new.now)
+        .bind(Value::Array(rows))
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?;
+    let Some(id) = inserted else {
+        let existing: ExecutionId =
+            sqlx::query_scalar("SELECT id FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
+                .bind(&new.definition_id)
+                .bind(&new.idempotency_key)
+                .fetch_one(pool)
+                .await
+                .map_err(db)?;
+        return Ok(Created {
+            execution_id: existing,
+            created: false,
+            changes: Changes::default(),
+        });
+    };
+    let mut changes = Changes::default();
+    changes.events.push(execution_event(
+        id,
+        &new.definition_id,
+        ExecutionStatus::Pending,
+        None,
+        new.now,
+    ));
+    for t in new.tasks.iter().filter(|t| t.dependencies.is_empty()) {
+        changes.ready.push(TaskRef::new(id, t.task_id.clone(), 1));
+        let e = task_event(id, &new.definition_id, &t.task_id, 1, TaskStatus::Queued, None, new.now);
+        changes.events.push(e);
+    }
     Ok(Created {
         execution_id: id,
         created: true,

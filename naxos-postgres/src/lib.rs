@@ -26,6 +26,7 @@ mod definitions;
 mod error;
 mod executions;
 mod recovery;
+mod settle;
 mod store;
 mod transitions;
 

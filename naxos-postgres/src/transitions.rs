@@ -38,7 +38,7 @@ pub(crate) async fn lock(conn: &mut PgConnection, id: ExecutionId) -> Result<Loc
 
 /// Why a guarded UPDATE matched no row: the task does not exist, or it is not at that
 /// attempt in a status the transition accepts.
-async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Error {
+pub(crate) async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Error {
     let row = sqlx::query("SELECT status, attempt FROM naxos_tasks WHERE execution_id = $1 AND task_id = $2")
         .bind(task.execution_id)
         .bind(&task.task_id)
@@ -63,6 +63,8 @@ async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Error {
 /// the params and the direct dependencies' outputs. The data-modifying parts all depend on
 /// `claimed` (and PostgreSQL runs every data-modifying CTE to completion), so a claim that loses
 /// its guard changes nothing and one that wins changes everything, atomically.
+/// The task's key is matched on the parameters, not through the join with `ex`: a cached plan
+/// made while the table looked empty must still reach the row by its primary key, not a scan.
 const CLAIM: &str = "
     WITH ex AS (
         SELECT id, definition_id, definition_version, status, params
@@ -71,7 +73,7 @@ const CLAIM: &str = "
         UPDATE naxos_tasks t SET status = 'RUNNING', attempts = t.attempts + 1, lease_owner = $4,
                lease_expires_at = $5, start_time = $6, end_time = NULL, due_at = NULL
         FROM ex
-        WHERE t.execution_id = ex.id AND t.task_id = $2 AND t.attempt = $3
+        WHERE t.execution_id = $1 AND t.task_id = $2 AND t.attempt = $3
           AND t.status IN ('QUEUED', 'RETRYING') AND ex.status IN ('PENDING', 'RUNNING')
         RETURNING t.attempts, t.failures, t.dependencies, t.queued_at
     ), touched AS (
@@ -312,7 +314,7 @@ pub(crate) fn queued(ex: &Locked, task_id: String, attempt: u32, now: DateTime<U
 }
 
 /// Keeps `ready` in the definition's (sorted) order, as the in-memory store does.
-fn sort_ready(changes: &mut Changes) {
+pub(crate) fn sort_ready(changes: &mut Changes) {
     changes
         .ready
         .sort_by(|a, b| (a.execution_id, &a.task_id).cmp(&(b.execution_id, &b.task_id)));
@@ -386,7 +388,7 @@ pub(crate) async fn finish_if_done(
     .await
     .map_err(db)?;
     if get::<i64>(&row, "open")? > 0 || ex.status.is_terminal() {
-        sqlx::query("UPDATE naxos_executions SET updated_at = $2 WHERE id = $1")
+        sqlx::query("UPDATE naxos_executions SET updated_at = $2, revision = revision + 1 WHERE id = $1")
             .bind(ex.id)
             .bind(now)
             .execute(&mut *conn)
@@ -415,15 +417,18 @@ async fn set_execution(
     now: DateTime<Utc>,
     changes: &mut Changes,
 ) -> Result<()> {
-    sqlx::query("UPDATE naxos_executions SET status = $2, error = $3, end_time = $4, updated_at = $5 WHERE id = $1")
-        .bind(ex.id)
-        .bind(status.as_str())
-        .bind(&error)
-        .bind(end_time)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    sqlx::query(
+        "UPDATE naxos_executions SET status = $2, error = $3, end_time = $4, updated_at = $5, revision = revision + 1
+         WHERE id = $1",
+    )
+    .bind(ex.id)
+    .bind(status.as_str())
+    .bind(&error)
+    .bind(end_time)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     changes
         .events
         .push(execution_event(ex.id, &ex.definition_id, status, error, now));

@@ -72,6 +72,7 @@ macro_rules! store_conformance {
                 heartbeat_extends_and_is_fenced,
                 completion_unlocks_dependents_once,
                 racing_completions_unlock_the_join_exactly_once,
+                racing_finishes_end_the_execution_exactly_once,
                 stale_or_double_finish_is_rejected,
                 retryable_failure_waits_then_runs_again,
                 final_failure_skips_dependents_and_fails_the_execution,

@@ -10,7 +10,7 @@ use super::fixtures::{
     claim, claim_request, create, diamond, done, failed, new_diamond, run_ok, secs, task, unique_id,
 };
 use crate::backend::{ExecutionQuery, LeaseState, StopReason, Store};
-use crate::model::{ExecutionStatus, NodeInfo, TaskStatus};
+use crate::model::{ExecutionStatus, NodeInfo, TaskBuilder, TaskStatus};
 
 /// Identical content keeps its version; changed content gets the next; versions stay readable.
 pub async fn definitions_are_versioned(store: Arc<dyn Store>) {
@@ -212,6 +212,61 @@ pub async fn racing_completions_unlock_the_join_exactly_once(store: Arc<dyn Stor
         let d = store.get_execution(id).await.unwrap();
         assert_eq!(d.task("d").unwrap().status, TaskStatus::Queued);
         assert_eq!(d.task("d").unwrap().remaining_dependencies, 0);
+    }
+}
+
+/// Several tasks with no dependent finish at the same moment: whichever finishes last ends the
+/// execution, exactly once — COMPLETED when all completed, FAILED naming the task when one
+/// failed (a failure is never counted as success, however the finishes interleave).
+pub async fn racing_finishes_end_the_execution_exactly_once(store: Arc<dyn Store>) {
+    const SINKS: usize = 6;
+    let now = Utc::now();
+    let mut builder = crate::model::JobDefinition::builder(unique_id("sinks")).task(TaskBuilder::new("root", "f"));
+    for i in 0..SINKS {
+        builder = builder.task(TaskBuilder::new(format!("s{i}"), "f").after(["root"]));
+    }
+    let def = builder.build();
+    for round in 0..20 {
+        let id = create(&*store, &def, None, now).await.execution_id;
+        run_ok(&*store, id, "root", now).await;
+        let mut finishing = tokio::task::JoinSet::new();
+        let barrier = Arc::new(tokio::sync::Barrier::new(SINKS));
+        for i in 0..SINKS {
+            let sink = task(id, &format!("s{i}"), 1);
+            claim(&*store, &sink, now).await;
+            let finish = if round % 2 == 1 && i == 2 {
+                failed(&sink, "boom", None, now)
+            } else {
+                done(&sink, json!(i), now)
+            };
+            let (store, barrier) = (store.clone(), barrier.clone());
+            finishing.spawn(async move {
+                barrier.wait().await;
+                store.finish(vec![finish]).await
+            });
+        }
+        let mut ended = Vec::new();
+        while let Some(report) = finishing.join_next().await {
+            let report = report.expect("finish task").expect("no error reaches the caller");
+            assert!(report.results[0].is_ok(), "{:?}", report.results[0]);
+            ended.extend(report.changes.events.iter().filter_map(|e| e.execution_status()));
+        }
+        let exec = store.get_execution(id).await.unwrap();
+        let expected = if round % 2 == 1 {
+            ExecutionStatus::Failed
+        } else {
+            ExecutionStatus::Completed
+        };
+        assert_eq!(
+            ended,
+            vec![expected],
+            "round {round}: one terminal event for the execution"
+        );
+        assert_eq!(exec.status, expected, "round {round}");
+        if expected == ExecutionStatus::Failed {
+            let error = exec.error.clone().unwrap_or_default();
+            assert!(error.contains("`s2`") && error.contains("boom"), "{error}");
+        }
     }
 }
 

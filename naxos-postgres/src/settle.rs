@@ -1,0 +1,172 @@
+//! The common finish — a completion or a failure that will be retried — as one statement, so
+//! one round trip and no explicit transaction, where the general path
+//! ([`crate::transitions::finish_one`]) takes eight.
+//!
+//! One statement reads the task table through the snapshot it took when it started. If it had
+//! to wait for the execution lock, a transition that committed meanwhile is invisible to those
+//! reads (only the rows it locks or updates are re-read at their newest version). So the
+//! statement reads the execution's `revision` twice — through its lock (newest) and through its
+//! snapshot — and changes nothing unless both agree. Every transition that can end a task or
+//! the execution bumps `revision` under the same lock (claims, which only move a task from
+//! QUEUED to RUNNING, do not), so equal revisions mean the snapshot is current for everything
+//! the statement decides on. When they differ the caller runs the general transaction instead.
+
+use chrono::{DateTime, Utc};
+use naxos_core::backend::{Changes, TaskOutcome};
+use naxos_core::model::{ExecutionStatus, TaskRef, TaskStatus};
+use naxos_core::{Error, Result};
+use sqlx::PgConnection;
+
+use crate::codec::{execution_event, execution_status, get, int, jsonb, task_event};
+use crate::error::db;
+use crate::transitions::{guard_error, queued, sort_ready, Locked};
+
+/// `$1` execution, `$2` task, `$3` attempt, `$4` new status (COMPLETED or RETRYING), `$5` output,
+/// `$6` error, `$7` due time of the retry, `$8` now. Each data-modifying part hangs off `done`,
+/// which hangs off `fresh`: a stale snapshot or a lost guard changes nothing at all.
+const SETTLE: &str = "
+    WITH ex AS (
+        SELECT id, definition_id, status, revision FROM naxos_executions WHERE id = $1 FOR NO KEY UPDATE
+    ), fresh AS (
+        SELECT ex.id FROM ex JOIN naxos_executions seen ON seen.id = ex.id AND seen.revision = ex.revision
+    ), done AS (
+        UPDATE naxos_tasks t SET
+            status = $4, output = $5, error = $6, due_at = $7, end_time = $8,
+            lease_owner = NULL, lease_expires_at = NULL,
+            failures = t.failures + CASE WHEN $4 = 'COMPLETED' THEN 0 ELSE 1 END,
+            attempt = t.attempt + CASE WHEN $4 = 'RETRYING' THEN 1 ELSE 0 END
+        FROM fresh
+        WHERE t.execution_id = $1 AND fresh.id = $1 AND t.task_id = $2 AND t.attempt = $3 AND t.status = 'RUNNING'
+        RETURNING t.attempt, t.dependents
+    ), history AS (
+        UPDATE naxos_attempts a SET ended_at = $8, outcome = $4, error = $6
+        FROM done
+        WHERE a.execution_id = $1 AND a.task_id = $2 AND a.attempt = $3 AND a.ended_at IS NULL
+        RETURNING 1
+    ), unlocked AS (
+        UPDATE naxos_tasks d SET remaining = d.remaining - 1,
+            status = CASE WHEN d.remaining = 1 THEN 'QUEUED' ELSE d.status END,
+            queued_at = CASE WHEN d.remaining = 1 THEN $8 ELSE d.queued_at END
+        FROM done
+        WHERE $4 = 'COMPLETED' AND d.execution_id = $1 AND d.task_id = ANY(done.dependents)
+          AND d.status = 'PENDING'
+        RETURNING d.task_id, d.attempt, d.status
+    ), tally AS (
+        -- The snapshot still sees the finishing task as RUNNING: a completion takes it off.
+        SELECT count(*) FILTER (WHERE status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED'))
+                   - CASE WHEN $4 = 'COMPLETED' THEN 1 ELSE 0 END AS open,
+               count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled,
+               (array_agg(task_id ORDER BY position) FILTER (WHERE status = 'FAILED'))[1] AS failed_task,
+               (array_agg(coalesce(error, 'unknown error') ORDER BY position) FILTER (WHERE status = 'FAILED'))[1]
+                   AS failed_error
+        FROM naxos_tasks WHERE execution_id = $1
+    ), verdict AS (
+        SELECT CASE WHEN tally.open > 0 OR ex.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN NULL
+                    WHEN tally.failed_task IS NOT NULL THEN 'FAILED'
+                    WHEN tally.cancelled > 0 THEN 'CANCELLED'
+                    ELSE 'COMPLETED' END AS status,
+               CASE WHEN tally.failed_task IS NOT NULL
+                    THEN 'task `' || tally.failed_task || '` failed: ' || tally.failed_error END AS error
+        FROM tally, ex
+    ), ended AS (
+        UPDATE naxos_executions e SET
+            status = coalesce(v.status, e.status),
+            error = CASE WHEN v.status IS NULL THEN e.error ELSE v.error END,
+            end_time = CASE WHEN v.status IS NULL THEN e.end_time ELSE $8 END,
+            updated_at = $8, revision = e.revision + 1
+        FROM done, verdict v
+        WHERE e.id = $1
+        RETURNING v.status, v.error
+    )
+    SELECT ex.definition_id,
+           EXISTS (SELECT 1 FROM fresh) AS fresh,
+           (SELECT attempt FROM done) AS attempt,
+           (SELECT status FROM ended) AS ended,
+           (SELECT error FROM ended) AS ended_error,
+           (SELECT coalesce(array_agg(task_id), '{}') FROM unlocked WHERE status = 'QUEUED') AS ready,
+           (SELECT coalesce(array_agg(attempt), '{}') FROM unlocked WHERE status = 'QUEUED') AS ready_attempts
+    FROM ex";
+
+/// Applies a completion or a retryable failure in one statement. `Ok(None)` when the snapshot
+/// was stale: nothing changed, and the caller must use the general transaction.
+pub(crate) async fn settle(
+    conn: &mut PgConnection,
+    task: &TaskRef,
+    outcome: &TaskOutcome,
+    now: DateTime<Utc>,
+) -> Result<Option<Changes>> {
+    let (status, output, error, due) = match outcome {
+        TaskOutcome::Completed(output) => (TaskStatus::Completed, Some(output), None, None),
+        TaskOutcome::Failed {
+            error,
+            retry_at: Some(due),
+        } => (TaskStatus::Retrying, None, Some(error.as_str()), Some(*due)),
+        TaskOutcome::Failed { retry_at: None, .. } => {
+            return Err(Error::permanent("a final failure takes the general finish"));
+        }
+    };
+    let row = sqlx::query(SETTLE)
+        .bind(task.execution_id)
+        .bind(&task.task_id)
+        .bind(int(task.attempt))
+        .bind(status.as_str())
+        .bind(output.map(jsonb))
+        .bind(error)
+        .bind(due)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| Error::not_found("execution", task.execution_id))?;
+    if !get::<bool>(&row, "fresh")? {
+        return Ok(None);
+    }
+    let Some(attempt) = get::<Option<i32>>(&row, "attempt")? else {
+        return Err(guard_error(conn, task).await);
+    };
+    let ex = Locked {
+        id: task.execution_id,
+        definition_id: get(&row, "definition_id")?,
+        status: ExecutionStatus::Running,
+    };
+    let attempt = u32::try_from(attempt).unwrap_or_default();
+    let mut changes = Changes::default();
+    changes.events.push(task_event(
+        ex.id,
+        &ex.definition_id,
+        &task.task_id,
+        attempt,
+        status,
+        error.map(str::to_string),
+        now,
+    ));
+    if status == TaskStatus::Retrying {
+        let next = TaskRef::new(ex.id, task.task_id.clone(), attempt);
+        changes.delayed.push((next, due.unwrap_or(now)));
+    }
+    let ready: Vec<String> = get(&row, "ready")?;
+    let attempts: Vec<i32> = get(&row, "ready_attempts")?;
+    for (task_id, attempt) in ready.into_iter().zip(attempts) {
+        queued(
+            &ex,
+            task_id,
+            u32::try_from(attempt).unwrap_or_default(),
+            now,
+            &mut changes,
+        );
+    }
+    sort_ready(&mut changes);
+    if let Some(ended) = get::<Option<String>>(&row, "ended")? {
+        let error: Option<String> = get(&row, "ended_error")?;
+        let status = execution_status(&ended)?;
+        changes
+            .events
+            .push(execution_event(ex.id, &ex.definition_id, status, error, now));
+    }
+    Ok(Some(changes))
+}
+
+/// True for the outcomes [`settle`] takes.
+pub(crate) fn settles(outcome: &TaskOutcome) -> bool {
+    !matches!(outcome, TaskOutcome::Failed { retry_at: None, .. })
+}
