@@ -13,8 +13,12 @@ use crate::backend::Queue;
 use crate::model::{Execution, ExecutionId, StatusEvent};
 use crate::Result;
 
-/// Longest pause between two Store reads while waiting (events usually wake the waiter first).
-const MAX_POLL: Duration = Duration::from_secs(1);
+/// First pause between two Store reads while waiting. Events wake the waiter; the reads are a
+/// safety net for an event lost with a broker connection, so they back off to [`MAX_POLL`]
+/// instead of loading the Store while thousands of executions are awaited at once.
+const FIRST_POLL: Duration = Duration::from_millis(250);
+/// Longest pause between two Store reads while waiting.
+const MAX_POLL: Duration = Duration::from_secs(2);
 
 type WaitMap = Mutex<HashMap<ExecutionId, (Arc<Notify>, usize)>>;
 
@@ -133,7 +137,7 @@ impl Drop for WaitGuard {
 
 pub(crate) async fn wait_for(inner: &Inner, id: ExecutionId) -> Result<Execution> {
     let guard = inner.waiters.register(id);
-    let mut poll = Duration::from_millis(20);
+    let mut poll = FIRST_POLL;
     loop {
         let notified = guard.notify.notified();
         tokio::pin!(notified);
