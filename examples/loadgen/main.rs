@@ -163,6 +163,11 @@ fn hops(execution: &Execution, into: &mut Histogram<u64>) {
     }
 }
 
+/// mimalloc instead of the system allocator: the engine allocates per task and event, and
+/// glibc's malloc was a quarter of the in-memory engine's CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;

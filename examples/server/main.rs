@@ -23,6 +23,11 @@ use config::{Role, ServerConfig};
 use naxos::{Engine, EngineConfig, JobDefinition};
 use naxos_http::HttpConfig;
 
+/// mimalloc instead of the system allocator: the engine allocates per task and event, and
+/// glibc's malloc was a quarter of the in-memory engine's CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
