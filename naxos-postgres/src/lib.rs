@@ -14,6 +14,11 @@
 //! - Each task transition is a conditional `UPDATE … WHERE attempt = $n AND status IN (…)`:
 //!   the fencing guard. A stale or duplicate message, or a worker that lost its lease, matches
 //!   no row and changes nothing.
+//! - The hot transitions are one statement each (one round trip, committed on its own): the
+//!   creation, the claim, and a completion or retryable failure. A single statement reads
+//!   through the snapshot it started with, so the finish compares the execution's `revision`
+//!   (bumped by every transition that can end a task) as locked and as seen, and falls back to
+//!   the general transaction when a transition committed while it waited for the lock.
 //! - The recovery scans that run on every node use `FOR UPDATE SKIP LOCKED` (lost messages) or
 //!   re-check their guard under the execution lock (expired leases), so each task is recovered
 //!   by exactly one sweeper.
