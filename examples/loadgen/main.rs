@@ -37,6 +37,11 @@ struct Args {
     json: Option<String>,
 }
 
+const USAGE: &str = "usage: loadgen [--stack memory|postgres|full] [--via api|http]
+               [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency N]
+               [--submitters N] [--alone N] [--json FILE]
+The postgres and full stacks read NAXOS_POSTGRES_URL (and NAXOS_AMQP_URL for full).";
+
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         stack: "memory".into(),
@@ -63,7 +68,11 @@ fn args() -> anyhow::Result<Args> {
             "--alone" => a.alone = value()?.parse()?,
             "--submitters" => a.submitters = value()?.parse::<usize>()?.max(1),
             "--json" => a.json = Some(value()?),
-            other => bail!("unknown argument {other}"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     if !matches!(a.stack.as_str(), "memory" | "postgres" | "full") || !matches!(a.via.as_str(), "api" | "http") {
