@@ -83,8 +83,10 @@ const SETTLE: &str = "
            (SELECT attempt FROM done) AS attempt,
            (SELECT status FROM ended) AS ended,
            (SELECT error FROM ended) AS ended_error,
-           (SELECT coalesce(array_agg(task_id), '{}') FROM unlocked WHERE status = 'QUEUED') AS ready,
-           (SELECT coalesce(array_agg(attempt), '{}') FROM unlocked WHERE status = 'QUEUED') AS ready_attempts
+           -- Both arrays in task order, so their elements pair up.
+           (SELECT coalesce(array_agg(task_id ORDER BY task_id), '{}') FROM unlocked WHERE status = 'QUEUED') AS ready,
+           (SELECT coalesce(array_agg(attempt ORDER BY task_id), '{}') FROM unlocked WHERE status = 'QUEUED')
+               AS ready_attempts
     FROM ex";
 
 /// Applies a completion or a retryable failure in one statement. `Ok(None)` when the snapshot
