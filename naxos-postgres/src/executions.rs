@@ -39,7 +39,6 @@ const CREATE: &str = "
         FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
              queued_at TIMESTAMPTZ)
-        RETURNING 1
     )
     SELECT id FROM execution";
 

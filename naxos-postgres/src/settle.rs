@@ -13,18 +13,19 @@
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, TaskOutcome};
-use naxos_core::model::{ExecutionStatus, TaskRef, TaskStatus};
+use naxos_core::model::{TaskRef, TaskStatus};
 use naxos_core::{Error, Result};
 use sqlx::PgConnection;
 
 use crate::codec::{execution_event, execution_status, get, int, jsonb, task_event};
 use crate::error::db;
-use crate::transitions::{guard_error, queued, sort_ready, Locked};
+use crate::transitions::{guard_error, queued, sort_ready, tally_columns, Locked};
 
 /// `$1` execution, `$2` task, `$3` attempt, `$4` new status (COMPLETED or RETRYING), `$5` output,
 /// `$6` error, `$7` due time of the retry, `$8` now. Each data-modifying part hangs off `done`,
 /// which hangs off `fresh`: a stale snapshot or a lost guard changes nothing at all.
-const SETTLE: &str = "
+const SETTLE: &str = concat!(
+    "
     WITH ex AS (
         SELECT id, definition_id, status, revision FROM naxos_executions WHERE id = $1 FOR NO KEY UPDATE
     ), fresh AS (
@@ -42,7 +43,6 @@ const SETTLE: &str = "
         UPDATE naxos_attempts a SET ended_at = $8, outcome = $4, error = $6
         FROM done
         WHERE a.execution_id = $1 AND a.task_id = $2 AND a.attempt = $3 AND a.ended_at IS NULL
-        RETURNING 1
     ), unlocked AS (
         UPDATE naxos_tasks d SET remaining = d.remaining - 1,
             status = CASE WHEN d.remaining = 1 THEN 'QUEUED' ELSE d.status END,
@@ -52,21 +52,17 @@ const SETTLE: &str = "
           AND d.status = 'PENDING'
         RETURNING d.task_id, d.attempt, d.status
     ), tally AS (
-        -- The snapshot still sees the finishing task as RUNNING: a completion takes it off.
-        SELECT count(*) FILTER (WHERE status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED'))
-                   - CASE WHEN $4 = 'COMPLETED' THEN 1 ELSE 0 END AS open,
-               count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled,
-               (array_agg(task_id ORDER BY position) FILTER (WHERE status = 'FAILED'))[1] AS failed_task,
-               (array_agg(coalesce(error, 'unknown error') ORDER BY position) FILTER (WHERE status = 'FAILED'))[1]
-                   AS failed_error
-        FROM naxos_tasks WHERE execution_id = $1
+        SELECT ",
+    tally_columns!(),
+    " FROM naxos_tasks WHERE execution_id = $1
     ), verdict AS (
-        SELECT CASE WHEN tally.open > 0 OR ex.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN NULL
-                    WHEN tally.failed_task IS NOT NULL THEN 'FAILED'
+        -- The snapshot still sees the finishing task as RUNNING: a completion takes it off.
+        SELECT CASE WHEN tally.open - CASE WHEN $4 = 'COMPLETED' THEN 1 ELSE 0 END > 0
+                         OR ex.status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN NULL
+                    WHEN tally.failed IS NOT NULL THEN 'FAILED'
                     WHEN tally.cancelled > 0 THEN 'CANCELLED'
                     ELSE 'COMPLETED' END AS status,
-               CASE WHEN tally.failed_task IS NOT NULL
-                    THEN 'task `' || tally.failed_task || '` failed: ' || tally.failed_error END AS error
+               tally.failed AS error
         FROM tally, ex
     ), ended AS (
         UPDATE naxos_executions e SET
@@ -78,7 +74,7 @@ const SETTLE: &str = "
         WHERE e.id = $1
         RETURNING v.status, v.error
     )
-    SELECT ex.definition_id,
+    SELECT ex.definition_id, ex.status,
            EXISTS (SELECT 1 FROM fresh) AS fresh,
            (SELECT attempt FROM done) AS attempt,
            (SELECT status FROM ended) AS ended,
@@ -87,10 +83,12 @@ const SETTLE: &str = "
            (SELECT coalesce(array_agg(task_id ORDER BY task_id), '{}') FROM unlocked WHERE status = 'QUEUED') AS ready,
            (SELECT coalesce(array_agg(attempt ORDER BY task_id), '{}') FROM unlocked WHERE status = 'QUEUED')
                AS ready_attempts
-    FROM ex";
+    FROM ex"
+);
 
-/// Applies a completion or a retryable failure in one statement. `Ok(None)` when the snapshot
-/// was stale: nothing changed, and the caller must use the general transaction.
+/// Applies a completion or a retryable failure in one statement. `Ok(None)` for what this path
+/// does not take — a final failure (it skips dependents), or a stale snapshot — and nothing
+/// changed: the caller runs the general transaction.
 pub(crate) async fn settle(
     conn: &mut PgConnection,
     task: &TaskRef,
@@ -103,9 +101,7 @@ pub(crate) async fn settle(
             error,
             retry_at: Some(due),
         } => (TaskStatus::Retrying, None, Some(error.as_str()), Some(*due)),
-        TaskOutcome::Failed { retry_at: None, .. } => {
-            return Err(Error::permanent("a final failure takes the general finish"));
-        }
+        TaskOutcome::Failed { retry_at: None, .. } => return Ok(None),
     };
     let row = sqlx::query(SETTLE)
         .bind(task.execution_id)
@@ -129,7 +125,7 @@ pub(crate) async fn settle(
     let ex = Locked {
         id: task.execution_id,
         definition_id: get(&row, "definition_id")?,
-        status: ExecutionStatus::Running,
+        status: execution_status(&get::<String>(&row, "status")?)?,
     };
     let attempt = u32::try_from(attempt).unwrap_or_default();
     let mut changes = Changes::default();
@@ -166,9 +162,4 @@ pub(crate) async fn settle(
             .push(execution_event(ex.id, &ex.definition_id, status, error, now));
     }
     Ok(Some(changes))
-}
-
-/// True for the outcomes [`settle`] takes.
-pub(crate) fn settles(outcome: &TaskOutcome) -> bool {
-    !matches!(outcome, TaskOutcome::Failed { retry_at: None, .. })
 }

@@ -67,27 +67,26 @@ impl Store for PgStore {
 
     async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport> {
         if let [only] = outcomes.as_slice() {
-            if settle::settles(&only.outcome) {
-                let mut conn = self.pool.acquire().await.map_err(db)?;
-                let result = settle::settle(&mut conn, &only.task, &only.outcome, only.now).await;
-                drop(conn);
-                match result {
-                    Ok(Some(changes)) => {
-                        return Ok(FinishReport {
-                            results: vec![Ok(())],
-                            changes,
-                        })
-                    }
-                    Ok(None) => {} // A transition committed while it waited: take the general path.
-                    Err(e) if e.is_conflict() || e.is_not_found() => {
-                        return Ok(FinishReport {
-                            results: vec![Err(e)],
-                            changes: Changes::default(),
-                        })
-                    }
-                    Err(e) if crate::error::is_race(&e) => {}
-                    Err(e) => return Err(e),
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            let result = settle::settle(&mut conn, &only.task, &only.outcome, only.now).await;
+            drop(conn);
+            match result {
+                Ok(Some(changes)) => {
+                    return Ok(FinishReport {
+                        results: vec![Ok(())],
+                        changes,
+                    })
                 }
+                // A final failure, or a transition committed while it waited: the general path.
+                Ok(None) => {}
+                Err(e) if e.is_conflict() || e.is_not_found() => {
+                    return Ok(FinishReport {
+                        results: vec![Err(e)],
+                        changes: Changes::default(),
+                    })
+                }
+                Err(e) if crate::error::is_race(&e) => {}
+                Err(e) => return Err(e),
             }
         }
         // Executions are locked in id order so that two batches never wait on each other in a cycle.

@@ -367,6 +367,21 @@ pub(crate) async fn skip_dependents(
     Ok(())
 }
 
+/// The aggregates over an execution's task rows that decide whether and how it ends: `open`
+/// (tasks not finished), `cancelled`, and `failed` — the error naming the first failed task in
+/// the definition's order, NULL when none failed. One definition for the general finish and the
+/// one-statement finish, so both end an execution the same way.
+macro_rules! tally_columns {
+    () => {
+        "count(*) FILTER (WHERE status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')) AS open,
+         count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled,
+         'task `' || (array_agg(task_id ORDER BY position) FILTER (WHERE status = 'FAILED'))[1] || '` failed: '
+             || (array_agg(coalesce(error, 'unknown error') ORDER BY position) FILTER (WHERE status = 'FAILED'))[1]
+             AS failed"
+    };
+}
+pub(crate) use tally_columns;
+
 /// Finishes the execution when every task is terminal: FAILED if any task failed (never
 /// COMPLETED with a failed task), CANCELLED if any was cancelled, else COMPLETED.
 pub(crate) async fn finish_if_done(
@@ -375,14 +390,11 @@ pub(crate) async fn finish_if_done(
     now: DateTime<Utc>,
     changes: &mut Changes,
 ) -> Result<()> {
-    let row = sqlx::query(
-        "SELECT count(*) FILTER (WHERE status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')) AS open,
-                count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled,
-                (array_agg(task_id ORDER BY position) FILTER (WHERE status = 'FAILED'))[1] AS failed_task,
-                (array_agg(coalesce(error, 'unknown error') ORDER BY position) FILTER (WHERE status = 'FAILED'))[1]
-                    AS failed_error
-         FROM naxos_tasks WHERE execution_id = $1",
-    )
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        tally_columns!(),
+        " FROM naxos_tasks WHERE execution_id = $1"
+    ))
     .bind(ex.id)
     .fetch_one(&mut *conn)
     .await
@@ -396,12 +408,8 @@ pub(crate) async fn finish_if_done(
             .map_err(db)?;
         return Ok(());
     }
-    let failed: Option<String> = get(&row, "failed_task")?;
-    let (status, error) = match failed {
-        Some(task) => {
-            let why: String = get(&row, "failed_error")?;
-            (ExecutionStatus::Failed, Some(format!("task `{task}` failed: {why}")))
-        }
+    let (status, error) = match get::<Option<String>>(&row, "failed")? {
+        Some(why) => (ExecutionStatus::Failed, Some(why)),
         None if get::<i64>(&row, "cancelled")? > 0 => (ExecutionStatus::Cancelled, None),
         None => (ExecutionStatus::Completed, None),
     };
