@@ -11,7 +11,6 @@ use crate::model::JobDefinition;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dag {
     ids: Vec<String>,
-    index: HashMap<String, usize>,
     deps: Vec<Vec<usize>>,
     dependents: Vec<Vec<usize>>,
 }
@@ -33,12 +32,7 @@ impl Dag {
                 }
             }
         }
-        Self {
-            ids,
-            index,
-            deps,
-            dependents,
-        }
+        Self { ids, deps, dependents }
     }
 
     /// Number of tasks.
@@ -56,11 +50,6 @@ impl Dag {
         &self.ids
     }
 
-    /// The index of a task id.
-    pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.index.get(id).copied()
-    }
-
     /// Indices of the tasks `task` depends on.
     pub fn dependencies(&self, task: usize) -> &[usize] {
         &self.deps[task]
@@ -69,11 +58,6 @@ impl Dag {
     /// Indices of the tasks that depend on `task`.
     pub fn dependents(&self, task: usize) -> &[usize] {
         &self.dependents[task]
-    }
-
-    /// Indices of the tasks without dependencies.
-    pub fn roots(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len()).filter(|&i| self.deps[i].is_empty())
     }
 
     /// Every cycle (strongly connected component with an edge inside), as sorted task ids,
@@ -163,7 +147,7 @@ mod tests {
             .task(TaskBuilder::new("d", "f").after(["b", "c"]))
             .build();
         let dag = Dag::build(&def);
-        assert_eq!(dag.roots().collect::<Vec<_>>(), vec![0]);
+        assert!(dag.dependencies(0).is_empty());
         assert_eq!(dag.dependents(0), &[1, 2]);
         assert_eq!(dag.dependencies(3), &[1, 2]);
         assert!(dag.cycles().is_empty());

@@ -12,6 +12,7 @@
 //! | [`dag`] | the compiled graph: indices, dependents, cycle search |
 //! | [`task`] | [`TaskContext`], [`TaskError`], the function [`Registry`](task::Registry) |
 //! | [`backend`] | the three traits and their contracts |
+//! | [`state`] | the execution state machine: one pure function per transition |
 //! | [`memory`] | in-memory Store, Queue and Cache |
 //! | [`engine`] | submit, workers, sweeper, wait, shutdown |
 //! | `testkit` | the conformance suite every backend runs (feature `testkit`) |
@@ -52,6 +53,8 @@ pub mod engine;
 mod error;
 pub mod memory;
 pub mod model;
+pub mod state;
+mod sync;
 pub mod task;
 #[cfg(feature = "testkit")]
 pub mod testkit;

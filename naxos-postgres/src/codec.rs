@@ -1,9 +1,7 @@
 //! Rows to model types, and the status strings stored in the tables.
 
 use chrono::{DateTime, Utc};
-use naxos_core::model::{
-    EventKind, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, StatusEvent, TaskRef, TaskRun, TaskStatus,
-};
+use naxos_core::model::{Attempt, AttemptOutcome, ExecutionStatus, ExecutionSummary, Lease, TaskRun, TaskStatus};
 use naxos_core::Result;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -31,15 +29,6 @@ where
 pub(crate) fn count(row: &PgRow, column: &str) -> Result<u32> {
     let v: i32 = get(row, column)?;
     u32::try_from(v).map_err(|_| corrupt(format!("{column} = {v}")))
-}
-
-/// A [`TaskRef`] from a row's `execution_id`, `task_id` and `attempt` columns.
-pub(crate) fn task_ref(row: &PgRow) -> Result<TaskRef> {
-    Ok(TaskRef::new(
-        get(row, "execution_id")?,
-        get::<String>(row, "task_id")?,
-        count(row, "attempt")?,
-    ))
 }
 
 pub(crate) fn task_status(s: &str) -> Result<TaskStatus> {
@@ -73,6 +62,25 @@ pub(crate) fn task_run(row: &PgRow) -> Result<TaskRun> {
         due_at: get(row, "due_at")?,
         start_time: get(row, "start_time")?,
         end_time: get(row, "end_time")?,
+        history: Vec::new(),
+    })
+}
+
+/// The attempt columns [`attempt`] reads, in a SELECT list, with the task id first.
+pub(crate) const ATTEMPT_COLUMNS: &str = "task_id, attempt, node, started_at, ended_at, outcome, error";
+
+/// One attempt record.
+pub(crate) fn attempt(row: &PgRow) -> Result<Attempt> {
+    let outcome: Option<String> = get(row, "outcome")?;
+    Ok(Attempt {
+        attempt: count(row, "attempt")?,
+        node: get(row, "node")?,
+        started_at: get(row, "started_at")?,
+        ended_at: get(row, "ended_at")?,
+        outcome: outcome
+            .map(|o| AttemptOutcome::parse(&o).ok_or_else(|| corrupt(format!("attempt outcome `{o}`"))))
+            .transpose()?,
+        error: get(row, "error")?,
     })
 }
 
@@ -90,46 +98,6 @@ pub(crate) fn execution_summary(row: &PgRow) -> Result<ExecutionSummary> {
         start_time: get(row, "start_time")?,
         end_time: get(row, "end_time")?,
     })
-}
-
-/// A task status change.
-pub(crate) fn task_event(
-    execution_id: ExecutionId,
-    definition_id: &str,
-    task_id: &str,
-    attempt: u32,
-    status: TaskStatus,
-    error: Option<String>,
-    at: DateTime<Utc>,
-) -> StatusEvent {
-    StatusEvent {
-        execution_id,
-        definition_id: definition_id.to_string(),
-        kind: EventKind::Task {
-            task_id: task_id.to_string(),
-            attempt,
-            status,
-        },
-        error,
-        at,
-    }
-}
-
-/// An execution status change.
-pub(crate) fn execution_event(
-    execution_id: ExecutionId,
-    definition_id: &str,
-    status: ExecutionStatus,
-    error: Option<String>,
-    at: DateTime<Utc>,
-) -> StatusEvent {
-    StatusEvent {
-        execution_id,
-        definition_id: definition_id.to_string(),
-        kind: EventKind::Execution { status },
-        error,
-        at,
-    }
 }
 
 /// `u32` for an INTEGER parameter.

@@ -1,17 +1,18 @@
 //! Creating, reading and listing executions; counts, nodes, pruning.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, Created, ExecutionPage, ExecutionQuery, NewExecution, StoreCounts};
-use naxos_core::model::{Execution, ExecutionId, ExecutionStatus, NodeInfo, TaskRef, TaskStatus};
+use naxos_core::model::{Execution, ExecutionId, NodeInfo, TaskRun};
+use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::codec::{
-    count, execution_event, execution_status, execution_summary, get, int, jsonb, task_event, task_run,
-    EXECUTION_COLUMNS, TASK_COLUMNS,
+    attempt, count, execution_status, execution_summary, get, int, jsonb, task_run, ATTEMPT_COLUMNS, EXECUTION_COLUMNS,
+    TASK_COLUMNS,
 };
 use crate::error::db;
 
@@ -35,82 +36,68 @@ const CREATE: &str = "
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
              attempt, queued_at)
         SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
-               r.remaining, 1, r.queued_at
+               r.remaining, r.attempt, r.queued_at
         FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
-             queued_at TIMESTAMPTZ)
+             attempt INTEGER, queued_at TIMESTAMPTZ)
     )
     SELECT id FROM execution";
 
-pub(crate) async fn create(pool: &PgPool, new: &NewExecution) -> Result<Created> {
-    let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
-    for t in &new.tasks {
-        for d in &t.dependencies {
-            dependents.entry(d.as_str()).or_default().push(&t.task_id);
-        }
-    }
-    let rows: Vec<Value> = new
-        .tasks
+pub(crate) async fn create(pool: &PgPool, new: NewExecution) -> Result<Created> {
+    let dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
+    let (definition_id, key) = (new.definition_id.clone(), new.idempotency_key.clone());
+    let (state, changes) = ExecutionState::create(new)?;
+    let rows: Vec<Value> = state
+        .tasks()
         .iter()
+        .zip(dependents)
         .enumerate()
-        .map(|(position, t)| {
-            let root = t.dependencies.is_empty();
+        .map(|(position, (t, dependents))| {
             json!({
                 "task_id": t.task_id,
                 "position": position,
                 "name": t.name,
                 "function_name": t.function_name,
-                "status": if root { "QUEUED" } else { "PENDING" },
+                "status": t.status.as_str(),
                 "dependencies": t.dependencies,
-                "dependents": dependents.get(t.task_id.as_str()).cloned().unwrap_or_default(),
-                "remaining": t.dependencies.len(),
-                "queued_at": if root { Some(new.now) } else { None },
+                "dependents": dependents,
+                "remaining": t.remaining_dependencies,
+                "attempt": t.attempt,
+                "queued_at": t.queued_at,
             })
         })
         .collect();
+    let s = state.summary();
     let inserted: Option<ExecutionId> = sqlx::query_scalar(CREATE)
-        .bind(new.id)
-        .bind(&new.definition_id)
-        .bind(int(new.definition_version))
-        .bind(jsonb(&new.params))
-        .bind(&new.idempotency_key)
-        .bind(new.deadline)
-        .bind(new.now)
+        .bind(s.id)
+        .bind(&s.definition_id)
+        .bind(int(s.definition_version))
+        .bind(jsonb(state.params()))
+        .bind(&s.idempotency_key)
+        .bind(s.deadline)
+        .bind(s.created_at)
         .bind(Value::Array(rows))
         .fetch_optional(pool)
         .await
         .map_err(db)?;
-    let Some(id) = inserted else {
-        let existing: ExecutionId =
-            sqlx::query_scalar("SELECT id FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
-                .bind(&new.definition_id)
-                .bind(&new.idempotency_key)
-                .fetch_one(pool)
-                .await
-                .map_err(db)?;
+    if inserted.is_some() {
         return Ok(Created {
-            execution_id: existing,
-            created: false,
-            changes: Changes::default(),
+            execution_id: s.id,
+            created: true,
+            changes,
         });
-    };
-    let mut changes = Changes::default();
-    changes.events.push(execution_event(
-        id,
-        &new.definition_id,
-        ExecutionStatus::Pending,
-        None,
-        new.now,
-    ));
-    for t in new.tasks.iter().filter(|t| t.dependencies.is_empty()) {
-        changes.ready.push(TaskRef::new(id, t.task_id.clone(), 1));
-        let e = task_event(id, &new.definition_id, &t.task_id, 1, TaskStatus::Queued, None, new.now);
-        changes.events.push(e);
     }
+    let existing: ExecutionId =
+        sqlx::query_scalar("SELECT id FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
+            .bind(&definition_id)
+            .bind(&key)
+            .fetch_one(pool)
+            .await
+            .map_err(db)?;
     Ok(Created {
-        execution_id: id,
-        created: true,
-        changes,
+        execution_id: existing,
+        created: false,
+        changes: Changes::default(),
     })
 }
 
@@ -130,10 +117,24 @@ pub(crate) async fn get_one(pool: &PgPool, id: ExecutionId) -> Result<Execution>
     .fetch_all(pool)
     .await
     .map_err(db)?;
+    let mut tasks: Vec<TaskRun> = tasks.iter().map(task_run).collect::<Result<_>>()?;
+    let history = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTEMPT_COLUMNS} FROM naxos_attempts WHERE execution_id = $1 ORDER BY task_id, attempt"
+    )))
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    for row in &history {
+        let task_id: String = get(row, "task_id")?;
+        if let Ok(i) = tasks.binary_search_by(|t| t.task_id.cmp(&task_id)) {
+            tasks[i].history.push(attempt(row)?);
+        }
+    }
     Ok(Execution {
         summary: execution_summary(&row)?,
         data: get(&row, "params")?,
-        tasks: tasks.iter().map(task_run).collect::<Result<_>>()?,
+        tasks,
     })
 }
 

@@ -26,6 +26,8 @@
 //! Migrations are embedded and applied on connect; [`migrate`] applies them to any pool.
 //! Table names are unqualified, so [`PgConfig::schema`] isolates installations (and tests).
 
+mod apply;
+mod claim;
 mod codec;
 mod definitions;
 mod error;
@@ -33,7 +35,6 @@ mod executions;
 mod recovery;
 mod settle;
 mod store;
-mod transitions;
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The common finish — a completion or a failure that will be retried — as one statement, so
-//! one round trip and no explicit transaction, where the general path
-//! ([`crate::transitions::finish_one`]) takes eight.
+//! one round trip and no explicit transaction, where the general path (`crate::apply`: load,
+//! apply the state function, write back) takes four. A hot path for plain tasks, held to
+//! naxos-core's state module by the differential test.
 //!
 //! One statement reads the task table through the snapshot it took when it started. If it had
 //! to wait for the execution lock, a transition that committed meanwhile is invisible to those
@@ -12,14 +13,28 @@
 //! the statement decides on. When they differ the caller runs the general transaction instead.
 
 use chrono::{DateTime, Utc};
-use naxos_core::backend::{Changes, TaskOutcome};
-use naxos_core::model::{TaskRef, TaskStatus};
+use naxos_core::backend::{Changes, HistoryEntry, TaskOutcome};
+use naxos_core::model::{Attempt, AttemptOutcome, TaskRef, TaskStatus};
+use naxos_core::state::rules;
 use naxos_core::{Error, Result};
 use sqlx::PgConnection;
 
-use crate::codec::{execution_event, execution_status, get, int, jsonb, task_event};
+use crate::claim::guard_error;
+use crate::codec::{execution_status, get, int, jsonb};
 use crate::error::db;
-use crate::transitions::{guard_error, queued, sort_ready, tally_columns, Locked};
+
+/// The aggregates over an execution's task rows that decide whether and how it ends (as
+/// [`rules::verdict`] does): `open` (tasks not finished), `cancelled`, and `failed` — the error
+/// naming the first failed task in task order, NULL when none failed.
+macro_rules! tally_columns {
+    () => {
+        "count(*) FILTER (WHERE status NOT IN ('COMPLETED', 'FAILED', 'SKIPPED', 'CANCELLED')) AS open,
+         count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled,
+         'task `' || (array_agg(task_id ORDER BY position) FILTER (WHERE status = 'FAILED'))[1] || '` failed: '
+             || (array_agg(coalesce(error, 'unknown error') ORDER BY position) FILTER (WHERE status = 'FAILED'))[1]
+             AS failed"
+    };
+}
 
 /// `$1` execution, `$2` task, `$3` attempt, `$4` new status (COMPLETED or RETRYING), `$5` output,
 /// `$6` error, `$7` due time of the retry, `$8` now. Each data-modifying part hangs off `done`,
@@ -43,6 +58,7 @@ const SETTLE: &str = concat!(
         UPDATE naxos_attempts a SET ended_at = $8, outcome = $4, error = $6
         FROM done
         WHERE a.execution_id = $1 AND a.task_id = $2 AND a.attempt = $3 AND a.ended_at IS NULL
+        RETURNING a.node, a.started_at
     ), unlocked AS (
         UPDATE naxos_tasks d SET remaining = d.remaining - 1,
             status = CASE WHEN d.remaining = 1 THEN 'QUEUED' ELSE d.status END,
@@ -50,7 +66,7 @@ const SETTLE: &str = concat!(
         FROM done
         WHERE $4 = 'COMPLETED' AND d.execution_id = $1 AND d.task_id = ANY(done.dependents)
           AND d.status = 'PENDING'
-        RETURNING d.task_id, d.attempt, d.status
+        RETURNING d.task_id, d.attempt, d.status, d.position
     ), tally AS (
         SELECT ",
     tally_columns!(),
@@ -79,9 +95,11 @@ const SETTLE: &str = concat!(
            (SELECT attempt FROM done) AS attempt,
            (SELECT status FROM ended) AS ended,
            (SELECT error FROM ended) AS ended_error,
+           (SELECT node FROM history) AS node,
+           (SELECT started_at FROM history) AS started_at,
            -- Both arrays in task order, so their elements pair up.
-           (SELECT coalesce(array_agg(task_id ORDER BY task_id), '{}') FROM unlocked WHERE status = 'QUEUED') AS ready,
-           (SELECT coalesce(array_agg(attempt ORDER BY task_id), '{}') FROM unlocked WHERE status = 'QUEUED')
+           (SELECT coalesce(array_agg(task_id ORDER BY position), '{}') FROM unlocked WHERE status = 'QUEUED') AS ready,
+           (SELECT coalesce(array_agg(attempt ORDER BY position), '{}') FROM unlocked WHERE status = 'QUEUED')
                AS ready_attempts
     FROM ex"
 );
@@ -122,44 +140,53 @@ pub(crate) async fn settle(
     let Some(attempt) = get::<Option<i32>>(&row, "attempt")? else {
         return Err(guard_error(conn, task).await);
     };
-    let ex = Locked {
-        id: task.execution_id,
-        definition_id: get(&row, "definition_id")?,
-        status: execution_status(&get::<String>(&row, "status")?)?,
-    };
+    let definition_id: String = get(&row, "definition_id")?;
+    let id = task.execution_id;
     let attempt = u32::try_from(attempt).unwrap_or_default();
     let mut changes = Changes::default();
-    changes.events.push(task_event(
-        ex.id,
-        &ex.definition_id,
+    let (outcome, event_error) = match status {
+        TaskStatus::Retrying => (AttemptOutcome::Retrying, error.map(str::to_string)),
+        _ => (AttemptOutcome::Completed, None),
+    };
+    changes.history.push(HistoryEntry {
+        execution_id: id,
+        task_id: task.task_id.clone(),
+        record: Attempt {
+            attempt: task.attempt,
+            node: get::<Option<String>>(&row, "node")?.unwrap_or_default(),
+            started_at: get::<Option<DateTime<Utc>>>(&row, "started_at")?.unwrap_or(now),
+            ended_at: Some(now),
+            outcome: Some(outcome),
+            error: event_error.clone(),
+        },
+    });
+    changes.events.push(rules::task_event(
+        id,
+        &definition_id,
         &task.task_id,
         attempt,
         status,
-        error.map(str::to_string),
+        event_error,
         now,
     ));
     if status == TaskStatus::Retrying {
-        let next = TaskRef::new(ex.id, task.task_id.clone(), attempt);
+        let next = TaskRef::new(id, task.task_id.clone(), attempt);
         changes.delayed.push((next, due.unwrap_or(now)));
     }
     let ready: Vec<String> = get(&row, "ready")?;
     let attempts: Vec<i32> = get(&row, "ready_attempts")?;
     for (task_id, attempt) in ready.into_iter().zip(attempts) {
-        queued(
-            &ex,
-            task_id,
-            u32::try_from(attempt).unwrap_or_default(),
-            now,
-            &mut changes,
-        );
+        let attempt = u32::try_from(attempt).unwrap_or_default();
+        let event = rules::task_event(id, &definition_id, &task_id, attempt, TaskStatus::Queued, None, now);
+        changes.events.push(event);
+        changes.ready.push(TaskRef::new(id, task_id, attempt));
     }
-    sort_ready(&mut changes);
     if let Some(ended) = get::<Option<String>>(&row, "ended")? {
         let error: Option<String> = get(&row, "ended_error")?;
         let status = execution_status(&ended)?;
         changes
             .events
-            .push(execution_event(ex.id, &ex.definition_id, status, error, now));
+            .push(rules::execution_event(id, &definition_id, status, error, now));
     }
     Ok(Some(changes))
 }

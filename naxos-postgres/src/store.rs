@@ -13,9 +13,9 @@ use naxos_core::model::{
 };
 use naxos_core::Result;
 
+use crate::apply::apply;
 use crate::error::db;
-use crate::transitions::{self, lock};
-use crate::{definitions, executions, recovery, settle, transaction, PgStore};
+use crate::{claim, definitions, executions, recovery, settle, transaction, PgStore};
 
 #[async_trait]
 impl Store for PgStore {
@@ -37,7 +37,7 @@ impl Store for PgStore {
 
     async fn create_execution(&self, execution: NewExecution) -> Result<Created> {
         // One statement, so no explicit transaction.
-        executions::create(&self.pool, &execution).await
+        executions::create(&self.pool, execution).await
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {
@@ -49,20 +49,12 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
-        // One statement, so no explicit transaction: it commits on its own, atomically.
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let mut conn = self.pool.acquire().await.map_err(db)?;
-            match transitions::claim(&mut conn, &request).await {
-                Err(e) if tries < 5 && crate::error::is_race(&e) => continue,
-                other => return other,
-            }
-        }
+        // One statement: the transaction commits it on its own, atomically.
+        transaction!(self.pool, |tx| claim::claim(&mut tx, &request).await)
     }
 
     async fn heartbeat(&self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState> {
-        transitions::heartbeat(&self.pool, task, until).await
+        claim::heartbeat(&self.pool, task, until).await
     }
 
     async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport> {
@@ -89,48 +81,55 @@ impl Store for PgStore {
                 Err(e) => return Err(e),
             }
         }
-        // Executions are locked in id order so that two batches never wait on each other in a cycle.
+        // Executions are locked in id order so that two batches never wait on each other in a
+        // cycle; each is loaded once and given all of its outcomes.
         let mut order: Vec<usize> = (0..outcomes.len()).collect();
         order.sort_by_key(|&i| outcomes[i].task.execution_id);
         transaction!(self.pool, |tx| {
-            let mut results: Vec<Option<Result<()>>> = (0..outcomes.len()).map(|_| None).collect();
+            let mut results: Vec<Result<()>> = (0..outcomes.len()).map(|_| Ok(())).collect();
             let mut changes = Changes::default();
-            for &i in &order {
-                let f = &outcomes[i];
-                let result = match lock(&mut tx, f.task.execution_id).await {
-                    Ok(ex) => {
-                        transitions::finish_one(&mut tx, &ex, &f.task, f.outcome.clone(), f.now, &mut changes).await
+            for group in order.chunk_by(|&a, &b| outcomes[a].task.execution_id == outcomes[b].task.execution_id) {
+                let id = outcomes[group[0]].task.execution_id;
+                let applied = apply(&mut tx, id, |state| {
+                    Ok(group
+                        .iter()
+                        .map(|&i| {
+                            let f = &outcomes[i];
+                            (i, state.finish(&f.task, f.outcome.clone(), f.now))
+                        })
+                        .collect::<Vec<_>>())
+                })
+                .await;
+                match applied {
+                    Ok(each) => {
+                        for (i, result) in each {
+                            results[i] = result.map(|c| changes.extend(c));
+                        }
                     }
-                    Err(e) => Err(e),
-                };
-                match result {
-                    Err(e) if !(e.is_conflict() || e.is_not_found()) => return Err(e),
-                    other => results[i] = Some(other),
+                    Err(e) if e.is_not_found() => {
+                        for &i in group {
+                            results[i] = Err(naxos_core::Error::not_found("execution", id));
+                        }
+                    }
+                    Err(e) => return Err(e),
                 }
             }
-            Ok(FinishReport {
-                results: results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect(),
-                changes,
-            })
+            Ok(FinishReport { results, changes })
         })
     }
 
     async fn release(&self, task: &TaskRef, now: DateTime<Utc>) -> Result<Changes> {
-        transaction!(self.pool, |tx| transitions::release(&mut tx, task, now).await)
+        transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, |s| s
+            .release(task, now))
+        .await)
     }
 
     async fn stop_execution(&self, id: ExecutionId, reason: StopReason, now: DateTime<Utc>) -> Result<StopOutcome> {
-        let (status, running, changes) =
-            transaction!(self.pool, |tx| transitions::stop(&mut tx, id, reason, now).await)?;
-        Ok(StopOutcome {
-            status,
-            running,
-            changes,
-        })
+        transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.stop(reason, now)).await)
     }
 
     async fn retry_execution(&self, id: ExecutionId, now: DateTime<Utc>) -> Result<Changes> {
-        transaction!(self.pool, |tx| transitions::retry(&mut tx, id, now).await)
+        transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.retry(now)).await)
     }
 
     async fn recover_expired(&self, now: DateTime<Utc>, max_lease_expiries: u32, limit: usize) -> Result<Changes> {

@@ -13,9 +13,10 @@ mod cache;
 mod queue;
 mod store;
 
+pub use crate::state::{Changes, HistoryEntry};
 pub use cache::Cache;
 pub use queue::{Acknowledger, Consumer, Delivery, EventSubscription, Queue};
 pub use store::{
-    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
-    LeaseState, NewExecution, NewTask, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
+    ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, LeaseState,
+    NewExecution, NewTask, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
 };

@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::dag::Dag;
 use crate::model::{
-    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StatusEvent,
+    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo,
     StoredDefinition, TaskRef,
 };
+use crate::state::Changes;
 use crate::Result;
 
 /// Durable state: definitions, executions, task runs, nodes.
@@ -153,7 +155,7 @@ pub struct NewExecution {
     pub idempotency_key: Option<String>,
     /// When it must be finished by.
     pub deadline: Option<DateTime<Utc>>,
-    /// The tasks, in the definition's sorted order.
+    /// The tasks, in the definition's sorted order (a task's index is its position).
     pub tasks: Vec<NewTask>,
     /// Creation time.
     pub now: DateTime<Utc>,
@@ -172,16 +174,7 @@ impl NewExecution {
             params,
             idempotency_key: None,
             deadline: def.timeout().map(|t| crate::engine::after(now, t)),
-            tasks: def
-                .tasks
-                .values()
-                .map(|t| NewTask {
-                    task_id: t.id.clone(),
-                    name: t.name.clone(),
-                    function_name: t.function_name.clone(),
-                    dependencies: def.dependencies(&t.id).to_vec(),
-                })
-                .collect(),
+            tasks: NewTask::all(def),
             now,
         }
     }
@@ -198,6 +191,27 @@ pub struct NewTask {
     pub function_name: String,
     /// Ids of the tasks it waits for (all within the same execution).
     pub dependencies: Vec<String>,
+    /// Ids of the tasks that wait for it.
+    pub dependents: Vec<String>,
+}
+
+impl NewTask {
+    /// Every task of `def`, in its sorted order, with the edges of its compiled [`Dag`].
+    pub fn all(def: &JobDefinition) -> Vec<NewTask> {
+        let dag = Dag::build(def);
+        let ids = |list: &[usize]| list.iter().map(|&j| dag.ids()[j].clone()).collect();
+        def.tasks
+            .values()
+            .enumerate()
+            .map(|(i, t)| NewTask {
+                task_id: t.id.clone(),
+                name: t.name.clone(),
+                function_name: t.function_name.clone(),
+                dependencies: ids(dag.dependencies(i)),
+                dependents: ids(dag.dependents(i)),
+            })
+            .collect()
+    }
 }
 
 /// What [`Store::create_execution`] did.
@@ -330,31 +344,6 @@ pub struct StopOutcome {
     pub running: Vec<TaskRef>,
     /// The status events.
     pub changes: Changes,
-}
-
-/// Effects of a committed transition that the caller must pass on.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Changes {
-    /// Tasks now QUEUED: publish a message for each.
-    pub ready: Vec<TaskRef>,
-    /// Tasks now RETRYING: publish each at its due time.
-    pub delayed: Vec<(TaskRef, DateTime<Utc>)>,
-    /// Status changes, in order.
-    pub events: Vec<StatusEvent>,
-}
-
-impl Changes {
-    /// True when there is nothing to pass on.
-    pub fn is_empty(&self) -> bool {
-        self.ready.is_empty() && self.delayed.is_empty() && self.events.is_empty()
-    }
-
-    /// Appends `other`.
-    pub fn extend(&mut self, other: Changes) {
-        self.ready.extend(other.ready);
-        self.delayed.extend(other.delayed);
-        self.events.extend(other.events);
-    }
 }
 
 /// Counts for the system status.

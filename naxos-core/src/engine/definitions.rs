@@ -1,10 +1,11 @@
 //! Definition versions as the engine reads them: memo → Cache → Store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use crate::backend::{Cache, Store};
 use crate::model::StoredDefinition;
+use crate::sync::lock;
 use crate::Result;
 
 /// Most versions kept in the in-process memo before it starts over.
@@ -26,7 +27,7 @@ impl Definitions {
         version: u32,
     ) -> Result<Arc<StoredDefinition>> {
         let key = (id.to_string(), version);
-        if let Some(d) = self.memo.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        if let Some(d) = lock(&self.memo).get(&key) {
             return Ok(d.clone());
         }
         let cached = match cache.get(id, version).await {
@@ -46,7 +47,7 @@ impl Definitions {
                 d
             }
         };
-        let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut memo = lock(&self.memo);
         if memo.len() >= MEMO_CAPACITY {
             memo.clear();
         }

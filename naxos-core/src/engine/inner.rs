@@ -1,7 +1,7 @@
 //! The state one node's engine shares between its handle, workers and sweeper.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
@@ -13,6 +13,7 @@ use super::waiters::Waiters;
 use super::{sweeper, worker, EngineConfig};
 use crate::backend::{Cache, Changes, Queue, StopReason, Store};
 use crate::model::{ExecutionId, ExecutionStatus, TaskRef};
+use crate::sync::lock;
 use crate::task::Registry;
 use crate::{Error, Result};
 
@@ -102,7 +103,7 @@ impl Inner {
     }
 
     fn running(&self) -> MutexGuard<'_, HashMap<(ExecutionId, String), CancellationToken>> {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.running)
     }
 
     pub(crate) fn track_running(&self, task: &TaskRef, token: CancellationToken) {
@@ -128,7 +129,7 @@ impl Inner {
     }
 
     pub(crate) fn start(self: &Arc<Self>) -> Result<()> {
-        let mut loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut loops = lock(&self.loops);
         if loops.is_some() {
             return Err(Error::conflict("the engine is already started"));
         }
@@ -151,7 +152,7 @@ impl Inner {
 
     pub(crate) async fn shutdown(&self) {
         self.stopping.cancel();
-        let loops = self.loops.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let loops = lock(&self.loops).take();
         for handle in loops.unwrap_or_default() {
             if let Err(e) = handle.await {
                 tracing::error!(error = %e, "engine loop ended abnormally");

@@ -1,7 +1,7 @@
 //! `wait_for`: callers woken by terminal status events, with polling as a safety net.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::inner::Inner;
 use crate::backend::Queue;
 use crate::model::{Execution, ExecutionId, StatusEvent};
+use crate::sync::lock;
 use crate::Result;
 
 /// First pause between two Store reads while waiting. Events wake the waiter; the reads are a
@@ -52,7 +53,7 @@ impl Waiters {
 
     fn register(&self, id: ExecutionId) -> WaitGuard {
         self.start_pump();
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = lock(&self.map);
         let entry = map.entry(id).or_insert_with(|| (Arc::new(Notify::new()), 0));
         entry.1 += 1;
         WaitGuard {
@@ -65,7 +66,7 @@ impl Waiters {
     /// Subscribes to the Queue's events once, so executions finishing on other nodes wake
     /// waiters here too.
     fn start_pump(&self) {
-        let mut pump = self.pump.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pump = lock(&self.pump);
         if pump.is_some() || self.closed.is_cancelled() {
             return;
         }
@@ -104,7 +105,7 @@ impl Drop for Waiters {
 }
 
 fn wake(map: &WaitMap, events: &[StatusEvent]) {
-    let map = map.lock().unwrap_or_else(PoisonError::into_inner);
+    let map = lock(map);
     if map.is_empty() {
         return;
     }
@@ -125,7 +126,7 @@ struct WaitGuard {
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = lock(&self.map);
         if let Some(entry) = map.get_mut(&self.id) {
             entry.1 -= 1;
             if entry.1 == 0 {

@@ -1,12 +1,13 @@
 //! The in-memory `Cache`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
 use crate::backend::Cache;
 use crate::model::StoredDefinition;
+use crate::sync::lock;
 use crate::Result;
 
 /// A bounded [`Cache`] in process memory; past its capacity the oldest entry is forgotten.
@@ -39,7 +40,7 @@ impl MemoryCache {
 
     /// How many versions are cached.
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).map.len()
+        lock(&self.entries).map.len()
     }
 
     /// True when nothing is cached.
@@ -51,13 +52,13 @@ impl MemoryCache {
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, id: &str, version: u32) -> Result<Option<Arc<StoredDefinition>>> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = lock(&self.entries);
         Ok(entries.map.get(&(id.to_string(), version)).cloned())
     }
 
     async fn put(&self, definition: Arc<StoredDefinition>) -> Result<()> {
         let key = (definition.id().to_string(), definition.version);
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = lock(&self.entries);
         if entries.map.insert(key.clone(), definition).is_none() {
             entries.order.push_back(key);
             while entries.order.len() > self.capacity {

@@ -5,7 +5,6 @@
 
 mod cache;
 mod queue;
-mod record;
 mod store;
 
 pub use cache::MemoryCache;

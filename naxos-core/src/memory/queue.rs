@@ -1,7 +1,7 @@
 //! The in-memory `Queue`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{Acknowledger, Consumer, Delivery, EventSubscription, Queue};
 use crate::model::{StatusEvent, TaskRef};
+use crate::sync::lock;
 use crate::{Error, Result};
 
 /// How many events a slow subscriber may fall behind before it misses some.
@@ -31,15 +32,12 @@ struct Shared {
 
 impl Shared {
     fn push(&self, task: TaskRef, redelivered: bool) {
-        self.ready
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back((task, redelivered));
+        lock(&self.ready).push_back((task, redelivered));
         self.available.notify_one();
     }
 
     fn pop(&self) -> Option<(TaskRef, bool)> {
-        self.ready.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
+        lock(&self.ready).pop_front()
     }
 }
 
@@ -63,7 +61,7 @@ impl MemoryQueue {
 
     /// Messages waiting for a consumer.
     pub fn len(&self) -> usize {
-        self.shared.ready.lock().unwrap_or_else(PoisonError::into_inner).len()
+        lock(&self.shared.ready).len()
     }
 
     /// True when no message is waiting.

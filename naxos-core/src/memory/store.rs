@@ -1,12 +1,11 @@
-//! The in-memory `Store`.
+//! The in-memory `Store`: a concurrent map of [`ExecutionState`]s, and nothing more.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::record::Record;
 use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
     LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
@@ -14,6 +13,8 @@ use crate::backend::{
 use crate::model::{
     DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, StoredDefinition, TaskRef, TaskStatus,
 };
+use crate::state::ExecutionState;
+use crate::sync::{lock, read, write};
 use crate::{Error, Result};
 
 const SHARDS: usize = 16;
@@ -32,7 +33,7 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Shard {
-    executions: HashMap<ExecutionId, Record>,
+    executions: HashMap<ExecutionId, ExecutionState>,
     /// Executions not yet finished: what the recovery scans look at.
     active: HashSet<ExecutionId>,
 }
@@ -50,10 +51,6 @@ impl Default for MemoryStore {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -69,15 +66,15 @@ impl MemoryStore {
         lock(&self.shards[(id.as_u128() % SHARDS as u128) as usize])
     }
 
-    /// Runs `f` on one execution's record, keeping the active set in step.
-    fn with_record<T>(&self, id: ExecutionId, f: impl FnOnce(&mut Record) -> Result<T>) -> Result<T> {
+    /// Runs `f` on one execution's state, keeping the active set in step.
+    fn with_state<T>(&self, id: ExecutionId, f: impl FnOnce(&mut ExecutionState) -> Result<T>) -> Result<T> {
         let mut shard = self.shard(id);
-        let record = shard
+        let state = shard
             .executions
             .get_mut(&id)
             .ok_or_else(|| Error::not_found("execution", id))?;
-        let out = f(record);
-        let finished = record.is_finished();
+        let out = f(state);
+        let finished = state.is_finished();
         if finished {
             shard.active.remove(&id);
         } else {
@@ -87,7 +84,7 @@ impl MemoryStore {
     }
 
     /// Runs `scan` over every unfinished execution until the budget is spent.
-    fn scan_active(&self, limit: usize, mut scan: impl FnMut(&mut Record, &mut usize)) -> usize {
+    fn scan_active(&self, limit: usize, mut scan: impl FnMut(&mut ExecutionState, &mut usize)) -> usize {
         let mut budget = limit;
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
@@ -96,11 +93,11 @@ impl MemoryStore {
                 if budget == 0 {
                     return limit;
                 }
-                let Some(record) = shard.executions.get_mut(&id) else {
+                let Some(state) = shard.executions.get_mut(&id) else {
                     continue;
                 };
-                scan(record, &mut budget);
-                if record.is_finished() {
+                scan(state, &mut budget);
+                if state.is_finished() {
                     shard.active.remove(&id);
                 }
             }
@@ -112,7 +109,7 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn put_definition(&self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DefinitionPut> {
-        let mut defs = self.definitions.write().unwrap_or_else(PoisonError::into_inner);
+        let mut defs = write(&self.definitions);
         let versions = defs.entry(definition.id.clone()).or_default();
         if let Some(latest) = versions.last() {
             if latest.definition == definition {
@@ -135,7 +132,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
-        let defs = self.definitions.read().unwrap_or_else(PoisonError::into_inner);
+        let defs = read(&self.definitions);
         let versions = defs.get(id);
         let found = match version {
             None => versions.and_then(|v| v.last()),
@@ -148,12 +145,12 @@ impl Store for MemoryStore {
     }
 
     async fn definition_versions(&self, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {
-        let defs = self.definitions.read().unwrap_or_else(PoisonError::into_inner);
+        let defs = read(&self.definitions);
         Ok(defs.get(id).cloned().unwrap_or_default())
     }
 
     async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
-        let defs = self.definitions.read().unwrap_or_else(PoisonError::into_inner);
+        let defs = read(&self.definitions);
         let mut list: Vec<DefinitionSummary> = defs
             .values()
             .filter_map(|v| v.last())
@@ -183,14 +180,13 @@ impl Store for MemoryStore {
             });
         }
         let id = execution.id;
-        let mut changes = Changes::default();
-        let record = Record::create(execution, &mut changes);
+        let (state, changes) = ExecutionState::create(execution)?;
         {
             let mut shard = self.shard(id);
             if shard.executions.contains_key(&id) {
                 return Err(Error::conflict(format!("execution {id} already exists")));
             }
-            shard.executions.insert(id, record);
+            shard.executions.insert(id, state);
             shard.active.insert(id);
         }
         index.order.insert(id);
@@ -209,7 +205,7 @@ impl Store for MemoryStore {
         shard
             .executions
             .get(&id)
-            .map(Record::snapshot)
+            .map(ExecutionState::snapshot)
             .ok_or_else(|| Error::not_found("execution", id))
     }
 
@@ -227,10 +223,10 @@ impl Store for MemoryStore {
         let mut more = false;
         for &id in ids.rev() {
             let shard = self.shard(id);
-            let Some(record) = shard.executions.get(&id) else {
+            let Some(state) = shard.executions.get(&id) else {
                 continue;
             };
-            let s = &record.summary;
+            let s = state.summary();
             if query.status.is_some_and(|st| st != s.status)
                 || query.definition_id.as_ref().is_some_and(|d| *d != s.definition_id)
             {
@@ -250,77 +246,60 @@ impl Store for MemoryStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
-        self.with_record(request.task.execution_id, |r| r.claim(&request))
+        self.with_state(request.task.execution_id, |s| s.claim(&request))
     }
 
     async fn heartbeat(&self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState> {
-        let active = self.with_record(task.execution_id, |r| r.heartbeat(task, until))?;
-        Ok(if active {
-            LeaseState::Active
-        } else {
-            LeaseState::Cancelled
-        })
+        self.with_state(task.execution_id, |s| s.heartbeat(task, until))
     }
 
     async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport> {
         let mut report = FinishReport::default();
         for f in outcomes {
-            let mut changes = Changes::default();
-            let result = self.with_record(f.task.execution_id, |r| {
-                r.finish(&f.task, f.outcome, f.now, &mut changes)
-            });
-            report.changes.extend(changes);
-            report.results.push(result);
+            match self.with_state(f.task.execution_id, |s| s.finish(&f.task, f.outcome, f.now)) {
+                Ok(changes) => {
+                    report.changes.extend(changes);
+                    report.results.push(Ok(()));
+                }
+                Err(e) => report.results.push(Err(e)),
+            }
         }
         Ok(report)
     }
 
     async fn release(&self, task: &TaskRef, now: DateTime<Utc>) -> Result<Changes> {
-        let mut changes = Changes::default();
-        self.with_record(task.execution_id, |r| r.release(task, now, &mut changes))?;
-        Ok(changes)
+        self.with_state(task.execution_id, |s| s.release(task, now))
     }
 
     async fn stop_execution(&self, id: ExecutionId, reason: StopReason, now: DateTime<Utc>) -> Result<StopOutcome> {
-        let mut changes = Changes::default();
-        let (status, running) = self.with_record(id, |r| {
-            let running = r.stop(reason, now, &mut changes)?;
-            Ok((r.summary.status, running))
-        })?;
-        Ok(StopOutcome {
-            status,
-            running,
-            changes,
-        })
+        self.with_state(id, |s| s.stop(reason, now))
     }
 
     async fn retry_execution(&self, id: ExecutionId, now: DateTime<Utc>) -> Result<Changes> {
-        let mut changes = Changes::default();
-        self.with_record(id, |r| r.retry(now, &mut changes))?;
-        Ok(changes)
+        self.with_state(id, |s| s.retry(now))
     }
 
     async fn recover_expired(&self, now: DateTime<Utc>, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
         let mut changes = Changes::default();
-        self.scan_active(limit, |r, budget| {
-            r.recover_expired(now, max_lease_expiries, budget, &mut changes)
+        self.scan_active(limit, |s, budget| {
+            changes.extend(s.recover_expired(now, max_lease_expiries, budget))
         });
         Ok(changes)
     }
 
     async fn take_stale(&self, queued_before: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
         let mut changes = Changes::default();
-        self.scan_active(limit, |r, budget| {
-            r.take_stale(queued_before, now, budget, &mut changes)
+        self.scan_active(limit, |s, budget| {
+            changes.extend(s.take_stale(queued_before, now, budget))
         });
         Ok(changes)
     }
 
     async fn overdue_executions(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>> {
         let mut overdue = Vec::new();
-        self.scan_active(limit, |r, budget| {
-            if r.summary.deadline.is_some_and(|d| d < now) {
-                overdue.push(r.summary.id);
+        self.scan_active(limit, |s, budget| {
+            if s.is_overdue(now) {
+                overdue.push(s.summary().id);
                 *budget -= 1;
             }
         });
@@ -338,10 +317,11 @@ impl Store for MemoryStore {
             let old = shard
                 .executions
                 .get(&id)
-                .is_some_and(|r| r.is_finished() && r.summary.end_time.is_some_and(|e| e < ended_before));
+                .is_some_and(|s| s.is_finished() && s.summary().end_time.is_some_and(|e| e < ended_before));
             if old {
-                let record = shard.executions.remove(&id).expect("checked above");
-                pruned.push((id, record.summary.definition_id, record.summary.idempotency_key));
+                let state = shard.executions.remove(&id).expect("checked above");
+                let summary = state.summary();
+                pruned.push((id, summary.definition_id.clone(), summary.idempotency_key.clone()));
             }
         }
         for (id, definition, key) in &pruned {
@@ -357,8 +337,8 @@ impl Store for MemoryStore {
         let mut counts = StoreCounts::default();
         for shard in self.shards.iter() {
             let shard = lock(shard);
-            for record in shard.executions.values() {
-                *counts.executions.entry(record.summary.status).or_default() += 1;
+            for state in shard.executions.values() {
+                *counts.executions.entry(state.summary().status).or_default() += 1;
             }
             for id in &shard.active {
                 for t in shard.executions[id].tasks() {

@@ -92,12 +92,82 @@ pub struct TaskRun {
     pub start_time: Option<DateTime<Utc>>,
     /// When it last finished (or failed).
     pub end_time: Option<DateTime<Utc>>,
+    /// Every attempt a worker started, oldest first.
+    #[serde(default)]
+    pub history: Vec<Attempt>,
 }
 
 impl TaskRun {
     /// The reference to its current dispatch.
     pub fn task_ref(&self, execution_id: ExecutionId) -> TaskRef {
         TaskRef::new(execution_id, self.task_id.clone(), self.attempt)
+    }
+}
+
+/// One started attempt of a task: who ran it, when, and how it ended.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// The dispatch number it ran under (see [`TaskRef::attempt`]).
+    pub attempt: u32,
+    /// The node whose worker claimed it.
+    pub node: String,
+    /// When it was claimed.
+    pub started_at: DateTime<Utc>,
+    /// When it ended; `None` while it runs.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How it ended; `None` while it runs.
+    pub outcome: Option<AttemptOutcome>,
+    /// The error it ended with, if any.
+    pub error: Option<String>,
+}
+
+/// How an [`Attempt`] ended.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AttemptOutcome {
+    /// It returned an output.
+    Completed,
+    /// It failed and the task will be tried again.
+    Retrying,
+    /// It failed and the task FAILED.
+    Failed,
+    /// Its worker handed it back (shutdown).
+    Released,
+    /// Its lease ran out: the worker vanished.
+    Expired,
+    /// The execution was stopped while it ran.
+    Cancelled,
+}
+
+impl AttemptOutcome {
+    /// Every outcome.
+    pub const ALL: [Self; 6] = [
+        Self::Completed,
+        Self::Retrying,
+        Self::Failed,
+        Self::Released,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+
+    /// The wire name, e.g. `"EXPIRED"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "COMPLETED",
+            Self::Retrying => "RETRYING",
+            Self::Failed => "FAILED",
+            Self::Released => "RELEASED",
+            Self::Expired => "EXPIRED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 

@@ -10,7 +10,8 @@ mod validate;
 pub use builder::{DefinitionBuilder, TaskBuilder};
 pub use definition::{BackoffPolicy, DefinitionSummary, JobDefinition, StoredDefinition, TaskDefinition};
 pub use execution::{
-    EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent, TaskRef, TaskRun,
+    Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent,
+    TaskRef, TaskRun,
 };
 pub use status::{ExecutionStatus, TaskStatus};
 pub use validate::{is_valid_id, validate, Limits, Problem};

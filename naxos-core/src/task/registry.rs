@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{TaskContext, TaskError};
+use crate::sync::{read, write};
 
 /// The future a task function returns, boxed.
 pub type TaskFuture = Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send>>;
@@ -56,10 +57,7 @@ impl Registry {
                     .map_err(|e| TaskError::fatal(format!("function `{label}`: output is not JSON: {e}")))
             })
         });
-        self.functions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name, f);
+        write(&self.functions).insert(name, f);
     }
 
     /// Registers a typed function: the execution's params are deserialized into `I` (a fatal
@@ -83,30 +81,17 @@ impl Registry {
 
     /// The function registered as `name`.
     pub fn get(&self, name: &str) -> Option<TaskFn> {
-        self.functions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        read(&self.functions).get(name).cloned()
     }
 
     /// True when `name` is registered.
     pub fn contains(&self, name: &str) -> bool {
-        self.functions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(name)
+        read(&self.functions).contains_key(name)
     }
 
     /// Every registered name, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .functions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
+        let mut names: Vec<String> = read(&self.functions).keys().cloned().collect();
         names.sort();
         names
     }

@@ -8,14 +8,18 @@
 //! naxos_core::cache_conformance!(|| async { Some(Arc::new(MyCache::open(..)) as Arc<dyn Cache>) });
 //! ```
 //!
-//! Each macro expands to one `#[tokio::test]` per check, so a failure names the broken rule.
+//! Each macro expands to one `#[tokio::test]` per check, so a failure names the broken rule; the
+//! Store suite adds the [differential test](differential), which runs random
+//! [scenarios](scenario) on the backend and on the state module and compares every step.
 //! The factory is called once per test and returns `Some(backend)` that no other test uses (its
 //! own schema, queue names or directory), or `None` to skip when the backend's service is not
 //! configured (see [`service_url`]); the checks also use fresh ids, so a shared database works.
 
 pub mod cache;
+pub mod differential;
 mod fixtures;
 pub mod queue;
+pub mod scenario;
 pub mod store;
 
 pub use fixtures::{diamond, unique_id};
@@ -57,10 +61,24 @@ macro_rules! __conformance_tests {
     };
 }
 
-/// Runs the Store conformance suite: `store_conformance!(|| async { Arc<dyn Store> })`.
+/// Runs the Store conformance suite: `store_conformance!(|| async { Arc<dyn Store> })`, including
+/// the [differential test](differential) against the state module.
 #[macro_export]
 macro_rules! store_conformance {
     ($make:expr) => {
+        #[test]
+        fn differential_against_the_state_module() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            let make = $make;
+            let Some(store) = rt.block_on(make()) else {
+                return;
+            };
+            $crate::testkit::differential::run(&rt, store);
+        }
+
         $crate::__conformance_tests!(
             store,
             $make,

@@ -631,6 +631,7 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>) {
             name: "only".into(),
             function_name: "f".into(),
             dependencies: vec![],
+            dependents: vec![],
         }],
         now,
     };

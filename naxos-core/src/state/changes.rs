@@ -1,0 +1,46 @@
+//! What a transition changed that its caller must pass on or persist.
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{Attempt, ExecutionId, StatusEvent, TaskRef};
+
+/// Effects of a committed transition. The engine publishes `ready`, `delayed` and `events`
+/// after the commit; a Store that keeps rows persists `history`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// Tasks now QUEUED: publish a message for each.
+    pub ready: Vec<TaskRef>,
+    /// Tasks now RETRYING: publish each at its due time.
+    pub delayed: Vec<(TaskRef, DateTime<Utc>)>,
+    /// Status changes, in order.
+    pub events: Vec<StatusEvent>,
+    /// Attempt records started or ended, each as it now stands (keyed by execution, task and
+    /// attempt: an ended record replaces the started one).
+    pub history: Vec<HistoryEntry>,
+}
+
+impl Changes {
+    /// True when there is nothing to pass on or persist.
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.delayed.is_empty() && self.events.is_empty() && self.history.is_empty()
+    }
+
+    /// Appends `other`.
+    pub fn extend(&mut self, other: Changes) {
+        self.ready.extend(other.ready);
+        self.delayed.extend(other.delayed);
+        self.events.extend(other.events);
+        self.history.extend(other.history);
+    }
+}
+
+/// One attempt record of one task, as a transition left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The task.
+    pub task_id: String,
+    /// The record.
+    pub record: Attempt,
+}

@@ -1,0 +1,100 @@
+//! Operator actions on a whole execution: stop (cancel, timeout) and retry of the failed part.
+
+use chrono::{DateTime, Utc};
+
+use super::{rules, Changes, ExecutionState};
+use crate::backend::{StopOutcome, StopReason};
+use crate::model::{AttemptOutcome, ExecutionStatus, TaskStatus};
+use crate::Result;
+
+impl ExecutionState {
+    /// Every unfinished task becomes CANCELLED and the execution CANCELLED, or FAILED for a
+    /// timeout — or FAILED naming the task when one had already failed for good. Running tasks keep their lease, so their worker's next heartbeat learns of it;
+    /// their attempts end CANCELLED. `Conflict` when the execution is already finished.
+    pub fn stop(&mut self, reason: StopReason, now: DateTime<Utc>) -> Result<StopOutcome> {
+        self.unfinished()?;
+        let mut ch = Changes::default();
+        let mut running = Vec::new();
+        for i in 0..self.tasks.len() {
+            let status = self.tasks[i].status;
+            if status.is_terminal() {
+                continue;
+            }
+            if status == TaskStatus::Running {
+                running.push(self.tasks[i].task_ref(self.summary.id));
+                self.end_attempt(i, AttemptOutcome::Cancelled, None, now, &mut ch);
+            } else {
+                self.tasks[i].lease = None;
+            }
+            let t = &mut self.tasks[i];
+            t.end_time = Some(now);
+            t.due_at = None;
+            self.set_task(i, TaskStatus::Cancelled, None, now, &mut ch);
+        }
+        self.summary.end_time = Some(now);
+        // A task that already FAILED decides the outcome: the execution FAILS naming it.
+        let (status, error) = match (rules::verdict(&self.tasks), reason) {
+            (Some((ExecutionStatus::Failed, error)), _) => (ExecutionStatus::Failed, error),
+            (_, StopReason::Cancelled) => (ExecutionStatus::Cancelled, None),
+            (_, StopReason::TimedOut) => (ExecutionStatus::Failed, Some(rules::TIMED_OUT.to_string())),
+        };
+        self.set_execution(status, error, now, &mut ch);
+        Ok(StopOutcome {
+            status,
+            running,
+            changes: ch,
+        })
+    }
+
+    /// Re-runs the failed part of a FAILED or CANCELLED execution: its FAILED, SKIPPED and
+    /// CANCELLED tasks start over (next attempt number, fresh retry budget), those whose
+    /// dependencies all COMPLETED become QUEUED, the rest PENDING, and the execution RUNNING.
+    /// `Conflict` for any other execution status.
+    pub fn retry(&mut self, now: DateTime<Utc>) -> Result<Changes> {
+        if !matches!(
+            self.summary.status,
+            ExecutionStatus::Failed | ExecutionStatus::Cancelled
+        ) {
+            return Err(rules::not_retryable(self.summary.id, self.summary.status));
+        }
+        let mut ch = Changes::default();
+        self.summary.end_time = None;
+        self.set_execution(ExecutionStatus::Running, None, now, &mut ch);
+        for i in 0..self.tasks.len() {
+            let t = &mut self.tasks[i];
+            if !matches!(
+                t.status,
+                TaskStatus::Failed | TaskStatus::Skipped | TaskStatus::Cancelled
+            ) {
+                continue;
+            }
+            t.attempt += 1;
+            t.failures = 0;
+            t.lease_expiries = 0;
+            t.error = None;
+            t.lease = None;
+            t.due_at = None;
+            t.start_time = None;
+            t.end_time = None;
+            t.status = TaskStatus::Pending;
+        }
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].status != TaskStatus::Pending {
+                continue;
+            }
+            let remaining = self
+                .graph
+                .dependencies(i)
+                .iter()
+                .filter(|&&d| self.tasks[d].status != TaskStatus::Completed)
+                .count() as u32;
+            self.tasks[i].remaining_dependencies = remaining;
+            if remaining == 0 {
+                self.enqueue(i, now, &mut ch);
+            } else {
+                self.set_task(i, TaskStatus::Pending, None, now, &mut ch);
+            }
+        }
+        Ok(ch)
+    }
+}

@@ -1,0 +1,360 @@
+//! The execution state machine, written once.
+//!
+//! An [`ExecutionState`] is one execution with its task runs and dependency graph; every
+//! transition is a method that takes the operation and `now` (the Store's clock) and returns
+//! the [`Changes`] it made — tasks made ready or delayed, status events, attempt records — or a
+//! typed error that leaves the state as it was. No I/O, no async, no clock.
+//!
+//! Every Store applies these functions: the in-memory store keeps the states in a map; a store
+//! of rows loads one execution under its lock, applies the transition, and writes back what
+//! changed. A backend may hand-write a hot path in its own query language for plain tasks; the
+//! differential test of the conformance suite holds it to these functions.
+//!
+//! | file | transitions |
+//! | --- | --- |
+//! | `run.rs` | claim, heartbeat, finish (complete / retry at / fail), release |
+//! | `control.rs` | stop (cancel, timeout), retry of the failed part |
+//! | `recovery.rs` | lease-expiry recovery, stale-publish take-over |
+//! | `rules.rs` | how an execution ends, error and event texts |
+//!
+//! The rules it owns: fencing by attempt (a transition names the attempt it is for and fails
+//! with `Conflict` on any other), fan-in counting (a dependent becomes QUEUED when its last
+//! dependency completes, once), FAILED → every transitive dependent still waiting SKIPPED, and
+//! the execution ending exactly once, as [`rules::verdict`] says.
+
+mod changes;
+mod control;
+mod graph;
+mod recovery;
+pub mod rules;
+mod run;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub use changes::{Changes, HistoryEntry};
+pub use graph::Graph;
+
+use crate::backend::NewExecution;
+use crate::model::{
+    Attempt, AttemptOutcome, Execution, ExecutionStatus, ExecutionSummary, TaskRef, TaskRun, TaskStatus,
+};
+use crate::{Error, Result};
+
+/// One execution: its summary, params, task runs (in sorted id order) with their outputs and
+/// attempt history, and its dependency graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionState {
+    summary: ExecutionSummary,
+    params: Arc<Value>,
+    /// The task runs; their `output` is kept in `outputs` instead.
+    tasks: Vec<TaskRun>,
+    outputs: Vec<Option<Arc<Value>>>,
+    graph: Graph,
+}
+
+impl ExecutionState {
+    /// A new PENDING execution with its root tasks QUEUED.
+    pub fn create(new: NewExecution) -> Result<(Self, Changes)> {
+        let now = new.now;
+        let mut tasks: Vec<TaskRun> = new
+            .tasks
+            .into_iter()
+            .map(|t| TaskRun {
+                remaining_dependencies: t.dependencies.len() as u32,
+                task_id: t.task_id,
+                name: t.name,
+                function_name: t.function_name,
+                status: TaskStatus::Pending,
+                dependencies: t.dependencies,
+                attempt: 1,
+                attempts: 0,
+                failures: 0,
+                lease_expiries: 0,
+                error: None,
+                output: None,
+                lease: None,
+                queued_at: None,
+                due_at: None,
+                start_time: None,
+                end_time: None,
+                history: Vec::new(),
+            })
+            .collect();
+        tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        let graph = graph_of(&tasks)?;
+        for (i, t) in tasks.iter_mut().enumerate() {
+            t.remaining_dependencies = graph.dependencies(i).len() as u32;
+        }
+        let mut state = Self {
+            summary: ExecutionSummary {
+                id: new.id,
+                definition_id: new.definition_id,
+                definition_version: new.definition_version,
+                status: ExecutionStatus::Pending,
+                error: None,
+                idempotency_key: new.idempotency_key,
+                deadline: new.deadline,
+                created_at: now,
+                updated_at: now,
+                start_time: None,
+                end_time: None,
+            },
+            params: Arc::new(new.params),
+            outputs: vec![None; tasks.len()],
+            tasks,
+            graph,
+        };
+        let mut changes = Changes::default();
+        changes.events.push(state.execution_event(now));
+        for i in 0..state.tasks.len() {
+            if state.graph.dependencies(i).is_empty() {
+                state.enqueue(i, now, &mut changes);
+            }
+        }
+        Ok((state, changes))
+    }
+
+    /// The state of a stored execution, as [`Store::get_execution`](crate::backend::Store::get_execution)
+    /// returns it (outputs in the task runs; the history may be left out, since transitions only
+    /// append to it).
+    pub fn from_execution(execution: Execution) -> Result<Self> {
+        let Execution {
+            summary,
+            data,
+            mut tasks,
+        } = execution;
+        tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        let graph = graph_of(&tasks)?;
+        let outputs = tasks.iter_mut().map(|t| t.output.take().map(Arc::new)).collect();
+        Ok(Self {
+            summary,
+            params: Arc::new(data),
+            tasks,
+            outputs,
+            graph,
+        })
+    }
+
+    /// The execution as readers see it: every task with its output.
+    pub fn snapshot(&self) -> Execution {
+        let tasks = self
+            .tasks
+            .iter()
+            .zip(&self.outputs)
+            .map(|(t, o)| TaskRun {
+                output: o.as_deref().cloned(),
+                ..t.clone()
+            })
+            .collect();
+        Execution {
+            summary: self.summary.clone(),
+            data: (*self.params).clone(),
+            tasks,
+        }
+    }
+
+    /// Id, status and timestamps.
+    pub fn summary(&self) -> &ExecutionSummary {
+        &self.summary
+    }
+
+    /// The params.
+    pub fn params(&self) -> &Arc<Value> {
+        &self.params
+    }
+
+    /// The task runs in sorted id order (their `output` is `None`: see [`output`](Self::output)).
+    pub fn tasks(&self) -> &[TaskRun] {
+        &self.tasks
+    }
+
+    /// The output of the task at `index`, once it COMPLETED.
+    pub fn output(&self, index: usize) -> Option<&Arc<Value>> {
+        self.outputs[index].as_ref()
+    }
+
+    /// The dependency graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The index of a task id.
+    pub fn index_of(&self, task_id: &str) -> Option<usize> {
+        self.tasks.binary_search_by(|t| t.task_id.as_str().cmp(task_id)).ok()
+    }
+
+    /// True once the execution reached a terminal status.
+    pub fn is_finished(&self) -> bool {
+        self.summary.status.is_terminal()
+    }
+
+    /// True when the execution is unfinished and its deadline is before `now`.
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        !self.is_finished() && self.summary.deadline.is_some_and(|d| d < now)
+    }
+
+    /// The index of `task` if it is at `task.attempt` in one of `statuses`; the fencing guard.
+    fn guard(&self, task: &TaskRef, statuses: &[TaskStatus]) -> Result<usize> {
+        let i = self
+            .index_of(&task.task_id)
+            .ok_or_else(|| rules::no_task(self.summary.id, &task.task_id))?;
+        let t = &self.tasks[i];
+        if t.attempt != task.attempt || !statuses.contains(&t.status) {
+            return Err(rules::stale(task, t.status, t.attempt));
+        }
+        Ok(i)
+    }
+
+    /// Fails with `Conflict` once the execution is finished.
+    fn unfinished(&self) -> Result<()> {
+        if self.is_finished() {
+            return Err(rules::finished(self.summary.id, self.summary.status));
+        }
+        Ok(())
+    }
+
+    /// The task becomes QUEUED: announced, and its message to publish.
+    fn enqueue(&mut self, i: usize, now: DateTime<Utc>, ch: &mut Changes) {
+        let t = &mut self.tasks[i];
+        t.lease = None;
+        t.queued_at = Some(now);
+        ch.ready.push(t.task_ref(self.summary.id));
+        self.set_task(i, TaskStatus::Queued, None, now, ch);
+    }
+
+    /// FAILED with `error`, and every transitive dependent still waiting SKIPPED.
+    fn fail(&mut self, i: usize, error: String, now: DateTime<Utc>, ch: &mut Changes) {
+        let t = &mut self.tasks[i];
+        t.error = Some(error.clone());
+        t.due_at = None;
+        self.set_task(i, TaskStatus::Failed, Some(error), now, ch);
+        let why = rules::skipped_below(&self.tasks[i].task_id);
+        let mut below = vec![false; self.tasks.len()];
+        let mut stack = self.graph.dependents(i).to_vec();
+        while let Some(d) = stack.pop() {
+            if !below[d] {
+                below[d] = true;
+                stack.extend_from_slice(self.graph.dependents(d));
+            }
+        }
+        for d in (0..self.tasks.len()).filter(|&d| below[d]) {
+            if self.tasks[d].status.is_terminal() {
+                continue;
+            }
+            self.tasks[d].error = Some(why.clone());
+            self.tasks[d].end_time = Some(now);
+            self.set_task(d, TaskStatus::Skipped, Some(why.clone()), now, ch);
+        }
+    }
+
+    /// Ends the execution as [`rules::verdict`] says, once every task is terminal.
+    fn finish_if_done(&mut self, now: DateTime<Utc>, ch: &mut Changes) {
+        if self.is_finished() {
+            return;
+        }
+        if let Some((status, error)) = rules::verdict(&self.tasks) {
+            self.summary.end_time = Some(now);
+            self.set_execution(status, error, now, ch);
+        }
+    }
+
+    fn set_task(&mut self, i: usize, status: TaskStatus, error: Option<String>, now: DateTime<Utc>, ch: &mut Changes) {
+        let t = &mut self.tasks[i];
+        t.status = status;
+        self.summary.updated_at = now;
+        ch.events.push(rules::task_event(
+            self.summary.id,
+            &self.summary.definition_id,
+            &t.task_id,
+            t.attempt,
+            status,
+            error,
+            now,
+        ));
+    }
+
+    fn set_execution(&mut self, status: ExecutionStatus, error: Option<String>, now: DateTime<Utc>, ch: &mut Changes) {
+        self.summary.status = status;
+        self.summary.error = error;
+        self.summary.updated_at = now;
+        ch.events.push(self.execution_event(now));
+    }
+
+    fn execution_event(&self, now: DateTime<Utc>) -> crate::model::StatusEvent {
+        rules::execution_event(
+            self.summary.id,
+            &self.summary.definition_id,
+            self.summary.status,
+            self.summary.error.clone(),
+            now,
+        )
+    }
+
+    /// Starts the attempt record of the task at `i`, claimed by `node`.
+    fn begin_attempt(&mut self, i: usize, node: &str, now: DateTime<Utc>, ch: &mut Changes) {
+        let t = &mut self.tasks[i];
+        let record = Attempt {
+            attempt: t.attempt,
+            node: node.to_string(),
+            started_at: now,
+            ended_at: None,
+            outcome: None,
+            error: None,
+        };
+        t.history.push(record.clone());
+        ch.history.push(HistoryEntry {
+            execution_id: self.summary.id,
+            task_id: t.task_id.clone(),
+            record,
+        });
+    }
+
+    /// Ends the record of the attempt the task at `i` is running now (call it before the
+    /// lease is cleared or the attempt number moves).
+    fn end_attempt(
+        &mut self,
+        i: usize,
+        outcome: AttemptOutcome,
+        error: Option<String>,
+        now: DateTime<Utc>,
+        ch: &mut Changes,
+    ) {
+        let t = &mut self.tasks[i];
+        let attempt = t.attempt;
+        let record = match t.history.iter_mut().rev().find(|r| r.attempt == attempt) {
+            Some(r) => r,
+            None => {
+                // A state loaded without its history: the task still names who ran it.
+                t.history.push(Attempt {
+                    attempt,
+                    node: t.lease.as_ref().map(|l| l.owner.clone()).unwrap_or_default(),
+                    started_at: t.start_time.unwrap_or(now),
+                    ended_at: None,
+                    outcome: None,
+                    error: None,
+                });
+                t.history.last_mut().expect("just pushed")
+            }
+        };
+        record.ended_at = Some(now);
+        record.outcome = Some(outcome);
+        record.error = error;
+        ch.history.push(HistoryEntry {
+            execution_id: self.summary.id,
+            task_id: t.task_id.clone(),
+            record: record.clone(),
+        });
+    }
+}
+
+fn graph_of(tasks: &[TaskRun]) -> Result<Graph> {
+    Graph::new(
+        tasks
+            .iter()
+            .map(|t| (t.task_id.as_str(), t.dependencies.iter().map(String::as_str))),
+    )
+    .map_err(|e| Error::InvalidInput(format!("execution graph: {e}")))
+}

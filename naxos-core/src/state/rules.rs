@@ -1,0 +1,114 @@
+//! The rules every Store shares, as data and text: how an execution ends, what each error and
+//! event says. Hand-written fast paths of a backend build their results from these too.
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{EventKind, ExecutionId, ExecutionStatus, StatusEvent, TaskRef, TaskRun, TaskStatus};
+use crate::Error;
+
+/// How an execution ends once every task is terminal: FAILED naming the first failed task (in
+/// task order) if any failed — never COMPLETED with a failed task —, else CANCELLED if any was
+/// cancelled, else COMPLETED. `None` while a task is not terminal.
+pub fn verdict(tasks: &[TaskRun]) -> Option<(ExecutionStatus, Option<String>)> {
+    if !tasks.iter().all(|t| t.status.is_terminal()) {
+        return None;
+    }
+    Some(match tasks.iter().find(|t| t.status == TaskStatus::Failed) {
+        Some(t) => (
+            ExecutionStatus::Failed,
+            Some(task_failed(&t.task_id, t.error.as_deref())),
+        ),
+        None if tasks.iter().any(|t| t.status == TaskStatus::Cancelled) => (ExecutionStatus::Cancelled, None),
+        None => (ExecutionStatus::Completed, None),
+    })
+}
+
+/// The error of an execution that FAILED because `task_id` failed with `error`.
+pub fn task_failed(task_id: &str, error: Option<&str>) -> String {
+    format!("task `{task_id}` failed: {}", error.unwrap_or("unknown error"))
+}
+
+/// The error of an execution stopped for running past its deadline.
+pub const TIMED_OUT: &str = "the execution ran past its timeoutMs deadline";
+
+/// The error of a task SKIPPED below a failed one.
+pub fn skipped_below(failed: &str) -> String {
+    format!("skipped: upstream task `{failed}` failed")
+}
+
+/// The error of a task requeued after its lease ran out.
+pub fn lease_expired(owner: &str) -> String {
+    format!("the lease held by node `{owner}` expired; requeued")
+}
+
+/// The error of a task FAILED because its lease ran out `times` times.
+pub fn lease_gave_up(times: u32, owner: &str) -> String {
+    format!("the lease expired {times} times (last held by node `{owner}`): giving up")
+}
+
+/// The error recorded on an attempt whose lease ran out.
+pub const ATTEMPT_EXPIRED: &str = "the lease expired";
+
+/// A transition guarded by `task`'s attempt found the task elsewhere.
+pub fn stale(task: &TaskRef, status: TaskStatus, attempt: u32) -> Error {
+    Error::conflict(format!(
+        "task {task} is stale: the task is {status} at attempt {attempt}"
+    ))
+}
+
+/// A transition that needs an unfinished execution found it finished.
+pub fn finished(id: ExecutionId, status: ExecutionStatus) -> Error {
+    Error::conflict(format!("execution {id} is already {status}"))
+}
+
+/// A retry of an execution that is neither FAILED nor CANCELLED.
+pub fn not_retryable(id: ExecutionId, status: ExecutionStatus) -> Error {
+    Error::conflict(format!(
+        "execution {id} is {status}; only FAILED or CANCELLED executions can be retried"
+    ))
+}
+
+/// No task `task_id` in execution `id`.
+pub fn no_task(id: ExecutionId, task_id: &str) -> Error {
+    Error::not_found("task", format!("{id}/{task_id}"))
+}
+
+/// A task's status change.
+pub fn task_event(
+    execution_id: ExecutionId,
+    definition_id: &str,
+    task_id: &str,
+    attempt: u32,
+    status: TaskStatus,
+    error: Option<String>,
+    at: DateTime<Utc>,
+) -> StatusEvent {
+    StatusEvent {
+        execution_id,
+        definition_id: definition_id.to_string(),
+        kind: EventKind::Task {
+            task_id: task_id.to_string(),
+            attempt,
+            status,
+        },
+        error,
+        at,
+    }
+}
+
+/// An execution's status change.
+pub fn execution_event(
+    execution_id: ExecutionId,
+    definition_id: &str,
+    status: ExecutionStatus,
+    error: Option<String>,
+    at: DateTime<Utc>,
+) -> StatusEvent {
+    StatusEvent {
+        execution_id,
+        definition_id: definition_id.to_string(),
+        kind: EventKind::Execution { status },
+        error,
+        at,
+    }
+}

@@ -1,0 +1,149 @@
+//! A task's run: claim, heartbeat, finish (complete / retry at / fail), release.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{rules, Changes, ExecutionState};
+use crate::backend::{ClaimRequest, ClaimedTask, LeaseState, TaskOutcome};
+use crate::model::{AttemptOutcome, ExecutionStatus, Lease, TaskRef, TaskStatus};
+use crate::Result;
+
+impl ExecutionState {
+    /// QUEUED or RETRYING → RUNNING under a lease for `req.owner`, starting an attempt record;
+    /// a PENDING execution becomes RUNNING. Returns what the task needs to run.
+    ///
+    /// `Conflict` when the execution is finished or the task is not at `req.task.attempt`
+    /// waiting to run: the message that asked for it is a duplicate.
+    pub fn claim(&mut self, req: &ClaimRequest) -> Result<ClaimedTask> {
+        self.unfinished()?;
+        let i = self.guard(&req.task, &[TaskStatus::Queued, TaskStatus::Retrying])?;
+        let now = req.now;
+        let mut changes = Changes::default();
+        let t = &mut self.tasks[i];
+        t.attempts += 1;
+        t.lease = Some(Lease {
+            owner: req.owner.clone(),
+            expires_at: req.lease_until,
+        });
+        t.start_time = Some(now);
+        t.end_time = None;
+        t.due_at = None;
+        let (attempts, failures, queued_at) = (t.attempts, t.failures, t.queued_at);
+        self.summary.start_time.get_or_insert(now);
+        if self.summary.status == ExecutionStatus::Pending {
+            self.set_execution(ExecutionStatus::Running, None, now, &mut changes);
+        }
+        self.set_task(i, TaskStatus::Running, None, now, &mut changes);
+        self.begin_attempt(i, &req.owner, now, &mut changes);
+        Ok(ClaimedTask {
+            task: req.task.clone(),
+            definition_id: self.summary.definition_id.clone(),
+            definition_version: self.summary.definition_version,
+            attempts,
+            failures,
+            queued_at,
+            params: self.params.clone(),
+            upstream: self.upstream(i),
+            changes,
+        })
+    }
+
+    /// The outputs of the direct dependencies of the task at `i` that have one, by task id.
+    fn upstream(&self, i: usize) -> BTreeMap<String, Arc<Value>> {
+        self.graph
+            .dependencies(i)
+            .iter()
+            .filter_map(|&d| Some((self.tasks[d].task_id.clone(), self.outputs[d].clone()?)))
+            .collect()
+    }
+
+    /// Extends a RUNNING task's lease to `until`. [`LeaseState::Cancelled`] when the execution
+    /// was stopped under the lease; `Conflict` when the lease is lost.
+    pub fn heartbeat(&mut self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState> {
+        let i = self.guard(task, &[TaskStatus::Running, TaskStatus::Cancelled])?;
+        let t = &mut self.tasks[i];
+        match (t.status, t.lease.as_mut()) {
+            (TaskStatus::Running, Some(lease)) => {
+                lease.expires_at = until;
+                Ok(LeaseState::Active)
+            }
+            (TaskStatus::Cancelled, Some(_)) => Ok(LeaseState::Cancelled),
+            _ => Err(rules::stale(task, t.status, t.attempt)),
+        }
+    }
+
+    /// Records one attempt's outcome, guarded by its attempt:
+    ///
+    /// - completed: store the output and make every dependent whose last dependency this was
+    ///   QUEUED;
+    /// - failed with `retry_at`: RETRYING under the next attempt number, due then;
+    /// - failed without: FAILED, every transitive dependent still waiting SKIPPED.
+    ///
+    /// The execution ends when every task is terminal.
+    pub fn finish(&mut self, task: &TaskRef, outcome: TaskOutcome, now: DateTime<Utc>) -> Result<Changes> {
+        let i = self.guard(task, &[TaskStatus::Running])?;
+        let mut ch = Changes::default();
+        match outcome {
+            TaskOutcome::Completed(output) => {
+                self.end_attempt(i, AttemptOutcome::Completed, None, now, &mut ch);
+                let t = &mut self.tasks[i];
+                t.lease = None;
+                t.end_time = Some(now);
+                t.error = None;
+                self.outputs[i] = Some(Arc::new(output));
+                self.set_task(i, TaskStatus::Completed, None, now, &mut ch);
+                // Fan-in: only a dependent still waiting counts down; the last one queues it.
+                for k in 0..self.graph.dependents(i).len() {
+                    let d = self.graph.dependents(i)[k];
+                    let dep = &mut self.tasks[d];
+                    if dep.status != TaskStatus::Pending {
+                        continue;
+                    }
+                    dep.remaining_dependencies = dep.remaining_dependencies.saturating_sub(1);
+                    if dep.remaining_dependencies == 0 {
+                        self.enqueue(d, now, &mut ch);
+                    }
+                }
+            }
+            TaskOutcome::Failed {
+                error,
+                retry_at: Some(due),
+            } => {
+                self.end_attempt(i, AttemptOutcome::Retrying, Some(error.clone()), now, &mut ch);
+                let t = &mut self.tasks[i];
+                t.lease = None;
+                t.end_time = Some(now);
+                t.failures += 1;
+                t.attempt += 1;
+                t.error = Some(error.clone());
+                t.due_at = Some(due);
+                let next = t.task_ref(self.summary.id);
+                self.set_task(i, TaskStatus::Retrying, Some(error), now, &mut ch);
+                ch.delayed.push((next, due));
+            }
+            TaskOutcome::Failed { error, retry_at: None } => {
+                self.end_attempt(i, AttemptOutcome::Failed, Some(error.clone()), now, &mut ch);
+                let t = &mut self.tasks[i];
+                t.lease = None;
+                t.end_time = Some(now);
+                t.failures += 1;
+                self.fail(i, error, now, &mut ch);
+            }
+        }
+        self.finish_if_done(now, &mut ch);
+        Ok(ch)
+    }
+
+    /// RUNNING → QUEUED under the next attempt number: the worker hands the task back (shutdown).
+    pub fn release(&mut self, task: &TaskRef, now: DateTime<Utc>) -> Result<Changes> {
+        let i = self.guard(task, &[TaskStatus::Running])?;
+        let mut ch = Changes::default();
+        self.end_attempt(i, AttemptOutcome::Released, None, now, &mut ch);
+        self.tasks[i].attempt += 1;
+        self.enqueue(i, now, &mut ch);
+        Ok(ch)
+    }
+}

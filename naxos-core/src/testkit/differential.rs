@@ -1,0 +1,152 @@
+//! The differential test: the same random scenarios on a Store and on the in-memory store (the
+//! state module itself), step by step, asserting identical results, [`Changes`], events,
+//! attempt records and executions. A backend's hand-written fast paths are held to the state
+//! module this way; a backend that applies the state module passes it by construction.
+//!
+//! Every scenario runs on one execution of its own definition, at fixed whole-second times
+//! (so no store rounds them), and ends with the execution stopped if it is not finished, so
+//! the recovery scans of the next scenario find nothing of it.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use proptest::test_runner::{TestCaseError, TestRunner};
+
+use super::scenario::{
+    apply_to_store, cases, config, drain_step, epoch, new_execution, resolve, scenario, Call, Scenario,
+};
+use crate::backend::{StopReason, Store};
+use crate::memory::MemoryStore;
+use crate::model::ExecutionId;
+
+/// Operations per scenario, at most.
+const MAX_OPS: usize = 24;
+
+/// Runs the differential test on `store` with `rt`: `NAXOS_PROPTEST_CASES` scenarios (default
+/// 32), panicking with the first (shrunk) scenario on which the two stores disagree.
+pub fn run(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>) {
+    let mut runner = TestRunner::new(config(cases(32)));
+    let result = runner.run(&scenario(MAX_OPS), |s| {
+        rt.block_on(check(&*store, &s)).map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!("the store disagrees with the state module: {e}");
+    }
+}
+
+/// Runs one scenario on `store` and on a fresh [`MemoryStore`]; the first difference is the error.
+pub async fn check(store: &dyn Store, scenario: &Scenario) -> Result<(), String> {
+    let reference = MemoryStore::new();
+    let def = scenario.definition();
+    let put = store
+        .put_definition(def.clone(), epoch())
+        .await
+        .map_err(|e| e.to_string())?;
+    reference
+        .put_definition(def, epoch())
+        .await
+        .map_err(|e| e.to_string())?;
+    let new = new_execution(&put.definition);
+    let id = new.id;
+    let (a, b) = (
+        reference.create_execution(new.clone()).await.map(|c| c.changes),
+        store.create_execution(new).await.map(|c| c.changes),
+    );
+    same("create", &a.map_err(|e| e.to_string()), &b.map_err(|e| e.to_string()))?;
+    same_execution(&reference, store, id, "create").await?;
+    let mut now = epoch();
+    let mut step = 0;
+    for op in &scenario.ops {
+        let snapshot = reference.get_execution(id).await.map_err(|e| e.to_string())?;
+        let Some(call) = resolve(op, &snapshot, &mut now) else {
+            continue;
+        };
+        step += 1;
+        both(&reference, store, id, &call, &format!("step {step} ({op:?})")).await?;
+    }
+    // Drive the execution to its end, so completions, fan-ins and the verdict are compared too.
+    for _ in 0..4 * super::scenario::MAX_TASKS {
+        let snapshot = reference.get_execution(id).await.map_err(|e| e.to_string())?;
+        let Some(call) = drain_step(&snapshot, now) else {
+            break;
+        };
+        step += 1;
+        both(&reference, store, id, &call, &format!("drain step {step}")).await?;
+    }
+    if !store
+        .get_execution(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .status
+        .is_terminal()
+    {
+        let call = Call::Stop(id, StopReason::Cancelled, now);
+        both(&reference, store, id, &call, "final stop").await?;
+    }
+    Ok(())
+}
+
+/// Applies `call` to both stores and compares what they returned and what they hold after.
+async fn both(
+    reference: &MemoryStore,
+    store: &dyn Store,
+    id: ExecutionId,
+    call: &Call,
+    at: &str,
+) -> Result<(), String> {
+    let a = apply_to_store(reference, call).await;
+    let b = apply_to_store(store, call).await;
+    same(&format!("{at}: {call:?}"), &a, &b)?;
+    same_execution(reference, store, id, at).await
+}
+
+async fn same_execution(reference: &MemoryStore, store: &dyn Store, id: ExecutionId, at: &str) -> Result<(), String> {
+    let a = reference.get_execution(id).await.map_err(|e| e.to_string())?;
+    let b = store.get_execution(id).await.map_err(|e| e.to_string())?;
+    same(&format!("{at}: the execution after it"), &a, &b)
+}
+
+fn same<T: PartialEq + Debug>(what: &str, reference: &T, store: &T) -> Result<(), String> {
+    if reference == store {
+        return Ok(());
+    }
+    let (a, b) = (format!("{reference:#?}"), format!("{store:#?}"));
+    Err(format!("{what}\n{}", diff(&a, &b)))
+}
+
+/// The lines of `a` and `b` that differ (a longest-common-subsequence diff), each with the two
+/// lines before it: enough to see what disagrees without printing two whole executions.
+fn diff(a: &str, b: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, String::new());
+    let mut context: Vec<&str> = Vec::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            context.push(a[i]);
+            (i, j) = (i + 1, j + 1);
+            continue;
+        }
+        for line in context.drain(..).rev().take(2).collect::<Vec<_>>().into_iter().rev() {
+            out.push_str(&format!("    {line}\n"));
+        }
+        if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push_str(&format!("  + {}   <- store\n", b[j]));
+            j += 1;
+        } else {
+            out.push_str(&format!("  - {}   <- state module\n", a[i]));
+            i += 1;
+        }
+    }
+    out
+}

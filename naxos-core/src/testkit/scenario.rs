@@ -1,0 +1,446 @@
+//! Random scenarios for the state machine: a random DAG and a random sequence of operations on
+//! one execution of it, as proptest strategies, and the drivers that run a scenario against the
+//! pure state module or against any [`Store`].
+//!
+//! An [`Op`] picks its task among those it can apply to (a claim among the QUEUED and RETRYING
+//! tasks, a finish among the RUNNING ones, …) and names the current attempt, an older one or a
+//! newer one, so most operations do something and some are stale. [`resolve`] turns it into a
+//! concrete [`Call`] against a snapshot of the execution, so two stores given the same scenario
+//! receive exactly the same calls.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use crate::backend::{
+    Changes, ClaimRequest, ClaimedTask, LeaseState, NewExecution, StopReason, Store, TaskFinish, TaskOutcome,
+};
+use crate::model::{Execution, ExecutionId, JobDefinition, StoredDefinition, TaskBuilder, TaskRef, TaskStatus};
+use crate::state::ExecutionState;
+use crate::{Error, Result};
+
+/// Most tasks in a scenario's DAG.
+pub const MAX_TASKS: usize = 6;
+
+/// A DAG (task `i` depends on some of the tasks before it) and the operations to apply.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// For each task, the indices of its dependencies (all lower than its own).
+    pub dependencies: Vec<Vec<usize>>,
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+}
+
+/// Which attempt an operation names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// The task's current attempt.
+    Current,
+    /// The one before: a late message or a presumed-dead worker.
+    Stale,
+    /// The one after: a message from the future, which no store can have sent.
+    Ahead,
+}
+
+/// One operation of a [`Scenario`]. `pick` chooses among the tasks the operation can apply to
+/// (any task when there are none).
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Claim a QUEUED or RETRYING task for `owner`, leased for `lease_secs`.
+    Claim {
+        /// Which task.
+        pick: u8,
+        /// Which attempt.
+        fence: Fence,
+        /// The claiming node (0 or 1).
+        owner: u8,
+        /// The lease length.
+        lease_secs: u8,
+    },
+    /// Extend a running (or cancelled) task's lease to `secs` from now.
+    Heartbeat {
+        /// Which task.
+        pick: u8,
+        /// Which attempt.
+        fence: Fence,
+        /// The new lease length.
+        secs: u8,
+    },
+    /// Finish running tasks: one outcome per entry, all in one call.
+    Finish {
+        /// Which tasks and how each ended.
+        outcomes: Vec<(u8, Fence, Ending)>,
+    },
+    /// Hand a running task back.
+    Release {
+        /// Which task.
+        pick: u8,
+        /// Which attempt.
+        fence: Fence,
+    },
+    /// Cancel the execution.
+    Cancel,
+    /// Fail the execution for its deadline.
+    TimeOut,
+    /// Retry the failed part.
+    Retry,
+    /// Move the clock forward.
+    Advance {
+        /// By how many seconds.
+        secs: u8,
+    },
+    /// Recover expired leases.
+    Recover {
+        /// Lease expiries allowed before a task FAILS.
+        max_expiries: u8,
+    },
+    /// Take over QUEUED tasks older than `older_secs`, and due retries.
+    TakeStale {
+        /// How old a QUEUED task must be.
+        older_secs: u8,
+    },
+}
+
+/// How a finished attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// With an output.
+    Completed,
+    /// Failed, to be retried after this many seconds.
+    Retry(u8),
+    /// Failed for good.
+    Failed,
+}
+
+fn fence() -> impl Strategy<Value = Fence> {
+    prop_oneof![8 => Just(Fence::Current), 1 => Just(Fence::Stale), 1 => Just(Fence::Ahead)]
+}
+
+fn ending() -> impl Strategy<Value = Ending> {
+    prop_oneof![6 => Just(Ending::Completed), 2 => (0u8..20).prop_map(Ending::Retry), 1 => Just(Ending::Failed)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (any::<u8>(), fence(), 0u8..2, 1u8..60)
+            .prop_map(|(pick, fence, owner, lease_secs)| Op::Claim { pick, fence, owner, lease_secs }),
+        2 => (any::<u8>(), fence(), 1u8..60).prop_map(|(pick, fence, secs)| Op::Heartbeat { pick, fence, secs }),
+        6 => proptest::collection::vec((any::<u8>(), fence(), ending()), 1..3)
+            .prop_map(|outcomes| Op::Finish { outcomes }),
+        1 => (any::<u8>(), fence()).prop_map(|(pick, fence)| Op::Release { pick, fence }),
+        1 => Just(Op::Cancel),
+        1 => Just(Op::TimeOut),
+        1 => Just(Op::Retry),
+        2 => (1u8..90).prop_map(|secs| Op::Advance { secs }),
+        2 => (0u8..3).prop_map(|max_expiries| Op::Recover { max_expiries }),
+        2 => (0u8..30).prop_map(|older_secs| Op::TakeStale { older_secs }),
+    ]
+}
+
+fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
+    (1..=MAX_TASKS)
+        .prop_flat_map(|n| {
+            (0..n)
+                .map(|i| proptest::collection::vec(any::<bool>(), i))
+                .collect::<Vec<_>>()
+        })
+        .prop_map(|edges| {
+            edges
+                .into_iter()
+                .map(|mine| {
+                    mine.into_iter()
+                        .enumerate()
+                        .filter(|(_, on)| *on)
+                        .map(|(d, _)| d)
+                        .collect()
+                })
+                .collect()
+        })
+}
+
+/// Scenarios of up to [`MAX_TASKS`] tasks and up to `max_ops` operations.
+pub fn scenario(max_ops: usize) -> impl Strategy<Value = Scenario> {
+    (dag(), proptest::collection::vec(op(), 0..max_ops)).prop_map(|(dependencies, ops)| Scenario { dependencies, ops })
+}
+
+/// How many cases a property runs: `NAXOS_PROPTEST_CASES` when set, else `default`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("NAXOS_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A proptest configuration with `cases` cases that writes no regression files.
+pub fn config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
+
+impl Scenario {
+    /// The scenario's job: tasks `t0`, `t1`, … (so id order is index order), each depending
+    /// on the tasks its [`dependencies`](Self::dependencies) name, under a fresh id.
+    pub fn definition(&self) -> JobDefinition {
+        let mut builder = JobDefinition::builder(super::unique_id("scenario"));
+        for (i, deps) in self.dependencies.iter().enumerate() {
+            builder = builder.task(TaskBuilder::new(format!("t{i}"), "f").after(deps.iter().map(|d| format!("t{d}"))));
+        }
+        builder.build()
+    }
+}
+
+/// The scenarios' fixed start time (whole seconds, so every store keeps it exactly).
+pub fn epoch() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+        .single()
+        .expect("a valid date")
+}
+
+/// A concrete call to a Store, resolved from an [`Op`].
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// [`Store::claim`].
+    Claim(ClaimRequest),
+    /// [`Store::heartbeat`].
+    Heartbeat(TaskRef, DateTime<Utc>),
+    /// [`Store::finish`].
+    Finish(Vec<TaskFinish>),
+    /// [`Store::release`].
+    Release(TaskRef, DateTime<Utc>),
+    /// [`Store::stop_execution`].
+    Stop(ExecutionId, StopReason, DateTime<Utc>),
+    /// [`Store::retry_execution`].
+    Retry(ExecutionId, DateTime<Utc>),
+    /// [`Store::recover_expired`] (now, max expiries).
+    Recover(DateTime<Utc>, u32),
+    /// [`Store::take_stale`] (queued before, now).
+    TakeStale(DateTime<Utc>, DateTime<Utc>),
+}
+
+/// Scans look at this many tasks at most.
+const SCAN_LIMIT: usize = 100;
+
+/// Turns `op` into a call on `execution` at `now` (advancing `now` for [`Op::Advance`], which
+/// makes no call).
+pub fn resolve(op: &Op, execution: &Execution, now: &mut DateTime<Utc>) -> Option<Call> {
+    let task = |pick: u8, fence: Fence, statuses: &[TaskStatus]| -> TaskRef {
+        let candidates: Vec<_> = execution
+            .tasks
+            .iter()
+            .filter(|t| statuses.contains(&t.status))
+            .collect();
+        let t = if candidates.is_empty() {
+            &execution.tasks[pick as usize % execution.tasks.len()]
+        } else {
+            candidates[pick as usize % candidates.len()]
+        };
+        let attempt = match fence {
+            Fence::Current => t.attempt,
+            Fence::Stale => t.attempt - 1,
+            Fence::Ahead => t.attempt + 1,
+        };
+        TaskRef::new(execution.id, t.task_id.clone(), attempt)
+    };
+    let at = *now;
+    let secs = |s: u8| Duration::seconds(i64::from(s));
+    Some(match op {
+        Op::Claim {
+            pick,
+            fence,
+            owner,
+            lease_secs,
+        } => Call::Claim(ClaimRequest {
+            task: task(*pick, *fence, &[TaskStatus::Queued, TaskStatus::Retrying]),
+            owner: format!("node-{owner}"),
+            lease_until: at + secs(*lease_secs),
+            now: at,
+        }),
+        Op::Heartbeat { pick, fence, secs: s } => Call::Heartbeat(
+            task(*pick, *fence, &[TaskStatus::Running, TaskStatus::Cancelled]),
+            at + secs(*s),
+        ),
+        Op::Finish { outcomes } => Call::Finish(
+            outcomes
+                .iter()
+                .map(|(pick, fence, ending)| {
+                    let task = task(*pick, *fence, &[TaskStatus::Running]);
+                    let outcome = match ending {
+                        Ending::Completed => TaskOutcome::Completed(json!({ "by": task.task_id, "at": task.attempt })),
+                        Ending::Retry(s) => TaskOutcome::Failed {
+                            error: format!("{} failed; retry", task.task_id),
+                            retry_at: Some(at + secs(*s)),
+                        },
+                        Ending::Failed => TaskOutcome::Failed {
+                            error: format!("{} failed", task.task_id),
+                            retry_at: None,
+                        },
+                    };
+                    TaskFinish { task, outcome, now: at }
+                })
+                .collect(),
+        ),
+        Op::Release { pick, fence } => Call::Release(task(*pick, *fence, &[TaskStatus::Running]), at),
+        Op::Cancel => Call::Stop(execution.id, StopReason::Cancelled, at),
+        Op::TimeOut => Call::Stop(execution.id, StopReason::TimedOut, at),
+        Op::Retry => Call::Retry(execution.id, at),
+        Op::Advance { secs: s } => {
+            *now += secs(*s);
+            return None;
+        }
+        Op::Recover { max_expiries } => Call::Recover(at, u32::from(*max_expiries)),
+        Op::TakeStale { older_secs } => Call::TakeStale(at - secs(*older_secs), at),
+    })
+}
+
+/// The next call that moves a stuck-free execution towards its end: complete the first RUNNING
+/// task, else claim the first QUEUED or RETRYING one. `None` when the execution is finished or
+/// (a bug) nothing can move.
+pub fn drain_step(execution: &Execution, now: DateTime<Utc>) -> Option<Call> {
+    if execution.status.is_terminal() {
+        return None;
+    }
+    if let Some(t) = execution.tasks.iter().find(|t| t.status == TaskStatus::Running) {
+        let task = t.task_ref(execution.id);
+        let outcome = TaskOutcome::Completed(json!({ "by": task.task_id, "at": task.attempt }));
+        return Some(Call::Finish(vec![TaskFinish { task, outcome, now }]));
+    }
+    let t = execution
+        .tasks
+        .iter()
+        .find(|t| matches!(t.status, TaskStatus::Queued | TaskStatus::Retrying))?;
+    Some(Call::Claim(ClaimRequest {
+        task: t.task_ref(execution.id),
+        owner: "drain".into(),
+        lease_until: now + Duration::seconds(30),
+        now,
+    }))
+}
+
+/// What a call returned, in a form two stores can be compared on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// A claim: the claimed task's inputs and the claim's changes.
+    Claimed(std::result::Result<Claimed, ErrorKind>),
+    /// A heartbeat.
+    Lease(std::result::Result<LeaseState, ErrorKind>),
+    /// A finish: each item's result, and the changes.
+    Finished(Vec<std::result::Result<(), ErrorKind>>, Changes),
+    /// A release, retry or scan.
+    Changed(std::result::Result<Changes, ErrorKind>),
+    /// A stop: the new status, the running tasks, the changes.
+    Stopped(std::result::Result<(crate::ExecutionStatus, Vec<TaskRef>, Changes), ErrorKind>),
+}
+
+/// A [`ClaimedTask`] without its `Arc`s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The task.
+    pub task: TaskRef,
+    /// Definition id and version.
+    pub definition: (String, u32),
+    /// Attempts and failures.
+    pub counts: (u32, u32),
+    /// When it was queued.
+    pub queued_at: Option<DateTime<Utc>>,
+    /// The params.
+    pub params: Value,
+    /// The upstream outputs.
+    pub upstream: BTreeMap<String, Value>,
+    /// The claim's changes.
+    pub changes: Changes,
+}
+
+impl From<ClaimedTask> for Claimed {
+    fn from(c: ClaimedTask) -> Self {
+        Self {
+            task: c.task,
+            definition: (c.definition_id, c.definition_version),
+            counts: (c.attempts, c.failures),
+            queued_at: c.queued_at,
+            params: (*c.params).clone(),
+            upstream: c.upstream.into_iter().map(|(k, v)| (k, (*v).clone())).collect(),
+            changes: c.changes,
+        }
+    }
+}
+
+/// The kind of an error, which is what two stores must agree on (their texts may differ).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// [`Error::Conflict`].
+    Conflict,
+    /// [`Error::NotFound`].
+    NotFound,
+    /// Anything else, with its text.
+    Other(String),
+}
+
+fn kind(e: Error) -> ErrorKind {
+    match e {
+        Error::Conflict(_) => ErrorKind::Conflict,
+        Error::NotFound { .. } => ErrorKind::NotFound,
+        other => ErrorKind::Other(other.to_string()),
+    }
+}
+
+fn observe<T, U>(r: Result<T>, f: impl FnOnce(T) -> U) -> std::result::Result<U, ErrorKind> {
+    r.map(f).map_err(kind)
+}
+
+/// Applies `call` to a pure execution state.
+pub fn apply_to_state(state: &mut ExecutionState, call: &Call) -> Observed {
+    match call.clone() {
+        Call::Claim(req) => Observed::Claimed(observe(state.claim(&req), Claimed::from)),
+        Call::Heartbeat(task, until) => Observed::Lease(observe(state.heartbeat(&task, until), |l| l)),
+        Call::Finish(items) => {
+            let mut changes = Changes::default();
+            let results = items
+                .into_iter()
+                .map(|f| observe(state.finish(&f.task, f.outcome, f.now), |c| changes.extend(c)))
+                .collect();
+            Observed::Finished(results, changes)
+        }
+        Call::Release(task, now) => Observed::Changed(observe(state.release(&task, now), |c| c)),
+        Call::Stop(_, reason, now) => {
+            Observed::Stopped(observe(state.stop(reason, now), |s| (s.status, s.running, s.changes)))
+        }
+        Call::Retry(_, now) => Observed::Changed(observe(state.retry(now), |c| c)),
+        Call::Recover(now, max) => Observed::Changed(Ok(state.recover_expired(now, max, &mut SCAN_LIMIT.clone()))),
+        Call::TakeStale(before, now) => Observed::Changed(Ok(state.take_stale(before, now, &mut SCAN_LIMIT.clone()))),
+    }
+}
+
+/// Applies `call` to a Store.
+pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
+    match call.clone() {
+        Call::Claim(req) => Observed::Claimed(observe(store.claim(req).await, Claimed::from)),
+        Call::Heartbeat(task, until) => Observed::Lease(observe(store.heartbeat(&task, until).await, |l| l)),
+        Call::Finish(items) => match store.finish(items).await {
+            Ok(report) => Observed::Finished(
+                report.results.into_iter().map(|r| r.map_err(kind)).collect(),
+                report.changes,
+            ),
+            Err(e) => Observed::Finished(vec![Err(kind(e))], Changes::default()),
+        },
+        Call::Release(task, now) => Observed::Changed(observe(store.release(&task, now).await, |c| c)),
+        Call::Stop(id, reason, now) => Observed::Stopped(observe(store.stop_execution(id, reason, now).await, |s| {
+            (s.status, s.running, s.changes)
+        })),
+        Call::Retry(id, now) => Observed::Changed(observe(store.retry_execution(id, now).await, |c| c)),
+        Call::Recover(now, max) => Observed::Changed(observe(store.recover_expired(now, max, SCAN_LIMIT).await, |c| c)),
+        Call::TakeStale(before, now) => {
+            Observed::Changed(observe(store.take_stale(before, now, SCAN_LIMIT).await, |c| c))
+        }
+    }
+}
+
+/// The execution a scenario creates, at [`epoch`], with params `{"n": 1}`.
+pub fn new_execution(definition: &Arc<StoredDefinition>) -> NewExecution {
+    NewExecution::new(definition, json!({ "n": 1 }), epoch())
+}

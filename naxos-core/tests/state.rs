@@ -1,0 +1,301 @@
+//! Properties of the state machine over random operation sequences on random DAGs (proptest):
+//! the rules every Store inherits from naxos-core's state module.
+//!
+//! `NAXOS_PROPTEST_CASES` sets the number of cases (default 256).
+
+use std::collections::BTreeSet;
+
+use naxos_core::backend::Changes;
+use naxos_core::model::StoredDefinition;
+use naxos_core::model::{EventKind, Execution, ExecutionStatus, TaskStatus};
+use naxos_core::state::{rules, ExecutionState};
+use naxos_core::testkit::scenario::{
+    apply_to_state, cases, config, drain_step, epoch, new_execution, resolve, scenario, Call, Fence, Observed, Op,
+    Scenario,
+};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+proptest! {
+    #![proptest_config(config(cases(256)))]
+
+    #[test]
+    fn every_rule_holds_after_every_step(s in scenario(40)) {
+        run(&s)?;
+    }
+}
+
+/// What the events of one execution said so far.
+#[derive(Default)]
+struct Seen {
+    /// (task, attempt) pairs that COMPLETED.
+    completed: BTreeSet<(String, u32)>,
+    /// Terminal execution events since the last RUNNING one.
+    ended: usize,
+}
+
+fn run(s: &Scenario) -> Result<(), TestCaseError> {
+    let def = s.definition();
+    let stored = std::sync::Arc::new(StoredDefinition {
+        version: 1,
+        created_at: epoch(),
+        definition: def,
+    });
+    let (mut state, created) = ExecutionState::create(new_execution(&stored)).map_err(fail)?;
+    let mut seen = Seen::default();
+    check_changes(&state, &created, &mut seen)?;
+    check_state(&state)?;
+    let mut now = epoch();
+    for op in &s.ops {
+        let Some(call) = resolve(op, &state.snapshot(), &mut now) else {
+            continue;
+        };
+        step(&mut state, &call, fenced_off(op), &mut seen)?;
+    }
+    // However the operations left it, the execution can be driven to its end.
+    for _ in 0..4 * naxos_core::testkit::scenario::MAX_TASKS {
+        let Some(call) = drain_step(&state.snapshot(), now) else {
+            break;
+        };
+        step(&mut state, &call, false, &mut seen)?;
+    }
+    prop_assert!(state.is_finished(), "the execution is stuck: {:#?}", state.snapshot());
+    prop_assert_eq!(seen.ended, 1, "a finished execution ended exactly once");
+    Ok(())
+}
+
+/// True when every task the operation names carries an attempt that is not the current one.
+fn fenced_off(op: &Op) -> bool {
+    let stale = |f: &Fence| *f != Fence::Current;
+    match op {
+        Op::Claim { fence, .. } | Op::Heartbeat { fence, .. } | Op::Release { fence, .. } => stale(fence),
+        Op::Finish { outcomes } => outcomes.iter().all(|(_, f, _)| stale(f)),
+        _ => false,
+    }
+}
+
+fn step(state: &mut ExecutionState, call: &Call, fenced_off: bool, seen: &mut Seen) -> Result<(), TestCaseError> {
+    let before = state.clone();
+    let observed = apply_to_state(state, call);
+    let (changes, failed) = match observed {
+        Observed::Claimed(r) => match r {
+            Ok(c) => {
+                // A task starts only when all its dependencies COMPLETED.
+                let i = state.index_of(&c.task.task_id).expect("claimed task exists");
+                for &d in state.graph().dependencies(i) {
+                    prop_assert_eq!(
+                        state.tasks()[d].status,
+                        TaskStatus::Completed,
+                        "claimed {} early",
+                        c.task
+                    );
+                }
+                prop_assert_eq!(c.upstream.len(), state.graph().dependencies(i).len());
+                (c.changes, false)
+            }
+            Err(_) => (Changes::default(), true),
+        },
+        Observed::Lease(r) => (Changes::default(), r.is_err()),
+        Observed::Finished(results, changes) => {
+            let all_failed = results.iter().all(|r| r.is_err());
+            (changes, all_failed)
+        }
+        Observed::Changed(r) => match r {
+            Ok(c) => (c, false),
+            Err(_) => (Changes::default(), true),
+        },
+        Observed::Stopped(r) => match r {
+            Ok((_, _, c)) => (c, false),
+            Err(_) => (Changes::default(), true),
+        },
+    };
+    if fenced_off {
+        prop_assert!(failed, "an operation on a stale attempt was accepted: {call:?}");
+    }
+    if failed {
+        // An operation that fails changes nothing at all.
+        prop_assert_eq!(&before, &*state, "a failed operation changed the state: {:?}", call);
+    }
+    check_changes(state, &changes, seen)?;
+    check_state(state)
+}
+
+/// What a transition reports agrees with the state it left.
+fn check_changes(state: &ExecutionState, changes: &Changes, seen: &mut Seen) -> Result<(), TestCaseError> {
+    let id = state.summary().id;
+    for r in &changes.ready {
+        let t = &state.tasks()[state.index_of(&r.task_id).expect("ready task exists")];
+        prop_assert_eq!(r.execution_id, id);
+        prop_assert_eq!(
+            (t.status, t.attempt),
+            (TaskStatus::Queued, r.attempt),
+            "ready {} is not QUEUED",
+            r
+        );
+    }
+    for (r, due) in &changes.delayed {
+        let t = &state.tasks()[state.index_of(&r.task_id).expect("delayed task exists")];
+        prop_assert_eq!(
+            (t.status, t.attempt, t.due_at),
+            (TaskStatus::Retrying, r.attempt, Some(*due))
+        );
+    }
+    for e in &changes.events {
+        prop_assert_eq!(e.execution_id, id);
+        match &e.kind {
+            EventKind::Task {
+                task_id,
+                attempt,
+                status: TaskStatus::Completed,
+            } => {
+                // A task completes at most once per attempt.
+                prop_assert!(
+                    seen.completed.insert((task_id.clone(), *attempt)),
+                    "{task_id} completed twice at attempt {attempt}"
+                );
+            }
+            EventKind::Execution { status } if status.is_terminal() => {
+                seen.ended += 1;
+                prop_assert_eq!(seen.ended, 1, "the execution ended twice");
+            }
+            EventKind::Execution {
+                status: ExecutionStatus::Running,
+            } => seen.ended = 0,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Invariants of one state.
+fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
+    let exec: Execution = state.snapshot();
+    let graph = state.graph();
+    let failed: BTreeSet<usize> = (0..exec.tasks.len())
+        .filter(|&i| exec.tasks[i].status == TaskStatus::Failed)
+        .collect();
+    for (i, t) in exec.tasks.iter().enumerate() {
+        let deps = graph.dependencies(i);
+        let not_done = deps
+            .iter()
+            .filter(|&&d| exec.tasks[d].status != TaskStatus::Completed)
+            .count() as u32;
+        match t.status {
+            TaskStatus::Pending => {
+                prop_assert_eq!(t.remaining_dependencies, not_done, "{}: the fan-in count", &t.task_id);
+                prop_assert!(
+                    not_done > 0 || exec.status.is_terminal(),
+                    "{} waits for nothing",
+                    &t.task_id
+                );
+            }
+            TaskStatus::Queued | TaskStatus::Running | TaskStatus::Retrying | TaskStatus::Completed => {
+                prop_assert_eq!(
+                    not_done,
+                    0,
+                    "{} is {} before its dependencies completed",
+                    &t.task_id,
+                    t.status
+                );
+            }
+            TaskStatus::Skipped => {
+                // SKIPPED only below a FAILED task.
+                prop_assert!(
+                    ancestors(graph, i).iter().any(|a| failed.contains(a)),
+                    "{} SKIPPED with no failed task above it",
+                    &t.task_id
+                );
+                prop_assert_eq!(
+                    t.error.as_deref().map(|e| e.starts_with("skipped: upstream task")),
+                    Some(true)
+                );
+            }
+            TaskStatus::Failed | TaskStatus::Cancelled => {}
+        }
+        // The counters and the attempt history agree with each other.
+        prop_assert_eq!(
+            t.attempts as usize,
+            t.history.len(),
+            "{}: attempts vs history",
+            &t.task_id
+        );
+        let open: Vec<_> = t.history.iter().filter(|r| r.ended_at.is_none()).collect();
+        if t.status == TaskStatus::Running {
+            prop_assert!(t.lease.is_some(), "{} RUNNING without a lease", &t.task_id);
+            prop_assert_eq!(open.len(), 1);
+            prop_assert_eq!(open[0].attempt, t.attempt, "the open record is the current attempt's");
+        } else {
+            prop_assert!(
+                open.is_empty(),
+                "{} is {} with an attempt still open",
+                &t.task_id,
+                t.status
+            );
+        }
+        prop_assert_eq!(
+            t.output.is_some(),
+            t.status == TaskStatus::Completed,
+            "{}: output",
+            &t.task_id
+        );
+        let failures = t
+            .history
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.outcome,
+                    Some(naxos_core::model::AttemptOutcome::Failed | naxos_core::model::AttemptOutcome::Retrying)
+                )
+            })
+            .count();
+        prop_assert!(
+            t.failures as usize <= failures,
+            "{}: more failures than failed attempts",
+            &t.task_id
+        );
+    }
+    // How the execution stands agrees with its tasks.
+    let all_terminal = exec.tasks.iter().all(|t| t.status.is_terminal());
+    match exec.status {
+        ExecutionStatus::Pending | ExecutionStatus::Running => {
+            prop_assert!(
+                !all_terminal,
+                "every task is finished but the execution is {}",
+                exec.status
+            );
+            prop_assert_eq!(exec.end_time, None);
+        }
+        status => {
+            prop_assert!(all_terminal, "the execution is {} with a task unfinished", status);
+            prop_assert!(exec.end_time.is_some());
+            let verdict = rules::verdict(&exec.tasks);
+            if exec.error.as_deref() != Some(rules::TIMED_OUT) && status != ExecutionStatus::Cancelled {
+                prop_assert_eq!(verdict, Some((status, exec.error.clone())), "the verdict");
+            }
+            prop_assert_eq!(
+                status == ExecutionStatus::Completed,
+                exec.tasks.iter().all(|t| t.status == TaskStatus::Completed)
+            );
+            if !failed.is_empty() {
+                prop_assert_eq!(status, ExecutionStatus::Failed, "an execution with a FAILED task FAILS");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every task above `i`.
+fn ancestors(graph: &naxos_core::state::Graph, i: usize) -> BTreeSet<usize> {
+    let mut found = BTreeSet::new();
+    let mut stack = graph.dependencies(i).to_vec();
+    while let Some(d) = stack.pop() {
+        if found.insert(d) {
+            stack.extend_from_slice(graph.dependencies(d));
+        }
+    }
+    found
+}
+
+fn fail(e: naxos_core::Error) -> TestCaseError {
+    TestCaseError::fail(e.to_string())
+}

@@ -1,0 +1,206 @@
+//! The cold transitions: load one execution under its row lock, apply naxos-core's state
+//! function to it, and write back what changed — in the same transaction.
+//!
+//! The rules live in [`naxos_core::state`]; this file only moves rows. The write-back is one
+//! statement: the execution row (bumping `revision`, see `settle.rs`), every task row that
+//! changed, and the attempt records the transition started or ended.
+
+use naxos_core::model::{Attempt, Execution, ExecutionId, TaskRun};
+use naxos_core::state::ExecutionState;
+use naxos_core::{Error, Result};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use crate::codec::{execution_summary, get, task_run, EXECUTION_COLUMNS, TASK_COLUMNS};
+use crate::error::db;
+
+/// Locks execution `id` for the rest of the transaction and loads it (without its history:
+/// transitions only add to that). Every transition of one execution thus runs after the
+/// previous one committed.
+pub(crate) async fn load(
+    conn: &mut PgConnection,
+    id: ExecutionId,
+    skip_locked: bool,
+) -> Result<Option<ExecutionState>> {
+    let lock = if skip_locked {
+        "FOR NO KEY UPDATE SKIP LOCKED"
+    } else {
+        "FOR NO KEY UPDATE"
+    };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {EXECUTION_COLUMNS}, params FROM naxos_executions WHERE id = $1 {lock}"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let tasks = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM naxos_tasks WHERE execution_id = $1 ORDER BY position"
+    )))
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let execution = Execution {
+        summary: execution_summary(&row)?,
+        data: get(&row, "params")?,
+        tasks: tasks.iter().map(task_run).collect::<Result<_>>()?,
+    };
+    ExecutionState::from_execution(execution).map(Some)
+}
+
+/// Runs `transition` on execution `id` under its row lock and writes back what it changed.
+/// `NotFound` for an unknown execution; an error from `transition` writes nothing.
+pub(crate) async fn apply<T>(
+    conn: &mut PgConnection,
+    id: ExecutionId,
+    transition: impl FnOnce(&mut ExecutionState) -> Result<T>,
+) -> Result<T> {
+    let mut state = load(conn, id, false)
+        .await?
+        .ok_or_else(|| Error::not_found("execution", id))?;
+    let before = state.clone();
+    let out = transition(&mut state)?;
+    write_back(conn, &before, &state).await?;
+    Ok(out)
+}
+
+/// A task row as the write-back statement reads it from JSON.
+#[derive(Serialize)]
+struct TaskRow<'a> {
+    task_id: &'a str,
+    status: &'static str,
+    remaining: u32,
+    attempt: u32,
+    attempts: u32,
+    failures: u32,
+    lease_expiries: u32,
+    error: Option<&'a str>,
+    set_output: bool,
+    output: Option<&'a Value>,
+    lease_owner: Option<&'a str>,
+    lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    queued_at: Option<chrono::DateTime<chrono::Utc>>,
+    due_at: Option<chrono::DateTime<chrono::Utc>>,
+    start_time: Option<chrono::DateTime<chrono::Utc>>,
+    end_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// An attempt record as the write-back statement reads it from JSON.
+#[derive(Serialize)]
+struct AttemptRow<'a> {
+    task_id: &'a str,
+    attempt: u32,
+    node: &'a str,
+    started_at: chrono::DateTime<chrono::Utc>,
+    ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    outcome: Option<&'static str>,
+    error: Option<&'a str>,
+}
+
+impl<'a> AttemptRow<'a> {
+    fn new(task_id: &'a str, record: &'a Attempt) -> Self {
+        Self {
+            task_id,
+            attempt: record.attempt,
+            node: &record.node,
+            started_at: record.started_at,
+            ended_at: record.ended_at,
+            outcome: record.outcome.map(|o| o.as_str()),
+            error: record.error.as_deref(),
+        }
+    }
+}
+
+const WRITE_BACK: &str = "
+    WITH execution AS (
+        UPDATE naxos_executions SET status = $2, error = $3, deadline = $4, updated_at = $5, start_time = $6,
+               end_time = $7, revision = revision + 1
+        WHERE id = $1
+    ), tasks AS (
+        UPDATE naxos_tasks t SET status = r.status, remaining = r.remaining, attempt = r.attempt,
+               attempts = r.attempts, failures = r.failures, lease_expiries = r.lease_expiries, error = r.error,
+               output = CASE WHEN r.set_output THEN r.output ELSE t.output END,
+               lease_owner = r.lease_owner, lease_expires_at = r.lease_expires_at, queued_at = r.queued_at,
+               due_at = r.due_at, start_time = r.start_time, end_time = r.end_time
+        FROM jsonb_to_recordset($8) AS r(task_id TEXT, status TEXT, remaining INTEGER, attempt INTEGER,
+             attempts INTEGER, failures INTEGER, lease_expiries INTEGER, error TEXT, set_output BOOLEAN,
+             output JSONB, lease_owner TEXT, lease_expires_at TIMESTAMPTZ, queued_at TIMESTAMPTZ,
+             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, end_time TIMESTAMPTZ)
+        WHERE t.execution_id = $1 AND t.task_id = r.task_id
+    )
+    INSERT INTO naxos_attempts (execution_id, task_id, attempt, node, started_at, ended_at, outcome, error)
+    SELECT $1, r.task_id, r.attempt, r.node, r.started_at, r.ended_at, r.outcome, r.error
+    FROM jsonb_to_recordset($9) AS r(task_id TEXT, attempt INTEGER, node TEXT, started_at TIMESTAMPTZ,
+         ended_at TIMESTAMPTZ, outcome TEXT, error TEXT)
+    ON CONFLICT (execution_id, task_id, attempt) DO UPDATE
+        SET ended_at = excluded.ended_at, outcome = excluded.outcome, error = excluded.error";
+
+/// Writes the difference between `before` and `after` (one execution) in one statement.
+pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState, after: &ExecutionState) -> Result<()> {
+    let mut rows = Vec::new();
+    let mut attempts = Vec::new();
+    for (i, (old, new)) in before.tasks().iter().zip(after.tasks()).enumerate() {
+        let set_output = before.output(i) != after.output(i);
+        if set_output || !same_row(old, new) {
+            rows.push(TaskRow {
+                task_id: &new.task_id,
+                status: new.status.as_str(),
+                remaining: new.remaining_dependencies,
+                attempt: new.attempt,
+                attempts: new.attempts,
+                failures: new.failures,
+                lease_expiries: new.lease_expiries,
+                error: new.error.as_deref(),
+                set_output,
+                output: after.output(i).map(|o| &**o),
+                lease_owner: new.lease.as_ref().map(|l| l.owner.as_str()),
+                lease_expires_at: new.lease.as_ref().map(|l| l.expires_at),
+                queued_at: new.queued_at,
+                due_at: new.due_at,
+                start_time: new.start_time,
+                end_time: new.end_time,
+            });
+        }
+        // The loaded state had no history: every record in it now is one this transition wrote.
+        attempts.extend(new.history.iter().map(|record| AttemptRow::new(&new.task_id, record)));
+    }
+    let s = after.summary();
+    if rows.is_empty() && attempts.is_empty() && s == before.summary() {
+        return Ok(());
+    }
+    sqlx::query(WRITE_BACK)
+        .bind(s.id)
+        .bind(s.status.as_str())
+        .bind(&s.error)
+        .bind(s.deadline)
+        .bind(s.updated_at)
+        .bind(s.start_time)
+        .bind(s.end_time)
+        .bind(sqlx::types::Json(&rows))
+        .bind(sqlx::types::Json(&attempts))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// True when the two runs of one task have the same row (the history is written apart).
+fn same_row(a: &TaskRun, b: &TaskRun) -> bool {
+    a.status == b.status
+        && a.remaining_dependencies == b.remaining_dependencies
+        && a.attempt == b.attempt
+        && a.attempts == b.attempts
+        && a.failures == b.failures
+        && a.lease_expiries == b.lease_expiries
+        && a.error == b.error
+        && a.lease == b.lease
+        && a.queued_at == b.queued_at
+        && a.due_at == b.due_at
+        && a.start_time == b.start_time
+        && a.end_time == b.end_time
+}
