@@ -2,8 +2,9 @@
 //!
 //! ---
 //!
-//! This crate is the facade: it re-exports [`naxos_core`] whole. Backend crates (PostgreSQL,
-//! RabbitMQ, LMDB) and the HTTP API join it behind cargo features as they land.
+//! This crate is the facade: it re-exports [`naxos_core`] whole, and behind cargo features the
+//! PostgreSQL Store (`postgres`), the RabbitMQ Queue (`amqp`), the REST API (`http`) and the
+//! backend conformance suite (`testkit`).
 
 pub use naxos_core::*;
 

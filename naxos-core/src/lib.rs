@@ -59,7 +59,9 @@ pub mod task;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use engine::{Clock, Engine, EngineBuilder, EngineConfig, ExecuteRequest, Health, Submitted, SweepReport};
+pub use engine::{
+    Clock, Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, Health, Submitted, SweepReport,
+};
 pub use error::{BackendErrorKind, Error, Result};
 pub use model::{Execution, ExecutionId, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
 pub use task::{ResultExt, TaskContext, TaskError};

@@ -44,7 +44,7 @@ pub(crate) async fn render(State(app): State<AppState>) -> ApiResult<Response> {
             "metrics are not enabled: pass naxos_http::install_prometheus()'s handle in HttpConfig::metrics",
         ));
     };
-    let counts = app.engine.store().counts().await?;
+    let counts = app.engine.counts().await?;
     metrics::gauge!("naxos_queue_depth").set(counts.queued_tasks as f64);
     metrics::gauge!("naxos_tasks_in_flight").set(counts.running_tasks as f64);
     for status in naxos_core::ExecutionStatus::ALL {

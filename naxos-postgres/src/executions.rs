@@ -84,19 +84,21 @@ pub(crate) async fn create(pool: &PgPool, new: NewExecution) -> Result<Created> 
         return Ok(Created {
             execution_id: s.id,
             created: true,
+            status: s.status,
             changes,
         });
     }
-    let existing: ExecutionId =
-        sqlx::query_scalar("SELECT id FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
+    let existing =
+        sqlx::query("SELECT id, status FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
             .bind(&definition_id)
             .bind(&key)
             .fetch_one(pool)
             .await
             .map_err(db)?;
     Ok(Created {
-        execution_id: existing,
+        execution_id: get(&existing, "id")?,
         created: false,
+        status: execution_status(&get::<String>(&existing, "status")?)?,
         changes: Changes::default(),
     })
 }

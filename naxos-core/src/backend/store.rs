@@ -221,6 +221,8 @@ pub struct Created {
     pub execution_id: ExecutionId,
     /// False when an existing execution was returned.
     pub created: bool,
+    /// Its status: PENDING when new, as it stands when it existed.
+    pub status: ExecutionStatus,
     /// The root tasks to publish and the creation events.
     pub changes: Changes,
 }

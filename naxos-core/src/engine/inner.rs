@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::definitions::Definitions;
-use super::waiters::Waiters;
+use super::events::EventHub;
 use super::{sweeper, worker, EngineConfig};
 use crate::backend::{Cache, Changes, Queue, StopReason, Store};
 use crate::model::{ExecutionId, ExecutionStatus, TaskRef};
@@ -26,7 +26,7 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) config: EngineConfig,
     pub(crate) definitions: Definitions,
-    pub(crate) waiters: Waiters,
+    pub(crate) events: EventHub,
     /// Running attempts on this node, by (execution, task), with their cancellation tokens.
     running: Mutex<HashMap<(ExecutionId, String), CancellationToken>>,
     /// Fires when the node stops taking work.
@@ -48,7 +48,7 @@ impl Inner {
     ) -> Self {
         let started_at = config.clock.now();
         Self {
-            waiters: Waiters::new(queue.clone()),
+            events: EventHub::new(queue.clone()),
             store,
             queue,
             cache,
@@ -85,9 +85,10 @@ impl Inner {
         }
         if !changes.events.is_empty() {
             super::metrics::events(&changes.events);
-            self.waiters.observe(&changes.events);
+            self.events.observe(&changes.events, true);
             if let Err(e) = self.queue.publish_events(&changes.events).await {
                 tracing::debug!(error = %e, "status events not published");
+                self.events.observe(&changes.events, false);
             }
         }
     }
@@ -170,7 +171,7 @@ impl Inner {
             self.hard_stop.cancel();
             self.tracker.wait().await;
         }
-        self.waiters.close();
+        self.events.close();
         tracing::info!(node = %self.config.node_id, "engine stopped");
     }
 }

@@ -4,16 +4,16 @@
 //!   retry, wait, shut down.
 //! - `worker` — consume → claim → ack → run under timeout, heartbeat and cancellation → finish.
 //! - `sweeper` — expired leases, lost publishes, due retries, job timeouts, pruning, node heartbeat.
-//! - `waiters` — `wait_for` woken by status events, with a polling safety net.
+//! - `events` — the node's one feed of status events, for `wait_for` and event streams.
 
 mod builder;
 mod config;
 mod definitions;
+mod events;
 mod heartbeat;
 mod inner;
 mod metrics;
 mod sweeper;
-mod waiters;
 mod worker;
 
 use std::future::Future;
@@ -27,13 +27,16 @@ use serde_json::Value;
 pub use builder::EngineBuilder;
 pub(crate) use config::after;
 pub use config::{Clock, EngineConfig};
+pub use events::EventStream;
 pub(crate) use heartbeat::Heartbeat;
 use inner::Inner;
 pub use sweeper::SweepReport;
 
-use crate::backend::{Cache, DefinitionPut, ExecutionPage, ExecutionQuery, NewExecution, Queue, StopReason, Store};
+use crate::backend::{
+    Cache, DefinitionPut, ExecutionPage, ExecutionQuery, NewExecution, Queue, StopReason, Store, StoreCounts,
+};
 use crate::model::{
-    validate, DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, StoredDefinition,
+    validate, DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, StoredDefinition,
 };
 use crate::task::{Registry, TaskContext, TaskError};
 use crate::{Error, Result};
@@ -94,6 +97,8 @@ pub struct Submitted {
     pub execution_id: ExecutionId,
     /// False when an idempotency key matched an earlier execution.
     pub created: bool,
+    /// The execution's status: PENDING for a new one, as it stands for an earlier one.
+    pub status: ExecutionStatus,
 }
 
 /// The Store's and Queue's health.
@@ -196,6 +201,21 @@ impl Engine {
         self.inner.store.list_definitions().await
     }
 
+    /// Every version of one definition, oldest first (empty when unknown).
+    pub async fn definition_versions(&self, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {
+        self.inner.store.definition_versions(id).await
+    }
+
+    /// Executions by status and tasks queued and running, across all nodes.
+    pub async fn counts(&self) -> Result<StoreCounts> {
+        self.inner.store.counts().await
+    }
+
+    /// Every node that has reported, by id.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.inner.store.list_nodes().await
+    }
+
     /// Runs the latest version of a definition with `params` (a JSON object).
     pub async fn execute(&self, definition_id: &str, params: Value) -> Result<Submitted> {
         self.submit(ExecuteRequest::new(definition_id, params)).await
@@ -244,6 +264,7 @@ impl Engine {
         Ok(Submitted {
             execution_id: created.execution_id,
             created: created.created,
+            status: created.status,
         })
     }
 
@@ -264,16 +285,24 @@ impl Engine {
         self.inner.stop(id, StopReason::Cancelled).await
     }
 
-    /// Re-runs the failed, skipped and cancelled tasks of a FAILED or CANCELLED execution.
-    pub async fn retry(&self, id: ExecutionId) -> Result<()> {
+    /// Re-runs the failed, skipped and cancelled tasks of a FAILED or CANCELLED execution;
+    /// returns its new status (RUNNING).
+    pub async fn retry(&self, id: ExecutionId) -> Result<ExecutionStatus> {
         let changes = self.inner.store.retry_execution(id, self.inner.now()).await?;
         self.inner.dispatch(changes).await;
-        Ok(())
+        Ok(ExecutionStatus::Running)
     }
 
     /// Waits until the execution is finished and returns it.
     pub async fn wait_for(&self, id: ExecutionId) -> Result<Execution> {
-        waiters::wait_for(&self.inner, id).await
+        events::wait_for(&self.inner, id).await
+    }
+
+    /// The status events of one execution from now on, wherever its tasks run. Open the stream
+    /// before reading the execution, so that no change between the two is missed. Fails when
+    /// the Queue cannot carry events.
+    pub async fn watch(&self, id: ExecutionId) -> Result<EventStream> {
+        self.inner.events.watch(id, false).await
     }
 
     /// Like [`wait_for`](Self::wait_for), failing with [`Error::Timeout`] after `timeout`.

@@ -11,7 +11,8 @@ use crate::backend::{
     LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
 use crate::model::{
-    DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, StoredDefinition, TaskRef, TaskStatus,
+    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, StoredDefinition, TaskRef,
+    TaskStatus,
 };
 use crate::state::ExecutionState;
 use crate::sync::{lock, read, write};
@@ -172,10 +173,12 @@ impl Store for MemoryStore {
             .idempotency_key
             .clone()
             .map(|k| (execution.definition_id.clone(), k));
-        if let Some(existing) = key.as_ref().and_then(|k| index.idempotency.get(k)) {
+        if let Some(&existing) = key.as_ref().and_then(|k| index.idempotency.get(k)) {
+            let status = self.with_state(existing, |s| Ok(s.summary().status))?;
             return Ok(Created {
-                execution_id: *existing,
+                execution_id: existing,
                 created: false,
+                status,
                 changes: Changes::default(),
             });
         }
@@ -196,6 +199,7 @@ impl Store for MemoryStore {
         Ok(Created {
             execution_id: id,
             created: true,
+            status: ExecutionStatus::Pending,
             changes,
         })
     }

@@ -110,9 +110,13 @@ impl TaskContext {
         self.cancel.cancelled().await
     }
 
-    /// Extends the attempt's lease now. The worker already heartbeats on an interval; call this
-    /// from long CPU-bound stretches. Fails (retryably) when the lease is lost or the execution
-    /// was cancelled; the token fires too.
+    /// Extends the attempt's lease now. The worker already renews it on an interval while the
+    /// function runs; call this between long stretches of work that do not yield.
+    ///
+    /// Fails with a fatal error when the execution was cancelled, and with a retryable one when
+    /// the lease was lost to another attempt — in both cases the cancellation token fires too,
+    /// and the attempt's result will be discarded — or when the Store could not be reached (the
+    /// lease stands until it expires, and the worker's own renewal tries again).
     pub async fn heartbeat(&self) -> Result<(), TaskError> {
         let Some(hb) = &self.heartbeat else {
             return Ok(());

@@ -12,8 +12,6 @@ use serde::Deserialize;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::views::{DefinitionCreated, DefinitionListView, DefinitionView};
 use crate::{body, AppState};
-#[allow(unused_imports)]
-use naxos_core::model::DefinitionSummary;
 
 /// `POST /api/v1/job-definitions`: 201 with the new version, 200 when identical to the latest.
 #[utoipa::path(
@@ -102,7 +100,7 @@ pub(crate) async fn get(
     )
 )]
 pub(crate) async fn versions(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
-    let versions = app.engine.store().definition_versions(&id).await?;
+    let versions = app.engine.definition_versions(&id).await?;
     if versions.is_empty() {
         return Err(naxos_core::Error::not_found("job definition", id).into());
     }

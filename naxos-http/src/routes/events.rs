@@ -1,9 +1,11 @@
 //! `GET /api/v1/jobs/{executionId}/events`: server-sent status events for one execution.
 //!
 //! The stream opens with a snapshot (`event: snapshot`, one per task, then the execution), then
-//! carries every live change (`event: status`) from the Queue's status-event stream — so an API
-//! node streams what workers anywhere do — and ends after the execution reaches a terminal status.
-//! Each `data:` is a [`StatusEvent`] as JSON.
+//! carries every live change (`event: status`) from the engine's event feed — which carries the
+//! Queue's status events, so an API node streams what workers anywhere do — and ends after the
+//! execution reaches a terminal status. A client that falls behind the feed gets a fresh
+//! snapshot of the Store and the stream ends; it reconnects for more. Each `data:` is a
+//! [`StatusEvent`] as JSON.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use naxos_core::backend::EventSubscription;
+use naxos_core::engine::EventStream;
 use naxos_core::model::{EventKind, Execution, ExecutionId, StatusEvent};
 use naxos_core::Engine;
 use tokio::sync::mpsc;
@@ -39,11 +41,11 @@ pub(crate) async fn stream(
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let id = execution_id(&id)?;
-    // Subscribe before reading the state, so no change between the two is lost.
-    let subscription = app.engine.queue().subscribe_events().await?;
+    // Watch before reading the state, so no change between the two is lost.
+    let events = app.engine.watch(id).await?;
     let execution = app.engine.execution(id).await?;
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(pump(app.engine.clone(), id, execution, subscription, tx));
+    tokio::spawn(pump(app.engine.clone(), id, execution, events, tx));
     let events = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
@@ -88,58 +90,49 @@ fn snapshot(execution: &Execution) -> Vec<StatusEvent> {
     events
 }
 
-async fn pump(
-    engine: Engine,
-    id: ExecutionId,
-    execution: Execution,
-    subscription: Box<dyn EventSubscription>,
-    tx: mpsc::Sender<Event>,
-) {
-    for event in snapshot(&execution) {
-        if tx.send(sse("snapshot", &event)).await.is_err() {
-            return;
-        }
-    }
-    if execution.status.is_terminal() {
+async fn pump(engine: Engine, id: ExecutionId, execution: Execution, mut events: EventStream, tx: mpsc::Sender<Event>) {
+    if !send_snapshot(&tx, &execution).await || execution.status.is_terminal() {
         return;
     }
-    let mut subscription = Some(subscription);
     let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + RECHECK, RECHECK);
     loop {
-        let next = async {
-            match subscription.as_mut() {
-                Some(s) => s.next().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = tx.closed() => return,
-            next = next => match next {
-                Ok(Some(event)) if event.execution_id == id => {
+            next = events.next() => match next {
+                Some(event) => {
                     let done = event.execution_status().is_some_and(|s| s.is_terminal());
                     if tx.send(sse("status", &event)).await.is_err() || done {
                         return;
                     }
                 }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => {
-                    tracing::debug!(%id, "event subscription ended; the stream falls back to reading the store");
-                    subscription = None;
+                None => {
+                    // Fell behind the feed, or the node is shutting down: end with the truth.
+                    tracing::debug!(%id, "event stream ended; closing with a snapshot");
+                    if let Ok(now) = engine.execution(id).await {
+                        send_snapshot(&tx, &now).await;
+                    }
+                    return;
                 }
             },
             _ = recheck.tick() => {
                 // A missed terminal event must not leave the stream open for ever.
                 if let Ok(now) = engine.execution(id).await {
                     if now.status.is_terminal() {
-                        for event in snapshot(&now) {
-                            if tx.send(sse("snapshot", &event)).await.is_err() {
-                                return;
-                            }
-                        }
+                        send_snapshot(&tx, &now).await;
                         return;
                     }
                 }
             }
         }
     }
+}
+
+/// Sends the execution as `snapshot` events; false when the client is gone.
+async fn send_snapshot(tx: &mpsc::Sender<Event>, execution: &Execution) -> bool {
+    for event in snapshot(execution) {
+        if tx.send(sse("snapshot", &event)).await.is_err() {
+            return false;
+        }
+    }
+    true
 }

@@ -69,14 +69,9 @@ pub(crate) async fn execute(
     } else {
         (StatusCode::OK, "Job execution already exists for this Idempotency-Key")
     };
-    let execution_status = if submitted.created {
-        ExecutionStatus::Pending
-    } else {
-        app.engine.execution(submitted.execution_id).await?.status
-    };
     let ack = ExecutionAck {
         execution_id: submitted.execution_id,
-        status: execution_status,
+        status: submitted.status,
         message: message.to_string(),
     };
     Ok((status, Json(ack)).into_response())
@@ -208,8 +203,7 @@ pub(crate) async fn cancel(State(app): State<AppState>, Path(id): Path<String>) 
 )]
 pub(crate) async fn retry(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = execution_id(&id)?;
-    app.engine.retry(id).await?;
-    let status = app.engine.execution(id).await?.status;
+    let status = app.engine.retry(id).await?;
     let ack = ExecutionAck {
         execution_id: id,
         status,

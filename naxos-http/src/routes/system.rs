@@ -24,8 +24,7 @@ const ACTIVE_SHOWN: usize = 100;
     )
 )]
 pub(crate) async fn status(State(app): State<AppState>) -> ApiResult<Json<SystemStatusView>> {
-    let store = app.engine.store();
-    let counts = store.counts().await?;
+    let counts = app.engine.counts().await?;
     let count = |s: ExecutionStatus| counts.executions.get(&s).copied().unwrap_or(0);
     let mut active_jobs = Vec::new();
     for status in [ExecutionStatus::Running, ExecutionStatus::Pending] {
@@ -33,8 +32,9 @@ pub(crate) async fn status(State(app): State<AppState>) -> ApiResult<Json<System
         if room == 0 {
             break;
         }
-        let page = store
-            .list_executions(&ExecutionQuery {
+        let page = app
+            .engine
+            .executions(&ExecutionQuery {
                 status: Some(status),
                 limit: room,
                 ..Default::default()
@@ -44,8 +44,9 @@ pub(crate) async fn status(State(app): State<AppState>) -> ApiResult<Json<System
     }
     let now = app.engine.config().clock.now();
     let stale_after = chrono::Duration::from_std(app.config.node_timeout).unwrap_or(chrono::Duration::MAX);
-    let nodes = store
-        .list_nodes()
+    let nodes = app
+        .engine
+        .nodes()
         .await?
         .into_iter()
         .map(|node| NodeView {

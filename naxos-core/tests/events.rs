@@ -1,0 +1,128 @@
+//! A node's one event feed: watchers of an execution get its events and nothing else, however
+//! many watch there is one Queue subscription, and a watcher that falls behind is ended.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{diamond, fast_config, DEADLINE};
+use naxos_core::backend::{Consumer, EventSubscription, Queue};
+use naxos_core::memory::MemoryQueue;
+use naxos_core::model::{EventKind, JobDefinition, StatusEvent, TaskBuilder, TaskRef};
+use naxos_core::serde_json::json;
+use naxos_core::{async_trait, Engine, EventStream, ExecutionStatus, Result};
+
+/// The in-memory queue, counting the event subscriptions opened on it.
+#[derive(Debug, Default)]
+struct CountingQueue {
+    inner: MemoryQueue,
+    subscriptions: AtomicUsize,
+}
+
+#[async_trait]
+impl Queue for CountingQueue {
+    async fn publish(&self, tasks: &[TaskRef]) -> Result<()> {
+        self.inner.publish(tasks).await
+    }
+    async fn publish_delayed(&self, task: &TaskRef, delay: Duration) -> Result<()> {
+        self.inner.publish_delayed(task, delay).await
+    }
+    async fn consume(&self, prefetch: usize) -> Result<Box<dyn Consumer>> {
+        self.inner.consume(prefetch).await
+    }
+    async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
+        self.inner.publish_events(events).await
+    }
+    async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>> {
+        self.subscriptions.fetch_add(1, Ordering::SeqCst);
+        self.inner.subscribe_events().await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+/// Reads a stream until the execution's terminal event (or the stream's end).
+async fn collect(mut stream: EventStream) -> Vec<StatusEvent> {
+    let mut events = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(DEADLINE, stream.next()).await {
+        let done = e.execution_status().is_some_and(|s| s.is_terminal());
+        events.push(e);
+        if done {
+            break;
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_get_their_execution_only_through_one_subscription() {
+    let queue = Arc::new(CountingQueue::default());
+    let engine = Engine::builder().queue(queue.clone()).config(fast_config()).build();
+    engine.register("noop", |_ctx| async { Ok(json!(null)) });
+    engine.register_definition(diamond("watched", "noop")).await.unwrap();
+    let a = engine.execute("watched", json!({})).await.unwrap().execution_id;
+    let b = engine.execute("watched", json!({})).await.unwrap().execution_id;
+    let (a1, a2, b1) = (
+        engine.watch(a).await.unwrap(),
+        engine.watch(a).await.unwrap(),
+        engine.watch(b).await.unwrap(),
+    );
+    engine.start().unwrap();
+    let (a1, a2, b1) = tokio::join!(collect(a1), collect(a2), collect(b1));
+    for (events, id) in [(&a1, a), (&a2, a), (&b1, b)] {
+        assert!(
+            events.iter().all(|e| e.execution_id == id),
+            "only its own execution's events"
+        );
+        let completed: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Task {
+                    task_id,
+                    status: naxos_core::TaskStatus::Completed,
+                    ..
+                } => Some(task_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(completed.len(), 4, "every task's completion: {events:#?}");
+        assert_eq!(
+            events.last().and_then(|e| e.execution_status()),
+            Some(ExecutionStatus::Completed)
+        );
+    }
+    assert_eq!(a1, a2, "two watchers of one execution see the same events");
+    engine.wait_for(a).await.unwrap();
+    engine.wait_for(b).await.unwrap();
+    assert_eq!(
+        queue.subscriptions.load(Ordering::SeqCst),
+        1,
+        "one Queue subscription feeds every watcher and waiter of the node"
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_falls_behind_is_ended() {
+    let engine = Engine::builder().config(fast_config()).build();
+    engine.register("noop", |_ctx| async { Ok(json!(null)) });
+    let mut wide = JobDefinition::builder("wide").task(TaskBuilder::new("root", "noop"));
+    for i in 0..200 {
+        wide = wide.task(TaskBuilder::new(format!("t{i:03}"), "noop").after(["root"]));
+    }
+    engine.register_definition(wide.build()).await.unwrap();
+    let id = engine.execute("wide", json!({})).await.unwrap().execution_id;
+    let mut lagging = engine.watch(id).await.unwrap();
+    engine.start().unwrap();
+    engine.wait_for_timeout(id, DEADLINE).await.unwrap();
+    // 200 tasks make well over a buffer of events; the unread watcher was dropped on the way.
+    let mut read = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(5), lagging.next()).await {
+        read += 1;
+    }
+    assert!(read > 0 && read < 600, "the stream ended after its buffer: read {read}");
+    engine.shutdown().await;
+}
