@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::{ClaimRequest, ClaimedTask, Created, NewExecution, Store, TaskFinish, TaskOutcome};
+use crate::backend::{Changes, ClaimRequest, ClaimedTask, Created, NewExecution, Store, TaskFinish, TaskOutcome};
 use crate::engine::EngineConfig;
-use crate::model::{ExecutionId, JobDefinition, TaskBuilder, TaskRef};
+use crate::model::{EventKind, ExecutionId, JobDefinition, TaskBuilder, TaskRef};
 
 /// An id that no other test uses: `prefix-` and 12 random hex digits.
 pub fn unique_id(prefix: &str) -> String {
@@ -91,4 +91,46 @@ pub(crate) async fn run_ok(store: &dyn Store, execution: ExecutionId, id: &str, 
         .expect("finish");
     assert!(report.results[0].is_ok(), "finish {t}: {:?}", report.results[0]);
     report.changes.ready
+}
+
+/// A transition's changes as short lines, for exact comparisons with readable failures:
+/// `execution RUNNING`, `task b#1 QUEUED`, `task b#1 FAILED: boom`, `ready b#1`,
+/// `delayed a#2 at +5s`, `attempt a#1 COMPLETED on node-a` (times relative to `now`).
+pub(crate) fn described(changes: &Changes, now: DateTime<Utc>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for e in &changes.events {
+        let error = e.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+        lines.push(match &e.kind {
+            EventKind::Execution { status } => format!("execution {status}{error}"),
+            EventKind::Task {
+                task_id,
+                attempt,
+                status,
+            } => format!("task {task_id}#{attempt} {status}{error}"),
+        });
+    }
+    lines.extend(
+        changes
+            .ready
+            .iter()
+            .map(|t| format!("ready {}#{}", t.task_id, t.attempt)),
+    );
+    lines.extend(changes.delayed.iter().map(|(t, due)| {
+        format!(
+            "delayed {}#{} at +{}s",
+            t.task_id,
+            t.attempt,
+            (*due - now).num_seconds()
+        )
+    }));
+    for h in &changes.history {
+        let r = &h.record;
+        let outcome = r.outcome.map_or("started", |o| o.as_str());
+        let error = r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+        lines.push(format!(
+            "attempt {}#{} {outcome} on {}{error}",
+            h.task_id, r.attempt, r.node
+        ));
+    }
+    lines
 }

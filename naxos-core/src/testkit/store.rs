@@ -7,10 +7,10 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::fixtures::{
-    claim, claim_request, create, diamond, done, failed, new_diamond, run_ok, secs, task, unique_id,
+    claim, claim_request, create, described, diamond, done, failed, new_diamond, run_ok, secs, task, unique_id,
 };
 use crate::backend::{ExecutionQuery, LeaseState, StopReason, Store};
-use crate::model::{ExecutionStatus, NodeInfo, TaskBuilder, TaskStatus};
+use crate::model::{AttemptOutcome, ExecutionStatus, NodeInfo, TaskBuilder, TaskStatus};
 
 /// Identical content keeps its version; changed content gets the next; versions stay readable.
 pub async fn definitions_are_versioned(store: Arc<dyn Store>) {
@@ -58,6 +58,10 @@ pub async fn create_queues_the_roots(store: Arc<dyn Store>) {
     assert!(created.created);
     let id = created.execution_id;
     assert_eq!(created.changes.ready, vec![task(id, "a", 1)]);
+    assert_eq!(
+        described(&created.changes, now),
+        ["execution PENDING", "task a#1 QUEUED", "ready a#1"]
+    );
     let exec = store.get_execution(id).await.unwrap();
     assert_eq!(exec.status, ExecutionStatus::Pending);
     assert_eq!(exec.definition_id, def.id);
@@ -102,6 +106,10 @@ pub async fn claim_is_guarded(store: Arc<dyn Store>) {
     let a = task(id, "a", 1);
     let claimed = claim(&*store, &a, now).await;
     assert_eq!((claimed.attempts, claimed.failures), (1, 0));
+    assert_eq!(
+        described(&claimed.changes, now),
+        ["execution RUNNING", "task a#1 RUNNING", "attempt a#1 started on node-a"]
+    );
     assert_eq!(*claimed.params, json!({"n": 1}));
     assert!(claimed.upstream.is_empty());
     let lease = Duration::from_secs(30);
@@ -164,8 +172,21 @@ pub async fn heartbeat_extends_and_is_fenced(store: Arc<dyn Store>) {
 pub async fn completion_unlocks_dependents_once(store: Arc<dyn Store>) {
     let now = Utc::now();
     let id = new_diamond(&*store, now).await;
-    let ready = run_ok(&*store, id, "a", now).await;
-    assert_eq!(ready, vec![task(id, "b", 1), task(id, "c", 1)]);
+    let a = task(id, "a", 1);
+    claim(&*store, &a, now).await;
+    let report = store.finish(vec![done(&a, json!({"from": "a"}), now)]).await.unwrap();
+    assert!(report.results[0].is_ok());
+    assert_eq!(
+        described(&report.changes, now),
+        [
+            "task a#1 COMPLETED",
+            "task b#1 QUEUED",
+            "task c#1 QUEUED",
+            "ready b#1",
+            "ready c#1",
+            "attempt a#1 COMPLETED on node-a"
+        ]
+    );
     assert!(run_ok(&*store, id, "b", now).await.is_empty(), "d still waits for c");
     assert_eq!(run_ok(&*store, id, "c", now).await, vec![task(id, "d", 1)]);
     let d = claim(&*store, &task(id, "d", 1), now).await;
@@ -177,6 +198,14 @@ pub async fn completion_unlocks_dependents_once(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(report.results[0].is_ok());
+    assert_eq!(
+        described(&report.changes, now),
+        [
+            "task d#1 COMPLETED",
+            "execution COMPLETED",
+            "attempt d#1 COMPLETED on node-a"
+        ]
+    );
     let exec = store.get_execution(id).await.unwrap();
     assert_eq!(exec.status, ExecutionStatus::Completed);
     assert!(exec.end_time.is_some());
@@ -306,6 +335,14 @@ pub async fn retryable_failure_waits_then_runs_again(store: Arc<dyn Store>) {
     let due = now + secs(5);
     let report = store.finish(vec![failed(&a1, "flaky", Some(due), now)]).await.unwrap();
     assert!(report.results[0].is_ok());
+    assert_eq!(
+        described(&report.changes, now),
+        [
+            "task a#2 RETRYING: flaky",
+            "delayed a#2 at +5s",
+            "attempt a#1 RETRYING on node-a: flaky"
+        ]
+    );
     let a2 = task(id, "a", 2);
     assert_eq!(report.changes.delayed.len(), 1);
     assert_eq!(report.changes.delayed[0].0, a2);
@@ -337,7 +374,14 @@ pub async fn final_failure_skips_dependents_and_fails_the_execution(store: Arc<d
     claim(&*store, &b, now).await;
     let report = store.finish(vec![failed(&b, "boom", None, now)]).await.unwrap();
     assert!(report.results[0].is_ok());
-    assert!(report.changes.ready.is_empty());
+    assert_eq!(
+        described(&report.changes, now),
+        [
+            "task b#1 FAILED: boom",
+            "task d#1 SKIPPED: skipped: upstream task `b` failed",
+            "attempt b#1 FAILED on node-a: boom"
+        ]
+    );
     let exec = store.get_execution(id).await.unwrap();
     assert_eq!(exec.task("b").unwrap().status, TaskStatus::Failed);
     assert_eq!(exec.task("d").unwrap().status, TaskStatus::Skipped);
@@ -393,6 +437,16 @@ pub async fn stop_cancels_and_tells_the_running_worker(store: Arc<dyn Store>) {
     assert_eq!(stopped.status, ExecutionStatus::Cancelled);
     assert_eq!(stopped.running, vec![b.clone()]);
     assert_eq!(
+        described(&stopped.changes, now),
+        [
+            "task b#1 CANCELLED",
+            "task c#1 CANCELLED",
+            "task d#1 CANCELLED",
+            "execution CANCELLED",
+            "attempt b#1 CANCELLED on node-a"
+        ]
+    );
+    assert_eq!(
         store.heartbeat(&b, now + secs(30)).await.unwrap(),
         LeaseState::Cancelled
     );
@@ -444,6 +498,23 @@ pub async fn expired_lease_is_recovered_once(store: Arc<dyn Store>) {
     ready.extend(r2.unwrap().unwrap().ready);
     ready.retain(|t| t.execution_id == id);
     assert_eq!(ready, vec![task(id, "a", 2)], "recovered exactly once");
+    let history = store
+        .get_execution(id)
+        .await
+        .unwrap()
+        .task("a")
+        .unwrap()
+        .history
+        .clone();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (
+            history[0].outcome,
+            history[0].node.as_str(),
+            history[0].error.as_deref()
+        ),
+        (Some(AttemptOutcome::Expired), "dead-node", Some("the lease expired"))
+    );
     let run = store.get_execution(id).await.unwrap().task("a").unwrap().clone();
     assert_eq!(
         (run.status, run.attempt, run.lease_expiries),
@@ -515,7 +586,10 @@ pub async fn release_requeues_with_a_new_attempt(store: Arc<dyn Store>) {
     let a = task(id, "a", 1);
     claim(&*store, &a, now).await;
     let changes = store.release(&a, now).await.unwrap();
-    assert_eq!(changes.ready, vec![task(id, "a", 2)]);
+    assert_eq!(
+        described(&changes, now),
+        ["task a#2 QUEUED", "ready a#2", "attempt a#1 RELEASED on node-a"]
+    );
     assert!(store.release(&a, now).await.unwrap_err().is_conflict());
     let claimed = claim(&*store, &task(id, "a", 2), now).await;
     assert_eq!((claimed.attempts, claimed.failures), (2, 0));
@@ -534,8 +608,8 @@ pub async fn retry_execution_reruns_the_failed_part(store: Arc<dyn Store>) {
     assert_eq!(store.get_execution(id).await.unwrap().status, ExecutionStatus::Failed);
     let changes = store.retry_execution(id, now).await.unwrap();
     assert_eq!(
-        changes.ready,
-        vec![task(id, "b", 2)],
+        described(&changes, now),
+        ["execution RUNNING", "task b#2 QUEUED", "task d#2 PENDING", "ready b#2"],
         "only b is ready; a and c stay done"
     );
     let exec = store.get_execution(id).await.unwrap();
