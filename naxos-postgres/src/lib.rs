@@ -3,25 +3,29 @@
 //! [`PgStore`]: the naxos [`Store`](naxos_core::backend::Store) on PostgreSQL (sqlx). Every
 //! definition, execution, task run and attempt is a row; every transition is one transaction.
 //!
-//! How the transitions stay correct with many nodes on one database:
+//! The rules are not written here: they are naxos-core's state module
+//! ([`naxos_core::state`]), and this crate persists what it decides.
 //!
-//! - Every transition on an execution first locks that execution's row
-//!   (`SELECT … FOR NO KEY UPDATE`). Transitions of one execution therefore run one after
-//!   another — fan-in decrements, skip propagation and "is everything finished?" all see a
-//!   settled state — while different executions proceed in parallel. One lock order (the
-//!   execution row, then its task rows; executions in id order within a batch) means no
-//!   deadlocks between transitions.
-//! - Each task transition is a conditional `UPDATE … WHERE attempt = $n AND status IN (…)`:
-//!   the fencing guard. A stale or duplicate message, or a worker that lost its lease, matches
-//!   no row and changes nothing.
-//! - The hot transitions are one statement each (one round trip, committed on its own): the
-//!   creation, the claim, and a completion or retryable failure. A single statement reads
-//!   through the snapshot it started with, so the finish compares the execution's `revision`
-//!   (bumped by every transition that can end a task) as locked and as seen, and falls back to
-//!   the general transaction when a transition committed while it waited for the lock.
-//! - The recovery scans that run on every node use `FOR UPDATE SKIP LOCKED` (lost messages) or
-//!   re-check their guard under the execution lock (expired leases), so each task is recovered
-//!   by exactly one sweeper.
+//! - **Cold transitions** (release, stop, retry, a final failure, a batch of finishes, lease
+//!   recovery, stale take-over) lock the execution's row (`SELECT … FOR NO KEY UPDATE`), load
+//!   it, apply the state function, and write back what changed in one statement (`apply.rs`).
+//!   Transitions of one execution therefore run one after another, while different executions
+//!   proceed in parallel; one lock order (executions in id order within a batch) means no
+//!   deadlocks between them.
+//! - **Hot transitions** — the creation, the claim, the heartbeat, and a completion or
+//!   retryable failure of a plain task — are one hand-written statement each (one round trip,
+//!   committed on its own). Each is guarded like the state module's function (`WHERE attempt =
+//!   $n AND status IN (…)`: a stale or duplicate message matches no row and changes nothing) and
+//!   builds its results from the state module's rules; the differential test of the
+//!   conformance suite runs random operation sequences here and on the state module and
+//!   asserts the same results, events, attempt records and executions.
+//! - A single statement reads through the snapshot it started with, so the one-statement
+//!   finish compares the execution's `revision` (bumped by every transition that can end a task)
+//!   as locked and as seen, and falls back to the cold path when a transition committed while
+//!   it waited for the lock.
+//! - The recovery scans that run on every node pick candidates without locks and apply the
+//!   state function to each under its row lock with `SKIP LOCKED`, so each task is recovered by
+//!   exactly one sweeper.
 //!
 //! Migrations are embedded and applied on connect; [`migrate`] applies them to any pool.
 //! Table names are unqualified, so [`PgConfig::schema`] isolates installations (and tests).

@@ -1,6 +1,7 @@
 //! The recovery scans, safe to run from every node at once. Each finds candidate executions
 //! without locks, then applies naxos-core's state function to each under its row lock (which
-//! re-checks every condition), so a task is recovered by exactly one sweeper.
+//! re-checks every condition: still RUNNING and expired, still QUEUED and old), so a task is
+//! recovered by exactly one sweeper, and a heartbeat that landed in between wins.
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::Changes;
@@ -8,14 +9,13 @@ use naxos_core::model::ExecutionId;
 use naxos_core::Result;
 use sqlx::PgPool;
 
-use crate::apply::{apply, load, write_back};
+use naxos_core::state::ExecutionState;
+
+use crate::apply::{load, write_back};
 use crate::error::db;
 use crate::transaction;
 
-/// Recovers RUNNING tasks whose lease ran out, oldest expiry first: each candidate execution in
-/// its own transaction, where the state function re-checks the guard (still RUNNING, still
-/// expired) — so when two sweepers pick the same task only the first changes it, and a
-/// heartbeat that landed in between wins.
+/// Recovers RUNNING tasks whose lease ran out, the executions with the oldest expiry first.
 pub(crate) async fn recover_expired(
     pool: &PgPool,
     now: DateTime<Utc>,
@@ -36,29 +36,14 @@ pub(crate) async fn recover_expired(
     .fetch_all(pool)
     .await
     .map_err(db)?;
-    let mut changes = Changes::default();
-    let mut budget = limit;
-    for id in candidates {
-        if budget == 0 {
-            break;
-        }
-        let (recovered, left) = transaction!(pool, |tx| {
-            let mut left = budget;
-            let recovered = apply(&mut tx, id, |s| Ok(s.recover_expired(now, max_expiries, &mut left))).await;
-            match recovered {
-                Err(e) if e.is_not_found() => Ok((Changes::default(), budget)), // pruned meanwhile
-                other => other.map(|c| (c, left)),
-            }
-        })?;
-        budget = left;
-        changes.extend(recovered);
-    }
-    Ok(changes)
+    sweep(pool, candidates, limit, |s, budget| {
+        s.recover_expired(now, max_expiries, budget)
+    })
+    .await
 }
 
-/// Takes over QUEUED tasks older than `before` and RETRYING tasks due before it. An execution
-/// another transaction holds is skipped (`SKIP LOCKED`): its transition is under way, and the
-/// next sweep looks again. Stamping `queued_at` keeps the next sweep from taking a task twice.
+/// Takes over QUEUED tasks older than `before` and RETRYING tasks due before it. Stamping
+/// `queued_at` keeps the next sweep from taking a task twice.
 pub(crate) async fn take_stale(
     pool: &PgPool,
     before: DateTime<Utc>,
@@ -78,6 +63,18 @@ pub(crate) async fn take_stale(
     .fetch_all(pool)
     .await
     .map_err(db)?;
+    sweep(pool, candidates, limit, |s, budget| s.take_stale(before, now, budget)).await
+}
+
+/// Applies `scan` to each candidate execution in its own transaction, under its row lock, until
+/// `limit` tasks were taken. An execution another transaction holds is skipped (`SKIP LOCKED`):
+/// its transition is under way, and the next sweep looks again; so is one pruned meanwhile.
+async fn sweep(
+    pool: &PgPool,
+    candidates: Vec<ExecutionId>,
+    limit: usize,
+    scan: impl Fn(&mut ExecutionState, &mut usize) -> Changes,
+) -> Result<Changes> {
     let mut changes = Changes::default();
     let mut budget = limit;
     for id in candidates {
@@ -86,12 +83,12 @@ pub(crate) async fn take_stale(
         }
         let (taken, left) = transaction!(pool, |tx| {
             let Some(mut state) = load(&mut tx, id, true).await? else {
-                return Ok((Changes::default(), budget)); // locked by a transition, or pruned
+                return Ok((Changes::default(), budget));
             };
-            let before_state = state.clone();
+            let before = state.clone();
             let mut left = budget;
-            let taken = state.take_stale(before, now, &mut left);
-            write_back(&mut tx, &before_state, &state).await?;
+            let taken = scan(&mut state, &mut left);
+            write_back(&mut tx, &before, &state).await?;
             Ok((taken, left))
         })?;
         budget = left;

@@ -30,6 +30,10 @@ use crate::Result;
 ///   RETRYING tasks with their due time (to publish later), and status events. Publishing them
 ///   is the caller's job, after the commit; a publish that is lost is found again by
 ///   [`Store::take_stale`].
+/// - The transitions' rules are [`crate::state`]'s: a Store applies [`ExecutionState`](crate::state::ExecutionState)'s
+///   functions to the execution and persists the result, its attempt records included
+///   ([`Changes::history`]). A hand-written fast path must give the same results: the
+///   differential test of the conformance suite (`testkit`) checks it.
 /// - The `now` a caller passes is its clock; a backend may use its own instead, consistently.
 /// - Not found is [`Error::NotFound`](crate::Error::NotFound); a backend that is down returns a
 ///   transient [`Error::Backend`](crate::Error::Backend).

@@ -83,17 +83,12 @@ pub fn task_event(
     error: Option<String>,
     at: DateTime<Utc>,
 ) -> StatusEvent {
-    StatusEvent {
-        execution_id,
-        definition_id: definition_id.to_string(),
-        kind: EventKind::Task {
-            task_id: task_id.to_string(),
-            attempt,
-            status,
-        },
-        error,
-        at,
-    }
+    let kind = EventKind::Task {
+        task_id: task_id.to_string(),
+        attempt,
+        status,
+    };
+    event(execution_id, definition_id, kind, error, at)
 }
 
 /// An execution's status change.
@@ -104,10 +99,20 @@ pub fn execution_event(
     error: Option<String>,
     at: DateTime<Utc>,
 ) -> StatusEvent {
+    event(execution_id, definition_id, EventKind::Execution { status }, error, at)
+}
+
+fn event(
+    execution_id: ExecutionId,
+    definition_id: &str,
+    kind: EventKind,
+    error: Option<String>,
+    at: DateTime<Utc>,
+) -> StatusEvent {
     StatusEvent {
         execution_id,
         definition_id: definition_id.to_string(),
-        kind: EventKind::Execution { status },
+        kind,
         error,
         at,
     }
