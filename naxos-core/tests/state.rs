@@ -36,11 +36,7 @@ struct Seen {
 
 fn run(s: &Scenario) -> Result<(), TestCaseError> {
     let def = s.definition();
-    let stored = std::sync::Arc::new(StoredDefinition {
-        version: 1,
-        created_at: epoch(),
-        definition: def,
-    });
+    let stored = std::sync::Arc::new(StoredDefinition::new(1, epoch(), def));
     let (mut state, created) = ExecutionState::create(new_execution(&stored)).map_err(fail)?;
     let mut seen = Seen::default();
     check_changes(&state, &created, &mut seen)?;

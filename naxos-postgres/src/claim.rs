@@ -117,7 +117,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest) -> Result
         task_id: task.task_id.clone(),
         record: Attempt {
             attempt: task.attempt,
-            node: req.owner.clone(),
+            node: req.owner.as_str().into(),
             started_at: req.now,
             ended_at: None,
             outcome: None,

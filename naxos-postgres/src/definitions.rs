@@ -17,11 +17,11 @@ fn stored(row: &PgRow) -> Result<Arc<StoredDefinition>> {
     let body: Value = get(row, "body")?;
     let definition: JobDefinition =
         serde_json::from_value(body).map_err(|e| corrupt(format!("definition body: {e}")))?;
-    Ok(Arc::new(StoredDefinition {
-        version: count(row, "version")?,
-        created_at: get(row, "created_at")?,
+    Ok(Arc::new(StoredDefinition::new(
+        count(row, "version")?,
+        get(row, "created_at")?,
         definition,
-    }))
+    )))
 }
 
 /// Inserts the next version unless the latest has the same content. An advisory lock on the
@@ -62,11 +62,7 @@ pub(crate) async fn put(
         .await
         .map_err(db)?;
     Ok(DefinitionPut {
-        definition: Arc::new(StoredDefinition {
-            version,
-            created_at: now,
-            definition,
-        }),
+        definition: Arc::new(StoredDefinition::new(version, now, definition)),
         created: true,
     })
 }

@@ -153,7 +153,7 @@ pub(crate) async fn settle(
         task_id: task.task_id.clone(),
         record: Attempt {
             attempt: task.attempt,
-            node: get::<Option<String>>(&row, "node")?.unwrap_or_default(),
+            node: get::<Option<String>>(&row, "node")?.unwrap_or_default().into(),
             started_at: get::<Option<DateTime<Utc>>>(&row, "started_at")?.unwrap_or(now),
             ended_at: Some(now),
             outcome: Some(outcome),

@@ -13,10 +13,11 @@ mod cache;
 mod queue;
 mod store;
 
+pub use crate::model::NewTask;
 pub use crate::state::{Changes, HistoryEntry};
 pub use cache::Cache;
 pub use queue::{Acknowledger, Consumer, Delivery, EventSubscription, Queue};
 pub use store::{
     ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, LeaseState,
-    NewExecution, NewTask, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
+    NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
 };

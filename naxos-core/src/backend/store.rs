@@ -8,9 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::dag::Dag;
 use crate::model::{
-    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo,
+    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NewTask, NodeInfo,
     StoredDefinition, TaskRef,
 };
 use crate::state::Changes;
@@ -159,8 +158,9 @@ pub struct NewExecution {
     pub idempotency_key: Option<String>,
     /// When it must be finished by.
     pub deadline: Option<DateTime<Utc>>,
-    /// The tasks, in the definition's sorted order (a task's index is its position).
-    pub tasks: Vec<NewTask>,
+    /// The tasks, in the definition's sorted order (a task's index is its position), shared
+    /// by every execution of the version (see [`StoredDefinition::new_tasks`]).
+    pub tasks: Arc<[NewTask]>,
     /// Creation time.
     pub now: DateTime<Utc>,
 }
@@ -178,43 +178,9 @@ impl NewExecution {
             params,
             idempotency_key: None,
             deadline: def.timeout().map(|t| crate::engine::after(now, t)),
-            tasks: NewTask::all(def),
+            tasks: definition.new_tasks(),
             now,
         }
-    }
-}
-
-/// One task of a [`NewExecution`].
-#[derive(Debug, Clone)]
-pub struct NewTask {
-    /// The task id.
-    pub task_id: String,
-    /// Its name.
-    pub name: String,
-    /// Its function.
-    pub function_name: String,
-    /// Ids of the tasks it waits for (all within the same execution).
-    pub dependencies: Vec<String>,
-    /// Ids of the tasks that wait for it.
-    pub dependents: Vec<String>,
-}
-
-impl NewTask {
-    /// Every task of `def`, in its sorted order, with the edges of its compiled [`Dag`].
-    pub fn all(def: &JobDefinition) -> Vec<NewTask> {
-        let dag = Dag::build(def);
-        let ids = |list: &[usize]| list.iter().map(|&j| dag.ids()[j].clone()).collect();
-        def.tasks
-            .values()
-            .enumerate()
-            .map(|(i, t)| NewTask {
-                task_id: t.id.clone(),
-                name: t.name.clone(),
-                function_name: t.function_name.clone(),
-                dependencies: ids(dag.dependencies(i)),
-                dependents: ids(dag.dependents(i)),
-            })
-            .collect()
     }
 }
 

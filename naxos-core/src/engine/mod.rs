@@ -302,7 +302,7 @@ impl Engine {
     /// before reading the execution, so that no change between the two is missed. Fails when
     /// the Queue cannot carry events.
     pub async fn watch(&self, id: ExecutionId) -> Result<EventStream> {
-        self.inner.events.watch(id, false).await
+        self.inner.events.stream(id).await
     }
 
     /// Like [`wait_for`](Self::wait_for), failing with [`Error::Timeout`] after `timeout`.

@@ -120,11 +120,7 @@ impl Store for MemoryStore {
                 });
             }
         }
-        let stored = Arc::new(StoredDefinition {
-            version: versions.len() as u32 + 1,
-            created_at: now,
-            definition,
-        });
+        let stored = Arc::new(StoredDefinition::new(versions.len() as u32 + 1, now, definition));
         versions.push(stored.clone());
         Ok(DefinitionPut {
             definition: stored,

@@ -1,10 +1,14 @@
 //! Job definitions in the JSON format of the original naxos, plus optional extensions.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::dag::Dag;
 
 /// A job: a DAG of named tasks. The JSON form is the original's:
 ///
@@ -140,12 +144,81 @@ pub struct StoredDefinition {
     pub created_at: DateTime<Utc>,
     /// The definition itself.
     pub definition: JobDefinition,
+    /// Its task runs' template, derived from the definition once.
+    #[serde(skip)]
+    compiled: Compiled,
 }
 
 impl StoredDefinition {
+    /// Version `version` of `definition`, registered at `created_at`.
+    pub fn new(version: u32, created_at: DateTime<Utc>, definition: JobDefinition) -> Self {
+        Self {
+            version,
+            created_at,
+            definition,
+            compiled: Compiled::default(),
+        }
+    }
+
     /// The definition's id.
     pub fn id(&self) -> &str {
         &self.definition.id
+    }
+
+    /// The tasks of a new execution of this version, in sorted order, with the edges of the
+    /// compiled [`Dag`]: derived on the first call, then shared by every execution.
+    pub fn new_tasks(&self) -> Arc<[NewTask]> {
+        self.compiled.0.get_or_init(|| NewTask::all(&self.definition)).clone()
+    }
+}
+
+/// A cache beside the definition: not part of its value (equal whatever it holds).
+#[derive(Clone, Default)]
+struct Compiled(OnceLock<Arc<[NewTask]>>);
+
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Compiled")
+    }
+}
+
+/// One task of a new execution: what its task run starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    /// The task id.
+    pub task_id: String,
+    /// Its name.
+    pub name: String,
+    /// Its function.
+    pub function_name: String,
+    /// Ids of the tasks it waits for (all within the same execution).
+    pub dependencies: Vec<String>,
+    /// Ids of the tasks that wait for it.
+    pub dependents: Vec<String>,
+}
+
+impl NewTask {
+    /// Every task of `def`, in its sorted order, with the edges of its compiled [`Dag`].
+    pub fn all(def: &JobDefinition) -> Arc<[NewTask]> {
+        let dag = Dag::build(def);
+        let ids = |list: &[usize]| list.iter().map(|&j| dag.ids()[j].clone()).collect();
+        def.tasks
+            .values()
+            .enumerate()
+            .map(|(i, t)| NewTask {
+                task_id: t.id.clone(),
+                name: t.name.clone(),
+                function_name: t.function_name.clone(),
+                dependencies: ids(dag.dependencies(i)),
+                dependents: ids(dag.dependents(i)),
+            })
+            .collect()
     }
 }
 

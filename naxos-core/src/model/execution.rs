@@ -1,6 +1,7 @@
 //! Executions, task runs, queue messages and status events.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -111,8 +112,9 @@ impl TaskRun {
 pub struct Attempt {
     /// The dispatch number it ran under (see [`TaskRef::attempt`]).
     pub attempt: u32,
-    /// The node whose worker claimed it.
-    pub node: String,
+    /// The node whose worker claimed it (shared: records are copied to every reader).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub node: Arc<str>,
     /// When it was claimed.
     pub started_at: DateTime<Utc>,
     /// When it ended; `None` while it runs.

@@ -8,7 +8,7 @@ mod status;
 mod validate;
 
 pub use builder::{DefinitionBuilder, TaskBuilder};
-pub use definition::{BackoffPolicy, DefinitionSummary, JobDefinition, StoredDefinition, TaskDefinition};
+pub use definition::{BackoffPolicy, DefinitionSummary, JobDefinition, NewTask, StoredDefinition, TaskDefinition};
 pub use execution::{
     Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent,
     TaskRef, TaskRun,

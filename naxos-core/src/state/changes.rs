@@ -27,6 +27,10 @@ impl Changes {
 
     /// Appends `other`.
     pub fn extend(&mut self, other: Changes) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
         self.ready.extend(other.ready);
         self.delayed.extend(other.delayed);
         self.events.extend(other.events);

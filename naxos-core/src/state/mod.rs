@@ -61,14 +61,14 @@ impl ExecutionState {
         let now = new.now;
         let mut tasks: Vec<TaskRun> = new
             .tasks
-            .into_iter()
+            .iter()
             .map(|t| TaskRun {
-                remaining_dependencies: t.dependencies.len() as u32,
-                task_id: t.task_id,
-                name: t.name,
-                function_name: t.function_name,
+                remaining_dependencies: 0,
+                task_id: t.task_id.clone(),
+                name: t.name.clone(),
+                function_name: t.function_name.clone(),
                 status: TaskStatus::Pending,
-                dependencies: t.dependencies,
+                dependencies: t.dependencies.clone(),
                 attempt: 1,
                 attempts: 0,
                 failures: 0,
@@ -83,7 +83,9 @@ impl ExecutionState {
                 history: Vec::new(),
             })
             .collect();
-        tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        if !tasks.is_sorted_by(|a, b| a.task_id <= b.task_id) {
+            tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        }
         let graph = graph_of(&tasks)?;
         for (i, t) in tasks.iter_mut().enumerate() {
             t.remaining_dependencies = graph.dependencies(i).len() as u32;
@@ -298,12 +300,14 @@ impl ExecutionState {
         let t = &mut self.tasks[i];
         let record = Attempt {
             attempt: t.attempt,
-            node: node.to_string(),
+            node: node.into(),
             started_at: now,
             ended_at: None,
             outcome: None,
             error: None,
         };
+        // Most tasks run once: no room kept for more records than there are.
+        t.history.reserve_exact(1);
         t.history.push(record.clone());
         ch.history.push(HistoryEntry {
             execution_id: self.summary.id,
@@ -330,7 +334,7 @@ impl ExecutionState {
                 // A state loaded without its history: the task still names who ran it.
                 t.history.push(Attempt {
                     attempt,
-                    node: t.lease.as_ref().map(|l| l.owner.clone()).unwrap_or_default(),
+                    node: t.lease.as_ref().map_or_else(|| "".into(), |l| l.owner.as_str().into()),
                     started_at: t.start_time.unwrap_or(now),
                     ended_at: None,
                     outcome: None,

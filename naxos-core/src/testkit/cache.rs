@@ -12,11 +12,7 @@ fn stored(version: u32, name: &str) -> Arc<StoredDefinition> {
     let mut definition = diamond();
     definition.id = "cached".into();
     definition.name = name.into();
-    Arc::new(StoredDefinition {
-        version,
-        created_at: Utc::now(),
-        definition,
-    })
+    Arc::new(StoredDefinition::new(version, Utc::now(), definition))
 }
 
 /// A put version is returned whole; a missing one is `None`.

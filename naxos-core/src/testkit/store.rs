@@ -508,11 +508,7 @@ pub async fn expired_lease_is_recovered_once(store: Arc<dyn Store>) {
         .clone();
     assert_eq!(history.len(), 1);
     assert_eq!(
-        (
-            history[0].outcome,
-            history[0].node.as_str(),
-            history[0].error.as_deref()
-        ),
+        (history[0].outcome, &*history[0].node, history[0].error.as_deref()),
         (Some(AttemptOutcome::Expired), "dead-node", Some("the lease expired"))
     );
     let run = store.get_execution(id).await.unwrap().task("a").unwrap().clone();
@@ -700,13 +696,14 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>) {
         params: json!({}),
         idempotency_key: None,
         deadline: Some(now + secs(5)),
-        tasks: vec![crate::backend::NewTask {
+        tasks: [crate::backend::NewTask {
             task_id: "only".into(),
             name: "only".into(),
             function_name: "f".into(),
             dependencies: vec![],
             dependents: vec![],
-        }],
+        }]
+        .into(),
         now,
     };
     let timed = store
