@@ -260,11 +260,7 @@ async fn a_lost_publish_is_republished_and_completes() {
     let store = naxos_postgres::PgStore::connect(&db_url).await.unwrap();
     use naxos::backend::Store;
     let stored = store.get_definition("sample-2", None).await.unwrap();
-    let new = naxos::backend::NewExecution::new(
-        &stored,
-        naxos::serde_json::json!({"sleepMs": 5}),
-        naxos::chrono::Utc::now(),
-    );
+    let new = naxos::backend::NewExecution::new(&stored, naxos::serde_json::json!({"sleepMs": 5}));
     let id = store.create_execution(new).await.unwrap().execution_id;
     let exec = common::finished(&cluster.api.base, &id.to_string()).await;
     assert_eq!(exec["status"], "COMPLETED", "{exec}");

@@ -48,6 +48,7 @@
 //! ```
 
 pub mod backend;
+mod clock;
 pub mod dag;
 pub mod engine;
 mod error;
@@ -59,9 +60,8 @@ pub mod task;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use engine::{
-    Clock, Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, Health, Submitted, SweepReport,
-};
+pub use clock::{Clock, ManualClock};
+pub use engine::{Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, Health, Submitted, SweepReport};
 pub use error::{BackendErrorKind, Error, Result};
 pub use model::{Execution, ExecutionId, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
 pub use task::{ResultExt, TaskContext, TaskError};

@@ -416,7 +416,7 @@ async fn bad_definitions_and_requests_get_named_errors() {
 /// Creates an execution straight in the Store, as if the node died before publishing.
 async fn create_unpublished(engine: &Engine, definition: &str) -> naxos_core::ExecutionId {
     let stored = engine.definition(definition, None).await.unwrap();
-    let new = NewExecution::new(&stored, json!({}), chrono::Utc::now());
+    let new = NewExecution::new(&stored, json!({}));
     let created = engine.store().create_execution(new).await.unwrap();
     created.execution_id
 }
@@ -439,14 +439,12 @@ async fn a_dead_workers_task_is_recovered_after_its_lease_expires() {
     engine.register("f", |_ctx| async move { Ok(json!("done")) });
     engine.register_definition(diamond("orphan", "f")).await.unwrap();
     let id = create_unpublished(&engine, "orphan").await;
-    let now = chrono::Utc::now();
     engine
         .store()
         .claim(ClaimRequest {
             task: naxos_core::model::TaskRef::new(id, "a", 1),
             owner: "dead-node".into(),
-            lease_until: now + chrono::Duration::milliseconds(300),
-            now,
+            lease: Duration::from_millis(300),
         })
         .await
         .unwrap();

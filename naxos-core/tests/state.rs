@@ -6,12 +6,13 @@
 use std::collections::BTreeSet;
 
 use naxos_core::backend::Changes;
+use naxos_core::chrono::{DateTime, Utc};
 use naxos_core::model::StoredDefinition;
 use naxos_core::model::{EventKind, Execution, ExecutionStatus, TaskStatus};
 use naxos_core::state::{rules, ExecutionState};
 use naxos_core::testkit::scenario::{
-    apply_to_state, cases, config, drain_step, epoch, new_execution, resolve, scenario, Call, Fence, Observed, Op,
-    Scenario,
+    apply_to_state, cases, clock, config, drain_step, epoch, new_execution, resolve, scenario, Call, Fence, Observed,
+    Op, Scenario,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -37,23 +38,23 @@ struct Seen {
 fn run(s: &Scenario) -> Result<(), TestCaseError> {
     let def = s.definition();
     let stored = std::sync::Arc::new(StoredDefinition::new(1, epoch(), def));
-    let (mut state, created) = ExecutionState::create(new_execution(&stored)).map_err(fail)?;
+    let (mut state, created) = ExecutionState::create(new_execution(&stored), epoch()).map_err(fail)?;
     let mut seen = Seen::default();
     check_changes(&state, &created, &mut seen)?;
     check_state(&state)?;
-    let mut now = epoch();
+    let time = clock();
     for op in &s.ops {
-        let Some(call) = resolve(op, &state.snapshot(), &mut now) else {
+        let Some(call) = resolve(op, &state.snapshot(), &time) else {
             continue;
         };
-        step(&mut state, &call, fenced_off(op), &mut seen)?;
+        step(&mut state, &call, time.now(), fenced_off(op), &mut seen)?;
     }
     // However the operations left it, the execution can be driven to its end.
     for _ in 0..4 * naxos_core::testkit::scenario::MAX_TASKS {
-        let Some(call) = drain_step(&state.snapshot(), now) else {
+        let Some(call) = drain_step(&state.snapshot()) else {
             break;
         };
-        step(&mut state, &call, false, &mut seen)?;
+        step(&mut state, &call, time.now(), false, &mut seen)?;
     }
     prop_assert!(state.is_finished(), "the execution is stuck: {:#?}", state.snapshot());
     prop_assert_eq!(seen.ended, 1, "a finished execution ended exactly once");
@@ -70,9 +71,15 @@ fn fenced_off(op: &Op) -> bool {
     }
 }
 
-fn step(state: &mut ExecutionState, call: &Call, fenced_off: bool, seen: &mut Seen) -> Result<(), TestCaseError> {
+fn step(
+    state: &mut ExecutionState,
+    call: &Call,
+    now: DateTime<Utc>,
+    fenced_off: bool,
+    seen: &mut Seen,
+) -> Result<(), TestCaseError> {
     let before = state.clone();
-    let observed = apply_to_state(state, call);
+    let observed = apply_to_state(state, call, now);
     let (changes, failed) = match observed {
         Observed::Claimed(r) => match r {
             Ok(c) => {

@@ -4,9 +4,9 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use naxos_core::backend::*;
 use naxos_core::model::*;
 use naxos_core::serde_json::Value;
@@ -25,7 +25,7 @@ fn down<T>() -> Result<T> {
 
 #[async_trait]
 impl Store for UnreachableStore {
-    async fn put_definition(&self, _: JobDefinition, _: DateTime<Utc>) -> Result<DefinitionPut> {
+    async fn put_definition(&self, _: JobDefinition) -> Result<DefinitionPut> {
         down()
     }
     async fn get_definition(&self, _: &str, _: Option<u32>) -> Result<Arc<StoredDefinition>> {
@@ -49,31 +49,31 @@ impl Store for UnreachableStore {
     async fn claim(&self, _: ClaimRequest) -> Result<ClaimedTask> {
         down()
     }
-    async fn heartbeat(&self, _: &TaskRef, _: DateTime<Utc>) -> Result<LeaseState> {
+    async fn heartbeat(&self, _: &TaskRef, _: Duration) -> Result<LeaseState> {
         down()
     }
     async fn finish(&self, _: Vec<TaskFinish>) -> Result<FinishReport> {
         down()
     }
-    async fn release(&self, _: &TaskRef, _: DateTime<Utc>) -> Result<Changes> {
+    async fn release(&self, _: &TaskRef) -> Result<Changes> {
         down()
     }
-    async fn stop_execution(&self, _: ExecutionId, _: StopReason, _: DateTime<Utc>) -> Result<StopOutcome> {
+    async fn stop_execution(&self, _: ExecutionId, _: StopReason) -> Result<StopOutcome> {
         down()
     }
-    async fn retry_execution(&self, _: ExecutionId, _: DateTime<Utc>) -> Result<Changes> {
+    async fn retry_execution(&self, _: ExecutionId) -> Result<Changes> {
         down()
     }
-    async fn recover_expired(&self, _: DateTime<Utc>, _: u32, _: usize) -> Result<Changes> {
+    async fn recover_expired(&self, _: u32, _: usize) -> Result<Changes> {
         down()
     }
-    async fn take_stale(&self, _: DateTime<Utc>, _: DateTime<Utc>, _: usize) -> Result<Changes> {
+    async fn take_stale(&self, _: Duration, _: usize) -> Result<Changes> {
         down()
     }
-    async fn overdue_executions(&self, _: DateTime<Utc>, _: usize) -> Result<Vec<ExecutionId>> {
+    async fn overdue_executions(&self, _: usize) -> Result<Vec<ExecutionId>> {
         down()
     }
-    async fn prune(&self, _: DateTime<Utc>, _: usize) -> Result<u64> {
+    async fn prune(&self, _: Duration, _: usize) -> Result<u64> {
         down()
     }
     async fn counts(&self) -> Result<StoreCounts> {

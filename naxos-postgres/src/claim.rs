@@ -14,6 +14,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::codec::{count, execution_status, get, int, task_status};
 use crate::error::db;
+use crate::time::plus;
 
 /// Why a guarded UPDATE matched no row: the task does not exist, or it is not at that
 /// attempt in a status the transition accepts.
@@ -72,15 +73,15 @@ const CLAIM: &str = "
             WHERE u.execution_id = $1 AND u.task_id = ANY(c.dependencies) AND u.output IS NOT NULL) AS upstream
     FROM ex LEFT JOIN claimed c ON true";
 
-pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest) -> Result<ClaimedTask> {
+pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: DateTime<Utc>) -> Result<ClaimedTask> {
     let task = &req.task;
     let row = sqlx::query(CLAIM)
         .bind(task.execution_id)
         .bind(&task.task_id)
         .bind(int(task.attempt))
         .bind(&req.owner)
-        .bind(req.lease_until)
-        .bind(req.now)
+        .bind(plus(now, req.lease))
+        .bind(now)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?
@@ -100,7 +101,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest) -> Result
             &definition_id,
             ExecutionStatus::Running,
             None,
-            req.now,
+            now,
         ));
     }
     changes.events.push(rules::task_event(
@@ -110,7 +111,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest) -> Result
         task.attempt,
         TaskStatus::Running,
         None,
-        req.now,
+        now,
     ));
     changes.history.push(HistoryEntry {
         execution_id: task.execution_id,
@@ -118,7 +119,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest) -> Result
         record: Attempt {
             attempt: task.attempt,
             node: req.owner.as_str().into(),
-            started_at: req.now,
+            started_at: now,
             ended_at: None,
             outcome: None,
             error: None,

@@ -43,10 +43,10 @@ const CREATE: &str = "
     )
     SELECT id FROM execution";
 
-pub(crate) async fn create(pool: &PgPool, new: NewExecution) -> Result<Created> {
+pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>) -> Result<Created> {
     let dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
     let (definition_id, key) = (new.definition_id.clone(), new.idempotency_key.clone());
-    let (state, changes) = ExecutionState::create(new)?;
+    let (state, changes) = ExecutionState::create(new, now)?;
     let rows: Vec<Value> = state
         .tasks()
         .iter()

@@ -39,12 +39,15 @@ mod executions;
 mod recovery;
 mod settle;
 mod store;
+mod time;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use naxos_core::{Error, Result};
+use naxos_core::{Clock, Error, Result};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
+use time::StoreClock;
 
 pub use sqlx;
 
@@ -59,6 +62,9 @@ pub struct PgConfig {
     pub acquire_timeout: Duration,
     /// A schema for naxos's tables (created if missing); the user's default search path when `None`.
     pub schema: Option<String>,
+    /// The clock transitions read; the database's when `None` (the default), so that every
+    /// node judges leases, due times and deadlines by one clock. Tests inject a fake one.
+    pub clock: Option<Clock>,
 }
 
 impl PgConfig {
@@ -69,14 +75,16 @@ impl PgConfig {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             schema: None,
+            clock: None,
         }
     }
 }
 
-/// The naxos Store on PostgreSQL. Cheap to clone (it is a pool).
+/// The naxos Store on PostgreSQL. Cheap to clone (a pool and a clock).
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    clock: Arc<StoreClock>,
 }
 
 impl PgStore {
@@ -116,12 +124,24 @@ impl PgStore {
             .await
             .map_err(error::db)?;
         migrate(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            clock: Arc::new(StoreClock::new(config.clock)),
+        })
     }
 
-    /// A store on an existing pool (the migrations must have been applied: see [`migrate`]).
+    /// A store on an existing pool (the migrations must have been applied: see [`migrate`]),
+    /// on the database's clock.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            clock: Arc::new(StoreClock::new(None)),
+        }
+    }
+
+    /// The time now, by the store's clock.
+    pub(crate) async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        self.clock.now(&self.pool).await
     }
 
     /// The connection pool.
@@ -138,22 +158,17 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
     })
 }
 
-/// Runs `$body` in a transaction bound to `$tx`, committing on `Ok`; a transaction that lost a
-/// race (serialization failure, deadlock) is run again, up to 5 times.
-macro_rules! transaction {
-    ($pool:expr, |$tx:ident| $body:expr) => {{
+/// Runs `$attempt` (an expression giving a `naxos_core::Result`) again while it fails only
+/// because it raced another transaction (serialization failure, deadlock), up to 5 times.
+macro_rules! retry_races {
+    ($what:literal, $attempt:expr) => {{
         let mut tries = 0u32;
         loop {
             tries += 1;
-            let mut $tx = $pool.begin().await.map_err($crate::error::db)?;
-            let result: naxos_core::Result<_> = async { $body }.await;
-            let result = match result {
-                Ok(value) => $tx.commit().await.map(|()| value).map_err($crate::error::db),
-                Err(e) => Err(e),
-            };
+            let result: naxos_core::Result<_> = $attempt;
             match result {
                 Err(e) if tries < 5 && $crate::error::is_race(&e) => {
-                    tracing::debug!(error = %e, tries, "transaction raced another; running it again");
+                    tracing::debug!(error = %e, tries, concat!($what, " raced another; running it again"));
                     continue;
                 }
                 other => break other,
@@ -161,4 +176,32 @@ macro_rules! transaction {
         }
     }};
 }
+pub(crate) use retry_races;
+
+/// Runs `$body` in a transaction bound to `$tx`, committing on `Ok`; a transaction that lost a
+/// race is run again (see `retry_races!`).
+macro_rules! transaction {
+    ($pool:expr, |$tx:ident| $body:expr) => {
+        $crate::retry_races!("a transaction", {
+            let mut $tx = $pool.begin().await.map_err($crate::error::db)?;
+            let result: naxos_core::Result<_> = async { $body }.await;
+            match result {
+                Ok(value) => $tx.commit().await.map(|()| value).map_err($crate::error::db),
+                Err(e) => Err(e),
+            }
+        })
+    };
+}
 pub(crate) use transaction;
+
+/// Runs `$body` — one statement, which commits on its own — on a connection bound to `$conn`,
+/// without the round trips of BEGIN and COMMIT; a statement that lost a race is run again.
+macro_rules! statement {
+    ($pool:expr, |$conn:ident| $body:expr) => {
+        $crate::retry_races!("a statement", {
+            let mut $conn = $pool.acquire().await.map_err($crate::error::db)?;
+            $body
+        })
+    };
+}
+pub(crate) use statement;

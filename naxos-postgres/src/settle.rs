@@ -22,6 +22,7 @@ use sqlx::PgConnection;
 use crate::claim::guard_error;
 use crate::codec::{execution_status, get, int, jsonb};
 use crate::error::db;
+use crate::time::plus;
 
 /// The aggregates over an execution's task rows that decide whether and how it ends (as
 /// [`rules::verdict`] does): `open` (tasks not finished), `cancelled`, and `failed` — the error
@@ -117,9 +118,14 @@ pub(crate) async fn settle(
         TaskOutcome::Completed(output) => (TaskStatus::Completed, Some(output), None, None),
         TaskOutcome::Failed {
             error,
-            retry_at: Some(due),
-        } => (TaskStatus::Retrying, None, Some(error.as_str()), Some(*due)),
-        TaskOutcome::Failed { retry_at: None, .. } => return Ok(None),
+            retry_in: Some(delay),
+        } => (
+            TaskStatus::Retrying,
+            None,
+            Some(error.as_str()),
+            Some(plus(now, *delay)),
+        ),
+        TaskOutcome::Failed { retry_in: None, .. } => return Ok(None),
     };
     let row = sqlx::query(SETTLE)
         .bind(task.execution_id)

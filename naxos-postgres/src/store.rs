@@ -1,9 +1,9 @@
 //! `impl Store for PgStore`: each method is one statement or one transaction.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use naxos_core::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
     LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
@@ -15,11 +15,13 @@ use naxos_core::Result;
 
 use crate::apply::apply;
 use crate::error::db;
-use crate::{claim, definitions, executions, recovery, settle, transaction, PgStore};
+use crate::time::{minus, plus};
+use crate::{claim, definitions, executions, recovery, settle, statement, transaction, PgStore};
 
 #[async_trait]
 impl Store for PgStore {
-    async fn put_definition(&self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DefinitionPut> {
+    async fn put_definition(&self, definition: JobDefinition) -> Result<DefinitionPut> {
+        let now = self.now().await?;
         transaction!(self.pool, |tx| definitions::put(&mut tx, definition.clone(), now).await)
     }
 
@@ -37,7 +39,7 @@ impl Store for PgStore {
 
     async fn create_execution(&self, execution: NewExecution) -> Result<Created> {
         // One statement, so no explicit transaction.
-        executions::create(&self.pool, execution).await
+        executions::create(&self.pool, execution, self.now().await?).await
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {
@@ -49,18 +51,20 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
-        // One statement: the transaction commits it on its own, atomically.
-        transaction!(self.pool, |tx| claim::claim(&mut tx, &request).await)
+        let now = self.now().await?;
+        statement!(self.pool, |conn| claim::claim(&mut conn, &request, now).await)
     }
 
-    async fn heartbeat(&self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState> {
+    async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
+        let until = plus(self.now().await?, lease);
         claim::heartbeat(&self.pool, task, until).await
     }
 
     async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport> {
+        let now = self.now().await?;
         if let [only] = outcomes.as_slice() {
             let mut conn = self.pool.acquire().await.map_err(db)?;
-            let result = settle::settle(&mut conn, &only.task, &only.outcome, only.now).await;
+            let result = settle::settle(&mut conn, &only.task, &only.outcome, now).await;
             drop(conn);
             match result {
                 Ok(Some(changes)) => {
@@ -95,7 +99,7 @@ impl Store for PgStore {
                         .iter()
                         .map(|&i| {
                             let f = &outcomes[i];
-                            (i, state.finish(&f.task, f.outcome.clone(), f.now))
+                            (i, state.finish(&f.task, f.outcome.clone(), now))
                         })
                         .collect::<Vec<_>>())
                 })
@@ -118,33 +122,39 @@ impl Store for PgStore {
         })
     }
 
-    async fn release(&self, task: &TaskRef, now: DateTime<Utc>) -> Result<Changes> {
+    async fn release(&self, task: &TaskRef) -> Result<Changes> {
+        let now = self.now().await?;
         transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, |s| s
             .release(task, now))
         .await)
     }
 
-    async fn stop_execution(&self, id: ExecutionId, reason: StopReason, now: DateTime<Utc>) -> Result<StopOutcome> {
+    async fn stop_execution(&self, id: ExecutionId, reason: StopReason) -> Result<StopOutcome> {
+        let now = self.now().await?;
         transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.stop(reason, now)).await)
     }
 
-    async fn retry_execution(&self, id: ExecutionId, now: DateTime<Utc>) -> Result<Changes> {
+    async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
+        let now = self.now().await?;
         transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.retry(now)).await)
     }
 
-    async fn recover_expired(&self, now: DateTime<Utc>, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
+    async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
+        let now = self.now().await?;
         recovery::recover_expired(&self.pool, now, max_lease_expiries, limit).await
     }
 
-    async fn take_stale(&self, queued_before: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
-        recovery::take_stale(&self.pool, queued_before, now, limit).await
+    async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
+        let now = self.now().await?;
+        recovery::take_stale(&self.pool, minus(now, older_than), now, limit).await
     }
 
-    async fn overdue_executions(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>> {
-        executions::overdue(&self.pool, now, limit).await
+    async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
+        executions::overdue(&self.pool, self.now().await?, limit).await
     }
 
-    async fn prune(&self, ended_before: DateTime<Utc>, limit: usize) -> Result<u64> {
+    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
+        let ended_before = minus(self.now().await?, older_than);
         executions::prune(&self.pool, ended_before, limit).await
     }
 

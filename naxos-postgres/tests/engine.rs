@@ -29,22 +29,19 @@ async fn simultaneous_completions_unlock_the_join_once() {
     let Some(store) = common::store().await else { return };
     let store: Arc<dyn Store> = Arc::new(store);
     let def = fan(50);
-    let now = chrono::Utc::now();
-    let put = store.put_definition(def.clone(), now).await.unwrap();
+    let put = store.put_definition(def.clone()).await.unwrap();
     for _round in 0..3 {
-        let new = naxos_core::backend::NewExecution::new(&put.definition, json!({}), now);
+        let new = naxos_core::backend::NewExecution::new(&put.definition, json!({}));
         let id = store.create_execution(new).await.unwrap().execution_id;
         let claim = |task: &str| ClaimRequest {
             task: TaskRef::new(id, task, 1),
             owner: "n".into(),
-            lease_until: now + chrono::Duration::seconds(60),
-            now,
+            lease: Duration::from_secs(60),
         };
         store.claim(claim("start")).await.unwrap();
         let done = |task: &str| TaskFinish {
             task: TaskRef::new(id, task, 1),
             outcome: TaskOutcome::Completed(json!(task)),
-            now,
         };
         store.finish(vec![done("start")]).await.unwrap();
         let branches: Vec<String> = (0..50).map(|i| format!("b{i:03}")).collect();

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -33,14 +34,17 @@ use crate::Result;
 ///   functions to the execution and persists the result, its attempt records included
 ///   ([`Changes::history`]). A hand-written fast path must give the same results: the
 ///   differential test of the conformance suite (`testkit`) checks it.
-/// - The `now` a caller passes is its clock; a backend may use its own instead, consistently.
+/// - **Time is the Store's.** Every transition reads "now" from the Store's own clock, so that
+///   leases, due times and deadlines are judged by one clock however many nodes share the
+///   Store; callers pass durations (a lease's length, a retry's delay, an age), never instants.
+///   The clock is injectable, so that tests can give several stores one fake clock.
 /// - Not found is [`Error::NotFound`](crate::Error::NotFound); a backend that is down returns a
 ///   transient [`Error::Backend`](crate::Error::Backend).
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
     /// Registers a definition. Identical content to the latest version is a no-op returning that
     /// version; changed content becomes the next version. Versions are immutable.
-    async fn put_definition(&self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DefinitionPut>;
+    async fn put_definition(&self, definition: JobDefinition) -> Result<DefinitionPut>;
 
     /// One version of a definition, or the latest when `version` is `None`.
     async fn get_definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>>;
@@ -64,7 +68,8 @@ pub trait Store: Send + Sync + Debug {
     /// Executions newest first, filtered, one page at a time.
     async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage>;
 
-    /// QUEUED or RETRYING → RUNNING, guarded by `attempt`, with a lease for `owner`. Moves a
+    /// QUEUED or RETRYING → RUNNING, guarded by `attempt`, with a lease for `owner` that runs
+    /// out `lease` after now. Moves a
     /// PENDING execution to RUNNING. Returns what the task needs to run: params and the outputs
     /// of its direct dependencies.
     ///
@@ -72,10 +77,10 @@ pub trait Store: Send + Sync + Debug {
     /// execution is finished: the message that asked for it is then a duplicate to drop.
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask>;
 
-    /// Extends a RUNNING task's lease to `until`. Returns [`LeaseState::Cancelled`] when the
+    /// Extends a RUNNING task's lease to `lease` after now. Returns [`LeaseState::Cancelled`] when the
     /// execution was cancelled under the lease (the worker should stop), and `Conflict` when
     /// the lease is lost (attempt no longer current).
-    async fn heartbeat(&self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState>;
+    async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState>;
 
     /// Records the outcome of RUNNING tasks, each guarded by its attempt, all in one
     /// transaction where the backend can. Per task:
@@ -83,7 +88,7 @@ pub trait Store: Send + Sync + Debug {
     /// - completed: store the output, decrement each dependent's remaining count, and make
     ///   every dependent that reaches zero QUEUED — exactly once, even when its last two
     ///   dependencies complete at the same time on two nodes;
-    /// - failed with `retry_at`: RETRYING with the next attempt number and a due time;
+    /// - failed with `retry_in`: RETRYING with the next attempt number, due that long after now;
     /// - failed without: FAILED, every transitive dependent still waiting SKIPPED.
     ///
     /// When every task of the execution is terminal, the execution becomes COMPLETED, or FAILED
@@ -92,34 +97,35 @@ pub trait Store: Send + Sync + Debug {
     async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport>;
 
     /// Hands a RUNNING task back (graceful shutdown): QUEUED with the next attempt number.
-    async fn release(&self, task: &TaskRef, now: DateTime<Utc>) -> Result<Changes>;
+    async fn release(&self, task: &TaskRef) -> Result<Changes>;
 
     /// Stops an execution that is not finished: every task not finished becomes CANCELLED
     /// (running ones keep their lease, so their heartbeat reports the cancellation) and the
     /// execution CANCELLED, or FAILED for a timeout. `Conflict` when already finished.
-    async fn stop_execution(&self, id: ExecutionId, reason: StopReason, now: DateTime<Utc>) -> Result<StopOutcome>;
+    async fn stop_execution(&self, id: ExecutionId, reason: StopReason) -> Result<StopOutcome>;
 
     /// Re-runs the failed part of a FAILED or CANCELLED execution: FAILED, SKIPPED and CANCELLED
     /// tasks are reset (next attempt number, fresh retry budget), those whose dependencies are
     /// all COMPLETED become QUEUED, and the execution RUNNING. `Conflict` otherwise.
-    async fn retry_execution(&self, id: ExecutionId, now: DateTime<Utc>) -> Result<Changes>;
+    async fn retry_execution(&self, id: ExecutionId) -> Result<Changes>;
 
-    /// Recovers RUNNING tasks whose lease expired before `now`: each becomes QUEUED with the
+    /// Recovers RUNNING tasks whose lease expired before now: each becomes QUEUED with the
     /// next attempt number, or FAILED once it has expired more than `max_lease_expiries`
     /// times. Safe to call from every node at once: each task is recovered by one caller.
-    async fn recover_expired(&self, now: DateTime<Utc>, max_lease_expiries: u32, limit: usize) -> Result<Changes>;
+    async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes>;
 
-    /// Finds tasks whose queue message may have been lost: QUEUED since before
-    /// `queued_before`, and RETRYING tasks due before it (made QUEUED). Stamps each as queued
-    /// at `now`, so concurrent callers do not return the same task, and returns them in
+    /// Finds tasks whose queue message may have been lost: QUEUED for longer than
+    /// `older_than`, and RETRYING tasks due that long ago (made QUEUED). Stamps each as queued
+    /// now, so concurrent callers do not return the same task, and returns them in
     /// [`Changes::ready`] for republishing.
-    async fn take_stale(&self, queued_before: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> Result<Changes>;
+    async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes>;
 
-    /// Unfinished executions whose deadline is before `now`.
-    async fn overdue_executions(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>>;
+    /// Unfinished executions whose deadline has passed.
+    async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>>;
 
-    /// Deletes up to `limit` finished executions that ended before `ended_before`; returns how many.
-    async fn prune(&self, ended_before: DateTime<Utc>, limit: usize) -> Result<u64>;
+    /// Deletes up to `limit` finished executions that ended more than `older_than` ago;
+    /// returns how many.
+    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64>;
 
     /// Counts for the system status.
     async fn counts(&self) -> Result<StoreCounts>;
@@ -156,20 +162,17 @@ pub struct NewExecution {
     pub params: Value,
     /// Deduplication key, unique per definition.
     pub idempotency_key: Option<String>,
-    /// When it must be finished by.
-    pub deadline: Option<DateTime<Utc>>,
+    /// How long it may run: its deadline is this long after its creation.
+    pub timeout: Option<Duration>,
     /// The tasks, in the definition's sorted order (a task's index is its position), shared
     /// by every execution of the version (see [`StoredDefinition::new_tasks`]).
     pub tasks: Arc<[NewTask]>,
-    /// Creation time.
-    pub now: DateTime<Utc>,
 }
 
 impl NewExecution {
-    /// An execution of `definition` with `params`, created at `now`: a fresh UUIDv7, the
-    /// definition's tasks and dependencies, the deadline its `timeoutMs` implies, and no
-    /// idempotency key.
-    pub fn new(definition: &StoredDefinition, params: Value, now: DateTime<Utc>) -> Self {
+    /// An execution of `definition` with `params`: a fresh UUIDv7, the definition's tasks and
+    /// dependencies, its `timeoutMs`, and no idempotency key.
+    pub fn new(definition: &StoredDefinition, params: Value) -> Self {
         let def = &definition.definition;
         Self {
             id: uuid::Uuid::now_v7(),
@@ -177,9 +180,8 @@ impl NewExecution {
             definition_version: definition.version,
             params,
             idempotency_key: None,
-            deadline: def.timeout().map(|t| crate::engine::after(now, t)),
+            timeout: def.timeout(),
             tasks: definition.new_tasks(),
-            now,
         }
     }
 }
@@ -226,10 +228,8 @@ pub struct ClaimRequest {
     pub task: TaskRef,
     /// The claiming node.
     pub owner: String,
-    /// Lease expiry.
-    pub lease_until: DateTime<Utc>,
-    /// Claim time.
-    pub now: DateTime<Utc>,
+    /// How long the lease lasts unless renewed.
+    pub lease: Duration,
 }
 
 /// A claimed task, with its inputs.
@@ -271,8 +271,6 @@ pub struct TaskFinish {
     pub task: TaskRef,
     /// What happened.
     pub outcome: TaskOutcome,
-    /// When it finished.
-    pub now: DateTime<Utc>,
 }
 
 /// The result of one attempt.
@@ -280,12 +278,12 @@ pub struct TaskFinish {
 pub enum TaskOutcome {
     /// Succeeded with this output.
     Completed(Value),
-    /// Failed with this error; `retry_at` says when to try again, `None` for never.
+    /// Failed with this error; `retry_in` says how long after now to try again, `None` for never.
     Failed {
         /// The error message.
         error: String,
-        /// When the next attempt is due, if one is allowed.
-        retry_at: Option<DateTime<Utc>>,
+        /// The delay before the next attempt, if one is allowed.
+        retry_in: Option<Duration>,
     },
 }
 

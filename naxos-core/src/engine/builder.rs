@@ -60,7 +60,8 @@ impl EngineBuilder {
         config.concurrency = config.concurrency.max(1);
         Engine {
             inner: Arc::new(Inner::new(
-                self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                self.store
+                    .unwrap_or_else(|| Arc::new(MemoryStore::with_clock(config.clock.clone()))),
                 self.queue.unwrap_or_else(|| Arc::new(MemoryQueue::new())),
                 self.cache.unwrap_or_else(|| Arc::new(MemoryCache::default())),
                 config,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+pub use crate::clock::Clock;
 
 use crate::model::Limits;
 
@@ -42,7 +42,9 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// After a task's cancellation token fires, how long it may take to return. Default 5 s.
     pub cancel_grace: Duration,
-    /// Where "now" comes from.
+    /// Where "now" comes from for this node: the worker's timers, the delays of retries and
+    /// the node registry. Leases, due times and deadlines are the Store's clock's: the
+    /// engine's default in-memory store gets this one.
     pub clock: Clock,
 }
 
@@ -66,54 +68,4 @@ impl Default for EngineConfig {
             clock: Clock::System,
         }
     }
-}
-
-/// The engine's source of wall-clock time.
-#[derive(Debug, Clone, Copy, Default)]
-pub enum Clock {
-    /// The system clock.
-    #[default]
-    System,
-    /// Wall time derived from tokio's clock, so that `tokio::time::pause()` and `advance()`
-    /// move leases, due times and deadlines too (for tests).
-    Tokio {
-        /// Wall time at `base`.
-        wall: DateTime<Utc>,
-        /// The tokio instant matching `wall`.
-        base: tokio::time::Instant,
-    },
-}
-
-impl Clock {
-    /// A [`Clock::Tokio`] anchored now.
-    pub fn tokio() -> Self {
-        Self::Tokio {
-            wall: Utc::now(),
-            base: tokio::time::Instant::now(),
-        }
-    }
-
-    /// The current wall time.
-    pub fn now(&self) -> DateTime<Utc> {
-        match self {
-            Self::System => Utc::now(),
-            Self::Tokio { wall, base } => after(*wall, base.elapsed()),
-        }
-    }
-}
-
-/// `t + d`, saturating.
-pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| t.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// `t - d`, saturating.
-pub(crate) fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| t.checked_sub_signed(d))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }

@@ -4,7 +4,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config::{after, Clock};
 use crate::backend::{LeaseState, Store};
 use crate::model::TaskRef;
 use crate::Result;
@@ -15,7 +14,6 @@ pub(crate) struct Heartbeat {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) task: TaskRef,
     pub(crate) ttl: Duration,
-    pub(crate) clock: Clock,
 }
 
 impl fmt::Debug for Heartbeat {
@@ -25,10 +23,8 @@ impl fmt::Debug for Heartbeat {
 }
 
 impl Heartbeat {
-    /// Extends the lease by the TTL from now.
+    /// Extends the lease by the TTL from now (the Store's now).
     pub(crate) async fn beat(&self) -> Result<LeaseState> {
-        self.store
-            .heartbeat(&self.task, after(self.clock.now(), self.ttl))
-            .await
+        self.store.heartbeat(&self.task, self.ttl).await
     }
 }

@@ -95,7 +95,7 @@ impl Inner {
 
     /// Stops an execution and fires the tokens of its attempts running here.
     pub(crate) async fn stop(&self, id: ExecutionId, reason: StopReason) -> Result<ExecutionStatus> {
-        let outcome = self.store.stop_execution(id, reason, self.now()).await?;
+        let outcome = self.store.stop_execution(id, reason).await?;
         for task in &outcome.running {
             self.cancel_local(task);
         }

@@ -25,7 +25,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use builder::EngineBuilder;
-pub(crate) use config::after;
 pub use config::{Clock, EngineConfig};
 pub use events::EventStream;
 pub(crate) use heartbeat::Heartbeat;
@@ -188,7 +187,7 @@ impl Engine {
     pub async fn register_definition(&self, definition: JobDefinition) -> Result<DefinitionPut> {
         let registry = &self.inner.registry;
         validate(&definition, &self.inner.config.limits, &|f| registry.contains(f))?;
-        self.inner.store.put_definition(definition, self.inner.now()).await
+        self.inner.store.put_definition(definition).await
     }
 
     /// A definition's latest version, or the given one.
@@ -252,7 +251,7 @@ impl Engine {
             .store
             .get_definition(&request.definition_id, request.version)
             .await?;
-        let mut new = NewExecution::new(&stored, params, inner.now());
+        let mut new = NewExecution::new(&stored, params);
         new.idempotency_key = request.idempotency_key;
         let created = inner.store.create_execution(new).await?;
         tracing::Span::current().record("execution_id", tracing::field::display(created.execution_id));
@@ -288,7 +287,7 @@ impl Engine {
     /// Re-runs the failed, skipped and cancelled tasks of a FAILED or CANCELLED execution;
     /// returns its new status (RUNNING).
     pub async fn retry(&self, id: ExecutionId) -> Result<ExecutionStatus> {
-        let changes = self.inner.store.retry_execution(id, self.inner.now()).await?;
+        let changes = self.inner.store.retry_execution(id).await?;
         self.inner.dispatch(changes).await;
         Ok(ExecutionStatus::Running)
     }

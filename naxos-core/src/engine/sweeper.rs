@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use super::config::before;
 use super::inner::Inner;
 use crate::backend::StopReason;
 use crate::model::{EventKind, NodeInfo, TaskStatus};
@@ -47,12 +46,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
     let config = &inner.config;
     let mut report = SweepReport::default();
-    let now = inner.now();
-
-    let recovered = inner
-        .store
-        .recover_expired(now, config.max_lease_expiries, BATCH)
-        .await?;
+    let recovered = inner.store.recover_expired(config.max_lease_expiries, BATCH).await?;
     report.recovered = recovered
         .events
         .iter()
@@ -68,15 +62,12 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
         .count();
     inner.dispatch(recovered).await;
 
-    let stale = inner
-        .store
-        .take_stale(before(now, config.republish_after), now, BATCH)
-        .await?;
+    let stale = inner.store.take_stale(config.republish_after, BATCH).await?;
     report.republished = stale.ready.len();
     inner.dispatch(stale).await;
     super::metrics::swept(report.recovered, report.republished);
 
-    for id in inner.store.overdue_executions(now, BATCH).await? {
+    for id in inner.store.overdue_executions(BATCH).await? {
         match inner.stop(id, StopReason::TimedOut).await {
             Ok(_) => report.timed_out += 1,
             Err(e) if e.is_conflict() => {}
@@ -84,7 +75,7 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
         }
     }
 
-    report.pruned = inner.store.prune(before(now, config.retention), BATCH).await?;
+    report.pruned = inner.store.prune(config.retention, BATCH).await?;
 
     inner
         .store
@@ -94,7 +85,7 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
             concurrency: if config.workers { config.concurrency as u32 } else { 0 },
             running: inner.running_count() as u32,
             started_at: inner.started_at,
-            last_seen: now,
+            last_seen: inner.now(),
         })
         .await?;
     Ok(report)

@@ -8,7 +8,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
 use tracing::Instrument;
 
-use super::config::after;
 use super::inner::Inner;
 use super::Heartbeat;
 use crate::backend::{ClaimRequest, ClaimedTask, Consumer, Delivery, LeaseState, TaskFinish, TaskOutcome};
@@ -96,12 +95,10 @@ enum Ending {
 }
 
 async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
-    let now = inner.now();
     let request = ClaimRequest {
         task: delivery.task.clone(),
         owner: inner.config.node_id.clone(),
-        lease_until: after(now, inner.config.lease_ttl),
-        now,
+        lease: inner.config.lease_ttl,
     };
     let mut claimed = match inner.store.claim(request).await {
         Ok(c) => c,
@@ -139,8 +136,8 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
         let (ending, function) = run_attempt(&inner, &claimed).await;
         let outcome = match &ending {
             Ending::Outcome(TaskOutcome::Completed(_)) => "completed",
-            Ending::Outcome(TaskOutcome::Failed { retry_at: Some(_), .. }) => "retrying",
-            Ending::Outcome(TaskOutcome::Failed { retry_at: None, .. }) => "failed",
+            Ending::Outcome(TaskOutcome::Failed { retry_in: Some(_), .. }) => "retrying",
+            Ending::Outcome(TaskOutcome::Failed { retry_in: None, .. }) => "failed",
             Ending::HandBack => "handed_back",
             Ending::Discard(_) => "discarded",
         };
@@ -179,7 +176,6 @@ async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name
         Ok(d) => d,
         Err(e) => {
             return failure(
-                inner,
                 claimed,
                 None,
                 TaskError::retryable(format!("loading the definition failed: {e}")),
@@ -191,7 +187,7 @@ async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name
             "task `{}` is not in definition `{}` version {}",
             claimed.task.task_id, claimed.definition_id, claimed.definition_version
         );
-        return failure(inner, claimed, None, TaskError::fatal(error));
+        return failure(claimed, None, TaskError::fatal(error));
     };
     function_name.clone_from(&task_def.function_name);
     tracing::Span::current().record("function", task_def.function_name.as_str());
@@ -201,7 +197,7 @@ async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name
             "function `{}` is not registered on node `{}`",
             task_def.function_name, inner.config.node_id
         );
-        return failure(inner, claimed, Some(task_def), TaskError::fatal(error));
+        return failure(claimed, Some(task_def), TaskError::fatal(error));
     };
     let token = inner.hard_stop.child_token();
     inner.track_running(&claimed.task, token.clone());
@@ -209,7 +205,6 @@ async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name
         store: inner.store.clone(),
         task: claimed.task.clone(),
         ttl: inner.config.lease_ttl,
-        clock: inner.config.clock,
     };
     let ctx = TaskContext {
         task: claimed.task.clone(),
@@ -232,7 +227,7 @@ async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name
                 token.cancel();
                 stop_within_grace(inner, &mut running).await;
                 let ms = task_def.timeout_ms.unwrap_or_default();
-                break failure(inner, claimed, Some(task_def), TaskError::retryable(format!("timed out after {ms} ms")));
+                break failure(claimed, Some(task_def), TaskError::retryable(format!("timed out after {ms} ms")));
             }
             _ = beats.tick() => match heartbeat.beat().await {
                 Ok(LeaseState::Active) => {}
@@ -303,11 +298,11 @@ fn result_ending(
                     "the output is {size} bytes of JSON, over the limit of {}",
                     inner.config.max_output_bytes
                 );
-                return failure(inner, claimed, Some(task_def), TaskError::fatal(error));
+                return failure(claimed, Some(task_def), TaskError::fatal(error));
             }
             Ending::Outcome(TaskOutcome::Completed(output))
         }
-        Ok(Err(error)) => failure(inner, claimed, Some(task_def), error),
+        Ok(Err(error)) => failure(claimed, Some(task_def), error),
         Err(e) if e.is_panic() => {
             let payload = e.into_panic();
             let message = payload
@@ -316,7 +311,6 @@ fn result_ending(
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             failure(
-                inner,
                 claimed,
                 Some(task_def),
                 TaskError::retryable(format!("the task panicked: {message}")),
@@ -328,17 +322,15 @@ fn result_ending(
 
 /// A failed attempt: retried after its backoff while the task's budget allows and the error
 /// is retryable, FAILED otherwise.
-fn failure(inner: &Inner, claimed: &ClaimedTask, task_def: Option<&TaskDefinition>, error: TaskError) -> Ending {
-    let retry_at = task_def.and_then(|t| {
-        (error.is_retryable() && claimed.failures < t.max_retry).then(|| {
-            let delay = t.backoff_policy().delay(claimed.failures + 1, fastrand::f64());
-            after(inner.now(), delay)
-        })
+fn failure(claimed: &ClaimedTask, task_def: Option<&TaskDefinition>, error: TaskError) -> Ending {
+    let retry_in = task_def.and_then(|t| {
+        (error.is_retryable() && claimed.failures < t.max_retry)
+            .then(|| t.backoff_policy().delay(claimed.failures + 1, fastrand::f64()))
     });
-    tracing::info!(error = %error.message, retry = retry_at.is_some(), "task attempt failed");
+    tracing::info!(error = %error.message, retry = retry_in.is_some(), "task attempt failed");
     Ending::Outcome(TaskOutcome::Failed {
         error: error.message,
-        retry_at,
+        retry_in,
     })
 }
 
@@ -352,7 +344,7 @@ async fn record(inner: &Inner, claimed: &ClaimedTask, ending: Ending) {
             return;
         }
         Ending::HandBack => {
-            match inner.store.release(task, inner.now()).await {
+            match inner.store.release(task).await {
                 Ok(changes) => inner.dispatch(changes).await,
                 Err(e) => tracing::warn!(error = %e, "hand-back failed; the lease expiry will requeue the task"),
             }
@@ -364,7 +356,6 @@ async fn record(inner: &Inner, claimed: &ClaimedTask, ending: Ending) {
         let finish = TaskFinish {
             task: task.clone(),
             outcome: outcome.clone(),
-            now: inner.now(),
         };
         match inner.store.finish(vec![finish]).await {
             Ok(mut report) => {

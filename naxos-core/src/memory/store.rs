@@ -2,14 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
 use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
     LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
+use crate::clock::{before, Clock};
 use crate::model::{
     DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, StoredDefinition, TaskRef,
     TaskStatus,
@@ -23,9 +24,11 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1_000;
 
 /// A [`Store`] in process memory: concurrent (executions are sharded over 16 locks, none held
-/// across an await), complete, and gone when the process ends.
+/// across an await), complete, and gone when the process ends. Its clock is the system's
+/// unless given one ([`MemoryStore::with_clock`]).
 #[derive(Debug)]
 pub struct MemoryStore {
+    clock: Clock,
     definitions: RwLock<HashMap<String, Vec<Arc<StoredDefinition>>>>,
     shards: Box<[Mutex<Shard>]>,
     index: Mutex<Index>,
@@ -53,9 +56,15 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store on the system clock.
     pub fn new() -> Self {
+        Self::with_clock(Clock::System)
+    }
+
+    /// An empty store that reads the time from `clock`.
+    pub fn with_clock(clock: Clock) -> Self {
         Self {
+            clock,
             definitions: RwLock::default(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             index: Mutex::default(),
@@ -109,7 +118,8 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn put_definition(&self, definition: JobDefinition, now: DateTime<Utc>) -> Result<DefinitionPut> {
+    async fn put_definition(&self, definition: JobDefinition) -> Result<DefinitionPut> {
+        let now = self.clock.now();
         let mut defs = write(&self.definitions);
         let versions = defs.entry(definition.id.clone()).or_default();
         if let Some(latest) = versions.last() {
@@ -179,7 +189,7 @@ impl Store for MemoryStore {
             });
         }
         let id = execution.id;
-        let (state, changes) = ExecutionState::create(execution)?;
+        let (state, changes) = ExecutionState::create(execution, self.clock.now())?;
         {
             let mut shard = self.shard(id);
             if shard.executions.contains_key(&id) {
@@ -246,17 +256,20 @@ impl Store for MemoryStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
-        self.with_state(request.task.execution_id, |s| s.claim(&request))
+        let now = self.clock.now();
+        self.with_state(request.task.execution_id, |s| s.claim(&request, now))
     }
 
-    async fn heartbeat(&self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState> {
-        self.with_state(task.execution_id, |s| s.heartbeat(task, until))
+    async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
+        let now = self.clock.now();
+        self.with_state(task.execution_id, |s| s.heartbeat(task, lease, now))
     }
 
     async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport> {
         let mut report = FinishReport::default();
         for f in outcomes {
-            match self.with_state(f.task.execution_id, |s| s.finish(&f.task, f.outcome, f.now)) {
+            let now = self.clock.now();
+            match self.with_state(f.task.execution_id, |s| s.finish(&f.task, f.outcome, now)) {
                 Ok(changes) => {
                     report.changes.extend(changes);
                     report.results.push(Ok(()));
@@ -267,19 +280,23 @@ impl Store for MemoryStore {
         Ok(report)
     }
 
-    async fn release(&self, task: &TaskRef, now: DateTime<Utc>) -> Result<Changes> {
+    async fn release(&self, task: &TaskRef) -> Result<Changes> {
+        let now = self.clock.now();
         self.with_state(task.execution_id, |s| s.release(task, now))
     }
 
-    async fn stop_execution(&self, id: ExecutionId, reason: StopReason, now: DateTime<Utc>) -> Result<StopOutcome> {
+    async fn stop_execution(&self, id: ExecutionId, reason: StopReason) -> Result<StopOutcome> {
+        let now = self.clock.now();
         self.with_state(id, |s| s.stop(reason, now))
     }
 
-    async fn retry_execution(&self, id: ExecutionId, now: DateTime<Utc>) -> Result<Changes> {
+    async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
+        let now = self.clock.now();
         self.with_state(id, |s| s.retry(now))
     }
 
-    async fn recover_expired(&self, now: DateTime<Utc>, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
+    async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
+        let now = self.clock.now();
         let mut changes = Changes::default();
         self.scan_active(limit, |s, budget| {
             changes.extend(s.recover_expired(now, max_lease_expiries, budget))
@@ -287,7 +304,9 @@ impl Store for MemoryStore {
         Ok(changes)
     }
 
-    async fn take_stale(&self, queued_before: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
+    async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
+        let now = self.clock.now();
+        let queued_before = before(now, older_than);
         let mut changes = Changes::default();
         self.scan_active(limit, |s, budget| {
             changes.extend(s.take_stale(queued_before, now, budget))
@@ -295,7 +314,8 @@ impl Store for MemoryStore {
         Ok(changes)
     }
 
-    async fn overdue_executions(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>> {
+    async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
+        let now = self.clock.now();
         let mut overdue = Vec::new();
         self.scan_active(limit, |s, budget| {
             if s.is_overdue(now) {
@@ -306,7 +326,8 @@ impl Store for MemoryStore {
         Ok(overdue)
     }
 
-    async fn prune(&self, ended_before: DateTime<Utc>, limit: usize) -> Result<u64> {
+    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
+        let ended_before = before(self.clock.now(), older_than);
         let mut index = lock(&self.index);
         let mut pruned = Vec::new();
         for &id in index.order.iter() {

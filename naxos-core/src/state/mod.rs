@@ -38,6 +38,7 @@ pub use changes::{Changes, HistoryEntry};
 pub use graph::Graph;
 
 use crate::backend::NewExecution;
+use crate::clock::after;
 use crate::model::{
     Attempt, AttemptOutcome, Execution, ExecutionStatus, ExecutionSummary, TaskRef, TaskRun, TaskStatus,
 };
@@ -56,9 +57,8 @@ pub struct ExecutionState {
 }
 
 impl ExecutionState {
-    /// A new PENDING execution with its root tasks QUEUED.
-    pub fn create(new: NewExecution) -> Result<(Self, Changes)> {
-        let now = new.now;
+    /// A new PENDING execution, created at `now`, with its root tasks QUEUED.
+    pub fn create(new: NewExecution, now: DateTime<Utc>) -> Result<(Self, Changes)> {
         let mut tasks: Vec<TaskRun> = new
             .tasks
             .iter()
@@ -98,7 +98,7 @@ impl ExecutionState {
                 status: ExecutionStatus::Pending,
                 error: None,
                 idempotency_key: new.idempotency_key,
-                deadline: new.deadline,
+                deadline: new.timeout.map(|t| after(now, t)),
                 created_at: now,
                 updated_at: now,
                 start_time: None,

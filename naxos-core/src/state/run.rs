@@ -2,31 +2,33 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{rules, Changes, ExecutionState};
 use crate::backend::{ClaimRequest, ClaimedTask, LeaseState, TaskOutcome};
+use crate::clock::after;
 use crate::model::{AttemptOutcome, ExecutionStatus, Lease, TaskRef, TaskStatus};
 use crate::Result;
 
 impl ExecutionState {
-    /// QUEUED or RETRYING → RUNNING under a lease for `req.owner`, starting an attempt record;
-    /// a PENDING execution becomes RUNNING. Returns what the task needs to run.
+    /// QUEUED or RETRYING → RUNNING under a lease for `req.owner` until `req.lease` after
+    /// `now`, starting an attempt record; a PENDING execution becomes RUNNING. Returns what
+    /// the task needs to run.
     ///
     /// `Conflict` when the execution is finished or the task is not at `req.task.attempt`
     /// waiting to run: the message that asked for it is a duplicate.
-    pub fn claim(&mut self, req: &ClaimRequest) -> Result<ClaimedTask> {
+    pub fn claim(&mut self, req: &ClaimRequest, now: DateTime<Utc>) -> Result<ClaimedTask> {
         self.unfinished()?;
         let i = self.guard(&req.task, &[TaskStatus::Queued, TaskStatus::Retrying])?;
-        let now = req.now;
         let mut changes = Changes::default();
         let t = &mut self.tasks[i];
         t.attempts += 1;
         t.lease = Some(Lease {
             owner: req.owner.clone(),
-            expires_at: req.lease_until,
+            expires_at: after(now, req.lease),
         });
         t.start_time = Some(now);
         t.end_time = None;
@@ -60,14 +62,15 @@ impl ExecutionState {
             .collect()
     }
 
-    /// Extends a RUNNING task's lease to `until`. [`LeaseState::Cancelled`] when the execution
-    /// was stopped under the lease; `Conflict` when the lease is lost.
-    pub fn heartbeat(&mut self, task: &TaskRef, until: DateTime<Utc>) -> Result<LeaseState> {
+    /// Extends a RUNNING task's lease to `lease` after `now`. [`LeaseState::Cancelled`] when
+    /// the execution was stopped under the lease; `Conflict` when the lease is lost.
+    pub fn heartbeat(&mut self, task: &TaskRef, lease: Duration, now: DateTime<Utc>) -> Result<LeaseState> {
         let i = self.guard(task, &[TaskStatus::Running, TaskStatus::Cancelled])?;
+        let lease_for = lease;
         let t = &mut self.tasks[i];
         match (t.status, t.lease.as_mut()) {
             (TaskStatus::Running, Some(lease)) => {
-                lease.expires_at = until;
+                lease.expires_at = after(now, lease_for);
                 Ok(LeaseState::Active)
             }
             (TaskStatus::Cancelled, Some(_)) => Ok(LeaseState::Cancelled),
@@ -79,7 +82,7 @@ impl ExecutionState {
     ///
     /// - completed: store the output and make every dependent whose last dependency this was
     ///   QUEUED;
-    /// - failed with `retry_at`: RETRYING under the next attempt number, due then;
+    /// - failed with `retry_in`: RETRYING under the next attempt number, due that long after `now`;
     /// - failed without: FAILED, every transitive dependent still waiting SKIPPED.
     ///
     /// The execution ends when every task is terminal.
@@ -110,8 +113,9 @@ impl ExecutionState {
             }
             TaskOutcome::Failed {
                 error,
-                retry_at: Some(due),
+                retry_in: Some(delay),
             } => {
+                let due = after(now, delay);
                 self.end_attempt(i, AttemptOutcome::Retrying, Some(error.clone()), now, &mut ch);
                 let t = &mut self.tasks[i];
                 t.lease = None;
@@ -124,7 +128,7 @@ impl ExecutionState {
                 self.set_task(i, TaskStatus::Retrying, Some(error), now, &mut ch);
                 ch.delayed.push((next, due));
             }
-            TaskOutcome::Failed { error, retry_at: None } => {
+            TaskOutcome::Failed { error, retry_in: None } => {
                 self.end_attempt(i, AttemptOutcome::Failed, Some(error.clone()), now, &mut ch);
                 let t = &mut self.tasks[i];
                 t.lease = None;

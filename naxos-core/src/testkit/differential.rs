@@ -18,34 +18,32 @@ use super::scenario::{
 use crate::backend::{StopReason, Store};
 use crate::memory::MemoryStore;
 use crate::model::ExecutionId;
+use crate::{Clock, ManualClock};
 
 /// Operations per scenario, at most.
 const MAX_OPS: usize = 24;
 
-/// Runs the differential test on `store` with `rt`: `NAXOS_PROPTEST_CASES` scenarios (default
-/// 32), panicking with the first (shrunk) scenario on which the two stores disagree.
-pub fn run(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>) {
+/// Runs the differential test on `store` (which reads its time from `clock`) with `rt`:
+/// `NAXOS_PROPTEST_CASES` scenarios (default 32), panicking with the first (shrunk) scenario on
+/// which the two stores disagree.
+pub fn run(rt: &tokio::runtime::Runtime, store: Arc<dyn Store>, clock: ManualClock) {
     let mut runner = TestRunner::new(config(cases(32)));
     let result = runner.run(&scenario(MAX_OPS), |s| {
-        rt.block_on(check(&*store, &s)).map_err(TestCaseError::fail)
+        rt.block_on(check(&*store, &clock, &s)).map_err(TestCaseError::fail)
     });
     if let Err(e) = result {
         panic!("the store disagrees with the state module: {e}");
     }
 }
 
-/// Runs one scenario on `store` and on a fresh [`MemoryStore`]; the first difference is the error.
-pub async fn check(store: &dyn Store, scenario: &Scenario) -> Result<(), String> {
-    let reference = MemoryStore::new();
+/// Runs one scenario on `store` and on a fresh [`MemoryStore`], both reading the time from
+/// `clock` (set to [`epoch`] first); the first difference is the error.
+pub async fn check(store: &dyn Store, clock: &ManualClock, scenario: &Scenario) -> Result<(), String> {
+    clock.set(epoch());
+    let reference = MemoryStore::with_clock(Clock::Manual(clock.clone()));
     let def = scenario.definition();
-    let put = store
-        .put_definition(def.clone(), epoch())
-        .await
-        .map_err(|e| e.to_string())?;
-    reference
-        .put_definition(def, epoch())
-        .await
-        .map_err(|e| e.to_string())?;
+    let put = store.put_definition(def.clone()).await.map_err(|e| e.to_string())?;
+    reference.put_definition(def).await.map_err(|e| e.to_string())?;
     let new = new_execution(&put.definition);
     let id = new.id;
     let (a, b) = (
@@ -54,11 +52,10 @@ pub async fn check(store: &dyn Store, scenario: &Scenario) -> Result<(), String>
     );
     same("create", &a.map_err(|e| e.to_string()), &b.map_err(|e| e.to_string()))?;
     same_execution(&reference, store, id, "create").await?;
-    let mut now = epoch();
     let mut step = 0;
     for op in &scenario.ops {
         let snapshot = reference.get_execution(id).await.map_err(|e| e.to_string())?;
-        let Some(call) = resolve(op, &snapshot, &mut now) else {
+        let Some(call) = resolve(op, &snapshot, clock) else {
             continue;
         };
         step += 1;
@@ -67,20 +64,15 @@ pub async fn check(store: &dyn Store, scenario: &Scenario) -> Result<(), String>
     // Drive the execution to its end, so completions, fan-ins and the verdict are compared too.
     for _ in 0..4 * super::scenario::MAX_TASKS {
         let snapshot = reference.get_execution(id).await.map_err(|e| e.to_string())?;
-        let Some(call) = drain_step(&snapshot, now) else {
+        let Some(call) = drain_step(&snapshot) else {
             break;
         };
         step += 1;
         both(&reference, store, id, &call, &format!("drain step {step}")).await?;
     }
-    if !store
-        .get_execution(id)
-        .await
-        .map_err(|e| e.to_string())?
-        .status
-        .is_terminal()
-    {
-        let call = Call::Stop(id, StopReason::Cancelled, now);
+    let end = store.get_execution(id).await.map_err(|e| e.to_string())?;
+    if !end.status.is_terminal() {
+        let call = Call::Stop(id, StopReason::Cancelled);
         both(&reference, store, id, &call, "final stop").await?;
     }
     Ok(())

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::backend::{Changes, ClaimRequest, ClaimedTask, Created, NewExecution, Store, TaskFinish, TaskOutcome};
+use crate::clock::ManualClock;
 use crate::engine::EngineConfig;
 use crate::model::{EventKind, ExecutionId, JobDefinition, TaskBuilder, TaskRef};
 
@@ -28,65 +29,68 @@ pub(crate) fn secs(s: i64) -> chrono::Duration {
     chrono::Duration::seconds(s)
 }
 
-/// Registers `def` and creates an execution of it at `now`.
-pub(crate) async fn create(store: &dyn Store, def: &JobDefinition, key: Option<&str>, now: DateTime<Utc>) -> Created {
-    let put = store.put_definition(def.clone(), now).await.expect("put_definition");
-    let mut new = NewExecution::new(&put.definition, serde_json::json!({"n": 1}), now);
+/// A fake clock for one check, at a whole second (so that no store rounds its times).
+pub fn test_clock() -> ManualClock {
+    let now = Utc::now();
+    ManualClock::new(now - chrono::Duration::nanoseconds(i64::from(now.timestamp_subsec_nanos())))
+}
+
+/// Registers `def` and creates an execution of it.
+pub(crate) async fn create(store: &dyn Store, def: &JobDefinition, key: Option<&str>) -> Created {
+    let put = store.put_definition(def.clone()).await.expect("put_definition");
+    let mut new = NewExecution::new(&put.definition, serde_json::json!({"n": 1}));
     new.idempotency_key = key.map(str::to_string);
     store.create_execution(new).await.expect("create_execution")
 }
 
-/// A new diamond execution at `now`.
-pub(crate) async fn new_diamond(store: &dyn Store, now: DateTime<Utc>) -> ExecutionId {
-    create(store, &diamond(), None, now).await.execution_id
+/// A new diamond execution.
+pub(crate) async fn new_diamond(store: &dyn Store) -> ExecutionId {
+    create(store, &diamond(), None).await.execution_id
 }
 
 pub(crate) fn task(execution: ExecutionId, id: &str, attempt: u32) -> TaskRef {
     TaskRef::new(execution, id, attempt)
 }
 
-pub(crate) fn claim_request(task: &TaskRef, owner: &str, now: DateTime<Utc>, lease: Duration) -> ClaimRequest {
+pub(crate) fn claim_request(task: &TaskRef, owner: &str, lease: Duration) -> ClaimRequest {
     ClaimRequest {
         task: task.clone(),
         owner: owner.into(),
-        lease_until: now + chrono::Duration::from_std(lease).expect("short lease"),
-        now,
+        lease,
     }
 }
 
-pub(crate) async fn claim(store: &dyn Store, task: &TaskRef, now: DateTime<Utc>) -> ClaimedTask {
+pub(crate) async fn claim(store: &dyn Store, task: &TaskRef) -> ClaimedTask {
     let lease = EngineConfig::default().lease_ttl;
     store
-        .claim(claim_request(task, "node-a", now, lease))
+        .claim(claim_request(task, "node-a", lease))
         .await
         .unwrap_or_else(|e| panic!("claim {task}: {e}"))
 }
 
-pub(crate) fn done(task: &TaskRef, output: serde_json::Value, now: DateTime<Utc>) -> TaskFinish {
+pub(crate) fn done(task: &TaskRef, output: serde_json::Value) -> TaskFinish {
     TaskFinish {
         task: task.clone(),
         outcome: TaskOutcome::Completed(output),
-        now,
     }
 }
 
-pub(crate) fn failed(task: &TaskRef, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> TaskFinish {
+pub(crate) fn failed(task: &TaskRef, error: &str, retry_in: Option<Duration>) -> TaskFinish {
     TaskFinish {
         task: task.clone(),
         outcome: TaskOutcome::Failed {
             error: error.into(),
-            retry_at,
+            retry_in,
         },
-        now,
     }
 }
 
 /// Claims and completes `id` at attempt 1, returning the tasks it made ready.
-pub(crate) async fn run_ok(store: &dyn Store, execution: ExecutionId, id: &str, now: DateTime<Utc>) -> Vec<TaskRef> {
+pub(crate) async fn run_ok(store: &dyn Store, execution: ExecutionId, id: &str) -> Vec<TaskRef> {
     let t = task(execution, id, 1);
-    claim(store, &t, now).await;
+    claim(store, &t).await;
     let report = store
-        .finish(vec![done(&t, serde_json::json!({ "from": id }), now)])
+        .finish(vec![done(&t, serde_json::json!({ "from": id }))])
         .await
         .expect("finish");
     assert!(report.results[0].is_ok(), "finish {t}: {:?}", report.results[0]);

@@ -3,7 +3,7 @@
 //! Every backend crate runs the whole suite with one macro call per trait, in its own tests:
 //!
 //! ```text
-//! naxos_core::store_conformance!(|| async { Some(Arc::new(MyStore::connect(..).await) as Arc<dyn Store>) });
+//! naxos_core::store_conformance!(|clock: Clock| async move { Some(Arc::new(MyStore::connect(.., clock).await) as Arc<dyn Store>) });
 //! naxos_core::queue_conformance!(|| async { Some(Arc::new(MyQueue::connect(..).await) as Arc<dyn Queue>) });
 //! naxos_core::cache_conformance!(|| async { Some(Arc::new(MyCache::open(..)) as Arc<dyn Cache>) });
 //! ```
@@ -11,7 +11,8 @@
 //! Each macro expands to one `#[tokio::test]` per check, so a failure names the broken rule; the
 //! Store suite adds the [differential test](differential), which runs random
 //! [scenarios](scenario) on the backend and on the state module and compares every step.
-//! The factory is called once per test and returns `Some(backend)` that no other test uses (its
+//! The factory is called once per test (the Store's with the fake clock the check moves) and
+//! returns `Some(backend)` that no other test uses (its
 //! own schema, queue names or directory), or `None` to skip when the backend's service is not
 //! configured (see [`service_url`]); the checks also use fresh ids, so a shared database works.
 
@@ -22,7 +23,7 @@ pub mod queue;
 pub mod scenario;
 pub mod store;
 
-pub use fixtures::{diamond, unique_id};
+pub use fixtures::{diamond, test_clock, unique_id};
 
 /// The URL of a test service from the environment variable `variable` (e.g.
 /// `NAXOS_TEST_POSTGRES_URL`, which `scripts/test.sh` sets).
@@ -61,8 +62,10 @@ macro_rules! __conformance_tests {
     };
 }
 
-/// Runs the Store conformance suite: `store_conformance!(|| async { Arc<dyn Store> })`, including
-/// the [differential test](differential) against the state module.
+/// Runs the Store conformance suite, including the [differential test](differential) against
+/// the state module: `store_conformance!(|clock: Clock| async move { Some(Arc<dyn Store>) })`.
+///
+/// The factory must build a store that reads the time from `clock` (the checks move it).
 #[macro_export]
 macro_rules! store_conformance {
     ($make:expr) => {
@@ -72,15 +75,15 @@ macro_rules! store_conformance {
                 .enable_all()
                 .build()
                 .expect("a tokio runtime");
+            let clock = $crate::testkit::scenario::clock();
             let make = $make;
-            let Some(store) = rt.block_on(make()) else {
+            let Some(store) = rt.block_on(make($crate::Clock::Manual(clock.clone()))) else {
                 return;
             };
-            $crate::testkit::differential::run(&rt, store);
+            $crate::testkit::differential::run(&rt, store, clock);
         }
 
-        $crate::__conformance_tests!(
-            store,
+        $crate::__store_conformance_tests!(
             $make,
             [
                 definitions_are_versioned,
@@ -106,6 +109,26 @@ macro_rules! store_conformance {
                 counts_and_nodes,
             ]
         );
+    };
+}
+
+/// Expands to one test per Store check, each on a store from `$make` that reads a fresh fake
+/// clock, which the check is given too.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_tests {
+    ($make:expr, [$($name:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let clock = $crate::testkit::test_clock();
+                let make = $make;
+                let Some(store) = make($crate::Clock::Manual(clock.clone())).await else {
+                    return;
+                };
+                $crate::testkit::store::$name(store, clock).await;
+            }
+        )*
     };
 }
 

@@ -11,13 +11,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, LeaseState, NewExecution, StopReason, Store, TaskFinish, TaskOutcome,
 };
+use crate::clock::ManualClock;
 use crate::model::{Execution, ExecutionId, JobDefinition, StoredDefinition, TaskBuilder, TaskRef, TaskStatus};
 use crate::state::ExecutionState;
 use crate::{Error, Result};
@@ -202,33 +203,39 @@ pub fn epoch() -> DateTime<Utc> {
         .expect("a valid date")
 }
 
-/// A concrete call to a Store, resolved from an [`Op`].
+/// A fake clock at [`epoch`], for the stores a scenario runs on.
+pub fn clock() -> ManualClock {
+    ManualClock::new(epoch())
+}
+
+/// A concrete call to a Store, resolved from an [`Op`]. Times are the Store's: a call carries
+/// durations only, and the scenario moves the stores' shared clock.
 #[derive(Debug, Clone)]
 pub enum Call {
     /// [`Store::claim`].
     Claim(ClaimRequest),
-    /// [`Store::heartbeat`].
-    Heartbeat(TaskRef, DateTime<Utc>),
+    /// [`Store::heartbeat`] (the lease's new length).
+    Heartbeat(TaskRef, std::time::Duration),
     /// [`Store::finish`].
     Finish(Vec<TaskFinish>),
     /// [`Store::release`].
-    Release(TaskRef, DateTime<Utc>),
+    Release(TaskRef),
     /// [`Store::stop_execution`].
-    Stop(ExecutionId, StopReason, DateTime<Utc>),
+    Stop(ExecutionId, StopReason),
     /// [`Store::retry_execution`].
-    Retry(ExecutionId, DateTime<Utc>),
-    /// [`Store::recover_expired`] (now, max expiries).
-    Recover(DateTime<Utc>, u32),
-    /// [`Store::take_stale`] (queued before, now).
-    TakeStale(DateTime<Utc>, DateTime<Utc>),
+    Retry(ExecutionId),
+    /// [`Store::recover_expired`] (max expiries).
+    Recover(u32),
+    /// [`Store::take_stale`] (how old).
+    TakeStale(std::time::Duration),
 }
 
 /// Scans look at this many tasks at most.
 const SCAN_LIMIT: usize = 100;
 
-/// Turns `op` into a call on `execution` at `now` (advancing `now` for [`Op::Advance`], which
-/// makes no call).
-pub fn resolve(op: &Op, execution: &Execution, now: &mut DateTime<Utc>) -> Option<Call> {
+/// Turns `op` into a call on `execution` (moving `clock` for [`Op::Advance`], which makes no
+/// call).
+pub fn resolve(op: &Op, execution: &Execution, clock: &ManualClock) -> Option<Call> {
     let task = |pick: u8, fence: Fence, statuses: &[TaskStatus]| -> TaskRef {
         let candidates: Vec<_> = execution
             .tasks
@@ -247,8 +254,7 @@ pub fn resolve(op: &Op, execution: &Execution, now: &mut DateTime<Utc>) -> Optio
         };
         TaskRef::new(execution.id, t.task_id.clone(), attempt)
     };
-    let at = *now;
-    let secs = |s: u8| Duration::seconds(i64::from(s));
+    let secs = |s: u8| std::time::Duration::from_secs(u64::from(s));
     Some(match op {
         Op::Claim {
             pick,
@@ -258,12 +264,11 @@ pub fn resolve(op: &Op, execution: &Execution, now: &mut DateTime<Utc>) -> Optio
         } => Call::Claim(ClaimRequest {
             task: task(*pick, *fence, &[TaskStatus::Queued, TaskStatus::Retrying]),
             owner: format!("node-{owner}"),
-            lease_until: at + secs(*lease_secs),
-            now: at,
+            lease: secs(*lease_secs),
         }),
         Op::Heartbeat { pick, fence, secs: s } => Call::Heartbeat(
             task(*pick, *fence, &[TaskStatus::Running, TaskStatus::Cancelled]),
-            at + secs(*s),
+            secs(*s),
         ),
         Op::Finish { outcomes } => Call::Finish(
             outcomes
@@ -274,41 +279,41 @@ pub fn resolve(op: &Op, execution: &Execution, now: &mut DateTime<Utc>) -> Optio
                         Ending::Completed => TaskOutcome::Completed(json!({ "by": task.task_id, "at": task.attempt })),
                         Ending::Retry(s) => TaskOutcome::Failed {
                             error: format!("{} failed; retry", task.task_id),
-                            retry_at: Some(at + secs(*s)),
+                            retry_in: Some(secs(*s)),
                         },
                         Ending::Failed => TaskOutcome::Failed {
                             error: format!("{} failed", task.task_id),
-                            retry_at: None,
+                            retry_in: None,
                         },
                     };
-                    TaskFinish { task, outcome, now: at }
+                    TaskFinish { task, outcome }
                 })
                 .collect(),
         ),
-        Op::Release { pick, fence } => Call::Release(task(*pick, *fence, &[TaskStatus::Running]), at),
-        Op::Cancel => Call::Stop(execution.id, StopReason::Cancelled, at),
-        Op::TimeOut => Call::Stop(execution.id, StopReason::TimedOut, at),
-        Op::Retry => Call::Retry(execution.id, at),
+        Op::Release { pick, fence } => Call::Release(task(*pick, *fence, &[TaskStatus::Running])),
+        Op::Cancel => Call::Stop(execution.id, StopReason::Cancelled),
+        Op::TimeOut => Call::Stop(execution.id, StopReason::TimedOut),
+        Op::Retry => Call::Retry(execution.id),
         Op::Advance { secs: s } => {
-            *now += secs(*s);
+            clock.advance(secs(*s));
             return None;
         }
-        Op::Recover { max_expiries } => Call::Recover(at, u32::from(*max_expiries)),
-        Op::TakeStale { older_secs } => Call::TakeStale(at - secs(*older_secs), at),
+        Op::Recover { max_expiries } => Call::Recover(u32::from(*max_expiries)),
+        Op::TakeStale { older_secs } => Call::TakeStale(secs(*older_secs)),
     })
 }
 
 /// The next call that moves a stuck-free execution towards its end: complete the first RUNNING
 /// task, else claim the first QUEUED or RETRYING one. `None` when the execution is finished or
 /// (a bug) nothing can move.
-pub fn drain_step(execution: &Execution, now: DateTime<Utc>) -> Option<Call> {
+pub fn drain_step(execution: &Execution) -> Option<Call> {
     if execution.status.is_terminal() {
         return None;
     }
     if let Some(t) = execution.tasks.iter().find(|t| t.status == TaskStatus::Running) {
         let task = t.task_ref(execution.id);
         let outcome = TaskOutcome::Completed(json!({ "by": task.task_id, "at": task.attempt }));
-        return Some(Call::Finish(vec![TaskFinish { task, outcome, now }]));
+        return Some(Call::Finish(vec![TaskFinish { task, outcome }]));
     }
     let t = execution
         .tasks
@@ -317,8 +322,7 @@ pub fn drain_step(execution: &Execution, now: DateTime<Utc>) -> Option<Call> {
     Some(Call::Claim(ClaimRequest {
         task: t.task_ref(execution.id),
         owner: "drain".into(),
-        lease_until: now + Duration::seconds(30),
-        now,
+        lease: std::time::Duration::from_secs(30),
     }))
 }
 
@@ -393,26 +397,29 @@ fn observe<T, U>(r: Result<T>, f: impl FnOnce(T) -> U) -> std::result::Result<U,
     r.map(f).map_err(kind)
 }
 
-/// Applies `call` to a pure execution state.
-pub fn apply_to_state(state: &mut ExecutionState, call: &Call) -> Observed {
+/// Applies `call` to a pure execution state at `now`.
+pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc>) -> Observed {
     match call.clone() {
-        Call::Claim(req) => Observed::Claimed(observe(state.claim(&req), Claimed::from)),
-        Call::Heartbeat(task, until) => Observed::Lease(observe(state.heartbeat(&task, until), |l| l)),
+        Call::Claim(req) => Observed::Claimed(observe(state.claim(&req, now), Claimed::from)),
+        Call::Heartbeat(task, lease) => Observed::Lease(observe(state.heartbeat(&task, lease, now), |l| l)),
         Call::Finish(items) => {
             let mut changes = Changes::default();
             let results = items
                 .into_iter()
-                .map(|f| observe(state.finish(&f.task, f.outcome, f.now), |c| changes.extend(c)))
+                .map(|f| observe(state.finish(&f.task, f.outcome, now), |c| changes.extend(c)))
                 .collect();
             Observed::Finished(results, changes)
         }
-        Call::Release(task, now) => Observed::Changed(observe(state.release(&task, now), |c| c)),
-        Call::Stop(_, reason, now) => {
+        Call::Release(task) => Observed::Changed(observe(state.release(&task, now), |c| c)),
+        Call::Stop(_, reason) => {
             Observed::Stopped(observe(state.stop(reason, now), |s| (s.status, s.running, s.changes)))
         }
-        Call::Retry(_, now) => Observed::Changed(observe(state.retry(now), |c| c)),
-        Call::Recover(now, max) => Observed::Changed(Ok(state.recover_expired(now, max, &mut SCAN_LIMIT.clone()))),
-        Call::TakeStale(before, now) => Observed::Changed(Ok(state.take_stale(before, now, &mut SCAN_LIMIT.clone()))),
+        Call::Retry(_) => Observed::Changed(observe(state.retry(now), |c| c)),
+        Call::Recover(max) => Observed::Changed(Ok(state.recover_expired(now, max, &mut SCAN_LIMIT.clone()))),
+        Call::TakeStale(older_than) => {
+            let before = now - chrono::Duration::from_std(older_than).expect("a short age");
+            Observed::Changed(Ok(state.take_stale(before, now, &mut SCAN_LIMIT.clone())))
+        }
     }
 }
 
@@ -420,7 +427,7 @@ pub fn apply_to_state(state: &mut ExecutionState, call: &Call) -> Observed {
 pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
     match call.clone() {
         Call::Claim(req) => Observed::Claimed(observe(store.claim(req).await, Claimed::from)),
-        Call::Heartbeat(task, until) => Observed::Lease(observe(store.heartbeat(&task, until).await, |l| l)),
+        Call::Heartbeat(task, lease) => Observed::Lease(observe(store.heartbeat(&task, lease).await, |l| l)),
         Call::Finish(items) => match store.finish(items).await {
             Ok(report) => Observed::Finished(
                 report.results.into_iter().map(|r| r.map_err(kind)).collect(),
@@ -428,19 +435,19 @@ pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
             ),
             Err(e) => Observed::Finished(vec![Err(kind(e))], Changes::default()),
         },
-        Call::Release(task, now) => Observed::Changed(observe(store.release(&task, now).await, |c| c)),
-        Call::Stop(id, reason, now) => Observed::Stopped(observe(store.stop_execution(id, reason, now).await, |s| {
+        Call::Release(task) => Observed::Changed(observe(store.release(&task).await, |c| c)),
+        Call::Stop(id, reason) => Observed::Stopped(observe(store.stop_execution(id, reason).await, |s| {
             (s.status, s.running, s.changes)
         })),
-        Call::Retry(id, now) => Observed::Changed(observe(store.retry_execution(id, now).await, |c| c)),
-        Call::Recover(now, max) => Observed::Changed(observe(store.recover_expired(now, max, SCAN_LIMIT).await, |c| c)),
-        Call::TakeStale(before, now) => {
-            Observed::Changed(observe(store.take_stale(before, now, SCAN_LIMIT).await, |c| c))
+        Call::Retry(id) => Observed::Changed(observe(store.retry_execution(id).await, |c| c)),
+        Call::Recover(max) => Observed::Changed(observe(store.recover_expired(max, SCAN_LIMIT).await, |c| c)),
+        Call::TakeStale(older_than) => {
+            Observed::Changed(observe(store.take_stale(older_than, SCAN_LIMIT).await, |c| c))
         }
     }
 }
 
-/// The execution a scenario creates, at [`epoch`], with params `{"n": 1}`.
+/// The execution a scenario creates, with params `{"n": 1}`.
 pub fn new_execution(definition: &Arc<StoredDefinition>) -> NewExecution {
-    NewExecution::new(definition, json!({ "n": 1 }), epoch())
+    NewExecution::new(definition, json!({ "n": 1 }))
 }
