@@ -85,7 +85,7 @@ impl From<ManualClock> for Clock {
 }
 
 /// `t + d`, saturating.
-pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+pub fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(d)
         .ok()
         .and_then(|d| t.checked_add_signed(d))
@@ -93,7 +93,7 @@ pub(crate) fn after(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 }
 
 /// `t - d`, saturating.
-pub(crate) fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+pub fn before(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(d)
         .ok()
         .and_then(|d| t.checked_sub_signed(d))

@@ -12,6 +12,7 @@
 //! | [`dag`] | the compiled graph: indices, dependents, cycle search |
 //! | [`task`] | [`TaskContext`], [`TaskError`], the function [`Registry`](task::Registry) |
 //! | [`backend`] | the three traits and their contracts |
+//! | [`clock`] | where "now" comes from: the system, tokio's paused time, or a manual clock |
 //! | [`state`] | the execution state machine: one pure function per transition |
 //! | [`memory`] | in-memory Store, Queue and Cache |
 //! | [`engine`] | submit, workers, sweeper, wait, shutdown |
@@ -48,7 +49,7 @@
 //! ```
 
 pub mod backend;
-mod clock;
+pub mod clock;
 pub mod dag;
 pub mod engine;
 mod error;

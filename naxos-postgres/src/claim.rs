@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, ClaimRequest, ClaimedTask, HistoryEntry, LeaseState};
+use naxos_core::clock::after;
 use naxos_core::model::{Attempt, ExecutionStatus, TaskRef, TaskStatus};
 use naxos_core::state::rules;
 use naxos_core::{Error, Result};
@@ -14,7 +15,6 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::codec::{count, execution_status, get, int, task_status};
 use crate::error::db;
-use crate::time::plus;
 
 /// Why a guarded UPDATE matched no row: the task does not exist, or it is not at that
 /// attempt in a status the transition accepts.
@@ -80,7 +80,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: Date
         .bind(&task.task_id)
         .bind(int(task.attempt))
         .bind(&req.owner)
-        .bind(plus(now, req.lease))
+        .bind(after(now, req.lease))
         .bind(now)
         .fetch_optional(&mut *conn)
         .await

@@ -14,6 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, HistoryEntry, TaskOutcome};
+use naxos_core::clock::after;
 use naxos_core::model::{Attempt, AttemptOutcome, TaskRef, TaskStatus};
 use naxos_core::state::rules;
 use naxos_core::{Error, Result};
@@ -22,7 +23,6 @@ use sqlx::PgConnection;
 use crate::claim::guard_error;
 use crate::codec::{execution_status, get, int, jsonb};
 use crate::error::db;
-use crate::time::plus;
 
 /// The aggregates over an execution's task rows that decide whether and how it ends (as
 /// [`rules::verdict`] does): `open` (tasks not finished), `cancelled`, and `failed` — the error
@@ -123,7 +123,7 @@ pub(crate) async fn settle(
             TaskStatus::Retrying,
             None,
             Some(error.as_str()),
-            Some(plus(now, *delay)),
+            Some(after(now, *delay)),
         ),
         TaskOutcome::Failed { retry_in: None, .. } => return Ok(None),
     };

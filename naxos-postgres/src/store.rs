@@ -8,6 +8,7 @@ use naxos_core::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
     LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
+use naxos_core::clock::{after, before};
 use naxos_core::model::{
     DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, StoredDefinition, TaskRef,
 };
@@ -15,7 +16,7 @@ use naxos_core::Result;
 
 use crate::apply::apply;
 use crate::error::db;
-use crate::time::{minus, plus};
+
 use crate::{claim, definitions, executions, recovery, settle, statement, transaction, PgStore};
 
 #[async_trait]
@@ -56,7 +57,7 @@ impl Store for PgStore {
     }
 
     async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
-        let until = plus(self.now().await?, lease);
+        let until = after(self.now().await?, lease);
         claim::heartbeat(&self.pool, task, until).await
     }
 
@@ -146,7 +147,7 @@ impl Store for PgStore {
 
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
         let now = self.now().await?;
-        recovery::take_stale(&self.pool, minus(now, older_than), now, limit).await
+        recovery::take_stale(&self.pool, before(now, older_than), now, limit).await
     }
 
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
@@ -154,7 +155,7 @@ impl Store for PgStore {
     }
 
     async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
-        let ended_before = minus(self.now().await?, older_than);
+        let ended_before = before(self.now().await?, older_than);
         executions::prune(&self.pool, ended_before, limit).await
     }
 

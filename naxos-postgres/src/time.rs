@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use naxos_core::clock::after;
 use naxos_core::{Clock, Result};
 use sqlx::PgPool;
 
@@ -55,7 +56,7 @@ struct Anchor {
 
 impl Anchor {
     fn now(&self) -> DateTime<Utc> {
-        plus(self.db, self.at.elapsed())
+        after(self.db, self.at.elapsed())
     }
 }
 
@@ -97,20 +98,4 @@ impl DbClock {
         *self.anchor.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(anchor);
         Ok(anchor.now())
     }
-}
-
-/// `t + d`, saturating.
-pub(crate) fn plus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| t.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// `t - d`, saturating.
-pub(crate) fn minus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| t.checked_sub_signed(d))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
