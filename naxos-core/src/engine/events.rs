@@ -13,7 +13,7 @@
 //! truth) instead of reading a gap.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,7 +52,9 @@ pub(crate) struct EventHub {
     queue: Arc<dyn Queue>,
     watchers: Arc<Mutex<Watchers>>,
     next_key: AtomicU64,
-    pump: OnceCell<JoinHandle<()>>,
+    pump: Arc<OnceCell<JoinHandle<()>>>,
+    /// A background start of the pump is under way (see [`EventHub::start_pump_soon`]).
+    starting: Arc<AtomicBool>,
     closed: CancellationToken,
 }
 
@@ -79,7 +81,8 @@ impl EventHub {
             queue,
             watchers: Arc::default(),
             next_key: AtomicU64::new(0),
-            pump: OnceCell::new(),
+            pump: Arc::default(),
+            starting: Arc::default(),
             closed: CancellationToken::new(),
         }
     }
@@ -132,19 +135,50 @@ impl EventHub {
         if self.closed.is_cancelled() {
             return Ok(());
         }
-        self.pump
-            .get_or_try_init(|| async {
-                let first = self.queue.subscribe_events().await?;
-                Ok(tokio::spawn(pump(
-                    first,
-                    self.queue.clone(),
-                    self.watchers.clone(),
-                    self.closed.clone(),
-                )))
-            })
-            .await
-            .map(|_| ())
+        start_pump(&self.pump, &self.queue, &self.watchers, &self.closed).await
     }
+
+    /// Starts the pump in the background if it is not running, without waiting for the
+    /// subscription (a `wait_for` caller polls the Store meanwhile, and must not wait on a
+    /// broker that is down). One such start at a time.
+    fn start_pump_soon(&self) {
+        if self.pump.initialized() || self.closed.is_cancelled() || self.starting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pump, queue, watchers, closed, starting) = (
+            self.pump.clone(),
+            self.queue.clone(),
+            self.watchers.clone(),
+            self.closed.clone(),
+            self.starting.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = start_pump(&pump, &queue, &watchers, &closed).await {
+                tracing::debug!(error = %e, "no event subscription; waiters poll the store");
+            }
+            starting.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Opens the first subscription and spawns the pump, once per hub.
+async fn start_pump(
+    cell: &OnceCell<JoinHandle<()>>,
+    queue: &Arc<dyn Queue>,
+    watchers: &Arc<Mutex<Watchers>>,
+    closed: &CancellationToken,
+) -> Result<()> {
+    cell.get_or_try_init(|| async {
+        let first = queue.subscribe_events().await?;
+        Ok(tokio::spawn(pump(
+            first,
+            queue.clone(),
+            watchers.clone(),
+            closed.clone(),
+        )))
+    })
+    .await
+    .map(|_| ())
 }
 
 impl Drop for EventHub {
@@ -256,9 +290,7 @@ impl Drop for EndGuard {
 /// truth, and polling it (backing off) in case an event was lost.
 pub(crate) async fn wait_for(inner: &Inner, id: ExecutionId) -> Result<Execution> {
     let hub = &inner.events;
-    if let Err(e) = hub.start_pump().await {
-        tracing::debug!(error = %e, "no event subscription; waiting by polling the store");
-    }
+    hub.start_pump_soon();
     let guard = hub.wait_end(id);
     let mut poll = FIRST_POLL;
     loop {
