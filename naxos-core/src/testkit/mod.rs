@@ -18,7 +18,7 @@
 
 pub mod cache;
 pub mod differential;
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod queue;
 pub mod scenario;
 pub mod store;

@@ -1,0 +1,10 @@
+//! Store conformance checks. Each takes a fresh backend and the fake clock it reads, and
+//! panics on a broken rule.
+
+mod control;
+mod records;
+mod runs;
+
+pub use control::*;
+pub use records::*;
+pub use runs::*;
