@@ -111,6 +111,13 @@ fn step(
             Ok((_, _, c)) => (c, false),
             Err(_) => (Changes::default(), true),
         },
+        Observed::Overdue(r) => {
+            // Overdue means unfinished and past a deadline.
+            let overdue = !r.expect("a pure state answers").is_empty();
+            let s = state.summary();
+            prop_assert_eq!(overdue, !s.status.is_terminal() && s.deadline.is_some_and(|d| d < now));
+            (Changes::default(), false)
+        }
     };
     if fenced_off {
         prop_assert!(failed, "an operation on a stale attempt was accepted: {call:?}");

@@ -48,7 +48,8 @@ impl ExecutionState {
 
     /// Re-runs the failed part of a FAILED or CANCELLED execution: its FAILED, SKIPPED and
     /// CANCELLED tasks start over (next attempt number, fresh retry budget), those whose
-    /// dependencies all COMPLETED become QUEUED, the rest PENDING, and the execution RUNNING.
+    /// dependencies all COMPLETED become QUEUED, the rest PENDING, and the execution RUNNING
+    /// with a fresh deadline (its timeout counted from now).
     /// `Conflict` for any other execution status.
     pub fn retry(&mut self, now: DateTime<Utc>) -> Result<Changes> {
         if !matches!(
@@ -59,6 +60,9 @@ impl ExecutionState {
         }
         let mut ch = Changes::default();
         self.summary.end_time = None;
+        // The job's timeout counts again from the retry: the old deadline has passed, or is near.
+        let timeout = self.summary.deadline.map(|d| d - self.summary.created_at);
+        self.summary.deadline = timeout.map(|t| now + t);
         self.set_execution(ExecutionStatus::Running, None, now, &mut ch);
         for i in 0..self.tasks.len() {
             let t = &mut self.tasks[i];

@@ -104,6 +104,7 @@ macro_rules! store_conformance {
                 stale_queued_tasks_are_taken_once,
                 release_requeues_with_a_new_attempt,
                 retry_execution_reruns_the_failed_part,
+                a_retried_execution_gets_a_fresh_deadline,
                 listing_pages_and_filters,
                 overdue_executions_and_pruning,
                 counts_and_nodes,

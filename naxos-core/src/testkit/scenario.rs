@@ -31,6 +31,8 @@ pub const MAX_TASKS: usize = 6;
 pub struct Scenario {
     /// For each task, the indices of its dependencies (all lower than its own).
     pub dependencies: Vec<Vec<usize>>,
+    /// The job's `timeoutMs`, in seconds.
+    pub timeout_secs: Option<u8>,
     /// The operations, in order.
     pub ops: Vec<Op>,
 }
@@ -103,6 +105,8 @@ pub enum Op {
         /// How old a QUEUED task must be.
         older_secs: u8,
     },
+    /// Ask which executions are past their deadline.
+    Overdue,
 }
 
 /// How a finished attempt ended.
@@ -138,6 +142,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u8..90).prop_map(|secs| Op::Advance { secs }),
         2 => (0u8..3).prop_map(|max_expiries| Op::Recover { max_expiries }),
         2 => (0u8..30).prop_map(|older_secs| Op::TakeStale { older_secs }),
+        1 => Just(Op::Overdue),
     ]
 }
 
@@ -164,7 +169,16 @@ fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
 
 /// Scenarios of up to [`MAX_TASKS`] tasks and up to `max_ops` operations.
 pub fn scenario(max_ops: usize) -> impl Strategy<Value = Scenario> {
-    (dag(), proptest::collection::vec(op(), 0..max_ops)).prop_map(|(dependencies, ops)| Scenario { dependencies, ops })
+    (
+        dag(),
+        proptest::option::of(1u8..120),
+        proptest::collection::vec(op(), 0..max_ops),
+    )
+        .prop_map(|(dependencies, timeout_secs, ops)| Scenario {
+            dependencies,
+            timeout_secs,
+            ops,
+        })
 }
 
 /// How many cases a property runs: `NAXOS_PROPTEST_CASES` when set, else `default`.
@@ -186,13 +200,16 @@ pub fn config(cases: u32) -> proptest::test_runner::Config {
 
 impl Scenario {
     /// The scenario's job: tasks `t0`, `t1`, … (so id order is index order), each depending
-    /// on the tasks its [`dependencies`](Self::dependencies) name, under a fresh id.
+    /// on the tasks its [`dependencies`](Self::dependencies) name, under a fresh id, with the
+    /// scenario's timeout.
     pub fn definition(&self) -> JobDefinition {
         let mut builder = JobDefinition::builder(super::unique_id("scenario"));
         for (i, deps) in self.dependencies.iter().enumerate() {
             builder = builder.task(TaskBuilder::new(format!("t{i}"), "f").after(deps.iter().map(|d| format!("t{d}"))));
         }
-        builder.build()
+        let mut def = builder.build();
+        def.timeout_ms = self.timeout_secs.map(|s| u64::from(s) * 1_000);
+        def
     }
 }
 
@@ -228,6 +245,8 @@ pub enum Call {
     Recover(u32),
     /// [`Store::take_stale`] (how old).
     TakeStale(std::time::Duration),
+    /// [`Store::overdue_executions`].
+    Overdue,
 }
 
 /// Scans look at this many tasks at most.
@@ -300,6 +319,7 @@ pub fn resolve(op: &Op, execution: &Execution, clock: &ManualClock) -> Option<Ca
         }
         Op::Recover { max_expiries } => Call::Recover(u32::from(*max_expiries)),
         Op::TakeStale { older_secs } => Call::TakeStale(secs(*older_secs)),
+        Op::Overdue => Call::Overdue,
     })
 }
 
@@ -339,6 +359,8 @@ pub enum Observed {
     Changed(std::result::Result<Changes, ErrorKind>),
     /// A stop: the new status, the running tasks, the changes.
     Stopped(std::result::Result<(crate::ExecutionStatus, Vec<TaskRef>, Changes), ErrorKind>),
+    /// The overdue executions.
+    Overdue(std::result::Result<Vec<ExecutionId>, ErrorKind>),
 }
 
 /// A [`ClaimedTask`] without its `Arc`s.
@@ -420,6 +442,11 @@ pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc
             let before = now - chrono::Duration::from_std(older_than).expect("a short age");
             Observed::Changed(Ok(state.take_stale(before, now, &mut SCAN_LIMIT.clone())))
         }
+        Call::Overdue => Observed::Overdue(Ok(if state.is_overdue(now) {
+            vec![state.summary().id]
+        } else {
+            Vec::new()
+        })),
     }
 }
 
@@ -444,6 +471,7 @@ pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
         Call::TakeStale(older_than) => {
             Observed::Changed(observe(store.take_stale(older_than, SCAN_LIMIT).await, |c| c))
         }
+        Call::Overdue => Observed::Overdue(observe(store.overdue_executions(SCAN_LIMIT).await, |v| v)),
     }
 }
 

@@ -9,7 +9,9 @@ use serde_json::json;
 use crate::backend::{LeaseState, StopReason, Store};
 use crate::clock::ManualClock;
 use crate::model::{AttemptOutcome, ExecutionStatus, TaskStatus};
-use crate::testkit::fixtures::{claim, claim_request, described, done, failed, new_diamond, run_ok, task};
+use crate::testkit::fixtures::{
+    claim, claim_request, create, described, diamond, done, failed, new_diamond, run_ok, secs, task,
+};
 
 /// Stopping cancels unfinished tasks; the running worker learns it from its heartbeat, and
 /// its result is refused. A finished execution cannot be stopped.
@@ -194,4 +196,27 @@ pub async fn stale_queued_tasks_are_taken_once(store: Arc<dyn Store>, clock: Man
     assert!(due.ready.contains(&task(id, "a", 2)));
     let run = store.get_execution(id).await.unwrap().task("a").unwrap().clone();
     assert_eq!(run.status, TaskStatus::Queued);
+}
+
+/// A retried execution gets a fresh deadline: one that timed out is not stopped again by the
+/// next sweep.
+pub async fn a_retried_execution_gets_a_fresh_deadline(store: Arc<dyn Store>, clock: ManualClock) {
+    let mut def = diamond();
+    def.timeout_ms = Some(5_000);
+    let id = create(&*store, &def, None).await.execution_id;
+    let created = clock.now();
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(store.overdue_executions(100).await.unwrap(), vec![id]);
+    let stopped = store.stop_execution(id, StopReason::TimedOut).await.unwrap();
+    assert_eq!(stopped.status, ExecutionStatus::Failed);
+    store.retry_execution(id).await.unwrap();
+    let retried = store.get_execution(id).await.unwrap();
+    assert_eq!(
+        retried.deadline,
+        Some(clock.now() + secs(5)),
+        "the timeout counts again from the retry (created at {created})"
+    );
+    assert!(!store.overdue_executions(100).await.unwrap().contains(&id));
+    clock.advance(Duration::from_secs(6));
+    assert!(store.overdue_executions(100).await.unwrap().contains(&id));
 }
