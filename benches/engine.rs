@@ -14,7 +14,7 @@ use naxos::{Engine, ExecutionStatus};
 const BATCH: u64 = 1_000;
 
 fn engine(concurrency: usize) -> Engine {
-    let engine = Engine::builder().concurrency(concurrency).build();
+    let engine = Engine::builder().concurrency(concurrency).build().unwrap();
     engine.register("noop", |_ctx| async move { Ok(json!(null)) });
     engine
 }

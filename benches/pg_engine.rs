@@ -35,7 +35,8 @@ async fn engine(url: &str, concurrency: usize) -> Engine {
             concurrency,
             ..EngineConfig::default()
         })
-        .build();
+        .build()
+        .unwrap();
     engine.register("noop", |_ctx| async move { Ok(json!(null)) });
     engine.register_definition(diamond()).await.expect("register");
     engine.start().expect("start");

@@ -100,7 +100,7 @@ async fn engine(a: &Args) -> anyhow::Result<Engine> {
         config.prefix = format!("loadgen-{run}");
         builder = builder.queue(Arc::new(naxos_amqp::AmqpQueue::with_config(config).await?));
     }
-    let engine = builder.build();
+    let engine = builder.build()?;
     workloads::register(&engine);
     engine.register_definition(a.workload.definition()).await?;
     engine.start()?;

@@ -70,7 +70,6 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let ms = |v: usize| std::time::Duration::from_millis(v as u64);
     if let Some(ttl) = config.lease_ttl_ms {
         engine_config.lease_ttl = ms(ttl);
-        engine_config.heartbeat_interval = ms(ttl / 3).max(ms(1));
     }
     if let Some(after) = config.republish_after_ms {
         engine_config.republish_after = ms(after);
@@ -103,7 +102,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         }
         None => "memory",
     };
-    let engine = builder.build();
+    let engine = builder.build().context("the engine's settings")?;
     demo::register(&engine);
     for definition in demo::samples() {
         engine.register_definition(definition).await?;

@@ -37,7 +37,8 @@ async fn executions_survive_a_broker_restart() {
             republish_after: Duration::from_secs(1),
             ..EngineConfig::default()
         })
-        .build();
+        .build()
+        .unwrap();
     engine.register("f", |_ctx| async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok(json!("done"))

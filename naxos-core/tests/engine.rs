@@ -111,7 +111,7 @@ async fn retries_are_counted_per_attempt() {
 async fn backoff_follows_the_policy_on_a_paused_clock() {
     let mut config = fast_config();
     config.clock = naxos_core::Clock::tokio();
-    let engine = Engine::builder().config(config).build();
+    let engine = Engine::builder().config(config).build().unwrap();
     let starts: Arc<Mutex<Vec<tokio::time::Instant>>> = Arc::default();
     let s = starts.clone();
     engine.register("always-flaky", move |_ctx| {
@@ -297,7 +297,7 @@ async fn idempotency_key_returns_the_same_execution() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_diamonds_all_complete() {
-    let engine = Engine::builder().config(fast_config()).concurrency(32).build();
+    let engine = Engine::builder().config(fast_config()).concurrency(32).build().unwrap();
     engine.register("noop", |_ctx| async move { Ok(json!(null)) });
     engine.register_definition(diamond("many", "noop")).await.unwrap();
     engine.start().unwrap();
@@ -352,7 +352,7 @@ async fn a_panicking_task_fails_with_the_panic_message() {
 async fn an_oversized_output_fails_the_task() {
     let mut config = fast_config();
     config.max_output_bytes = 100;
-    let engine = Engine::builder().config(config).build();
+    let engine = Engine::builder().config(config).build().unwrap();
     engine.register("big", |_ctx| async move { Ok(json!("x".repeat(1_000))) });
     let def = JobDefinition::builder("big-job")
         .task(TaskBuilder::new("t", "big").max_retry(3))
@@ -503,6 +503,7 @@ async fn shutdown_past_its_grace_hands_tasks_back_to_another_node() {
             .queue(queue.clone())
             .config(config)
             .build()
+            .unwrap()
     };
     let first = node("first", Duration::from_millis(100));
     let started = Arc::new(Notify::new());
@@ -657,6 +658,7 @@ async fn an_api_node_waits_for_work_done_by_a_worker_node() {
             .queue(queue.clone())
             .config(fast_config())
             .build()
+            .unwrap()
     };
     let (api, worker) = (build(), build());
     for node in [&api, &worker] {

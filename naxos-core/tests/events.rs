@@ -60,7 +60,11 @@ async fn collect(mut stream: EventStream) -> Vec<StatusEvent> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_get_their_execution_only_through_one_subscription() {
     let queue = Arc::new(CountingQueue::default());
-    let engine = Engine::builder().queue(queue.clone()).config(fast_config()).build();
+    let engine = Engine::builder()
+        .queue(queue.clone())
+        .config(fast_config())
+        .build()
+        .unwrap();
     engine.register("noop", |_ctx| async { Ok(json!(null)) });
     engine.register_definition(diamond("watched", "noop")).await.unwrap();
     let a = engine.execute("watched", json!({})).await.unwrap().execution_id;
@@ -107,7 +111,7 @@ async fn watchers_get_their_execution_only_through_one_subscription() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watcher_that_falls_behind_is_ended() {
-    let engine = Engine::builder().config(fast_config()).build();
+    let engine = Engine::builder().config(fast_config()).build().unwrap();
     engine.register("noop", |_ctx| async { Ok(json!(null)) });
     let mut wide = JobDefinition::builder("wide").task(TaskBuilder::new("root", "noop"));
     for i in 0..200 {

@@ -97,7 +97,7 @@ async fn call(app: &axum::Router, method: &str, uri: &str, body: &str) -> (Statu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_store_gives_503s_that_leak_nothing() {
-    let engine = Engine::builder().store(Arc::new(UnreachableStore)).build();
+    let engine = Engine::builder().store(Arc::new(UnreachableStore)).build().unwrap();
     engine.register("f", |_ctx| async move { Ok(Value::Null) });
     engine.start().unwrap();
     let app = naxos_http::router(engine.clone(), Default::default());

@@ -78,7 +78,7 @@ fn engine_config(node: &str) -> EngineConfig {
         node_id: node.into(),
         concurrency: 16,
         lease_ttl: Duration::from_millis(1_500),
-        heartbeat_interval: Duration::from_millis(300),
+        heartbeat_interval: Some(Duration::from_millis(300)),
         sweep_interval: Duration::from_millis(200),
         republish_after: Duration::from_millis(800),
         cancel_grace: Duration::from_millis(200),
@@ -111,7 +111,8 @@ async fn many_diamonds_complete_with_every_task_run_once() {
     let engine = Engine::builder()
         .store(Arc::new(store))
         .config(engine_config("solo"))
-        .build();
+        .build()
+        .unwrap();
     let runs: Runs = Arc::default();
     register(&engine, &runs, Duration::ZERO);
     let def = naxos_core::testkit::diamond();
@@ -157,7 +158,8 @@ async fn a_node_dying_mid_run_loses_nothing() {
                     .store(Arc::new(first_store))
                     .queue(Arc::new(MemoryQueue::new()))
                     .config(engine_config("doomed"))
-                    .build();
+                    .build()
+                    .unwrap();
                 register(&engine, &runs, Duration::from_millis(100));
                 engine.register_definition(def.clone()).await.unwrap();
                 engine.start().unwrap();
@@ -202,7 +204,8 @@ async fn a_node_dying_mid_run_loses_nothing() {
         .store(Arc::new(naxos_postgres::PgStore::from_pool(pool)))
         .queue(Arc::new(MemoryQueue::new()))
         .config(engine_config("survivor"))
-        .build();
+        .build()
+        .unwrap();
     register(&second, &runs, Duration::from_millis(10));
     second.start().unwrap();
     for id in &ids {

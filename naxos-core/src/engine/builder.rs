@@ -6,6 +6,7 @@ use super::inner::Inner;
 use super::{Engine, EngineConfig};
 use crate::backend::{Cache, Queue, Store};
 use crate::memory::{MemoryCache, MemoryQueue, MemoryStore};
+use crate::Result;
 
 /// Builds an [`Engine`]; backends not set are the in-memory ones.
 #[derive(Debug, Default)]
@@ -54,11 +55,13 @@ impl EngineBuilder {
         self
     }
 
-    /// The engine.
-    pub fn build(self) -> Engine {
+    /// The engine; `InvalidInput` naming the setting when the settings cannot work (see
+    /// [`EngineConfig::validate`]).
+    pub fn build(self) -> Result<Engine> {
         let mut config = self.config;
         config.concurrency = config.concurrency.max(1);
-        Engine {
+        config.validate()?;
+        Ok(Engine {
             inner: Arc::new(Inner::new(
                 self.store
                     .unwrap_or_else(|| Arc::new(MemoryStore::with_clock(config.clock.clone()))),
@@ -66,6 +69,6 @@ impl EngineBuilder {
                 self.cache.unwrap_or_else(|| Arc::new(MemoryCache::default())),
                 config,
             )),
-        }
+        })
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 pub use crate::clock::Clock;
 
 use crate::model::Limits;
+use crate::{Error, Result};
 
 /// How an engine (one node) behaves. `Default` gives production-minded values.
 #[derive(Debug, Clone)]
@@ -19,10 +20,12 @@ pub struct EngineConfig {
     pub workers: bool,
     /// Task attempts run at once on this node (and the queue prefetch). Default 16.
     pub concurrency: usize,
-    /// How long a claim holds a task without a heartbeat. Default 30 s.
+    /// How long a claim holds a task without a heartbeat. Default 30 s. A worker that cannot
+    /// renew a lease within 90 % of this stops its attempt (it fences itself).
     pub lease_ttl: Duration,
-    /// How often running tasks' leases are renewed. Default 10 s (a third of the lease).
-    pub heartbeat_interval: Duration,
+    /// How often running tasks' leases are renewed; `None` (the default) for a third of
+    /// `lease_ttl`. At most half of `lease_ttl`.
+    pub heartbeat_interval: Option<Duration>,
     /// How often the sweeper looks for expired leases, lost messages and timeouts. Default 1 s.
     pub sweep_interval: Duration,
     /// A QUEUED task older than this is presumed to have lost its message and is republished.
@@ -56,7 +59,7 @@ impl Default for EngineConfig {
             workers: true,
             concurrency: 16,
             lease_ttl: Duration::from_secs(30),
-            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_interval: None,
             sweep_interval: Duration::from_secs(1),
             republish_after: Duration::from_secs(10),
             max_lease_expiries: 3,
@@ -67,5 +70,48 @@ impl Default for EngineConfig {
             cancel_grace: Duration::from_secs(5),
             clock: Clock::System,
         }
+    }
+}
+
+impl EngineConfig {
+    /// How often leases are renewed: [`heartbeat_interval`](Self::heartbeat_interval), or a
+    /// third of [`lease_ttl`](Self::lease_ttl).
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval.unwrap_or(self.lease_ttl / 3)
+    }
+
+    /// Refuses settings the engine cannot run with, naming the first one found.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("lease_ttl", self.lease_ttl),
+            ("heartbeat_interval", self.heartbeat_interval()),
+            ("sweep_interval", self.sweep_interval),
+            ("republish_after", self.republish_after),
+            ("retention", self.retention),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(Error::InvalidInput(format!(
+                "the engine setting {name} must be more than zero"
+            )));
+        }
+        if self.heartbeat_interval() > self.lease_ttl / 2 {
+            return Err(Error::InvalidInput(format!(
+                "the engine setting heartbeat_interval ({:?}) must be at most half of lease_ttl ({:?}), \
+                 so that a lease is renewed at least once before a worker gives it up",
+                self.heartbeat_interval(),
+                self.lease_ttl
+            )));
+        }
+        if self.node_id.trim().is_empty() {
+            return Err(Error::InvalidInput(
+                "the engine setting node_id must not be empty".into(),
+            ));
+        }
+        if self.max_output_bytes == 0 {
+            return Err(Error::InvalidInput(
+                "the engine setting max_output_bytes must be more than zero".into(),
+            ));
+        }
+        Ok(())
     }
 }

@@ -124,7 +124,7 @@ impl Engine {
 
     /// An engine on in-memory backends with default settings.
     pub fn in_memory() -> Self {
-        Self::builder().build()
+        Self::builder().build().expect("the default settings are valid")
     }
 
     /// The settings in force.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinError;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::inner::Inner;
@@ -19,7 +20,8 @@ const MIN_RECONNECT: Duration = Duration::from_millis(100);
 const MAX_RECONNECT: Duration = Duration::from_secs(5);
 /// Attempts to record an outcome while the Store has transient trouble.
 const FINISH_TRIES: u32 = 8;
-/// How long a message whose claim failed on a Store error is held before it is requeued.
+/// How long a message whose claim failed on a Store error is held before it is requeued (and a
+/// claimed task whose definition could not be read before it is handed back).
 const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Consumes task messages until the node stops, running each under a concurrency slot.
@@ -100,6 +102,7 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
         owner: inner.config.node_id.clone(),
         lease: inner.config.lease_ttl,
     };
+    let lease_from = Instant::now();
     let mut claimed = match inner.store.claim(request).await {
         Ok(c) => c,
         Err(e) if e.is_conflict() || e.is_not_found() => {
@@ -133,7 +136,7 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
     );
     async move {
         let started = tokio::time::Instant::now();
-        let (ending, function) = run_attempt(&inner, &claimed).await;
+        let (ending, function) = run_attempt(&inner, &claimed, lease_from).await;
         let outcome = match &ending {
             Ending::Outcome(TaskOutcome::Completed(_)) => "completed",
             Ending::Outcome(TaskOutcome::Failed { retry_in: Some(_), .. }) => "retrying",
@@ -156,13 +159,18 @@ fn settle(result: crate::Result<()>) {
 
 /// Loads the function and runs it under timeout, heartbeat and cancellation. Returns how it
 /// ended and the function's name (`unknown` when the definition could not be read).
-async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> (Ending, String) {
+async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask, lease_from: Instant) -> (Ending, String) {
     let mut function = String::from("unknown");
-    let ending = attempt_ending(inner, claimed, &mut function).await;
+    let ending = attempt_ending(inner, claimed, lease_from, &mut function).await;
     (ending, function)
 }
 
-async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name: &mut String) -> Ending {
+async fn attempt_ending(
+    inner: &Arc<Inner>,
+    claimed: &ClaimedTask,
+    lease_from: Instant,
+    function_name: &mut String,
+) -> Ending {
     let def = match inner
         .definitions
         .get(
@@ -174,11 +182,21 @@ async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name
         .await
     {
         Ok(d) => d,
+        // The Store's trouble is not the task's: give it back for a later claim, without
+        // spending a retry (after a pause, so that a struggling Store is not hammered).
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "loading the definition failed; handing the task back");
+            tokio::select! {
+                _ = tokio::time::sleep(CLAIM_RETRY_PAUSE) => {}
+                _ = inner.stopping.cancelled() => {}
+            }
+            return Ending::HandBack;
+        }
         Err(e) => {
             return failure(
                 claimed,
                 None,
-                TaskError::retryable(format!("loading the definition failed: {e}")),
+                TaskError::fatal(format!("loading the definition failed: {e}")),
             )
         }
     };
@@ -217,9 +235,15 @@ async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name
     let mut running = tokio::spawn(function(ctx));
     let deadline = task_def.timeout().map(|t| tokio::time::Instant::now() + t);
     let mut beats = tokio::time::interval_at(
-        tokio::time::Instant::now() + inner.config.heartbeat_interval,
-        inner.config.heartbeat_interval,
+        tokio::time::Instant::now() + inner.config.heartbeat_interval(),
+        inner.config.heartbeat_interval(),
     );
+    // Self-fencing: the lease runs `lease_ttl` from the last renewal the Store granted (counted
+    // here from when the request was sent, so never later than the Store's count). Past 90 % of
+    // it without a renewal, another node may soon own the task: stop, and record nothing.
+    let ttl = inner.config.lease_ttl;
+    let fence_after = ttl - ttl / 10;
+    let mut fence_at = lease_from + fence_after;
     let ending = loop {
         tokio::select! {
             result = &mut running => break result_ending(inner, claimed, task_def, result),
@@ -229,8 +253,19 @@ async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name
                 let ms = task_def.timeout_ms.unwrap_or_default();
                 break failure(claimed, Some(task_def), TaskError::retryable(format!("timed out after {ms} ms")));
             }
-            _ = beats.tick() => match heartbeat.beat().await {
-                Ok(LeaseState::Active) => {}
+            _ = tokio::time::sleep_until(fence_at) => {
+                tracing::warn!("the lease could not be renewed before it ran out; stopping the attempt");
+                token.cancel();
+                stop_within_grace(inner, &mut running).await;
+                break Ending::Discard("the lease could not be renewed before it ran out");
+            }
+            _ = beats.tick() => {
+                let sent = tokio::time::Instant::now();
+                let beat = tokio::time::timeout_at(fence_at, heartbeat.beat())
+                    .await
+                    .unwrap_or_else(|_| Err(crate::Error::Timeout("the heartbeat took too long".into())));
+                match beat {
+                Ok(LeaseState::Active) => fence_at = sent + fence_after,
                 Ok(LeaseState::Cancelled) => {
                     token.cancel();
                     stop_within_grace(inner, &mut running).await;
@@ -242,7 +277,8 @@ async fn attempt_ending(inner: &Arc<Inner>, claimed: &ClaimedTask, function_name
                     break Ending::Discard("the lease was lost to another attempt");
                 }
                 Err(e) => tracing::warn!(error = %e, "heartbeat failed; will try again"),
-            },
+                }
+            }
             _ = token.cancelled() => {
                 // Cancelled here (cancel() on this node) or the shutdown grace ran out.
                 match tokio::time::timeout(inner.config.cancel_grace, &mut running).await {

@@ -11,7 +11,7 @@ pub fn fast_config() -> EngineConfig {
     EngineConfig {
         concurrency: 8,
         lease_ttl: Duration::from_millis(1_500),
-        heartbeat_interval: Duration::from_millis(300),
+        heartbeat_interval: Some(Duration::from_millis(300)),
         sweep_interval: Duration::from_millis(100),
         republish_after: Duration::from_millis(500),
         cancel_grace: Duration::from_millis(200),
@@ -22,7 +22,7 @@ pub fn fast_config() -> EngineConfig {
 
 /// An in-memory engine with [`fast_config`].
 pub fn engine() -> Engine {
-    Engine::builder().config(fast_config()).build()
+    Engine::builder().config(fast_config()).build().unwrap()
 }
 
 /// A short backoff without jitter.

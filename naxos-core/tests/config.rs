@@ -1,0 +1,70 @@
+//! Engine settings: what depends on the lease is derived from it, and settings the engine
+//! cannot run with are refused when it is built, naming the setting.
+
+mod common;
+
+use std::time::Duration;
+
+use common::DEADLINE;
+use naxos_core::model::{JobDefinition, TaskBuilder};
+use naxos_core::serde_json::json;
+use naxos_core::{Engine, EngineConfig, ExecutionStatus};
+
+fn refused(config: EngineConfig) -> String {
+    match Engine::builder().config(config).build() {
+        Ok(_) => panic!("the settings were accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn impossible_settings_are_refused_naming_the_setting() {
+    let zero = EngineConfig {
+        sweep_interval: Duration::ZERO,
+        ..EngineConfig::default()
+    };
+    assert!(refused(zero).contains("sweep_interval"));
+    let slow_heartbeat = EngineConfig {
+        lease_ttl: Duration::from_secs(2),
+        heartbeat_interval: Some(Duration::from_secs(10)),
+        ..EngineConfig::default()
+    };
+    let error = refused(slow_heartbeat);
+    assert!(
+        error.contains("heartbeat_interval") && error.contains("lease_ttl"),
+        "{error}"
+    );
+    let nameless = EngineConfig {
+        node_id: " ".into(),
+        ..EngineConfig::default()
+    };
+    assert!(refused(nameless).contains("node_id"));
+}
+
+/// Setting only the lease derives the heartbeat from it: a healthy task that runs for longer
+/// than its lease keeps it, and runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lease_alone_is_enough() {
+    let config = EngineConfig {
+        lease_ttl: Duration::from_millis(600),
+        sweep_interval: Duration::from_millis(100),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::builder().config(config).build().unwrap();
+    assert_eq!(engine.config().heartbeat_interval(), Duration::from_millis(200));
+    engine.register("slow", |_ctx| async {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        Ok(json!("done"))
+    });
+    let job = JobDefinition::builder("slow")
+        .task(TaskBuilder::new("only", "slow"))
+        .build();
+    engine.register_definition(job).await.unwrap();
+    engine.start().unwrap();
+    let id = engine.execute("slow", json!({})).await.unwrap().execution_id;
+    let done = engine.wait_for_timeout(id, DEADLINE).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let only = done.task("only").unwrap();
+    assert_eq!((only.attempts, only.lease_expiries), (1, 0), "the lease was kept");
+    engine.shutdown().await;
+}

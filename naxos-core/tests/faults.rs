@@ -1,0 +1,199 @@
+//! The engine when its Store misbehaves: a transient error at the wrong moment must neither
+//! fail a task nor spend its retries, and a worker cut off from its lease stops on its own.
+//!
+//! `FaultyStore` is the in-memory store with switches that make chosen calls fail the way a
+//! driver does when its database is briefly unreachable (a transient backend error).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{diamond, fast_config, DEADLINE};
+use naxos_core::backend::*;
+use naxos_core::memory::MemoryStore;
+use naxos_core::model::*;
+use naxos_core::serde_json::json;
+use naxos_core::{async_trait, Engine, Error, ExecutionStatus, Result};
+
+/// The in-memory store, failing chosen calls transiently.
+#[derive(Debug, Default)]
+struct FaultyStore {
+    inner: MemoryStore,
+    /// How many of the next definition reads fail.
+    definition_failures: AtomicU32,
+    /// Whether heartbeats fail.
+    heartbeats_fail: AtomicBool,
+}
+
+fn unreachable<T>() -> Result<T> {
+    Err(Error::transient(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "pool timed out while waiting for an open connection",
+    )))
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn put_definition(&self, d: JobDefinition) -> Result<DefinitionPut> {
+        self.inner.put_definition(d).await
+    }
+    async fn get_definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
+        let left = self.definition_failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.definition_failures.store(left - 1, Ordering::SeqCst);
+            return unreachable();
+        }
+        self.inner.get_definition(id, version).await
+    }
+    async fn definition_versions(&self, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {
+        self.inner.definition_versions(id).await
+    }
+    async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
+        self.inner.list_definitions().await
+    }
+    async fn create_execution(&self, e: NewExecution) -> Result<Created> {
+        self.inner.create_execution(e).await
+    }
+    async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {
+        self.inner.get_execution(id).await
+    }
+    async fn list_executions(&self, q: &ExecutionQuery) -> Result<ExecutionPage> {
+        self.inner.list_executions(q).await
+    }
+    async fn claim(&self, r: ClaimRequest) -> Result<ClaimedTask> {
+        self.inner.claim(r).await
+    }
+    async fn heartbeat(&self, t: &TaskRef, lease: Duration) -> Result<LeaseState> {
+        if self.heartbeats_fail.load(Ordering::SeqCst) {
+            return unreachable();
+        }
+        self.inner.heartbeat(t, lease).await
+    }
+    async fn finish(&self, o: Vec<TaskFinish>) -> Result<FinishReport> {
+        self.inner.finish(o).await
+    }
+    async fn release(&self, t: &TaskRef) -> Result<Changes> {
+        self.inner.release(t).await
+    }
+    async fn stop_execution(&self, id: ExecutionId, r: StopReason) -> Result<StopOutcome> {
+        self.inner.stop_execution(id, r).await
+    }
+    async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
+        self.inner.retry_execution(id).await
+    }
+    async fn recover_expired(&self, max: u32, limit: usize) -> Result<Changes> {
+        self.inner.recover_expired(max, limit).await
+    }
+    async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
+        self.inner.take_stale(older_than, limit).await
+    }
+    async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
+        self.inner.overdue_executions(limit).await
+    }
+    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
+        self.inner.prune(older_than, limit).await
+    }
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.inner.counts().await
+    }
+    async fn put_node(&self, n: NodeInfo) -> Result<()> {
+        self.inner.put_node(n).await
+    }
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.inner.list_nodes().await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+/// An engine on `store` with the fast test settings, counting the calls of `noop`.
+fn engine_on(store: Arc<FaultyStore>) -> (Engine, Arc<AtomicU32>) {
+    let engine = Engine::builder().store(store).config(fast_config()).build().unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    engine.register("noop", move |_ctx| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ok(json!(null)) }
+    });
+    (engine, calls)
+}
+
+/// A definition that cannot be read right after the claim (a pool timeout, say) hands the task
+/// back: it runs later, once, without spending a retry or failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_error_loading_the_definition_hands_the_task_back() {
+    let store = Arc::new(FaultyStore::default());
+    let (engine, calls) = engine_on(store.clone());
+    engine
+        .register_definition(diamond("flaky-store", "noop"))
+        .await
+        .unwrap();
+    let id = engine.execute("flaky-store", json!({})).await.unwrap().execution_id;
+    store.definition_failures.store(2, Ordering::SeqCst);
+    engine.start().unwrap();
+    let done = engine.wait_for_timeout(id, DEADLINE).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let a = done.task("a").unwrap();
+    assert_eq!(a.failures, 0, "no retry spent on the Store's trouble");
+    let outcomes: Vec<_> = a.history.iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            Some(AttemptOutcome::Released),
+            Some(AttemptOutcome::Released),
+            Some(AttemptOutcome::Completed)
+        ]
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "each task's function ran once");
+    engine.shutdown().await;
+}
+
+/// A worker that cannot renew its lease stops its attempt before the lease runs out (it fences
+/// itself), records nothing, and the task runs again elsewhere once the lease expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_renew_its_lease_stops_its_attempt() {
+    let store = Arc::new(FaultyStore::default());
+    let engine = Engine::builder()
+        .store(store.clone())
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (s, t) = (stopped.clone(), started.clone());
+    engine.register("long", move |ctx| {
+        let (stopped, started) = (s.clone(), t.clone());
+        async move {
+            if ctx.attempt() == 1 {
+                started.notify_one();
+                ctx.cancelled().await;
+                stopped.notify_one();
+                return Err(naxos_core::TaskError::retryable("stopped"));
+            }
+            Ok(json!("second attempt"))
+        }
+    });
+    let job = JobDefinition::builder("fenced")
+        .task(TaskBuilder::new("only", "long"))
+        .build();
+    engine.register_definition(job).await.unwrap();
+    let id = engine.execute("fenced", json!({})).await.unwrap().execution_id;
+    engine.start().unwrap();
+    started.notified().await;
+    store.heartbeats_fail.store(true, Ordering::SeqCst);
+    // The lease is 1.5 s: the attempt must be stopped before it runs out.
+    tokio::time::timeout(Duration::from_millis(1_500), stopped.notified())
+        .await
+        .expect("the attempt was stopped when its lease could not be renewed");
+    store.heartbeats_fail.store(false, Ordering::SeqCst);
+    let done = engine.wait_for_timeout(id, DEADLINE).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    let only = done.task("only").unwrap();
+    assert_eq!(only.output, Some(json!("second attempt")));
+    assert_eq!(only.failures, 0, "the fenced attempt recorded nothing");
+    assert_eq!(only.history[0].outcome, Some(AttemptOutcome::Expired));
+    engine.shutdown().await;
+}
