@@ -23,9 +23,10 @@ impl Dag {
         let mut deps = vec![Vec::new(); ids.len()];
         let mut dependents = vec![Vec::new(); ids.len()];
         for (i, id) in ids.iter().enumerate() {
+            let mut seen = std::collections::HashSet::new();
             for dep in def.dependencies(id) {
                 if let Some(&d) = index.get(dep) {
-                    if !deps[i].contains(&d) {
+                    if seen.insert(d) {
                         deps[i].push(d);
                         dependents[d].push(i);
                     }

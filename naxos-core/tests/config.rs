@@ -68,3 +68,51 @@ async fn a_short_lease_alone_is_enough() {
     assert_eq!((only.attempts, only.lease_expiries), (1, 0), "the lease was kept");
     engine.shutdown().await;
 }
+
+/// Validation stays linear however a body repeats itself: a task listing one dependency
+/// 100,000 times (well within a body limit) gets that problem once, at once.
+#[test]
+fn a_dependency_listed_a_hundred_thousand_times_is_one_problem() {
+    use naxos_core::model::{validate, Limits, Problem};
+    let mut def = JobDefinition::builder("repeats")
+        .task(TaskBuilder::new("a", "f"))
+        .task(TaskBuilder::new("b", "f"))
+        .build();
+    def.graph.insert("b".into(), vec!["a".to_string(); 100_000]);
+    def.graph.get_mut("b").unwrap().push("ghost".into());
+    def.graph.get_mut("b").unwrap().push("ghost".into());
+    let err = validate(&def, &Limits::default(), &|_| true).unwrap_err();
+    let naxos_core::Error::InvalidDefinition { problems, .. } = err else {
+        panic!("expected InvalidDefinition");
+    };
+    assert_eq!(
+        problems,
+        vec![
+            Problem::DuplicateDependency {
+                task: "b".into(),
+                dependency: "a".into()
+            },
+            Problem::UnknownDependency {
+                task: "b".into(),
+                dependency: "ghost".into()
+            },
+        ]
+    );
+}
+
+/// U+0000, which PostgreSQL cannot keep, is refused where it enters: in params (naming where),
+/// and in a definition's text fields (naming the field).
+#[tokio::test]
+async fn a_nul_character_is_refused_where_it_enters() {
+    let engine = Engine::in_memory();
+    engine.register("f", |_ctx| async { Ok(json!(null)) });
+    let mut job = JobDefinition::builder("nul").task(TaskBuilder::new("t", "f")).build();
+    job.name = "a\u{0}b".into();
+    let err = engine.register_definition(job.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("`name` holds the character U+0000"), "{err}");
+    job.name = "fine".into();
+    engine.register_definition(job).await.unwrap();
+    let err = engine.execute("nul", json!({"a": {"b\u{0}": 1}})).await.unwrap_err();
+    assert!(matches!(err, naxos_core::Error::InvalidInput(_)), "{err}");
+    assert!(err.to_string().contains("$.a.b\\u0000"), "{err}");
+}

@@ -205,6 +205,12 @@ async fn bad_definitions_get_400_422_and_413() {
     assert_eq!(problems[1]["tasks"], json!(["a", "b"]));
     assert!(problems[1]["message"].as_str().unwrap().contains("cycle"));
 
+    let nul = r#"{"id":"nul","name":"a\u0000b","tasks":{"t":{"id":"t","functionName":"Task1"}}}"#;
+    let (status, body) = api.post("/api/v1/job-definitions", nul).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["problems"][0]["code"], "nul_character");
+    assert_eq!(body["error"]["problems"][0]["field"], "name");
+
     let big = format!(r#"{{"id":"big","description":"{}","tasks":{{}}}}"#, "x".repeat(4_000));
     let (status, body) = api.post("/api/v1/job-definitions", &big).await;
     assert_eq!(
@@ -260,6 +266,12 @@ async fn execute_rejects_bad_input_and_dedups_by_idempotency_key() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = api.post("/api/v1/jobs/sample-2/execute?version=5", "{}").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .post("/api/v1/jobs/sample-2/execute", r#"{"note": ["ok", "a\u0000b"]}"#)
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "bad_request"));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("U+0000") && message.contains("$.note[1]"), "{body}");
 
     let empty = api.run("sample-2", "").await;
     api.finish(empty).await;

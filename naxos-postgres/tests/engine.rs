@@ -227,3 +227,58 @@ async fn a_node_dying_mid_run_loses_nothing() {
     assert_eq!(runs.len(), ids.len() * 4, "every task ran");
     assert!(before.len() < runs.len(), "the survivor did part of the work");
 }
+
+/// U+0000, which PostgreSQL cannot keep: an output holding it FAILS its task once, naming where
+/// it is (the function runs once, not again and again as leases expire); an error message
+/// holding it is recorded with a replacement character.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_an_output_or_error_fails_the_task_once() {
+    let Some(store) = common::store().await else { return };
+    let engine = Engine::builder()
+        .store(Arc::new(store))
+        .config(engine_config("nul"))
+        .build()
+        .unwrap();
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = calls.clone();
+    engine.register("nul", move |ctx| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            match ctx.param::<String>("mode").as_deref() {
+                Some("error") => Err(naxos_core::TaskError::fatal("bad\u{0}byte")),
+                _ => Ok(json!({ "text": ["fine", "a\u{0}b"] })),
+            }
+        }
+    });
+    let job = JobDefinition::builder(naxos_core::testkit::unique_id("nul"))
+        .task(TaskBuilder::new("only", "nul"))
+        .build();
+    engine.register_definition(job.clone()).await.unwrap();
+    engine.start().unwrap();
+    let output = engine
+        .execute(&job.id, json!({"mode": "output"}))
+        .await
+        .unwrap()
+        .execution_id;
+    let error = engine
+        .execute(&job.id, json!({"mode": "error"}))
+        .await
+        .unwrap()
+        .execution_id;
+    let output = engine.wait_for_timeout(output, Duration::from_secs(20)).await.unwrap();
+    let error = engine.wait_for_timeout(error, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(output.status, ExecutionStatus::Failed);
+    let why = output.task("only").unwrap().error.clone().unwrap();
+    assert!(why.contains("U+0000") && why.contains("$.text[1]"), "{why}");
+    assert_eq!(error.status, ExecutionStatus::Failed);
+    assert_eq!(error.task("only").unwrap().error.as_deref(), Some("bad\u{FFFD}byte"));
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "each function ran once"
+    );
+    for exec in [&output, &error] {
+        assert_eq!(exec.task("only").unwrap().lease_expiries, 0);
+    }
+    engine.shutdown().await;
+}

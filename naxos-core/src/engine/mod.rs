@@ -241,9 +241,14 @@ impl Engine {
                 )))
             }
         };
+        if let Some(path) = crate::model::find_nul(&params) {
+            return Err(Error::InvalidInput(crate::model::nul_message("the params", &path)));
+        }
         if let Some(key) = &request.idempotency_key {
-            if key.is_empty() || key.len() > 256 {
-                return Err(Error::InvalidInput("the idempotency key must be 1 to 256 bytes".into()));
+            if key.is_empty() || key.len() > 256 || key.contains('\0') {
+                return Err(Error::InvalidInput(
+                    "the idempotency key must be 1 to 256 bytes, without U+0000".into(),
+                ));
             }
         }
         let inner = &self.inner;

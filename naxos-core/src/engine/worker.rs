@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::inner::Inner;
 use super::Heartbeat;
 use crate::backend::{ClaimRequest, ClaimedTask, Consumer, Delivery, LeaseState, TaskFinish, TaskOutcome};
-use crate::model::TaskDefinition;
+use crate::model::{find_nul, nul_message, without_nul, TaskDefinition};
 use crate::task::{TaskContext, TaskError};
 
 /// Pause after a failed consume before trying again; doubles up to [`MAX_RECONNECT`].
@@ -328,6 +328,10 @@ fn result_ending(
     }
     match result {
         Ok(Ok(output)) => {
+            if let Some(path) = find_nul(&output) {
+                let error = nul_message("the output", &path);
+                return failure(claimed, Some(task_def), TaskError::fatal(error));
+            }
             let size = json_size(&output);
             if size > inner.config.max_output_bytes {
                 let error = format!(
@@ -365,7 +369,7 @@ fn failure(claimed: &ClaimedTask, task_def: Option<&TaskDefinition>, error: Task
     });
     tracing::info!(error = %error.message, retry = retry_in.is_some(), "task attempt failed");
     Ending::Outcome(TaskOutcome::Failed {
-        error: error.message,
+        error: without_nul(&error.message).into_owned(),
         retry_in,
     })
 }

@@ -5,6 +5,7 @@ mod builder;
 mod definition;
 mod execution;
 mod status;
+mod text;
 mod validate;
 
 pub use builder::{DefinitionBuilder, TaskBuilder};
@@ -14,4 +15,5 @@ pub use execution::{
     TaskRef, TaskRun,
 };
 pub use status::{ExecutionStatus, TaskStatus};
+pub use text::{find_nul, nul_message, without_nul};
 pub use validate::{is_valid_id, validate, Limits, Problem};

@@ -1,5 +1,6 @@
 //! Validation of job definitions: every problem is found and named, not just the first.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::Serialize;
@@ -115,6 +116,11 @@ pub enum Problem {
         /// The tasks of the cycle, sorted.
         tasks: Vec<String>,
     },
+    /// A text field holds the character U+0000, which no Store keeps.
+    NulCharacter {
+        /// The field: `name`, `description`, or `tasks.<id>.name`.
+        field: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -143,6 +149,9 @@ impl fmt::Display for Problem {
                 write!(f, "task `{task}` lists dependency `{dependency}` more than once")
             }
             Self::Cycle { tasks } => write!(f, "tasks {} depend on each other in a cycle", quoted(tasks)),
+            Self::NulCharacter { field } => {
+                write!(f, "`{field}` holds the character U+0000, which cannot be stored")
+            }
         }
     }
 }
@@ -169,6 +178,19 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
     }
     if def.timeout_ms == Some(0) {
         problems.push(Problem::InvalidTimeout { task: None });
+    }
+    let texts = [
+        ("name".to_string(), Some(&def.name)),
+        ("description".to_string(), def.description.as_ref()),
+    ];
+    let task_names = def
+        .tasks
+        .iter()
+        .map(|(k, t)| (format!("tasks.{k}.name"), Some(&t.name)));
+    for (field, text) in texts.into_iter().chain(task_names) {
+        if text.is_some_and(|t| t.contains('\0')) {
+            problems.push(Problem::NulCharacter { field });
+        }
     }
     if def.tasks.is_empty() {
         problems.push(Problem::NoTasks);
@@ -223,13 +245,18 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
             problems.push(Problem::UnknownGraphTask { task: task.clone() });
             continue;
         }
-        for (i, dep) in deps.iter().enumerate() {
+        // Sets, not scans: a body may list thousands of dependencies for one task.
+        let mut seen = HashSet::new();
+        let mut reported = HashSet::new();
+        for dep in deps {
             if !def.tasks.contains_key(dep) {
-                problems.push(Problem::UnknownDependency {
-                    task: task.clone(),
-                    dependency: dep.clone(),
-                });
-            } else if deps[..i].contains(dep) {
+                if reported.insert(dep) {
+                    problems.push(Problem::UnknownDependency {
+                        task: task.clone(),
+                        dependency: dep.clone(),
+                    });
+                }
+            } else if !seen.insert(dep) && reported.insert(dep) {
                 problems.push(Problem::DuplicateDependency {
                     task: task.clone(),
                     dependency: dep.clone(),
