@@ -101,6 +101,9 @@ impl Store for FaultyStore {
     async fn put_node(&self, n: NodeInfo) -> Result<()> {
         self.inner.put_node(n).await
     }
+    async fn prune_nodes(&self, older_than: Duration) -> Result<u64> {
+        self.inner.prune_nodes(older_than).await
+    }
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
         self.inner.list_nodes().await
     }
@@ -195,5 +198,61 @@ async fn a_worker_that_cannot_renew_its_lease_stops_its_attempt() {
     assert_eq!(only.output, Some(json!("second attempt")));
     assert_eq!(only.failures, 0, "the fenced attempt recorded nothing");
     assert_eq!(only.history[0].outcome, Some(AttemptOutcome::Expired));
+    engine.shutdown().await;
+}
+
+/// Two attempts of one task on one node: the first, fenced but slow to stop, must not take the
+/// second's place in the node's running set when it finally ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_attempt_ending_late_leaves_the_new_one_tracked() {
+    let store = Arc::new(FaultyStore::default());
+    let config = naxos_core::EngineConfig {
+        cancel_grace: Duration::from_secs(2),
+        ..fast_config()
+    };
+    let engine = Engine::builder().store(store.clone()).config(config).build().unwrap();
+    let first_started = Arc::new(tokio::sync::Notify::new());
+    let second_started = Arc::new(tokio::sync::Notify::new());
+    let first_gone = Arc::new(tokio::sync::Notify::new());
+    let (a, b, c) = (first_started.clone(), second_started.clone(), first_gone.clone());
+    engine.register("stubborn", move |ctx| {
+        let (first_started, second_started, first_gone) = (a.clone(), b.clone(), c.clone());
+        async move {
+            if ctx.attempt() == 1 {
+                // Ignores its cancellation; ends only when its worker aborts it.
+                struct Gone(Arc<tokio::sync::Notify>);
+                impl Drop for Gone {
+                    fn drop(&mut self) {
+                        self.0.notify_one();
+                    }
+                }
+                let _gone = Gone(first_gone);
+                first_started.notify_one();
+                std::future::pending::<()>().await;
+            }
+            second_started.notify_one();
+            ctx.cancelled().await;
+            Err::<(), _>(naxos_core::TaskError::fatal("cancelled"))
+        }
+    });
+    let job = JobDefinition::builder("stubborn")
+        .task(TaskBuilder::new("only", "stubborn"))
+        .build();
+    engine.register_definition(job).await.unwrap();
+    let id = engine.execute("stubborn", json!({})).await.unwrap().execution_id;
+    engine.start().unwrap();
+    first_started.notified().await;
+    store.heartbeats_fail.store(true, Ordering::SeqCst);
+    // The first attempt fences itself; its lease expires and the same node claims the second.
+    tokio::time::timeout(DEADLINE, second_started.notified()).await.unwrap();
+    store.heartbeats_fail.store(false, Ordering::SeqCst);
+    tokio::time::timeout(DEADLINE, first_gone.notified()).await.unwrap();
+    // Let the first attempt's worker finish its bookkeeping.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while engine.running_tasks() != 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(engine.running_tasks(), 1, "the second attempt is still running here");
+    assert_eq!(engine.cancel(id).await.unwrap(), ExecutionStatus::Cancelled);
     engine.shutdown().await;
 }

@@ -82,6 +82,9 @@ impl Store for UnreachableStore {
     async fn put_node(&self, _: NodeInfo) -> Result<()> {
         down()
     }
+    async fn prune_nodes(&self, _: Duration) -> Result<u64> {
+        down()
+    }
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
         down()
     }

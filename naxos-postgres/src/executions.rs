@@ -185,13 +185,17 @@ pub(crate) async fn overdue(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> 
     .map_err(db)
 }
 
-/// Deletes finished executions (their tasks and attempts cascade).
+/// Deletes finished executions (their tasks and attempts cascade). The conditions stand in the
+/// DELETE's own WHERE too: a row changed while the DELETE waited for its lock (a retry made it
+/// RUNNING) is re-checked against them, and spared; the sub-select alone is not re-checked.
 pub(crate) async fn prune(pool: &PgPool, ended_before: DateTime<Utc>, limit: usize) -> Result<u64> {
     let done = sqlx::query(
-        "DELETE FROM naxos_executions WHERE id IN (
+        "DELETE FROM naxos_executions
+         WHERE id IN (
              SELECT id FROM naxos_executions
              WHERE end_time < $1 AND status IN ('COMPLETED', 'FAILED', 'CANCELLED')
-             LIMIT $2)",
+             LIMIT $2)
+           AND end_time < $1 AND status IN ('COMPLETED', 'FAILED', 'CANCELLED')",
     )
     .bind(ended_before)
     .bind(limit as i64)
@@ -226,7 +230,8 @@ pub(crate) async fn counts(pool: &PgPool) -> Result<StoreCounts> {
     })
 }
 
-pub(crate) async fn put_node(pool: &PgPool, node: NodeInfo) -> Result<()> {
+/// Records a node's report, seen at `now`.
+pub(crate) async fn put_node(pool: &PgPool, node: NodeInfo, now: DateTime<Utc>) -> Result<()> {
     sqlx::query(
         "INSERT INTO naxos_nodes (id, role, concurrency, running, started_at, last_seen)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -237,11 +242,21 @@ pub(crate) async fn put_node(pool: &PgPool, node: NodeInfo) -> Result<()> {
     .bind(int(node.concurrency))
     .bind(int(node.running))
     .bind(node.started_at)
-    .bind(node.last_seen)
+    .bind(now)
     .execute(pool)
     .await
     .map_err(db)?;
     Ok(())
+}
+
+/// Deletes the nodes last seen before `seen_before`.
+pub(crate) async fn prune_nodes(pool: &PgPool, seen_before: DateTime<Utc>) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM naxos_nodes WHERE last_seen < $1")
+        .bind(seen_before)
+        .execute(pool)
+        .await
+        .map_err(db)?;
+    Ok(done.rows_affected())
 }
 
 pub(crate) async fn list_nodes(pool: &PgPool) -> Result<Vec<NodeInfo>> {

@@ -164,7 +164,11 @@ impl Store for PgStore {
     }
 
     async fn put_node(&self, node: NodeInfo) -> Result<()> {
-        executions::put_node(&self.pool, node).await
+        executions::put_node(&self.pool, node, self.now().await?).await
+    }
+
+    async fn prune_nodes(&self, older_than: Duration) -> Result<u64> {
+        executions::prune_nodes(&self.pool, before(self.now().await?, older_than)).await
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {

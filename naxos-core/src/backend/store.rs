@@ -130,8 +130,11 @@ pub trait Store: Send + Sync + Debug {
     /// Counts for the system status.
     async fn counts(&self) -> Result<StoreCounts>;
 
-    /// Records a node's heartbeat (insert or replace by id).
+    /// Records a node's heartbeat (insert or replace by id), with `last_seen` set to now.
     async fn put_node(&self, node: NodeInfo) -> Result<()>;
+
+    /// Deletes the nodes not seen for longer than `older_than`; returns how many.
+    async fn prune_nodes(&self, older_than: Duration) -> Result<u64>;
 
     /// Every node that has reported, by id.
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>>;

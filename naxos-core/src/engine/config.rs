@@ -36,6 +36,8 @@ pub struct EngineConfig {
     pub max_lease_expiries: u32,
     /// Finished executions older than this are pruned. Default 7 days.
     pub retention: Duration,
+    /// Nodes not heard from for longer than this leave the node registry. Default 1 hour.
+    pub node_retention: Duration,
     /// Largest task output, as JSON bytes; a larger one fails the task. Default 1 MiB.
     pub max_output_bytes: usize,
     /// Limits checked when a definition is registered.
@@ -64,6 +66,7 @@ impl Default for EngineConfig {
             republish_after: Duration::from_secs(10),
             max_lease_expiries: 3,
             retention: Duration::from_secs(7 * 24 * 3600),
+            node_retention: Duration::from_secs(3600),
             max_output_bytes: 1 << 20,
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(30),
@@ -88,6 +91,7 @@ impl EngineConfig {
             ("sweep_interval", self.sweep_interval),
             ("republish_after", self.republish_after),
             ("retention", self.retention),
+            ("node_retention", self.node_retention),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(Error::InvalidInput(format!(

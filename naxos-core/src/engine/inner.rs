@@ -27,8 +27,9 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     pub(crate) definitions: Definitions,
     pub(crate) events: EventHub,
-    /// Running attempts on this node, by (execution, task), with their cancellation tokens.
-    running: Mutex<HashMap<(ExecutionId, String), CancellationToken>>,
+    /// Running attempts on this node, by attempt (two attempts of one task may overlap here: an
+    /// old one slow to stop, and its successor), with their cancellation tokens.
+    running: Mutex<HashMap<TaskRef, CancellationToken>>,
     /// Fires when the node stops taking work.
     pub(crate) stopping: CancellationToken,
     /// Fires when the shutdown grace has run out: in-flight attempts are cancelled and handed back.
@@ -68,10 +69,19 @@ impl Inner {
         self.config.clock.now()
     }
 
-    /// Passes on what a committed transition changed: publishes ready tasks, schedules
-    /// retries, publishes events. A failed publish is logged, not returned: the Store already
-    /// holds the truth and the sweeper republishes what was lost.
+    /// Passes on what a committed transition changed: publishes its events, then its ready
+    /// tasks, then schedules its retries. Events go first so that whatever a ready task causes
+    /// is announced after its cause, on any node. A failed publish is logged, not returned: the
+    /// Store already holds the truth and the sweeper republishes lost task messages.
     pub(crate) async fn dispatch(&self, changes: Changes) {
+        if !changes.events.is_empty() {
+            super::metrics::events(&changes.events);
+            self.events.observe(&changes.events, true);
+            if let Err(e) = self.queue.publish_events(&changes.events).await {
+                tracing::debug!(error = %e, "status events not published");
+                self.events.observe(&changes.events, false);
+            }
+        }
         if !changes.ready.is_empty() {
             if let Err(e) = self.queue.publish(&changes.ready).await {
                 tracing::warn!(error = %e, tasks = changes.ready.len(), "publish failed; the sweeper will republish");
@@ -81,14 +91,6 @@ impl Inner {
             let delay = (*due - self.now()).to_std().unwrap_or_default();
             if let Err(e) = self.queue.publish_delayed(task, delay).await {
                 tracing::warn!(error = %e, %task, "delayed publish failed; the sweeper will republish when due");
-            }
-        }
-        if !changes.events.is_empty() {
-            super::metrics::events(&changes.events);
-            self.events.observe(&changes.events, true);
-            if let Err(e) = self.queue.publish_events(&changes.events).await {
-                tracing::debug!(error = %e, "status events not published");
-                self.events.observe(&changes.events, false);
             }
         }
     }
@@ -103,24 +105,24 @@ impl Inner {
         Ok(outcome.status)
     }
 
-    fn running(&self) -> MutexGuard<'_, HashMap<(ExecutionId, String), CancellationToken>> {
+    fn running(&self) -> MutexGuard<'_, HashMap<TaskRef, CancellationToken>> {
         lock(&self.running)
     }
 
     pub(crate) fn track_running(&self, task: &TaskRef, token: CancellationToken) {
         let mut running = self.running();
-        running.insert((task.execution_id, task.task_id.clone()), token);
+        running.insert(task.clone(), token);
         super::metrics::running(running.len());
     }
 
     pub(crate) fn untrack_running(&self, task: &TaskRef) {
         let mut running = self.running();
-        running.remove(&(task.execution_id, task.task_id.clone()));
+        running.remove(task);
         super::metrics::running(running.len());
     }
 
     pub(crate) fn cancel_local(&self, task: &TaskRef) {
-        if let Some(token) = self.running().get(&(task.execution_id, task.task_id.clone())) {
+        if let Some(token) = self.running().get(task) {
             token.cancel();
         }
     }

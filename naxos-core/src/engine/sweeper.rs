@@ -76,6 +76,7 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
     }
 
     report.pruned = inner.store.prune(config.retention, BATCH).await?;
+    inner.store.prune_nodes(config.node_retention).await?;
 
     inner
         .store
@@ -85,7 +86,7 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
             concurrency: if config.workers { config.concurrency as u32 } else { 0 },
             running: inner.running_count() as u32,
             started_at: inner.started_at,
-            last_seen: inner.now(),
+            last_seen: inner.now(), // the Store stamps its own time
         })
         .await?;
     Ok(report)

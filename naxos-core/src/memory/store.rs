@@ -374,9 +374,18 @@ impl Store for MemoryStore {
         Ok(counts)
     }
 
-    async fn put_node(&self, node: NodeInfo) -> Result<()> {
+    async fn put_node(&self, mut node: NodeInfo) -> Result<()> {
+        node.last_seen = self.clock.now();
         lock(&self.nodes).insert(node.id.clone(), node);
         Ok(())
+    }
+
+    async fn prune_nodes(&self, older_than: Duration) -> Result<u64> {
+        let seen_after = before(self.clock.now(), older_than);
+        let mut nodes = lock(&self.nodes);
+        let count = nodes.len();
+        nodes.retain(|_, n| n.last_seen >= seen_after);
+        Ok((count - nodes.len()) as u64)
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {

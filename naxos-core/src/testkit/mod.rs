@@ -108,6 +108,7 @@ macro_rules! store_conformance {
                 listing_pages_and_filters,
                 overdue_executions_and_pruning,
                 counts_and_nodes,
+                silent_nodes_are_pruned,
             ]
         );
     };

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::backend::{ExecutionQuery, StopReason, Store};
@@ -235,4 +236,29 @@ pub async fn counts_and_nodes(store: Arc<dyn Store>, clock: ManualClock) {
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].running, 3);
     store.ping().await.unwrap();
+}
+
+/// Nodes are stamped with the Store's time when they report, and those silent for longer than
+/// a retention are pruned, so that nodes that went away do not pile up.
+pub async fn silent_nodes_are_pruned(store: Arc<dyn Store>, clock: ManualClock) {
+    let node = |id: &str| NodeInfo {
+        id: id.to_string(),
+        role: "worker".into(),
+        concurrency: 1,
+        running: 0,
+        started_at: clock.now(),
+        last_seen: DateTime::<Utc>::UNIX_EPOCH,
+    };
+    let (gone, here) = (unique_id("gone"), unique_id("here"));
+    store.put_node(node(&gone)).await.unwrap();
+    let seen = store.list_nodes().await.unwrap();
+    let first = seen.iter().find(|n| n.id == gone).expect("listed");
+    assert_eq!(first.last_seen, clock.now(), "stamped with the Store's time");
+    clock.advance(Duration::from_secs(7_200));
+    store.put_node(node(&here)).await.unwrap();
+    let pruned = store.prune_nodes(Duration::from_secs(3_600)).await.unwrap();
+    assert!(pruned >= 1);
+    let ids: Vec<String> = store.list_nodes().await.unwrap().into_iter().map(|n| n.id).collect();
+    assert!(!ids.contains(&gone), "silent for two hours: pruned");
+    assert!(ids.contains(&here), "just seen: kept");
 }
