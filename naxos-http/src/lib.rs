@@ -28,6 +28,7 @@
 mod auth;
 mod body;
 mod error;
+mod extract;
 mod metrics;
 mod openapi;
 mod routes;

@@ -253,7 +253,7 @@ pub struct ExecutionPageView {
 pub struct HealthView {
     /// `ok` or `unavailable`.
     pub status: String,
-    /// Each backend: `ok`, or `down: <why>`.
+    /// Each backend: `ok` or `down` (why is in the node's log).
     pub checks: HealthChecks,
     /// Present when unavailable, naming what is down.
     #[serde(skip_serializing_if = "Option::is_none")]

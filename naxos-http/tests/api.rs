@@ -425,6 +425,20 @@ async fn unknown_routes_and_methods_answer_json() {
         (status, error_code(&body)),
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
     );
+    // Query strings and paths the extractors refuse answer in the same JSON shape.
+    for uri in [
+        "/api/v1/jobs?limit=1&limit=2",
+        "/api/v1/jobs/%FF/status",
+        "/api/v1/job-definitions/%FF",
+        "/api/v1/job-definitions/x?version=1&version=2",
+    ] {
+        let (status, body) = api.get(uri).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{uri}"
+        );
+    }
 }
 
 #[tokio::test]

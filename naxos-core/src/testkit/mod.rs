@@ -89,6 +89,7 @@ macro_rules! store_conformance {
                 definitions_are_versioned,
                 create_queues_the_roots,
                 idempotency_key_returns_the_first_execution,
+                racing_creations_with_one_key_create_one_execution,
                 claim_is_guarded,
                 heartbeat_extends_and_is_fenced,
                 completion_unlocks_dependents_once,

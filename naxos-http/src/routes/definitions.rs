@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,6 +10,7 @@ use naxos_core::JobDefinition;
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiPath, ApiQuery};
 use crate::views::{DefinitionCreated, DefinitionListView, DefinitionView};
 use crate::{body, AppState};
 
@@ -80,8 +81,8 @@ pub(crate) struct VersionQuery {
 )]
 pub(crate) async fn get(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<VersionQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<VersionQuery>,
 ) -> ApiResult<Response> {
     let version = q.version.as_deref().map(parse_version).transpose()?;
     let d = app.engine.definition(&id, version).await?;
@@ -99,7 +100,7 @@ pub(crate) async fn get(
         (status = 503, description = "A backend is unavailable", body = ErrorBody),
     )
 )]
-pub(crate) async fn versions(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn versions(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
     let versions = app.engine.definition_versions(&id).await?;
     if versions.is_empty() {
         return Err(naxos_core::Error::not_found("job definition", id).into());

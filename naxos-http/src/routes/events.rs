@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use naxos_core::engine::EventStream;
@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use super::execution_id;
 use crate::error::{ApiResult, ErrorBody};
+use crate::extract::ApiPath;
 use crate::AppState;
 
 /// How often the stream re-reads the Store in case a terminal event was missed.
@@ -38,7 +39,7 @@ const RECHECK: Duration = Duration::from_secs(2);
 )]
 pub(crate) async fn stream(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let id = execution_id(&id)?;
     // Watch before reading the state, so no change between the two is lost.

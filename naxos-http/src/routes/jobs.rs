@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::definitions::parse_version;
 use super::execution_id;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{ApiPath, ApiQuery};
 use crate::views::{ExecutionAck, ExecutionPageView, ExecutionView, SummaryView};
 use crate::{body, AppState};
 
@@ -48,8 +49,8 @@ pub(crate) struct ExecuteQuery {
 )]
 pub(crate) async fn execute(
     State(app): State<AppState>,
-    Path(definition_id): Path<String>,
-    Query(q): Query<ExecuteQuery>,
+    ApiPath(definition_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ExecuteQuery>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -88,7 +89,10 @@ pub(crate) async fn execute(
         (status = 503, description = "A backend is unavailable", body = ErrorBody),
     )
 )]
-pub(crate) async fn status(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ExecutionView>> {
+pub(crate) async fn status(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ExecutionView>> {
     let id = execution_id(&id)?;
     Ok(Json(ExecutionView::from(app.engine.execution(id).await?)))
 }
@@ -120,7 +124,7 @@ pub(crate) struct ListQuery {
         (status = 503, description = "A backend is unavailable", body = ErrorBody),
     )
 )]
-pub(crate) async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Response> {
+pub(crate) async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
     let status = q
         .status
         .as_deref()
@@ -178,7 +182,7 @@ pub(crate) async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>
         (status = 503, description = "A backend is unavailable", body = ErrorBody),
     )
 )]
-pub(crate) async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn cancel(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
     let id = execution_id(&id)?;
     let status = app.engine.cancel(id).await?;
     let ack = ExecutionAck {
@@ -201,7 +205,7 @@ pub(crate) async fn cancel(State(app): State<AppState>, Path(id): Path<String>) 
         (status = 503, description = "A backend is unavailable", body = ErrorBody),
     )
 )]
-pub(crate) async fn retry(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn retry(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
     let id = execution_id(&id)?;
     let status = app.engine.retry(id).await?;
     let ack = ExecutionAck {

@@ -262,3 +262,28 @@ pub async fn silent_nodes_are_pruned(store: Arc<dyn Store>, clock: ManualClock) 
     assert!(!ids.contains(&gone), "silent for two hours: pruned");
     assert!(ids.contains(&here), "just seen: kept");
 }
+
+/// Twenty creations racing with one idempotency key: one creates, the others get its id.
+pub async fn racing_creations_with_one_key_create_one_execution(store: Arc<dyn Store>, _clock: ManualClock) {
+    let def = diamond();
+    let put = store.put_definition(def).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(20));
+    let mut racing = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (store, barrier, definition) = (store.clone(), barrier.clone(), put.definition.clone());
+        racing.spawn(async move {
+            let mut new = crate::backend::NewExecution::new(&definition, json!({}));
+            new.idempotency_key = Some("order-7".into());
+            barrier.wait().await;
+            store.create_execution(new).await
+        });
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    while let Some(done) = racing.join_next().await {
+        let done = done.unwrap().expect("no error reaches the caller");
+        ids.insert(done.execution_id);
+        created += usize::from(done.created);
+    }
+    assert_eq!((ids.len(), created), (1, 1), "one execution, created once");
+}
