@@ -213,3 +213,53 @@ fn compose_file_uses_only_variables_the_server_reads() {
         assert!(compose.contains(needed), "{needed}");
     }
 }
+
+/// SIGTERM while a client streams the events of an execution that will not end soon: the
+/// stream ends with a final snapshot, the node stops taking work at once, and the process exits
+/// (it used to wait for the stream, that is for the execution, while still claiming work).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_an_event_stream_open_stops_the_node() {
+    let dir = std::env::temp_dir().join(format!("naxos-sse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pause.json");
+    std::fs::write(
+        &file,
+        r#"{"id":"pause","name":"A long pause","tasks":{"wait":{"id":"wait","name":"wait","functionName":"sleep"}}}"#,
+    )
+    .unwrap();
+    let mut server = start_with(&[
+        ("NAXOS_DEFINITIONS_FILE", file.to_str().unwrap()),
+        ("NAXOS_SHUTDOWN_GRACE_MS", "300"),
+    ])
+    .await;
+    let (status, ack) = call(
+        &server.base,
+        Method::POST,
+        "/api/v1/jobs/pause/execute",
+        r#"{"ms": 600000}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{ack}");
+    let id = ack["executionId"].as_str().unwrap().to_string();
+    let (base, events) = (server.base.clone(), format!("/api/v1/jobs/{id}/events"));
+    let stream = tokio::spawn(async move { common::get_text(&base, &events).await });
+    // Once the task runs, stop the node.
+    let started = Instant::now();
+    loop {
+        let (_, exec) = call(&server.base, Method::GET, &format!("/api/v1/jobs/{id}/status"), "").await;
+        if exec["tasks"][0]["status"] == "RUNNING" {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "the task never started: {exec}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    common::stop_gracefully(&mut server).await;
+    let (status, text) = stream.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let last = text.lines().rev().find(|l| l.starts_with("event:")).unwrap_or_default();
+    assert_eq!(
+        last, "event: snapshot",
+        "the stream closes with the state as it stands:\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

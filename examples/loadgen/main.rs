@@ -125,7 +125,12 @@ impl Submitter {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let base = format!("http://{}", listener.local_addr()?);
             let router = naxos_http::router(engine.clone(), Default::default());
-            tokio::spawn(naxos_http::serve(listener, router, std::future::pending()));
+            tokio::spawn(naxos_http::serve(
+                listener,
+                router,
+                engine.clone(),
+                std::future::pending(),
+            ));
             let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
             Some((base, client))
         } else {

@@ -42,6 +42,8 @@ pub(crate) struct ServerConfig {
     pub(crate) lease_ttl_ms: Option<usize>,
     pub(crate) republish_after_ms: Option<usize>,
     pub(crate) sweep_interval_ms: Option<usize>,
+    /// On shutdown, how long running tasks may take before they are handed back.
+    pub(crate) shutdown_grace_ms: Option<usize>,
 }
 
 /// A variable with a value the server cannot use.
@@ -135,6 +137,7 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         lease_ttl_ms: optional(get("NAXOS_LEASE_TTL_MS"), "NAXOS_LEASE_TTL_MS")?,
         republish_after_ms: optional(get("NAXOS_REPUBLISH_AFTER_MS"), "NAXOS_REPUBLISH_AFTER_MS")?,
         sweep_interval_ms: optional(get("NAXOS_SWEEP_INTERVAL_MS"), "NAXOS_SWEEP_INTERVAL_MS")?,
+        shutdown_grace_ms: optional(get("NAXOS_SHUTDOWN_GRACE_MS"), "NAXOS_SHUTDOWN_GRACE_MS")?,
     })
 }
 

@@ -77,6 +77,9 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if let Some(every) = config.sweep_interval_ms {
         engine_config.sweep_interval = ms(every);
     }
+    if let Some(grace) = config.shutdown_grace_ms {
+        engine_config.shutdown_grace = ms(grace);
+    }
     let mut builder = Engine::builder().config(engine_config);
     let store_name = match &config.postgres_url {
         Some(url) => {
@@ -141,9 +144,11 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         engine.config().node_id
     );
     std::io::stdout().flush()?;
-    naxos_http::serve(listener, router, shutdown_signal()).await?;
-    tracing::info!("stopping: finishing running tasks");
-    engine.shutdown().await;
+    naxos_http::serve(listener, router, engine, async {
+        shutdown_signal().await;
+        tracing::info!("stopping: no new work; finishing running tasks and requests");
+    })
+    .await?;
     Ok(())
 }
 

@@ -137,13 +137,27 @@ pub fn health_router(engine: Engine, metrics: Option<PrometheusHandle>) -> Route
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes the requests in flight.
+/// Serves `router` on `listener` until `shutdown` resolves. Then, at once and together,
+/// `engine` stops taking work — which ends its event streams, so SSE clients get a final
+/// snapshot and their connections close — and the server finishes the requests in flight.
+/// Returns when both are done.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    engine: Engine,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move { stopped.notified().await });
+    let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+    tokio::select! {
+        result = &mut server => return result,
+        () = shutdown => {}
+    }
+    stop.notify_one();
+    let (served, ()) = tokio::join!(server, engine.shutdown());
+    served
 }
 
 /// `GET /`: the dashboard, one self-contained page (no CDN). The page itself is open; the

@@ -95,6 +95,11 @@ impl EventHub {
 
     pub(crate) fn close(&self) {
         self.closed.cancel();
+        self.end_streams();
+    }
+
+    /// Ends every event stream open now (their readers see `None`).
+    pub(crate) fn end_streams(&self) {
         lock(&self.watchers).streams.clear();
     }
 

@@ -155,6 +155,9 @@ impl Inner {
 
     pub(crate) async fn shutdown(&self) {
         self.stopping.cancel();
+        // Event streams would keep their connections (and a graceful server) open for as long
+        // as their executions run: they end now, and their readers re-read the Store.
+        self.events.end_streams();
         let loops = lock(&self.loops).take();
         for handle in loops.unwrap_or_default() {
             if let Err(e) = handle.await {
