@@ -79,6 +79,7 @@ struct TaskRow<'a> {
     attempts: u32,
     failures: u32,
     lease_expiries: u32,
+    republished: u32,
     error: Option<&'a str>,
     set_output: bool,
     output: Option<&'a Value>,
@@ -123,12 +124,14 @@ const WRITE_BACK: &str = "
         WHERE id = $1
     ), tasks AS (
         UPDATE naxos_tasks t SET status = r.status, remaining = r.remaining, attempt = r.attempt,
-               attempts = r.attempts, failures = r.failures, lease_expiries = r.lease_expiries, error = r.error,
+               attempts = r.attempts, failures = r.failures, lease_expiries = r.lease_expiries,
+               republished = r.republished, error = r.error,
                output = CASE WHEN r.set_output THEN r.output ELSE t.output END,
                lease_owner = r.lease_owner, lease_expires_at = r.lease_expires_at, queued_at = r.queued_at,
                due_at = r.due_at, start_time = r.start_time, end_time = r.end_time
         FROM jsonb_to_recordset($8) AS r(task_id TEXT, status TEXT, remaining INTEGER, attempt INTEGER,
-             attempts INTEGER, failures INTEGER, lease_expiries INTEGER, error TEXT, set_output BOOLEAN,
+             attempts INTEGER, failures INTEGER, lease_expiries INTEGER, republished INTEGER, error TEXT,
+             set_output BOOLEAN,
              output JSONB, lease_owner TEXT, lease_expires_at TIMESTAMPTZ, queued_at TIMESTAMPTZ,
              due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, end_time TIMESTAMPTZ)
         WHERE t.execution_id = $1 AND t.task_id = r.task_id
@@ -155,6 +158,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
                 attempts: new.attempts,
                 failures: new.failures,
                 lease_expiries: new.lease_expiries,
+                republished: new.republished,
                 error: new.error.as_deref(),
                 set_output,
                 output: after.output(i).map(|o| &**o),
@@ -197,6 +201,7 @@ fn same_row(a: &TaskRun, b: &TaskRun) -> bool {
         && a.attempts == b.attempts
         && a.failures == b.failures
         && a.lease_expiries == b.lease_expiries
+        && a.republished == b.republished
         && a.error == b.error
         && a.lease == b.lease
         && a.queued_at == b.queued_at

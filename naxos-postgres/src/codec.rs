@@ -11,7 +11,7 @@ use crate::error::{corrupt, db};
 
 /// The task columns [`task_run`] reads, in a SELECT list.
 pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dependencies, remaining, attempt, \
-     attempts, failures, lease_expiries, error, output, lease_owner, lease_expires_at, queued_at, due_at, \
+     attempts, failures, lease_expiries, republished, error, output, lease_owner, lease_expires_at, queued_at, due_at, \
      start_time, end_time";
 
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
@@ -53,6 +53,7 @@ pub(crate) fn task_run(row: &PgRow) -> Result<TaskRun> {
         attempts: count(row, "attempts")?,
         failures: count(row, "failures")?,
         lease_expiries: count(row, "lease_expiries")?,
+        republished: count(row, "republished")?,
         error: get(row, "error")?,
         output: get(row, "output")?,
         lease: owner

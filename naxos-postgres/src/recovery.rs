@@ -3,13 +3,16 @@
 //! re-checks every condition: still RUNNING and expired, still QUEUED and old), so a task is
 //! recovered by exactly one sweeper, and a heartbeat that landed in between wins.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use naxos_core::backend::Changes;
 use naxos_core::model::ExecutionId;
 use naxos_core::Result;
 use sqlx::PgPool;
 
-use naxos_core::state::ExecutionState;
+use naxos_core::clock::before;
+use naxos_core::state::{ExecutionState, MAX_DOUBLINGS};
 
 use crate::apply::{load, write_back};
 use crate::error::db;
@@ -42,28 +45,38 @@ pub(crate) async fn recover_expired(
     .await
 }
 
-/// Takes over QUEUED tasks older than `before` and RETRYING tasks due before it. Stamping
-/// `queued_at` keeps the next sweep from taking a task twice.
+/// Takes over QUEUED tasks waiting longer than `older_than` (doubled per republish: see
+/// [`naxos_core::state::republish_wait`]) and RETRYING tasks due that long ago. Stamping `queued_at` keeps the next
+/// sweep from taking a task twice.
 pub(crate) async fn take_stale(
     pool: &PgPool,
-    before: DateTime<Utc>,
+    older_than: Duration,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Changes> {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let candidates: Vec<ExecutionId> = sqlx::query_scalar(
         "SELECT DISTINCT execution_id FROM (
-             SELECT execution_id FROM naxos_tasks WHERE status = 'QUEUED' AND queued_at < $1
+             SELECT execution_id FROM naxos_tasks
+             WHERE status = 'QUEUED' AND queued_at < $1
+               AND queued_at < $2 - make_interval(secs => $3 * power(2, least(republished, $4)) / 1000.0)
              UNION ALL
              SELECT execution_id FROM naxos_tasks WHERE status = 'RETRYING' AND due_at < $1
-             LIMIT $2
+             LIMIT $5
          ) stale ORDER BY execution_id",
     )
-    .bind(before)
+    .bind(before(now, older_than))
+    .bind(now)
+    .bind(ms(older_than) as f64)
+    .bind(MAX_DOUBLINGS as i32)
     .bind(limit as i64)
     .fetch_all(pool)
     .await
     .map_err(db)?;
-    sweep(pool, candidates, limit, |s, budget| s.take_stale(before, now, budget)).await
+    sweep(pool, candidates, limit, |s, budget| {
+        s.take_stale(older_than, now, budget)
+    })
+    .await
 }
 
 /// Applies `scan` to each candidate execution in its own transaction, under its row lock, until

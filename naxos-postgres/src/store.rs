@@ -146,8 +146,7 @@ impl Store for PgStore {
     }
 
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
-        let now = self.now().await?;
-        recovery::take_stale(&self.pool, before(now, older_than), now, limit).await
+        recovery::take_stale(&self.pool, older_than, self.now().await?, limit).await
     }
 
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {

@@ -306,11 +306,8 @@ impl Store for MemoryStore {
 
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
         let now = self.clock.now();
-        let queued_before = before(now, older_than);
         let mut changes = Changes::default();
-        self.scan_active(limit, |s, budget| {
-            changes.extend(s.take_stale(queued_before, now, budget))
-        });
+        self.scan_active(limit, |s, budget| changes.extend(s.take_stale(older_than, now, budget)));
         Ok(changes)
     }
 

@@ -79,6 +79,10 @@ pub struct TaskRun {
     pub failures: u32,
     /// How many times its lease ran out (the worker vanished) and it was requeued.
     pub lease_expiries: u32,
+    /// How many times its message was published again, presumed lost, since it last became
+    /// QUEUED; each republish waits twice as long as the one before.
+    #[serde(default)]
+    pub republished: u32,
     /// The last error, if any.
     pub error: Option<String>,
     /// The output, once COMPLETED.

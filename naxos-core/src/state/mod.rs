@@ -36,6 +36,7 @@ use serde_json::Value;
 
 pub use changes::{Changes, HistoryEntry};
 pub use graph::Graph;
+pub use recovery::{republish_wait, MAX_DOUBLINGS};
 
 use crate::backend::NewExecution;
 use crate::clock::after;
@@ -73,6 +74,7 @@ impl ExecutionState {
                 attempts: 0,
                 failures: 0,
                 lease_expiries: 0,
+                republished: 0,
                 error: None,
                 output: None,
                 lease: None,
@@ -223,6 +225,7 @@ impl ExecutionState {
         let t = &mut self.tasks[i];
         t.lease = None;
         t.queued_at = Some(now);
+        t.republished = 0;
         ch.ready.push(t.task_ref(self.summary.id));
         self.set_task(i, TaskStatus::Queued, None, now, ch);
     }

@@ -1,8 +1,11 @@
 //! What the sweepers close: expired leases and lost publishes.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
 use super::{rules, Changes, ExecutionState};
+use crate::clock::before;
 use crate::model::{AttemptOutcome, TaskStatus};
 
 impl ExecutionState {
@@ -45,10 +48,15 @@ impl ExecutionState {
         ch
     }
 
-    /// Takes over tasks whose queue message may be lost, at most `budget` of them: QUEUED
-    /// since before `before` (stamped as queued at `now`, so the next scan leaves them alone),
-    /// and RETRYING due before `before` (made QUEUED). All are returned in `ready`.
-    pub fn take_stale(&mut self, before: DateTime<Utc>, now: DateTime<Utc>, budget: &mut usize) -> Changes {
+    /// Takes over tasks whose queue message may be lost, at most `budget` of them, and returns
+    /// them in `ready`:
+    ///
+    /// - QUEUED for longer than `older_than` — doubled for every time the task was already
+    ///   republished since it became QUEUED (up to 2^[`MAX_DOUBLINGS`]): a task that waits behind
+    ///   a backlog, rather than lost, is not published again every `older_than`. Stamped as
+    ///   queued at `now`, so the next scan leaves it alone.
+    /// - RETRYING due more than `older_than` ago: made QUEUED.
+    pub fn take_stale(&mut self, older_than: Duration, now: DateTime<Utc>, budget: &mut usize) -> Changes {
         let mut ch = Changes::default();
         for i in 0..self.tasks.len() {
             if *budget == 0 {
@@ -56,11 +64,15 @@ impl ExecutionState {
             }
             let t = &mut self.tasks[i];
             match t.status {
-                TaskStatus::Queued if t.queued_at.is_some_and(|q| q < before) => {
+                TaskStatus::Queued
+                    if t.queued_at
+                        .is_some_and(|q| q < before(now, republish_wait(older_than, t.republished))) =>
+                {
                     t.queued_at = Some(now);
+                    t.republished += 1;
                     ch.ready.push(t.task_ref(self.summary.id));
                 }
-                TaskStatus::Retrying if t.due_at.is_some_and(|d| d < before) => {
+                TaskStatus::Retrying if t.due_at.is_some_and(|d| d < before(now, older_than)) => {
                     t.due_at = None;
                     self.enqueue(i, now, &mut ch);
                 }
@@ -70,4 +82,12 @@ impl ExecutionState {
         }
         ch
     }
+}
+
+/// How many times a republish wait doubles at most (10 s becomes at most ~43 min).
+pub const MAX_DOUBLINGS: u32 = 8;
+
+/// How long a QUEUED task republished `republished` times waits before the next republish.
+pub fn republish_wait(older_than: Duration, republished: u32) -> Duration {
+    older_than.saturating_mul(1 << republished.min(MAX_DOUBLINGS))
 }

@@ -103,6 +103,7 @@ macro_rules! store_conformance {
                 expired_lease_is_recovered_once,
                 lease_expiries_are_bounded,
                 stale_queued_tasks_are_taken_once,
+                a_waiting_task_is_republished_ever_more_rarely,
                 release_requeues_with_a_new_attempt,
                 retry_execution_reruns_the_failed_part,
                 a_retried_execution_gets_a_fresh_deadline,

@@ -439,8 +439,7 @@ pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc
         Call::Retry(_) => Observed::Changed(observe(state.retry(now), |c| c)),
         Call::Recover(max) => Observed::Changed(Ok(state.recover_expired(now, max, &mut SCAN_LIMIT.clone()))),
         Call::TakeStale(older_than) => {
-            let before = now - chrono::Duration::from_std(older_than).expect("a short age");
-            Observed::Changed(Ok(state.take_stale(before, now, &mut SCAN_LIMIT.clone())))
+            Observed::Changed(Ok(state.take_stale(older_than, now, &mut SCAN_LIMIT.clone())))
         }
         Call::Overdue => Observed::Overdue(Ok(if state.is_overdue(now) {
             vec![state.summary().id]

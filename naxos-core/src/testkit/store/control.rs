@@ -220,3 +220,25 @@ pub async fn a_retried_execution_gets_a_fresh_deadline(store: Arc<dyn Store>, cl
     clock.advance(Duration::from_secs(6));
     assert!(store.overdue_executions(100).await.unwrap().contains(&id));
 }
+
+/// A QUEUED task nobody claims (lost, or waiting behind a backlog) is republished ever more
+/// rarely — each time after twice the wait of the time before — so a backlog does not multiply
+/// its messages; a lost one is still found at the first sweep past the age.
+pub async fn a_waiting_task_is_republished_ever_more_rarely(store: Arc<dyn Store>, clock: ManualClock) {
+    let id = new_diamond(&*store).await;
+    let age = Duration::from_secs(10);
+    let mut taken_at = Vec::new();
+    for second in 1..=600 {
+        clock.advance(Duration::from_secs(1));
+        let stale = store.take_stale(age, 100).await.unwrap();
+        if stale.ready.contains(&task(id, "a", 1)) {
+            taken_at.push(second);
+        }
+    }
+    // Sweeping every second for ten minutes: taken at 11 s, then 21 s later, then 41 s, …
+    assert_eq!(taken_at, vec![11, 32, 73, 154, 315], "republished at");
+    // Once claimed, the count starts over for the task's next wait.
+    claim(&*store, &task(id, "a", 1)).await;
+    let run = store.get_execution(id).await.unwrap();
+    assert_eq!(run.task("a").unwrap().status, TaskStatus::Running);
+}
