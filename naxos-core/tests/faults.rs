@@ -256,3 +256,72 @@ async fn an_old_attempt_ending_late_leaves_the_new_one_tracked() {
     assert_eq!(engine.cancel(id).await.unwrap(), ExecutionStatus::Cancelled);
     engine.shutdown().await;
 }
+
+/// A rolling deploy: a node without the task's function hands the task back for a node that
+/// has it, instead of failing it; with no such node, the task fails after a bounded number of
+/// hand-backs, naming the function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_function_hands_the_task_back() {
+    let (store, queue) = (
+        Arc::new(MemoryStore::new()),
+        Arc::new(naxos_core::memory::MemoryQueue::new()),
+    );
+    let node = |id: &str| {
+        Engine::builder()
+            .store(store.clone())
+            .queue(queue.clone())
+            .config(naxos_core::EngineConfig {
+                node_id: id.into(),
+                ..fast_config()
+            })
+            .build()
+            .unwrap()
+    };
+    let (old, new) = (node("old"), node("new"));
+    new.register("v2", |_ctx| async { Ok(json!("ran on the new node")) });
+    // The definition is registered through the node that knows the function.
+    let job = JobDefinition::builder("rolling")
+        .task(TaskBuilder::new("only", "v2"))
+        .build();
+    new.register_definition(job).await.unwrap();
+    let id = old.execute("rolling", json!({})).await.unwrap().execution_id;
+    old.start().unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !old
+        .execution(id)
+        .await
+        .unwrap()
+        .task("only")
+        .unwrap()
+        .history
+        .iter()
+        .any(|r| r.outcome == Some(AttemptOutcome::Released))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old node never handed the task back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    new.start().unwrap();
+    let done = new.wait_for_timeout(id, DEADLINE).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    let only = done.task("only").unwrap();
+    assert_eq!(only.output, Some(json!("ran on the new node")));
+    assert_eq!(only.history.last().map(|r| &*r.node), Some("new"));
+    assert_eq!(only.failures, 0);
+    new.shutdown().await;
+
+    // Nobody has the function: the task fails, after a bounded number of hand-backs.
+    let id = old.execute("rolling", json!({})).await.unwrap().execution_id;
+    let failed = old.wait_for_timeout(id, DEADLINE).await.unwrap();
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    let only = failed.task("only").unwrap();
+    assert!(
+        only.error.as_deref().unwrap_or_default().contains("`v2`"),
+        "{:?}",
+        only.error
+    );
+    assert!(only.attempts > 1, "handed back before failing");
+    old.shutdown().await;
+}

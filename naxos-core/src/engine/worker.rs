@@ -20,6 +20,9 @@ const MIN_RECONNECT: Duration = Duration::from_millis(100);
 const MAX_RECONNECT: Duration = Duration::from_secs(5);
 /// Attempts to record an outcome while the Store has transient trouble.
 const FINISH_TRIES: u32 = 8;
+/// How many claims of a task may find its function missing (handing it back each time) before
+/// it FAILS: during a rolling deploy, some node has it.
+const MAX_MISSING_FUNCTION_CLAIMS: u32 = 10;
 /// How long a message whose claim failed on a Store error is held before it is requeued (and a
 /// claimed task whose definition could not be read before it is handed back).
 const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -211,8 +214,19 @@ async fn attempt_ending(
     tracing::Span::current().record("function", task_def.function_name.as_str());
     super::metrics::queue_wait(&task_def.function_name, claimed.queued_at, inner.now());
     let Some(function) = inner.registry.get(&task_def.function_name) else {
+        // During a rolling deploy another node may have it: hand the task back (after a pause),
+        // and fail it only when it has been handed around this many times.
+        if claimed.attempts < MAX_MISSING_FUNCTION_CLAIMS {
+            tracing::warn!(function = %task_def.function_name, "function not registered here; handing the task back");
+            tokio::select! {
+                _ = tokio::time::sleep(CLAIM_RETRY_PAUSE) => {}
+                _ = inner.stopping.cancelled() => {}
+            }
+            return Ending::HandBack;
+        }
         let error = format!(
-            "function `{}` is not registered on node `{}`",
+            "function `{}` is not registered on node `{}` (nor on any node that claimed the task in \
+             {MAX_MISSING_FUNCTION_CLAIMS} tries)",
             task_def.function_name, inner.config.node_id
         );
         return failure(claimed, Some(task_def), TaskError::fatal(error));
