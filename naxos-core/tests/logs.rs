@@ -1,0 +1,58 @@
+//! Logs carry ids, statuses and timings, never the data users run through naxos: params and
+//! outputs stay out of every log line, at every level up to debug.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use naxos_core::model::{JobDefinition, TaskBuilder};
+use naxos_core::serde_json::json;
+use naxos_core::{Engine, ExecutionStatus};
+
+/// Log lines collected in memory.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn params_and_outputs_never_reach_the_logs() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let engine = Engine::in_memory();
+    engine.register("copy", |ctx| async move {
+        let secret: String = ctx.param("password").unwrap_or_default();
+        Ok(json!({ "token": format!("{secret}-out") }))
+    });
+    let job = JobDefinition::builder("secrets")
+        .task(TaskBuilder::new("a", "copy"))
+        .task(TaskBuilder::new("b", "copy").after(["a"]))
+        .build();
+    engine.register_definition(job).await.unwrap();
+    engine.start().unwrap();
+    let id = engine
+        .execute("secrets", json!({ "password": "hunter2-in-params" }))
+        .await
+        .unwrap()
+        .execution_id;
+    let done = engine.wait_for(id).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    engine.shutdown().await;
+
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("execution submitted"), "the logs were captured:\n{text}");
+    assert!(!text.contains("hunter2"), "a param reached the logs:\n{text}");
+}
