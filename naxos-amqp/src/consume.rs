@@ -1,5 +1,7 @@
 //! Consuming task messages and status events.
 
+use std::time::Duration;
+
 use deadpool_lapin::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
 };
@@ -11,7 +13,7 @@ use naxos_core::backend::{Acknowledger, Consumer, Delivery, EventSubscription};
 use naxos_core::model::{StatusEvent, TaskRef};
 use naxos_core::{async_trait, Result};
 
-use crate::error::{amqp, pool};
+use crate::error::{amqp, pool, within};
 use crate::Shared;
 
 /// A consumer on the task queue, on a channel of its own with `basic.qos` = prefetch.
@@ -19,6 +21,7 @@ use crate::Shared;
 pub(crate) struct AmqpConsumer {
     channel: Channel,
     consumer: LapinConsumer,
+    timeout: Duration,
 }
 
 impl AmqpConsumer {
@@ -40,7 +43,11 @@ impl AmqpConsumer {
             )
             .await
             .map_err(amqp)?;
-        Ok(Self { channel, consumer })
+        Ok(Self {
+            channel,
+            consumer,
+            timeout: shared.timeout,
+        })
     }
 }
 
@@ -68,6 +75,7 @@ impl Consumer for AmqpConsumer {
                 Ok(task) => {
                     let ack = AmqpAck {
                         acker: Some(delivery.acker),
+                        timeout: self.timeout,
                     };
                     return Ok(Some(Delivery::new(task, delivery.redelivered, Box::new(ack))));
                 }
@@ -89,27 +97,31 @@ impl Consumer for AmqpConsumer {
 #[derive(Debug)]
 struct AmqpAck {
     acker: Option<Acker>,
+    timeout: Duration,
 }
 
 #[async_trait]
 impl Acknowledger for AmqpAck {
     async fn ack(mut self: Box<Self>) -> Result<()> {
         match self.acker.take() {
-            Some(acker) => acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(amqp),
+            Some(acker) => {
+                let ack = async { acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(amqp) };
+                within(self.timeout, "an ack", ack).await
+            }
             None => Ok(()),
         }
     }
 
     async fn nack(mut self: Box<Self>, requeue: bool) -> Result<()> {
         match self.acker.take() {
-            Some(acker) => acker
-                .nack(BasicNackOptions {
+            Some(acker) => {
+                let options = BasicNackOptions {
                     requeue,
                     multiple: false,
-                })
-                .await
-                .map(|_| ())
-                .map_err(amqp),
+                };
+                let nack = async { acker.nack(options).await.map(|_| ()).map_err(amqp) };
+                within(self.timeout, "a nack", nack).await
+            }
             None => Ok(()),
         }
     }

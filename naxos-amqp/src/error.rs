@@ -11,3 +11,17 @@ pub(crate) fn amqp(e: deadpool_lapin::lapin::Error) -> Error {
 pub(crate) fn pool(e: deadpool_lapin::PoolError) -> Error {
     Error::transient(e)
 }
+
+/// Runs `call` with a deadline: past `limit`, it fails as a transient error naming `what`.
+pub(crate) async fn within<T>(
+    limit: std::time::Duration,
+    what: &str,
+    call: impl std::future::Future<Output = naxos_core::Result<T>>,
+) -> naxos_core::Result<T> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(naxos_core::Error::transient(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("RabbitMQ did not answer {what} within {limit:?}"),
+        )))
+    })
+}

@@ -33,6 +33,8 @@ mod consume;
 mod error;
 mod publish;
 
+pub(crate) use error::within;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +64,10 @@ pub struct AmqpConfig {
     pub pool_size: usize,
     /// Deliveries of one message before it is dead-lettered. Default 10.
     pub delivery_limit: u32,
+    /// How long any call to the broker (a publish and its confirm, a subscription, a ping, an
+    /// ack) may take before it fails as a transient error: a broker that stops answering must
+    /// not stall the worker that called it. Default 10 s.
+    pub timeout: Duration,
 }
 
 impl AmqpConfig {
@@ -72,6 +78,7 @@ impl AmqpConfig {
             prefix: "naxos".into(),
             pool_size: 8,
             delivery_limit: 10,
+            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -87,6 +94,8 @@ pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) names: Names,
     pub(crate) publisher: Publisher,
+    /// See [`AmqpConfig::timeout`].
+    pub(crate) timeout: Duration,
 }
 
 /// Exchange and queue names.
@@ -124,15 +133,20 @@ impl AmqpQueue {
             dead: format!("{}.dead", config.prefix),
             events: format!("{}.events", config.prefix),
         };
-        let connection = pool.get().await.map_err(pool_error_at_start)?;
-        let channel = connection.create_channel().await.map_err(amqp)?;
-        declare(&channel, &names, config.delivery_limit).await?;
-        let _ = channel.close(200, "topology declared".into()).await;
+        within(config.timeout, "declaring the topology", async {
+            let connection = pool.get().await.map_err(pool_error_at_start)?;
+            let channel = connection.create_channel().await.map_err(amqp)?;
+            declare(&channel, &names, config.delivery_limit).await?;
+            let _ = channel.close(200, "topology declared".into()).await;
+            Ok(())
+        })
+        .await?;
         Ok(Self {
             shared: Arc::new(Shared {
-                publisher: Publisher::new(pool.clone(), names.clone()),
+                publisher: Publisher::new(pool.clone(), names.clone(), config.timeout),
                 pool,
                 names,
+                timeout: config.timeout,
             }),
         })
     }
@@ -230,7 +244,10 @@ impl Queue for AmqpQueue {
     }
 
     async fn consume(&self, prefetch: usize) -> Result<Box<dyn Consumer>> {
-        Ok(Box::new(consume::AmqpConsumer::start(&self.shared, prefetch).await?))
+        let started = within(self.shared.timeout, "starting a consumer", async {
+            consume::AmqpConsumer::start(&self.shared, prefetch).await
+        });
+        Ok(Box::new(started.await?))
     }
 
     async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
@@ -238,10 +255,19 @@ impl Queue for AmqpQueue {
     }
 
     async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>> {
-        Ok(Box::new(consume::AmqpSubscription::start(&self.shared).await?))
+        let started = within(self.shared.timeout, "subscribing to events", async {
+            consume::AmqpSubscription::start(&self.shared).await
+        });
+        Ok(Box::new(started.await?))
     }
 
     async fn ping(&self) -> Result<()> {
+        within(self.shared.timeout, "a ping", self.ping_once()).await
+    }
+}
+
+impl AmqpQueue {
+    async fn ping_once(&self) -> Result<()> {
         let connection = self.shared.pool.get().await.map_err(pool)?;
         let channel = connection.create_channel().await.map_err(amqp)?;
         let passive = QueueDeclareOptions {

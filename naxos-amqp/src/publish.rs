@@ -1,6 +1,7 @@
 //! Publishing: task messages with publisher confirms, status events best-effort.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_lapin::lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use deadpool_lapin::lapin::{BasicProperties, Channel};
@@ -9,7 +10,7 @@ use naxos_core::model::{StatusEvent, TaskRef};
 use naxos_core::{Error, Result};
 use tokio::sync::Mutex;
 
-use crate::error::{amqp, pool};
+use crate::error::{amqp, pool, within};
 use crate::Names;
 
 /// One confirm-mode channel, reused, replaced when it breaks.
@@ -18,14 +19,16 @@ pub(crate) struct Publisher {
     pool: Pool,
     names: Names,
     channel: Arc<Mutex<Option<Channel>>>,
+    timeout: Duration,
 }
 
 impl Publisher {
-    pub(crate) fn new(pool: Pool, names: Names) -> Self {
+    pub(crate) fn new(pool: Pool, names: Names, timeout: Duration) -> Self {
         Self {
             pool,
             names,
             channel: Arc::default(),
+            timeout,
         }
     }
 
@@ -54,12 +57,17 @@ impl Publisher {
         if tasks.is_empty() {
             return Ok(());
         }
-        match self.try_publish_tasks(tasks).await {
+        let publish = || within(self.timeout, "a task publish", self.try_publish_tasks(tasks));
+        match publish().await {
             Ok(()) => Ok(()),
             Err(first) => {
                 tracing::debug!(error = %first, "publish failed; retrying on a fresh channel");
                 self.forget().await;
-                self.try_publish_tasks(tasks).await
+                let second = publish().await;
+                if second.is_err() {
+                    self.forget().await;
+                }
+                second
             }
         }
     }
@@ -97,6 +105,14 @@ impl Publisher {
     /// Publishes status events to the topic exchange, without waiting for confirms: events are
     /// notifications, and the Store stays the truth.
     pub(crate) async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
+        let sent = within(self.timeout, "an event publish", self.try_publish_events(events)).await;
+        if sent.is_err() {
+            self.forget().await;
+        }
+        sent
+    }
+
+    async fn try_publish_events(&self, events: &[StatusEvent]) -> Result<()> {
         let channel = self.channel().await?;
         for event in events {
             let body = serde_json::to_vec(event).map_err(Error::permanent)?;
@@ -109,10 +125,7 @@ impl Publisher {
                     BasicProperties::default().with_content_type("application/json".into()),
                 )
                 .await;
-            if let Err(e) = sent {
-                self.forget().await;
-                return Err(amqp(e));
-            }
+            sent.map_err(amqp)?;
         }
         Ok(())
     }
