@@ -150,3 +150,72 @@ async fn a_watcher_that_falls_behind_is_ended() {
     assert!(read > 0 && read < 600, "the stream ended after its buffer: read {read}");
     engine.shutdown().await;
 }
+
+/// The in-memory queue, whose event publishing hangs until released (a broker that is slow to
+/// take events).
+#[derive(Debug, Default)]
+struct StuckEvents {
+    inner: MemoryQueue,
+    released: tokio::sync::Notify,
+    stuck: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Queue for StuckEvents {
+    async fn publish(&self, tasks: &[TaskRef]) -> Result<()> {
+        self.inner.publish(tasks).await
+    }
+    async fn publish_delayed(&self, task: &TaskRef, delay: Duration) -> Result<()> {
+        self.inner.publish_delayed(task, delay).await
+    }
+    async fn consume(&self, prefetch: usize) -> Result<Box<dyn Consumer>> {
+        self.inner.consume(prefetch).await
+    }
+    async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
+        if self.stuck.load(Ordering::SeqCst) {
+            self.released.notified().await;
+        }
+        self.inner.publish_events(events).await
+    }
+    async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>> {
+        self.inner.subscribe_events().await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+/// Publishing a claim's events never holds up the task it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_starts_while_its_events_are_still_being_published() {
+    let queue = Arc::new(StuckEvents::default());
+    let engine = Engine::builder()
+        .queue(queue.clone())
+        .config(fast_config())
+        .build()
+        .unwrap();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let s = started.clone();
+    engine.register("f", move |_ctx| {
+        let started = s.clone();
+        async move {
+            started.notify_one();
+            Ok(json!(null))
+        }
+    });
+    let job = JobDefinition::builder("stuck")
+        .task(TaskBuilder::new("only", "f"))
+        .build();
+    engine.register_definition(job).await.unwrap();
+    let id = engine.execute("stuck", json!({})).await.unwrap().execution_id;
+    queue.stuck.store(true, Ordering::SeqCst);
+    engine.start().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), started.notified())
+        .await
+        .expect("the task started while its RUNNING event waited for the broker");
+    queue.stuck.store(false, Ordering::SeqCst);
+    queue.released.notify_waiters();
+    let done = engine.wait_for_timeout(id, DEADLINE).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    engine.shutdown().await;
+}

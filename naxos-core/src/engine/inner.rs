@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::announce::Announcer;
 use super::definitions::Definitions;
 use super::events::EventHub;
 use super::{sweeper, worker, EngineConfig};
@@ -26,7 +27,8 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) config: EngineConfig,
     pub(crate) definitions: Definitions,
-    pub(crate) events: EventHub,
+    pub(crate) events: Arc<EventHub>,
+    announcer: Announcer,
     /// Running attempts on this node, by attempt (two attempts of one task may overlap here: an
     /// old one slow to stop, and its successor), with their cancellation tokens.
     running: Mutex<HashMap<TaskRef, CancellationToken>>,
@@ -48,8 +50,10 @@ impl Inner {
         config: EngineConfig,
     ) -> Self {
         let started_at = config.clock.now();
+        let events = Arc::new(EventHub::new(queue.clone()));
         Self {
-            events: EventHub::new(queue.clone()),
+            events: events.clone(),
+            announcer: Announcer::new(queue.clone(), events),
             store,
             queue,
             cache,
@@ -69,17 +73,19 @@ impl Inner {
         self.config.clock.now()
     }
 
-    /// Passes on what a committed transition changed: publishes its events, then its ready
-    /// tasks, then schedules its retries. Events go first so that whatever a ready task causes
-    /// is announced after its cause, on any node. A failed publish is logged, not returned: the
-    /// Store already holds the truth and the sweeper republishes lost task messages.
+    /// Passes on what a committed transition changed: its events, then its ready tasks, then
+    /// its retries. The ready tasks wait until the events are out, so that whatever they cause
+    /// is announced after its cause on any node (see `announce.rs`). A failed publish is logged,
+    /// not returned: the Store already holds the truth and the sweeper republishes lost task
+    /// messages.
     pub(crate) async fn dispatch(&self, changes: Changes) {
         if !changes.events.is_empty() {
             super::metrics::events(&changes.events);
             self.events.observe(&changes.events, true);
-            if let Err(e) = self.queue.publish_events(&changes.events).await {
-                tracing::debug!(error = %e, "status events not published");
-                self.events.observe(&changes.events, false);
+            if changes.ready.is_empty() {
+                self.announcer.announce(changes.events);
+            } else {
+                self.announcer.announce_and_wait(changes.events).await;
             }
         }
         if !changes.ready.is_empty() {
@@ -176,6 +182,7 @@ impl Inner {
             self.hard_stop.cancel();
             self.tracker.wait().await;
         }
+        self.announcer.flush().await;
         self.events.close();
         tracing::info!(node = %self.config.node_id, "engine stopped");
     }

@@ -6,6 +6,7 @@
 //! - `sweeper` — expired leases, lost publishes, due retries, job timeouts, pruning, node heartbeat.
 //! - `events` — the node's one feed of status events, for `wait_for` and event streams.
 
+mod announce;
 mod builder;
 mod config;
 mod definitions;
