@@ -8,7 +8,8 @@ use naxos_core::model::{Execution, ExecutionId, NodeInfo, TaskRun};
 use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
 use serde_json::{json, Value};
-use sqlx::PgPool;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, PgPool};
 
 use crate::codec::{
     attempt, count, execution_status, execution_summary, get, int, jsonb, task_run, ATTEMPT_COLUMNS, EXECUTION_COLUMNS,
@@ -145,20 +146,35 @@ pub(crate) async fn list(pool: &PgPool, query: &ExecutionQuery) -> Result<Execut
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),
     };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {EXECUTION_COLUMNS} FROM naxos_executions
-         WHERE ($1::TEXT IS NULL OR status = $1)
-           AND ($2::TEXT IS NULL OR definition_id = $2)
-           AND ($3::UUID IS NULL OR id < $3)
-         ORDER BY id DESC LIMIT $4"
-    )))
-    .bind(query.status.map(|s| s.as_str()))
-    .bind(query.definition_id.as_deref())
-    .bind(query.cursor)
-    .bind((limit + 1) as i64)
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
+    // One statement per combination of filters, not `$1 IS NULL OR …`: a prepared statement's
+    // generic plan for the latter cannot use the indexes and scans the whole table for a rare match.
+    let mut conditions = Vec::new();
+    let mut args = PgArguments::default();
+    if let Some(status) = query.status {
+        args.add(status.as_str()).map_err(Error::permanent)?;
+        conditions.push(format!("status = ${}", conditions.len() + 1));
+    }
+    if let Some(definition) = &query.definition_id {
+        args.add(definition.as_str()).map_err(Error::permanent)?;
+        conditions.push(format!("definition_id = ${}", conditions.len() + 1));
+    }
+    if let Some(cursor) = query.cursor {
+        args.add(cursor).map_err(Error::permanent)?;
+        conditions.push(format!("id < ${}", conditions.len() + 1));
+    }
+    args.add((limit + 1) as i64).map_err(Error::permanent)?;
+    let filter = match conditions.is_empty() {
+        true => String::new(),
+        false => format!("WHERE {}", conditions.join(" AND ")),
+    };
+    let sql = format!(
+        "SELECT {EXECUTION_COLUMNS} FROM naxos_executions {filter} ORDER BY id DESC LIMIT ${}",
+        conditions.len() + 1
+    );
+    let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
     let mut executions: Vec<_> = rows.iter().map(execution_summary).collect::<Result<_>>()?;
     let next_cursor = if executions.len() > limit {
         executions.truncate(limit);

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use chrono::{DateTime, Utc};
+
 use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
     LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
@@ -22,16 +24,23 @@ use crate::{Error, Result};
 const SHARDS: usize = 16;
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1_000;
+/// Ids a listing takes from an index per lock, so a listing never holds it for long.
+const LIST_BATCH: usize = 256;
 
 /// A [`Store`] in process memory: concurrent (executions are sharded over 16 locks, none held
 /// across an await), complete, and gone when the process ends. Its clock is the system's
 /// unless given one ([`MemoryStore::with_clock`]).
+///
+/// Whole-store reads cost what they return, not what the store holds: counts by status, listings
+/// by status and pruning by end time read indexes kept up to date by every transition, so a
+/// store full of finished executions does not slow a status poll or a sweep.
 #[derive(Debug)]
 pub struct MemoryStore {
     clock: Clock,
     definitions: RwLock<HashMap<String, Vec<Arc<StoredDefinition>>>>,
     shards: Box<[Mutex<Shard>]>,
     index: Mutex<Index>,
+    statuses: Mutex<Statuses>,
     nodes: Mutex<BTreeMap<String, NodeInfo>>,
 }
 
@@ -42,11 +51,67 @@ struct Shard {
     active: HashSet<ExecutionId>,
 }
 
-/// Creation order and idempotency keys. Lock order: `index` before any shard.
+/// Creation order and idempotency keys. Lock order: `index`, then a shard, then `statuses`.
 #[derive(Debug, Default)]
 struct Index {
     order: BTreeSet<ExecutionId>,
     idempotency: HashMap<(String, String), ExecutionId>,
+}
+
+/// Executions by status, and finished ones by end time (what pruning walks).
+#[derive(Debug, Default)]
+struct Statuses {
+    by_status: HashMap<ExecutionStatus, BTreeSet<ExecutionId>>,
+    ended: BTreeSet<(DateTime<Utc>, ExecutionId)>,
+}
+
+/// What the indexes know of one execution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Mark {
+    status: ExecutionStatus,
+    finished: bool,
+    ended: Option<DateTime<Utc>>,
+}
+
+impl Mark {
+    fn of(state: &ExecutionState) -> Self {
+        let finished = state.is_finished();
+        Self {
+            status: state.summary().status,
+            finished,
+            ended: state.summary().end_time.filter(|_| finished),
+        }
+    }
+}
+
+impl Shard {
+    /// Brings the active set and `statuses` in step with one execution's change from `before`
+    /// to `after` (`None`: not in the store).
+    fn track(&mut self, statuses: &Mutex<Statuses>, id: ExecutionId, before: Option<Mark>, after: Option<Mark>) {
+        if after.is_some_and(|m| !m.finished) {
+            self.active.insert(id);
+        } else {
+            self.active.remove(&id);
+        }
+        if before == after {
+            return;
+        }
+        let mut statuses = lock(statuses);
+        if let Some(m) = before {
+            if let Some(set) = statuses.by_status.get_mut(&m.status) {
+                set.remove(&id);
+            }
+            if let Some(t) = m.ended {
+                statuses.ended.remove(&(t, id));
+            }
+        }
+        if let Some(m) = after {
+            statuses.by_status.entry(m.status).or_default().insert(id);
+            if let Some(t) = m.ended {
+                statuses.ended.insert((t, id));
+            }
+        }
+    }
 }
 
 impl Default for MemoryStore {
@@ -68,6 +133,7 @@ impl MemoryStore {
             definitions: RwLock::default(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             index: Mutex::default(),
+            statuses: Mutex::default(),
             nodes: Mutex::default(),
         }
     }
@@ -76,20 +142,17 @@ impl MemoryStore {
         lock(&self.shards[(id.as_u128() % SHARDS as u128) as usize])
     }
 
-    /// Runs `f` on one execution's state, keeping the active set in step.
+    /// Runs `f` on one execution's state, keeping the indexes in step.
     fn with_state<T>(&self, id: ExecutionId, f: impl FnOnce(&mut ExecutionState) -> Result<T>) -> Result<T> {
         let mut shard = self.shard(id);
         let state = shard
             .executions
             .get_mut(&id)
             .ok_or_else(|| Error::not_found("execution", id))?;
+        let before = Mark::of(state);
         let out = f(state);
-        let finished = state.is_finished();
-        if finished {
-            shard.active.remove(&id);
-        } else {
-            shard.active.insert(id);
-        }
+        let after = Mark::of(state);
+        shard.track(&self.statuses, id, Some(before), Some(after));
         out
     }
 
@@ -106,13 +169,32 @@ impl MemoryStore {
                 let Some(state) = shard.executions.get_mut(&id) else {
                     continue;
                 };
+                let before = Mark::of(state);
                 scan(state, &mut budget);
-                if state.is_finished() {
-                    shard.active.remove(&id);
-                }
+                let after = Mark::of(state);
+                shard.track(&self.statuses, id, Some(before), Some(after));
             }
         }
         limit - budget
+    }
+
+    /// Up to `n` execution ids below `below`, newest first: of one status, or of all.
+    fn ids_below(&self, status: Option<ExecutionStatus>, below: Option<ExecutionId>, n: usize) -> Vec<ExecutionId> {
+        fn take(set: &BTreeSet<ExecutionId>, below: Option<ExecutionId>, n: usize) -> Vec<ExecutionId> {
+            let range = match below {
+                Some(c) => set.range(..c),
+                None => set.range(..),
+            };
+            range.rev().take(n).copied().collect()
+        }
+        match status {
+            Some(status) => lock(&self.statuses)
+                .by_status
+                .get(&status)
+                .map(|set| take(set, below, n))
+                .unwrap_or_default(),
+            None => take(&lock(&self.index).order, below, n),
+        }
     }
 }
 
@@ -195,8 +277,9 @@ impl Store for MemoryStore {
             if shard.executions.contains_key(&id) {
                 return Err(Error::conflict(format!("execution {id} already exists")));
             }
+            let mark = Mark::of(&state);
             shard.executions.insert(id, state);
-            shard.active.insert(id);
+            shard.track(&self.statuses, id, None, Some(mark));
         }
         index.order.insert(id);
         if let Some(k) = key {
@@ -224,29 +307,30 @@ impl Store for MemoryStore {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
-        let index = lock(&self.index);
-        let ids = match query.cursor {
-            Some(c) => index.order.range(..c),
-            None => index.order.range(..),
-        };
         let mut executions = Vec::new();
         let mut more = false;
-        for &id in ids.rev() {
-            let shard = self.shard(id);
-            let Some(state) = shard.executions.get(&id) else {
-                continue;
-            };
-            let s = state.summary();
-            if query.status.is_some_and(|st| st != s.status)
-                || query.definition_id.as_ref().is_some_and(|d| *d != s.definition_id)
-            {
-                continue;
+        let mut below = query.cursor;
+        'pages: loop {
+            let ids = self.ids_below(query.status, below, LIST_BATCH);
+            let Some(&last) = ids.last() else { break };
+            below = Some(last);
+            for id in ids {
+                let shard = self.shard(id);
+                let Some(state) = shard.executions.get(&id) else {
+                    continue;
+                };
+                let s = state.summary();
+                if query.status.is_some_and(|st| st != s.status)
+                    || query.definition_id.as_ref().is_some_and(|d| *d != s.definition_id)
+                {
+                    continue;
+                }
+                if executions.len() == limit {
+                    more = true;
+                    break 'pages;
+                }
+                executions.push(s.clone());
             }
-            if executions.len() == limit {
-                more = true;
-                break;
-            }
-            executions.push(s.clone());
         }
         let next_cursor = if more { executions.last().map(|e| e.id) } else { None };
         Ok(ExecutionPage {
@@ -325,39 +409,47 @@ impl Store for MemoryStore {
 
     async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
         let ended_before = before(self.clock.now(), older_than);
+        let candidates: Vec<ExecutionId> = lock(&self.statuses)
+            .ended
+            .iter()
+            .take_while(|(t, _)| *t < ended_before)
+            .take(limit)
+            .map(|&(_, id)| id)
+            .collect();
         let mut index = lock(&self.index);
-        let mut pruned = Vec::new();
-        for &id in index.order.iter() {
-            if pruned.len() >= limit {
-                break;
-            }
+        let mut pruned = 0;
+        for id in candidates {
             let mut shard = self.shard(id);
-            let old = shard
-                .executions
-                .get(&id)
-                .is_some_and(|s| s.is_finished() && s.summary().end_time.is_some_and(|e| e < ended_before));
-            if old {
-                let state = shard.executions.remove(&id).expect("checked above");
-                let summary = state.summary();
-                pruned.push((id, summary.definition_id.clone(), summary.idempotency_key.clone()));
+            // Checked again under the shard lock: a retry may have reopened it since.
+            let Some(state) = shard.executions.get(&id) else {
+                continue;
+            };
+            let mark = Mark::of(state);
+            if mark.ended.is_none_or(|t| t >= ended_before) {
+                continue;
             }
-        }
-        for (id, definition, key) in &pruned {
-            index.order.remove(id);
-            if let Some(k) = key {
-                index.idempotency.remove(&(definition.clone(), k.clone()));
+            let state = shard.executions.remove(&id).expect("checked above");
+            shard.track(&self.statuses, id, Some(mark), None);
+            drop(shard);
+            let summary = state.summary();
+            index.order.remove(&id);
+            if let Some(k) = &summary.idempotency_key {
+                index.idempotency.remove(&(summary.definition_id.clone(), k.clone()));
             }
+            pruned += 1;
         }
-        Ok(pruned.len() as u64)
+        Ok(pruned)
     }
 
     async fn counts(&self) -> Result<StoreCounts> {
         let mut counts = StoreCounts::default();
+        for (status, ids) in &lock(&self.statuses).by_status {
+            if !ids.is_empty() {
+                counts.executions.insert(*status, ids.len() as u64);
+            }
+        }
         for shard in self.shards.iter() {
             let shard = lock(shard);
-            for state in shard.executions.values() {
-                *counts.executions.entry(state.summary().status).or_default() += 1;
-            }
             for id in &shard.active {
                 for t in shard.executions[id].tasks() {
                     match t.status {

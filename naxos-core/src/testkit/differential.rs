@@ -15,7 +15,7 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use super::scenario::{
     apply_to_store, cases, config, drain_step, epoch, new_execution, resolve, scenario, Call, Scenario,
 };
-use crate::backend::{StopReason, Store};
+use crate::backend::{ExecutionQuery, StopReason, Store};
 use crate::memory::MemoryStore;
 use crate::model::ExecutionId;
 use crate::{Clock, ManualClock};
@@ -92,10 +92,32 @@ async fn both(
     same_execution(reference, store, id, at).await
 }
 
+/// Compares the execution in both stores, then checks that each store's listing by status finds
+/// it under its status, and that the reference (which holds nothing else) counts it once.
 async fn same_execution(reference: &MemoryStore, store: &dyn Store, id: ExecutionId, at: &str) -> Result<(), String> {
     let a = reference.get_execution(id).await.map_err(|e| e.to_string())?;
     let b = store.get_execution(id).await.map_err(|e| e.to_string())?;
-    same(&format!("{at}: the execution after it"), &a, &b)
+    same(&format!("{at}: the execution after it"), &a, &b)?;
+    let query = ExecutionQuery {
+        status: Some(a.status),
+        definition_id: Some(a.definition_id.clone()),
+        ..ExecutionQuery::default()
+    };
+    for (name, s) in [("state module", reference as &dyn Store), ("store", store)] {
+        let listed = s.list_executions(&query).await.map_err(|e| e.to_string())?;
+        let ids: Vec<ExecutionId> = listed.executions.iter().map(|e| e.id).collect();
+        same(
+            &format!("{at}: the {name}'s listing by status {}", a.status),
+            &vec![id],
+            &ids,
+        )?;
+    }
+    let counts = reference.counts().await.map_err(|e| e.to_string())?;
+    same(
+        &format!("{at}: the state module's counts"),
+        &[(a.status, 1)].into_iter().collect(),
+        &counts.executions,
+    )
 }
 
 fn same<T: PartialEq + Debug>(what: &str, reference: &T, store: &T) -> Result<(), String> {
