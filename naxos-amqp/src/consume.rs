@@ -28,6 +28,7 @@ impl AmqpConsumer {
     pub(crate) async fn start(shared: &Shared, prefetch: usize) -> Result<Self> {
         let connection = shared.pool.get().await.map_err(pool)?;
         let channel = connection.create_channel().await.map_err(amqp)?;
+        crate::declare(&channel, &shared.names).await?;
         let prefetch = u16::try_from(prefetch.max(1)).unwrap_or(u16::MAX);
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
@@ -155,6 +156,7 @@ impl AmqpSubscription {
     pub(crate) async fn start(shared: &Shared) -> Result<Self> {
         let connection = shared.pool.get().await.map_err(pool)?;
         let channel = connection.create_channel().await.map_err(amqp)?;
+        crate::declare(&channel, &shared.names).await?;
         let own = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,

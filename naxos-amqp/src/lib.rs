@@ -25,6 +25,10 @@
 //!   first, the Store still holds the task as RETRYING with its due time, and every node's sweeper
 //!   republishes due retries (`take_stale`). Delays stay exact while the node lives and are never
 //!   lost when it does not.
+//! - **The topology is declared again on every fresh channel** (a publisher's, a consumer's, a
+//!   subscription's): a broker that lost its definitions gets them back at the next reconnect,
+//!   instead of answering every publish and consume with NOT_FOUND until someone restarts the
+//!   nodes. [`Queue::dead_letters`] counts `<prefix>.dead` for `/health` and `/metrics`.
 //! - **Reconnects**: the pool replaces broken connections; a publish retries once on a fresh
 //!   channel before reporting a transient error (the sweeper republishes what stays lost); a
 //!   consumer whose connection drops returns an error and the engine starts a new one with backoff.
@@ -98,12 +102,13 @@ pub(crate) struct Shared {
     pub(crate) timeout: Duration,
 }
 
-/// Exchange and queue names.
+/// Exchange and queue names, and what the topology is declared with.
 #[derive(Debug, Clone)]
 pub(crate) struct Names {
     pub(crate) tasks: String,
     pub(crate) dead: String,
     pub(crate) events: String,
+    pub(crate) delivery_limit: u32,
 }
 
 impl AmqpQueue {
@@ -132,11 +137,12 @@ impl AmqpQueue {
             tasks: format!("{}.tasks", config.prefix),
             dead: format!("{}.dead", config.prefix),
             events: format!("{}.events", config.prefix),
+            delivery_limit: config.delivery_limit,
         };
         within(config.timeout, "declaring the topology", async {
             let connection = pool.get().await.map_err(pool_error_at_start)?;
             let channel = connection.create_channel().await.map_err(amqp)?;
-            declare(&channel, &names, config.delivery_limit).await?;
+            declare(&channel, &names).await?;
             let _ = channel.close(200, "topology declared".into()).await;
             Ok(())
         })
@@ -176,14 +182,17 @@ fn pool_error_at_start(e: deadpool_lapin::PoolError) -> Error {
     pool(e)
 }
 
-async fn declare(channel: &Channel, names: &Names, delivery_limit: u32) -> Result<()> {
+/// Declares the whole topology (idempotent). Every fresh channel does this before it publishes
+/// or consumes, so a broker that lost its definitions (a new node, a wiped data dir) gets them
+/// back at the next reconnect instead of refusing every message with NOT_FOUND.
+pub(crate) async fn declare(channel: &Channel, names: &Names) -> Result<()> {
     exchange(channel, &names.dead, ExchangeKind::Fanout).await?;
     bound_queue(channel, &names.dead, "", FieldTable::default()).await?;
 
     exchange(channel, &names.tasks, ExchangeKind::Direct).await?;
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-    let limit = i32::try_from(delivery_limit).unwrap_or(i32::MAX);
+    let limit = i32::try_from(names.delivery_limit).unwrap_or(i32::MAX);
     args.insert("x-delivery-limit".into(), AMQPValue::LongInt(limit));
     args.insert(
         "x-dead-letter-exchange".into(),
@@ -264,10 +273,22 @@ impl Queue for AmqpQueue {
     async fn ping(&self) -> Result<()> {
         within(self.shared.timeout, "a ping", self.ping_once()).await
     }
+
+    async fn dead_letters(&self) -> Result<Option<u64>> {
+        let count = within(self.shared.timeout, "counting dead letters", async {
+            self.message_count(&self.shared.names.dead).await
+        });
+        Ok(Some(count.await?))
+    }
 }
 
 impl AmqpQueue {
     async fn ping_once(&self) -> Result<()> {
+        self.message_count(&self.shared.names.tasks).await.map(|_| ())
+    }
+
+    /// Messages ready in `queue` (a passive declare: it fails if the queue is missing).
+    async fn message_count(&self, queue: &str) -> Result<u64> {
         let connection = self.shared.pool.get().await.map_err(pool)?;
         let channel = connection.create_channel().await.map_err(amqp)?;
         let passive = QueueDeclareOptions {
@@ -275,10 +296,10 @@ impl AmqpQueue {
             ..Default::default()
         };
         let result = channel
-            .queue_declare(self.shared.names.tasks.as_str().into(), passive, FieldTable::default())
+            .queue_declare(queue.into(), passive, FieldTable::default())
             .await
             .map_err(amqp);
-        let _ = channel.close(200, "ping".into()).await;
-        result.map(|_| ())
+        let _ = channel.close(200, "counted".into()).await;
+        result.map(|q| u64::from(q.message_count()))
     }
 }

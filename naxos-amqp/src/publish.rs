@@ -39,6 +39,7 @@ impl Publisher {
         }
         let connection = self.pool.get().await.map_err(pool)?;
         let channel = connection.create_channel().await.map_err(amqp)?;
+        crate::declare(&channel, &self.names).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await

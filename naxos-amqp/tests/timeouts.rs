@@ -65,7 +65,9 @@ async fn calls_to_a_silent_broker_fail_within_their_deadline() {
     let port = proxy(hostport.to_string(), frozen.clone()).await;
     let mut config = AmqpConfig::new(format!("{head}@127.0.0.1:{port}/{vhost}"));
     config.prefix = unique_id("t");
-    config.timeout = Duration::from_millis(500);
+    // Long enough for the connect and the topology on a busy machine; the publish below tries
+    // twice, so it fails within 2 s.
+    config.timeout = Duration::from_secs(1);
     let queue = AmqpQueue::with_config(config).await.unwrap();
     let task = TaskRef::new(naxos_core::uuid::Uuid::now_v7(), "a", 1);
     queue.publish(std::slice::from_ref(&task)).await.unwrap();

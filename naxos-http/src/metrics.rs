@@ -6,7 +6,8 @@
 //! `naxos_core::engine`), this layer adds `naxos_http_requests_total{method, route, status}`,
 //! `naxos_http_request_duration_seconds{method, route}`, and, read from the Store at each
 //! scrape, `naxos_queue_depth` (tasks QUEUED), `naxos_tasks_in_flight` (tasks RUNNING on any
-//! node) and `naxos_executions{status}`.
+//! node), `naxos_executions{status}` and, where the Queue keeps dead letters,
+//! `naxos_dead_letters`.
 
 use std::time::Instant;
 
@@ -44,7 +45,11 @@ pub(crate) async fn render(State(app): State<AppState>) -> ApiResult<Response> {
             "metrics are not enabled: pass naxos_http::install_prometheus()'s handle in HttpConfig::metrics",
         ));
     };
-    let counts = app.engine.counts().await?;
+    let (counts, dead_letters) = tokio::join!(app.engine.counts(), app.engine.queue().dead_letters());
+    let counts = counts?;
+    if let Ok(Some(n)) = dead_letters {
+        metrics::gauge!("naxos_dead_letters").set(n as f64);
+    }
     metrics::gauge!("naxos_queue_depth").set(counts.queued_tasks as f64);
     metrics::gauge!("naxos_tasks_in_flight").set(counts.running_tasks as f64);
     for status in naxos_core::ExecutionStatus::ALL {

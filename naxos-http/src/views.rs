@@ -255,6 +255,10 @@ pub struct HealthView {
     pub status: String,
     /// Each backend: `ok` or `down` (why is in the node's log).
     pub checks: HealthChecks,
+    /// Messages in the Queue's dead-letter queue, where it keeps one (RabbitMQ): what needs an
+    /// operator's look. Absent on the in-memory queue or when the count could not be read.
+    #[serde(rename = "deadLetters", skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<u64>,
     /// Present when unavailable, naming what is down.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorDetail>,

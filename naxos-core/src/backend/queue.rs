@@ -42,6 +42,13 @@ pub trait Queue: Send + Sync + Debug {
 
     /// Checks that the broker answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Messages the Queue gave up on (undecodable, or delivered too many times) and keeps for
+    /// an operator to inspect or replay, where it keeps them; `None` where it does not. The
+    /// default is `None`.
+    async fn dead_letters(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// A stream of deliveries from [`Queue::consume`].

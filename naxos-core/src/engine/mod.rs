@@ -108,6 +108,9 @@ pub struct Health {
     pub store: Result<()>,
     /// The Queue's ping.
     pub queue: Result<()>,
+    /// Messages in the Queue's dead-letter queue ([`Queue::dead_letters`]); `None` where the
+    /// Queue keeps none, or when it could not say.
+    pub dead_letters: Option<u64>,
 }
 
 impl Health {
@@ -317,10 +320,18 @@ impl Engine {
             .map_err(|_| Error::Timeout(format!("execution {id} did not finish within {timeout:?}")))?
     }
 
-    /// Pings the Store and the Queue.
+    /// Pings the Store and the Queue, and counts the Queue's dead letters.
     pub async fn health(&self) -> Health {
-        let (store, queue) = tokio::join!(self.inner.store.ping(), self.inner.queue.ping());
-        Health { store, queue }
+        let (store, queue, dead_letters) = tokio::join!(
+            self.inner.store.ping(),
+            self.inner.queue.ping(),
+            self.inner.queue.dead_letters()
+        );
+        Health {
+            store,
+            queue,
+            dead_letters: dead_letters.ok().flatten(),
+        }
     }
 
     /// Starts this node's sweeper and (unless [`EngineConfig::workers`] is false) its worker

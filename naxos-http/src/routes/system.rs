@@ -94,6 +94,7 @@ pub(crate) async fn health(State(app): State<AppState>) -> Response {
         let view = HealthView {
             status: "ok".into(),
             checks,
+            dead_letters: health.dead_letters,
             error: None,
         };
         (StatusCode::OK, Json(view)).into_response()
@@ -106,6 +107,7 @@ pub(crate) async fn health(State(app): State<AppState>) -> Response {
         let view = HealthView {
             status: "unavailable".into(),
             checks,
+            dead_letters: health.dead_letters,
             error: Some(ErrorDetail {
                 code: "unavailable".into(),
                 message: format!("unavailable: {}", down.join(", ")),
