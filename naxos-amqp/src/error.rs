@@ -18,10 +18,5 @@ pub(crate) async fn within<T>(
     what: &str,
     call: impl std::future::Future<Output = naxos_core::Result<T>>,
 ) -> naxos_core::Result<T> {
-    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-        Err(naxos_core::Error::transient(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("RabbitMQ did not answer {what} within {limit:?}"),
-        )))
-    })
+    naxos_core::backend::within(limit, "RabbitMQ", what, call).await
 }

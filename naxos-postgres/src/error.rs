@@ -3,9 +3,14 @@
 use naxos_core::Error;
 
 /// SQLSTATEs worth retrying: connection trouble (class 08), serialization failure, deadlock,
-/// server shutting down or starting, too many connections.
+/// server shutting down or starting, too many connections, a statement past its
+/// `statement_timeout` (57014), a session idle in a transaction too long (25P03).
 fn transient_code(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
+    code.starts_with("08")
+        || matches!(
+            code,
+            "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300" | "57014" | "25P03"
+        )
 }
 
 /// Maps a driver error.

@@ -51,6 +51,9 @@ use time::StoreClock;
 
 pub use sqlx;
 
+/// See [`PgConfig::timeout`].
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How to reach PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgConfig {
@@ -58,8 +61,12 @@ pub struct PgConfig {
     pub url: String,
     /// Most connections in the pool. Default 16.
     pub max_connections: u32,
-    /// How long to wait for a free connection before failing (transiently). Default 10 s.
-    pub acquire_timeout: Duration,
+    /// The longest any Store call may take, end to end: waiting for a free connection, and
+    /// each statement on the server (PostgreSQL's `statement_timeout` and
+    /// `idle_in_transaction_session_timeout` on every connection, so the server gives up and
+    /// releases its locks too). Past it the call fails as a transient error, also when the
+    /// network goes silent. Migrations run without it. Default 10 s.
+    pub timeout: Duration,
     /// A schema for naxos's tables (created if missing); the user's default search path when `None`.
     pub schema: Option<String>,
     /// The clock transitions read; the database's when `None` (the default), so that every
@@ -73,7 +80,7 @@ impl PgConfig {
         Self {
             url: url.into(),
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(10),
+            timeout: DEFAULT_TIMEOUT,
             schema: None,
             clock: None,
         }
@@ -85,6 +92,7 @@ impl PgConfig {
 pub struct PgStore {
     pool: PgPool,
     clock: Arc<StoreClock>,
+    timeout: Duration,
 }
 
 impl PgStore {
@@ -99,6 +107,9 @@ impl PgStore {
             .url
             .parse()
             .map_err(|e| Error::InvalidInput(format!("PostgreSQL URL: {e}")))?;
+        if config.timeout.is_zero() {
+            return Err(Error::InvalidInput("PgConfig::timeout must be more than zero".into()));
+        }
         if let Some(schema) = &config.schema {
             if schema.is_empty()
                 || !schema
@@ -109,24 +120,34 @@ impl PgStore {
                     "schema `{schema}` must be lowercase letters, digits and underscores"
                 )));
             }
-            let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(error::db)?;
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        // Schema and migrations on one connection of their own, without the call deadline (a
+        // migration may take longer than any Store call should).
+        let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(error::db)?;
+        if let Some(schema) = &config.schema {
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
                 .execute(&mut conn)
                 .await
                 .map_err(error::db)?;
-            conn.close().await.map_err(error::db)?;
-            options = options.options([("search_path", schema.as_str())]);
         }
+        migrate_on(&mut conn).await?;
+        conn.close().await.map_err(error::db)?;
+        let ms = config.timeout.as_millis().to_string();
+        let options = options.options([
+            ("statement_timeout", ms.as_str()),
+            ("idle_in_transaction_session_timeout", ms.as_str()),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout)
+            .acquire_timeout(config.timeout)
             .connect_with(options)
             .await
             .map_err(error::db)?;
-        migrate(&pool).await?;
         Ok(Self {
             pool,
             clock: Arc::new(StoreClock::new(config.clock)),
+            timeout: config.timeout,
         })
     }
 
@@ -136,7 +157,13 @@ impl PgStore {
         Self {
             pool,
             clock: Arc::new(StoreClock::new(None)),
+            timeout: DEFAULT_TIMEOUT,
         }
+    }
+
+    /// Runs one Store call under [`PgConfig::timeout`].
+    pub(crate) async fn within<T>(&self, what: &str, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        naxos_core::backend::within(self.timeout, "PostgreSQL", what, call).await
     }
 
     /// The time now, by the store's clock.
@@ -152,7 +179,12 @@ impl PgStore {
 
 /// Applies naxos's embedded migrations (idempotent; safe from several nodes at once).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    sqlx::migrate!("./migrations").run(pool).await.map_err(|e| match e {
+    let mut conn = pool.acquire().await.map_err(error::db)?;
+    migrate_on(&mut conn).await
+}
+
+async fn migrate_on(conn: &mut sqlx::PgConnection) -> Result<()> {
+    sqlx::migrate!("./migrations").run(conn).await.map_err(|e| match e {
         sqlx::migrate::MigrateError::Execute(e) => error::db(e),
         other => Error::permanent(other),
     })

@@ -22,160 +22,216 @@ use crate::{claim, definitions, executions, recovery, settle, statement, transac
 #[async_trait]
 impl Store for PgStore {
     async fn put_definition(&self, definition: JobDefinition) -> Result<DefinitionPut> {
-        let now = self.now().await?;
-        transaction!(self.pool, |tx| definitions::put(&mut tx, definition.clone(), now).await)
+        self.within("put definition", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| definitions::put(&mut tx, definition.clone(), now).await)
+        })
+        .await
     }
 
     async fn get_definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
-        definitions::get_one(&self.pool, id, version).await
+        self.within("get definition", async {
+            definitions::get_one(&self.pool, id, version).await
+        })
+        .await
     }
 
     async fn definition_versions(&self, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {
-        definitions::versions(&self.pool, id).await
+        self.within("definition versions", async {
+            definitions::versions(&self.pool, id).await
+        })
+        .await
     }
 
     async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
-        definitions::list(&self.pool).await
+        self.within("list definitions", async { definitions::list(&self.pool).await })
+            .await
     }
 
     async fn create_execution(&self, execution: NewExecution) -> Result<Created> {
-        // One statement, so no explicit transaction.
-        executions::create(&self.pool, execution, self.now().await?).await
+        self.within("create execution", async {
+            // One statement, so no explicit transaction.
+            executions::create(&self.pool, execution, self.now().await?).await
+        })
+        .await
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {
-        executions::get_one(&self.pool, id).await
+        self.within("get execution", async { executions::get_one(&self.pool, id).await })
+            .await
     }
 
     async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage> {
-        executions::list(&self.pool, query).await
+        self.within("list executions", async { executions::list(&self.pool, query).await })
+            .await
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
-        let now = self.now().await?;
-        statement!(self.pool, |conn| claim::claim(&mut conn, &request, now).await)
+        self.within("claim", async {
+            let now = self.now().await?;
+            statement!(self.pool, |conn| claim::claim(&mut conn, &request, now).await)
+        })
+        .await
     }
 
     async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
-        let until = after(self.now().await?, lease);
-        claim::heartbeat(&self.pool, task, until).await
+        self.within("heartbeat", async {
+            let until = after(self.now().await?, lease);
+            claim::heartbeat(&self.pool, task, until).await
+        })
+        .await
     }
 
     async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport> {
-        let now = self.now().await?;
-        if let [only] = outcomes.as_slice() {
-            let mut conn = self.pool.acquire().await.map_err(db)?;
-            let result = settle::settle(&mut conn, &only.task, &only.outcome, now).await;
-            drop(conn);
-            match result {
-                Ok(Some(changes)) => {
-                    return Ok(FinishReport {
-                        results: vec![Ok(())],
-                        changes,
-                    })
-                }
-                // A final failure, or a transition committed while it waited: the general path.
-                Ok(None) => {}
-                Err(e) if e.is_conflict() || e.is_not_found() => {
-                    return Ok(FinishReport {
-                        results: vec![Err(e)],
-                        changes: Changes::default(),
-                    })
-                }
-                Err(e) if crate::error::is_race(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        // Executions are locked in id order so that two batches never wait on each other in a
-        // cycle; each is loaded once and given all of its outcomes.
-        let mut order: Vec<usize> = (0..outcomes.len()).collect();
-        order.sort_by_key(|&i| outcomes[i].task.execution_id);
-        transaction!(self.pool, |tx| {
-            let mut results: Vec<Result<()>> = (0..outcomes.len()).map(|_| Ok(())).collect();
-            let mut changes = Changes::default();
-            for group in order.chunk_by(|&a, &b| outcomes[a].task.execution_id == outcomes[b].task.execution_id) {
-                let id = outcomes[group[0]].task.execution_id;
-                let applied = apply(&mut tx, id, |state| {
-                    Ok(group
-                        .iter()
-                        .map(|&i| {
-                            let f = &outcomes[i];
-                            (i, state.finish(&f.task, f.outcome.clone(), now))
+        self.within("finish", async {
+            let now = self.now().await?;
+            if let [only] = outcomes.as_slice() {
+                let mut conn = self.pool.acquire().await.map_err(db)?;
+                let result = settle::settle(&mut conn, &only.task, &only.outcome, now).await;
+                drop(conn);
+                match result {
+                    Ok(Some(changes)) => {
+                        return Ok(FinishReport {
+                            results: vec![Ok(())],
+                            changes,
                         })
-                        .collect::<Vec<_>>())
-                })
-                .await;
-                match applied {
-                    Ok(each) => {
-                        for (i, result) in each {
-                            results[i] = result.map(|c| changes.extend(c));
-                        }
                     }
-                    Err(e) if e.is_not_found() => {
-                        for &i in group {
-                            results[i] = Err(naxos_core::Error::not_found("execution", id));
-                        }
+                    // A final failure, or a transition committed while it waited: the general path.
+                    Ok(None) => {}
+                    Err(e) if e.is_conflict() || e.is_not_found() => {
+                        return Ok(FinishReport {
+                            results: vec![Err(e)],
+                            changes: Changes::default(),
+                        })
                     }
+                    Err(e) if crate::error::is_race(&e) => {}
                     Err(e) => return Err(e),
                 }
             }
-            Ok(FinishReport { results, changes })
+            // Executions are locked in id order so that two batches never wait on each other in a
+            // cycle; each is loaded once and given all of its outcomes.
+            let mut order: Vec<usize> = (0..outcomes.len()).collect();
+            order.sort_by_key(|&i| outcomes[i].task.execution_id);
+            transaction!(self.pool, |tx| {
+                let mut results: Vec<Result<()>> = (0..outcomes.len()).map(|_| Ok(())).collect();
+                let mut changes = Changes::default();
+                for group in order.chunk_by(|&a, &b| outcomes[a].task.execution_id == outcomes[b].task.execution_id) {
+                    let id = outcomes[group[0]].task.execution_id;
+                    let applied = apply(&mut tx, id, |state| {
+                        Ok(group
+                            .iter()
+                            .map(|&i| {
+                                let f = &outcomes[i];
+                                (i, state.finish(&f.task, f.outcome.clone(), now))
+                            })
+                            .collect::<Vec<_>>())
+                    })
+                    .await;
+                    match applied {
+                        Ok(each) => {
+                            for (i, result) in each {
+                                results[i] = result.map(|c| changes.extend(c));
+                            }
+                        }
+                        Err(e) if e.is_not_found() => {
+                            for &i in group {
+                                results[i] = Err(naxos_core::Error::not_found("execution", id));
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(FinishReport { results, changes })
+            })
         })
+        .await
     }
 
     async fn release(&self, task: &TaskRef) -> Result<Changes> {
-        let now = self.now().await?;
-        transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, |s| s
-            .release(task, now))
-        .await)
+        self.within("release", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, |s| s
+                .release(task, now))
+            .await)
+        })
+        .await
     }
 
     async fn stop_execution(&self, id: ExecutionId, reason: StopReason) -> Result<StopOutcome> {
-        let now = self.now().await?;
-        transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.stop(reason, now)).await)
+        self.within("stop execution", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.stop(reason, now)).await)
+        })
+        .await
     }
 
     async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
-        let now = self.now().await?;
-        transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.retry(now)).await)
+        self.within("retry execution", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.retry(now)).await)
+        })
+        .await
     }
 
     async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
-        let now = self.now().await?;
-        recovery::recover_expired(&self.pool, now, max_lease_expiries, limit).await
+        self.within("recover expired", async {
+            let now = self.now().await?;
+            recovery::recover_expired(&self.pool, now, max_lease_expiries, limit).await
+        })
+        .await
     }
 
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
-        recovery::take_stale(&self.pool, older_than, self.now().await?, limit).await
+        self.within("take stale", async {
+            recovery::take_stale(&self.pool, older_than, self.now().await?, limit).await
+        })
+        .await
     }
 
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
-        executions::overdue(&self.pool, self.now().await?, limit).await
+        self.within("overdue executions", async {
+            executions::overdue(&self.pool, self.now().await?, limit).await
+        })
+        .await
     }
 
     async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
-        let ended_before = before(self.now().await?, older_than);
-        executions::prune(&self.pool, ended_before, limit).await
+        self.within("prune", async {
+            let ended_before = before(self.now().await?, older_than);
+            executions::prune(&self.pool, ended_before, limit).await
+        })
+        .await
     }
 
     async fn counts(&self) -> Result<StoreCounts> {
-        executions::counts(&self.pool).await
+        self.within("counts", async { executions::counts(&self.pool).await })
+            .await
     }
 
     async fn put_node(&self, node: NodeInfo) -> Result<()> {
-        executions::put_node(&self.pool, node, self.now().await?).await
+        self.within("put node", async {
+            executions::put_node(&self.pool, node, self.now().await?).await
+        })
+        .await
     }
 
     async fn prune_nodes(&self, older_than: Duration) -> Result<u64> {
-        executions::prune_nodes(&self.pool, before(self.now().await?, older_than)).await
+        self.within("prune nodes", async {
+            executions::prune_nodes(&self.pool, before(self.now().await?, older_than)).await
+        })
+        .await
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
-        executions::list_nodes(&self.pool).await
+        self.within("list nodes", async { executions::list_nodes(&self.pool).await })
+            .await
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
-        Ok(())
+        self.within("ping", async {
+            sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+            Ok(())
+        })
+        .await
     }
 }

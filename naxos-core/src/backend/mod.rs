@@ -21,3 +21,23 @@ pub use store::{
     ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, LeaseState,
     NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
 };
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Runs `call` (a call to `service`, described by `what`) with a deadline: past `limit` it fails
+/// as a transient error, "`service` did not answer `what` within `limit`". For backend
+/// implementors: a server that stops answering must fail the call, not hang its caller.
+pub async fn within<T>(
+    limit: Duration,
+    service: &str,
+    what: &str,
+    call: impl Future<Output = crate::Result<T>>,
+) -> crate::Result<T> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(crate::Error::transient(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{service} did not answer {what} within {limit:?}"),
+        )))
+    })
+}

@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod differential;
 pub(crate) mod fixtures;
+pub mod proxy;
 pub mod queue;
 pub mod scenario;
 pub mod store;
