@@ -44,6 +44,8 @@ pub(crate) struct ServerConfig {
     pub(crate) sweep_interval_ms: Option<usize>,
     /// On shutdown, how long running tasks may take before they are handed back.
     pub(crate) shutdown_grace_ms: Option<usize>,
+    /// Unstarted executions above which submits answer 503 (engine default when unset).
+    pub(crate) max_pending_executions: Option<usize>,
 }
 
 /// A variable with a value the server cannot use.
@@ -138,6 +140,7 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         republish_after_ms: optional(get("NAXOS_REPUBLISH_AFTER_MS"), "NAXOS_REPUBLISH_AFTER_MS")?,
         sweep_interval_ms: optional(get("NAXOS_SWEEP_INTERVAL_MS"), "NAXOS_SWEEP_INTERVAL_MS")?,
         shutdown_grace_ms: optional(get("NAXOS_SHUTDOWN_GRACE_MS"), "NAXOS_SHUTDOWN_GRACE_MS")?,
+        max_pending_executions: optional(get("NAXOS_MAX_PENDING_EXECUTIONS"), "NAXOS_MAX_PENDING_EXECUTIONS")?,
     })
 }
 

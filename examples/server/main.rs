@@ -6,7 +6,8 @@
 //! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
 //! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
 //! `NAXOS_AMQP_PREFIX`, `NAXOS_API_TOKEN`,
-//! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`); a bad value
+//! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`,
+//! `NAXOS_SHUTDOWN_GRACE_MS`, `NAXOS_MAX_PENDING_EXECUTIONS`); a bad value
 //! stops it at start with a message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
 //! banner goes to stdout.
 
@@ -79,6 +80,9 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     }
     if let Some(grace) = config.shutdown_grace_ms {
         engine_config.shutdown_grace = ms(grace);
+    }
+    if let Some(limit) = config.max_pending_executions {
+        engine_config.max_pending_executions = Some(limit as u64);
     }
     let mut builder = Engine::builder().config(engine_config);
     let store_name = match &config.postgres_url {

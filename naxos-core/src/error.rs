@@ -58,6 +58,15 @@ pub enum Error {
     /// A wait ran past its deadline.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The system holds more unstarted work than it was configured to accept; try again after
+    /// `retry_after` (HTTP 503 with `Retry-After`).
+    #[error("overloaded: {message}")]
+    Overloaded {
+        /// What is over its limit.
+        message: String,
+        /// When trying again makes sense.
+        retry_after: std::time::Duration,
+    },
 }
 
 /// Whether a backend failure may go away if the operation is tried again.

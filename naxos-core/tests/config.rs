@@ -116,3 +116,46 @@ async fn a_nul_character_is_refused_where_it_enters() {
     assert!(matches!(err, naxos_core::Error::InvalidInput(_)), "{err}");
     assert!(err.to_string().contains("$.a.b\\u0000"), "{err}");
 }
+
+/// Past `max_pending_executions` unstarted executions a submit is refused (never queued without
+/// bound), and admitted again once work has started or ended.
+#[tokio::test]
+async fn submits_over_the_pending_limit_are_refused_until_work_drains() {
+    let clock = naxos_core::testkit::test_clock();
+    let engine = Engine::builder()
+        .config(EngineConfig {
+            workers: false,
+            max_pending_executions: Some(3),
+            clock: naxos_core::Clock::Manual(clock.clone()),
+            ..EngineConfig::default()
+        })
+        .build()
+        .unwrap();
+    engine.register("f", |_ctx| async move { Ok(json!(1)) });
+    let def = JobDefinition::builder("held").task(TaskBuilder::new("a", "f")).build();
+    engine.register_definition(def).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(engine.execute("held", json!({})).await.unwrap().execution_id);
+    }
+    let refused = engine.execute("held", json!({})).await.unwrap_err();
+    let naxos_core::Error::Overloaded { message, retry_after } = &refused else {
+        panic!("not refused as overloaded: {refused}");
+    };
+    assert!(message.contains("max_pending_executions"), "{message}");
+    assert!(*retry_after >= Duration::from_secs(1));
+    assert_eq!(engine.counts().await.unwrap().executions[&ExecutionStatus::Pending], 3);
+
+    // Two of them end; at the next reading of the count there is room for two more.
+    for id in &ids[..2] {
+        engine.cancel(*id).await.unwrap();
+    }
+    clock.advance(EngineConfig::default().sweep_interval);
+    for _ in 0..2 {
+        engine.execute("held", json!({})).await.unwrap();
+    }
+    assert!(matches!(
+        engine.execute("held", json!({})).await,
+        Err(naxos_core::Error::Overloaded { .. })
+    ));
+}

@@ -19,6 +19,9 @@ pub struct ApiError {
     pub message: String,
     /// Every validation problem, for `invalid_definition`.
     pub problems: Vec<ProblemView>,
+    /// When to try again, sent as `Retry-After` (whole seconds, at least 1): every 503 error
+    /// answer carries one (1 s unless the error says otherwise).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// One validation problem on the wire: its code and fields, plus a readable message.
@@ -43,7 +46,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A stable code: `bad_request`, `malformed_json`, `unauthorized`, `not_found`,
     /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid_definition`, `unavailable`,
-    /// `shutting_down`, `timeout`, `internal`.
+    /// `overloaded`, `shutting_down`, `timeout`, `internal`.
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
@@ -60,6 +63,7 @@ impl ApiError {
             code,
             message: message.into(),
             problems: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -110,6 +114,10 @@ impl From<Error> for ApiError {
             Error::InvalidInput(m) => Self::bad_request(m),
             Error::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
             Error::Timeout(m) => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", m),
+            Error::Overloaded { message, retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+            },
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "backend unavailable");
                 Self::new(
@@ -132,7 +140,14 @@ impl IntoResponse for ApiError {
                 problems: self.problems,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            let seconds = self.retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -1,5 +1,6 @@
 //! With the Store unreachable: /health says 503 and names it, API calls answer 503 without
-//! internal detail, and the server keeps answering.
+//! internal detail (and say when to try again), and the server keeps answering. With too much
+//! work waiting to start, a submit answers 503 `overloaded` instead of queueing it.
 
 mod common;
 
@@ -10,7 +11,7 @@ use axum::http::StatusCode;
 use naxos_core::backend::*;
 use naxos_core::model::*;
 use naxos_core::serde_json::Value;
-use naxos_core::{async_trait, Engine, Error, Result};
+use naxos_core::{async_trait, Engine, EngineConfig, Error, Result};
 
 /// A Store whose connection is gone: every call fails as a real driver's would.
 #[derive(Debug)]
@@ -93,9 +94,11 @@ impl Store for UnreachableStore {
     }
 }
 
-async fn call(app: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-    let (status, text) = common::call(app, method, uri, body).await;
-    (status, serde_json::from_str(&text).unwrap())
+/// The status, the `Retry-After` header and the JSON body of one call.
+async fn call(app: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Option<String>, Value) {
+    let (status, headers, text) = common::call_with_headers(app, method, uri, body).await;
+    let retry_after = headers.get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    (status, retry_after, serde_json::from_str(&text).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +108,7 @@ async fn an_unreachable_store_gives_503s_that_leak_nothing() {
     engine.start().unwrap();
     let app = naxos_http::router(engine.clone(), Default::default());
 
-    let (status, health) = call(&app, "GET", "/health", "").await;
+    let (status, _, health) = call(&app, "GET", "/health", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health["error"]["message"], "unavailable: store");
     assert_eq!(health["checks"]["queue"], "ok");
@@ -124,16 +127,49 @@ async fn an_unreachable_store_gives_503s_that_leak_nothing() {
         ("GET", "/api/v1/system/status", ""),
     ];
     for (method, uri, body) in calls {
-        let (status, answer) = call(&app, method, uri, body).await;
+        let (status, retry_after, answer) = call(&app, method, uri, body).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {uri}: {answer}");
         assert_eq!(answer["error"]["code"], "unavailable");
+        assert_eq!(retry_after.as_deref(), Some("1"), "{method} {uri}: when to try again");
         assert!(
             !answer.to_string().contains("secret-host"),
             "no internal detail: {answer}"
         );
     }
     // Still serving after all of that.
-    let (status, _) = call(&app, "GET", "/health", "").await;
+    let (status, _, _) = call(&app, "GET", "/health", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_much_waiting_work_gives_503_overloaded_with_retry_after() {
+    let engine = Engine::builder()
+        .config(EngineConfig {
+            workers: false,
+            max_pending_executions: Some(2),
+            sweep_interval: Duration::from_secs(3),
+            ..EngineConfig::default()
+        })
+        .build()
+        .unwrap();
+    engine.register("f", |_ctx| async move { Ok(Value::Null) });
+    let app = naxos_http::router(engine.clone(), Default::default());
+    let definition = r#"{"id":"d","tasks":{"t":{"id":"t","functionName":"f"}}}"#;
+    let (status, _, _) = call(&app, "POST", "/api/v1/job-definitions", definition).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for _ in 0..2 {
+        let (status, _, answer) = call(&app, "POST", "/api/v1/jobs/d/execute", "{}").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+    let (status, retry_after, answer) = call(&app, "POST", "/api/v1/jobs/d/execute", "{}").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["code"], "overloaded");
+    assert_eq!(retry_after.as_deref(), Some("3"), "one reading of the count later");
+    let (_, _, page) = call(&app, "GET", "/api/v1/jobs", "").await;
+    assert_eq!(
+        page["executions"].as_array().unwrap().len(),
+        2,
+        "the refused one was not queued"
+    );
 }

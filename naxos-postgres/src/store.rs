@@ -208,6 +208,17 @@ impl Store for PgStore {
             .await
     }
 
+    async fn pending_executions(&self) -> Result<u64> {
+        self.within("pending executions", async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM naxos_executions WHERE status = 'PENDING'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn put_node(&self, node: NodeInfo) -> Result<()> {
         self.within("put node", async {
             executions::put_node(&self.pool, node, self.now().await?).await

@@ -130,6 +130,13 @@ pub trait Store: Send + Sync + Debug {
     /// Counts for the system status.
     async fn counts(&self) -> Result<StoreCounts>;
 
+    /// Executions not yet started (PENDING), for admission control. The default reads
+    /// [`counts`](Store::counts); a backend should answer it from an index.
+    async fn pending_executions(&self) -> Result<u64> {
+        let counts = self.counts().await?;
+        Ok(counts.executions.get(&ExecutionStatus::Pending).copied().unwrap_or(0))
+    }
+
     /// Records a node's heartbeat (insert or replace by id), with `last_seen` set to now.
     async fn put_node(&self, node: NodeInfo) -> Result<()>;
 

@@ -38,6 +38,13 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// Nodes not heard from for longer than this leave the node registry. Default 1 hour.
     pub node_retention: Duration,
+    /// Executions not yet started (PENDING) across the whole Store above which a submit is
+    /// refused with [`Error::Overloaded`](crate::Error::Overloaded) instead of queueing
+    /// without bound; `None` for no limit. The count is read from the Store at most once per
+    /// [`sweep_interval`](Self::sweep_interval) and this node's own submits since are added to
+    /// it, so several nodes submitting at once may overshoot by what they admit in one
+    /// interval. Default 100,000.
+    pub max_pending_executions: Option<u64>,
     /// Largest task output, as JSON bytes; a larger one fails the task. Default 1 MiB.
     pub max_output_bytes: usize,
     /// Limits checked when a definition is registered.
@@ -67,6 +74,7 @@ impl Default for EngineConfig {
             max_lease_expiries: 3,
             retention: Duration::from_secs(7 * 24 * 3600),
             node_retention: Duration::from_secs(3600),
+            max_pending_executions: Some(100_000),
             max_output_bytes: 1 << 20,
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(30),
@@ -109,6 +117,11 @@ impl EngineConfig {
         if self.node_id.trim().is_empty() {
             return Err(Error::InvalidInput(
                 "the engine setting node_id must not be empty".into(),
+            ));
+        }
+        if self.max_pending_executions == Some(0) {
+            return Err(Error::InvalidInput(
+                "the engine setting max_pending_executions must be more than zero (or None)".into(),
             ));
         }
         if self.max_output_bytes == 0 {

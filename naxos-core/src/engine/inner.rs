@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::admission::Admission;
 use super::announce::Announcer;
 use super::definitions::Definitions;
 use super::events::EventHub;
@@ -29,6 +30,8 @@ pub(crate) struct Inner {
     pub(crate) definitions: Definitions,
     pub(crate) events: Arc<EventHub>,
     announcer: Announcer,
+    /// Admission control for submits.
+    pub(crate) admission: Admission,
     /// Running attempts on this node, by attempt (two attempts of one task may overlap here: an
     /// old one slow to stop, and its successor), with their cancellation tokens.
     running: Mutex<HashMap<TaskRef, CancellationToken>>,
@@ -54,6 +57,7 @@ impl Inner {
         Self {
             events: events.clone(),
             announcer: Announcer::new(queue.clone(), events),
+            admission: Admission::default(),
             store,
             queue,
             cache,

@@ -6,6 +6,7 @@
 //! - `sweeper` — expired leases, lost publishes, due retries, job timeouts, pruning, node heartbeat.
 //! - `events` — the node's one feed of status events, for `wait_for` and event streams.
 
+mod admission;
 mod announce;
 mod builder;
 mod config;
@@ -262,7 +263,12 @@ impl Engine {
             .await?;
         let mut new = NewExecution::new(&stored, params);
         new.idempotency_key = request.idempotency_key;
-        let created = inner.store.create_execution(new).await?;
+        inner.admission.admit(inner).await?;
+        let created = inner.store.create_execution(new).await;
+        if !created.as_ref().is_ok_and(|c| c.created) {
+            inner.admission.cancel();
+        }
+        let created = created?;
         tracing::Span::current().record("execution_id", tracing::field::display(created.execution_id));
         if created.created {
             metrics::submitted(&stored.definition.id);

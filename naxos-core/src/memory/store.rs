@@ -463,6 +463,14 @@ impl Store for MemoryStore {
         Ok(counts)
     }
 
+    async fn pending_executions(&self) -> Result<u64> {
+        let statuses = lock(&self.statuses);
+        Ok(statuses
+            .by_status
+            .get(&ExecutionStatus::Pending)
+            .map_or(0, |s| s.len() as u64))
+    }
+
     async fn put_node(&self, mut node: NodeInfo) -> Result<()> {
         node.last_seen = self.clock.now();
         lock(&self.nodes).insert(node.id.clone(), node);

@@ -44,7 +44,9 @@ pub(crate) struct ExecuteQuery {
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "No such definition or version", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
-        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable, or too many executions wait to start (`overloaded`); \
+            try again after `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     )
 )]
 pub(crate) async fn execute(

@@ -204,12 +204,23 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>, clock: Manual
     );
 }
 
-/// Counts reflect queued and running tasks; nodes are recorded by id.
+/// Counts reflect queued and running tasks and unstarted executions; nodes are recorded by id.
 pub async fn counts_and_nodes(store: Arc<dyn Store>, clock: ManualClock) {
     let now = clock.now();
     let before = store.counts().await.unwrap();
+    let pending = store.pending_executions().await.unwrap();
     let id = new_diamond(&*store).await;
+    assert_eq!(
+        store.pending_executions().await.unwrap(),
+        pending + 1,
+        "a new execution waits to start"
+    );
     run_ok(&*store, id, "a").await;
+    assert_eq!(
+        store.pending_executions().await.unwrap(),
+        pending,
+        "a claimed one has started"
+    );
     claim(&*store, &task(id, "b", 1)).await;
     let after = store.counts().await.unwrap();
     assert!(after.queued_tasks > before.queued_tasks, "c is queued");
