@@ -46,6 +46,8 @@ pub(crate) struct ServerConfig {
     pub(crate) shutdown_grace_ms: Option<usize>,
     /// Unstarted executions above which submits answer 503 (engine default when unset).
     pub(crate) max_pending_executions: Option<usize>,
+    /// A file each demo function call is appended to (for crash tests).
+    pub(crate) call_log: Option<PathBuf>,
 }
 
 /// A variable with a value the server cannot use.
@@ -141,6 +143,7 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         sweep_interval_ms: optional(get("NAXOS_SWEEP_INTERVAL_MS"), "NAXOS_SWEEP_INTERVAL_MS")?,
         shutdown_grace_ms: optional(get("NAXOS_SHUTDOWN_GRACE_MS"), "NAXOS_SHUTDOWN_GRACE_MS")?,
         max_pending_executions: optional(get("NAXOS_MAX_PENDING_EXECUTIONS"), "NAXOS_MAX_PENDING_EXECUTIONS")?,
+        call_log: get("NAXOS_CALL_LOG").map(PathBuf::from),
     })
 }
 

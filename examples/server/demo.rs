@@ -1,9 +1,12 @@
 //! The demo task functions and sample definitions the server registers at start.
 
+use std::future::Future;
 use std::time::Duration;
 
 use naxos::serde_json::{json, Map, Value};
 use naxos::{Engine, JobDefinition, TaskContext, TaskError};
+
+use crate::call_log::CallLog;
 
 /// The original's sample jobs: `sample-1` (chain) and `sample-2` (diamond), in its JSON format.
 pub(crate) const SAMPLES: [&str; 2] = [
@@ -19,10 +22,11 @@ pub(crate) fn samples() -> Vec<JobDefinition> {
         .collect()
 }
 
-/// Registers `Task1`..`Task4`, `echo`, `sleep`, `flaky` and `fail`.
-pub(crate) fn register(engine: &Engine) {
+/// Registers `Task1`..`Task4`, `echo`, `sleep`, `flaky` and `fail`; with a call log, each call
+/// is recorded there before it returns.
+pub(crate) fn register(engine: &Engine, log: Option<CallLog>) {
     for name in ["Task1", "Task2", "Task3", "Task4"] {
-        engine.register(name, move |ctx| async move {
+        add(engine, &log, name, move |ctx| async move {
             let ms = ctx.param::<u64>("sleepMs").unwrap_or(0);
             tracing::info!(
                 function = name,
@@ -34,16 +38,16 @@ pub(crate) fn register(engine: &Engine) {
             Ok(json!({ "task": ctx.task_id(), "function": name, "sleptMs": ms }))
         });
     }
-    engine.register("echo", |ctx| async move {
+    add(engine, &log, "echo", |ctx| async move {
         let upstream: Map<String, Value> = ctx.upstream_all().map(|(k, v)| (k.to_string(), v.clone())).collect();
         Ok(json!({ "params": ctx.params(), "upstream": upstream }))
     });
-    engine.register("sleep", |ctx| async move {
+    add(engine, &log, "sleep", |ctx| async move {
         let ms = ctx.param::<u64>("ms").unwrap_or(0);
         nap(&ctx, ms).await?;
         Ok(json!({ "sleptMs": ms }))
     });
-    engine.register("flaky", |ctx| async move {
+    add(engine, &log, "flaky", |ctx| async move {
         let fail_times = ctx.param::<u32>("failTimes").unwrap_or(1);
         if ctx.attempt() <= fail_times {
             return Err(TaskError::retryable(format!(
@@ -53,11 +57,32 @@ pub(crate) fn register(engine: &Engine) {
         }
         Ok(json!({ "attempt": ctx.attempt() }))
     });
-    engine.register("fail", |ctx| async move {
+    add(engine, &log, "fail", |ctx| async move {
         let message = ctx
             .param::<String>("message")
             .unwrap_or_else(|| "this task always fails".into());
         Err::<Value, _>(TaskError::fatal(message))
+    });
+}
+
+/// Registers `f` as `name`, appending each call to `log` (if any) before its result goes back.
+fn add<F, Fut>(engine: &Engine, log: &Option<CallLog>, name: &'static str, f: F)
+where
+    F: Fn(TaskContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, TaskError>> + Send + 'static,
+{
+    let log = log.clone();
+    engine.register(name, move |ctx: TaskContext| {
+        let (execution, task, attempt) = (ctx.execution_id(), ctx.task_id().to_string(), ctx.attempt());
+        let call = f(ctx);
+        let log = log.clone();
+        async move {
+            let result = call.await;
+            if let Some(log) = log {
+                log.append(execution, &task, attempt, result.is_ok()).await;
+            }
+            result
+        }
     });
 }
 

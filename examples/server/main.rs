@@ -7,10 +7,11 @@
 //! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
 //! `NAXOS_AMQP_PREFIX`, `NAXOS_API_TOKEN`,
 //! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`,
-//! `NAXOS_SHUTDOWN_GRACE_MS`, `NAXOS_MAX_PENDING_EXECUTIONS`); a bad value
+//! `NAXOS_SHUTDOWN_GRACE_MS`, `NAXOS_MAX_PENDING_EXECUTIONS`, `NAXOS_CALL_LOG`); a bad value
 //! stops it at start with a message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
 //! banner goes to stdout.
 
+mod call_log;
 mod config;
 mod demo;
 
@@ -110,7 +111,14 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         None => "memory",
     };
     let engine = builder.build().context("the engine's settings")?;
-    demo::register(&engine);
+    let call_log = match &config.call_log {
+        Some(path) => Some(
+            call_log::CallLog::open(path, &engine.config().node_id)
+                .with_context(|| format!("NAXOS_CALL_LOG: cannot open {}", path.display()))?,
+        ),
+        None => None,
+    };
+    demo::register(&engine, call_log);
     for definition in demo::samples() {
         engine.register_definition(definition).await?;
     }
