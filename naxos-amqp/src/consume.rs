@@ -145,7 +145,7 @@ impl Drop for AmqpAck {
 }
 
 /// Status events through a queue of this subscriber's own (exclusive, deleted when it goes),
-/// bound to every routing key of the events exchange.
+/// bound to every routing key of the events exchange, or (selected) to none at first.
 #[derive(Debug)]
 pub(crate) struct AmqpSubscription {
     channel: Channel,
@@ -153,7 +153,26 @@ pub(crate) struct AmqpSubscription {
 }
 
 impl AmqpSubscription {
+    /// A subscription to every event.
     pub(crate) async fn start(shared: &Shared) -> Result<Self> {
+        Ok(Self::open(shared, true).await?.0)
+    }
+
+    /// A subscription to the executions its selector binds, with that selector.
+    pub(crate) async fn start_selected(shared: &Shared) -> Result<(Self, crate::select::AmqpSelector)> {
+        let (subscription, queue) = Self::open(shared, false).await?;
+        let selector = crate::select::AmqpSelector::new(
+            subscription.channel.clone(),
+            queue,
+            shared.names.events.clone(),
+            shared.timeout,
+        );
+        Ok((subscription, selector))
+    }
+
+    /// Opens the subscription's queue (bound to every event when `all`) and its consumer;
+    /// returns the queue's name too.
+    async fn open(shared: &Shared, all: bool) -> Result<(Self, String)> {
         let connection = shared.pool.get().await.map_err(pool)?;
         let channel = connection.create_channel().await.map_err(amqp)?;
         crate::declare(&channel, &shared.names).await?;
@@ -166,16 +185,18 @@ impl AmqpSubscription {
             .queue_declare("".into(), own, FieldTable::default())
             .await
             .map_err(amqp)?;
-        channel
-            .queue_bind(
-                queue.name().clone(),
-                shared.names.events.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(amqp)?;
+        if all {
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    shared.names.events.as_str().into(),
+                    "#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(amqp)?;
+        }
         let no_ack = BasicConsumeOptions {
             no_ack: true,
             ..Default::default()
@@ -184,7 +205,7 @@ impl AmqpSubscription {
             .basic_consume(queue.name().clone(), "".into(), no_ack, FieldTable::default())
             .await
             .map_err(amqp)?;
-        Ok(Self { channel, consumer })
+        Ok((Self { channel, consumer }, queue.name().to_string()))
     }
 }
 

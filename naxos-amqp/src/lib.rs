@@ -36,6 +36,7 @@
 mod consume;
 mod error;
 mod publish;
+mod select;
 
 pub(crate) use error::within;
 
@@ -47,7 +48,7 @@ use deadpool_lapin::lapin::options::{ExchangeDeclareOptions, QueueBindOptions, Q
 use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
 use deadpool_lapin::lapin::{Channel, ExchangeKind};
 use deadpool_lapin::{Pool, Runtime};
-use naxos_core::backend::{Consumer, EventSubscription, Queue};
+use naxos_core::backend::{Consumer, EventSubscription, Queue, SelectedEvents};
 use naxos_core::model::{StatusEvent, TaskRef};
 use naxos_core::{Error, Result};
 
@@ -268,6 +269,17 @@ impl Queue for AmqpQueue {
             consume::AmqpSubscription::start(&self.shared).await
         });
         Ok(Box::new(started.await?))
+    }
+
+    async fn subscribe_selected_events(&self) -> Result<Option<SelectedEvents>> {
+        let started = within(self.shared.timeout, "subscribing to events", async {
+            consume::AmqpSubscription::start_selected(&self.shared).await
+        });
+        let (subscription, selector) = started.await?;
+        Ok(Some(SelectedEvents {
+            subscription: Box::new(subscription),
+            selector: Arc::new(selector),
+        }))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -16,7 +16,7 @@ mod store;
 pub use crate::model::NewTask;
 pub use crate::state::{Changes, HistoryEntry};
 pub use cache::Cache;
-pub use queue::{Acknowledger, Consumer, Delivery, EventSubscription, Queue};
+pub use queue::{Acknowledger, Consumer, Delivery, EventSelector, EventSubscription, Queue, SelectedEvents};
 pub use store::{
     ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, LeaseState,
     NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,

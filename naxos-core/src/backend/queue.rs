@@ -40,6 +40,14 @@ pub trait Queue: Send + Sync + Debug {
     /// Subscribes to every status event published from now on, from any node.
     async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>>;
 
+    /// Subscribes to the events of the executions chosen through the returned selector (none at
+    /// first), for a node that watches a few executions of a busy cluster and should not receive
+    /// all of its events. `None` (the default) where the backend cannot route events that way:
+    /// the caller then uses [`subscribe_events`](Queue::subscribe_events) and filters.
+    async fn subscribe_selected_events(&self) -> Result<Option<SelectedEvents>> {
+        Ok(None)
+    }
+
     /// Checks that the broker answers.
     async fn ping(&self) -> Result<()>;
 
@@ -99,6 +107,25 @@ pub trait Acknowledger: Send + Sync + Debug {
     async fn ack(self: Box<Self>) -> Result<()>;
     /// Rejects the delivery, requeueing it or not.
     async fn nack(self: Box<Self>, requeue: bool) -> Result<()>;
+}
+
+/// A subscription from [`Queue::subscribe_selected_events`] and the handle that chooses what it
+/// receives.
+#[derive(Debug)]
+pub struct SelectedEvents {
+    /// The events of the selected executions.
+    pub subscription: Box<dyn EventSubscription>,
+    /// Chooses the executions.
+    pub selector: std::sync::Arc<dyn EventSelector>,
+}
+
+/// Chooses which executions' events a [`SelectedEvents`] subscription receives.
+#[async_trait]
+pub trait EventSelector: Send + Sync + Debug {
+    /// Delivers execution `id`'s events from when this returns.
+    async fn select(&self, id: crate::model::ExecutionId) -> Result<()>;
+    /// Stops delivering execution `id`'s events (some already under way may still arrive).
+    async fn deselect(&self, id: crate::model::ExecutionId) -> Result<()>;
 }
 
 /// A stream of status events from [`Queue::subscribe_events`].

@@ -11,6 +11,10 @@
 //! gets every event of its execution in a bounded buffer, and is dropped when it falls behind or
 //! when the subscription breaks — its stream ends, and its reader re-reads the Store (the
 //! truth) instead of reading a gap.
+//!
+//! Where the Queue can route events by execution (RabbitMQ), the pump's subscription receives
+//! only the executions watched here (see `binder.rs`); elsewhere it receives all and the hub
+//! filters.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,8 +25,9 @@ use tokio::sync::{mpsc, Notify, OnceCell};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::binder::Binder;
 use super::inner::Inner;
-use crate::backend::{EventSubscription, Queue};
+use crate::backend::{EventSubscription, Queue, SelectedEvents};
 use crate::model::{Execution, ExecutionId, StatusEvent};
 use crate::sync::lock;
 use crate::Result;
@@ -46,11 +51,25 @@ struct Watchers {
     streams: HashMap<ExecutionId, Vec<(u64, mpsc::Sender<StatusEvent>)>>,
 }
 
+impl Watchers {
+    fn watches(&self, id: ExecutionId) -> bool {
+        self.ends.contains_key(&id) || self.streams.contains_key(&id)
+    }
+
+    fn all(&self) -> Vec<ExecutionId> {
+        let mut ids: Vec<ExecutionId> = self.ends.keys().chain(self.streams.keys()).copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
 /// The executions watched on this node, and the pump that feeds them.
 #[derive(Debug)]
 pub(crate) struct EventHub {
     queue: Arc<dyn Queue>,
     watchers: Arc<Mutex<Watchers>>,
+    binder: Binder,
     next_key: AtomicU64,
     pump: Arc<OnceCell<JoinHandle<()>>>,
     /// A background start of the pump is under way (see [`EventHub::start_pump_soon`]).
@@ -80,6 +99,7 @@ impl EventHub {
         Self {
             queue,
             watchers: Arc::default(),
+            binder: Binder::new(),
             next_key: AtomicU64::new(0),
             pump: Arc::default(),
             starting: Arc::default(),
@@ -100,7 +120,10 @@ impl EventHub {
 
     /// Ends every event stream open now (their readers see `None`).
     pub(crate) fn end_streams(&self) {
-        lock(&self.watchers).streams.clear();
+        let ended: Vec<ExecutionId> = lock(&self.watchers).streams.drain().map(|(id, _)| id).collect();
+        for id in ended {
+            self.binder.sync(id);
+        }
     }
 
     /// Starts a stream of execution `id`'s events. Fails when the Queue's event subscription
@@ -112,14 +135,15 @@ impl EventHub {
         if !self.closed.is_cancelled() {
             lock(&self.watchers).streams.entry(id).or_default().push((key, tx));
         }
-        Ok(EventStream {
-            rx,
-            _guard: StreamGuard {
-                watchers: self.watchers.clone(),
-                id,
-                key,
-            },
-        })
+        let guard = StreamGuard {
+            watchers: self.watchers.clone(),
+            binder: self.binder.clone(),
+            id,
+            key,
+        };
+        // Selected before the caller reads the Store, so that nothing after that read is missed.
+        self.binder.sync_and_wait(id).await;
+        Ok(EventStream { rx, _guard: guard })
     }
 
     /// Registers a waiter of execution `id`'s end.
@@ -127,10 +151,14 @@ impl EventHub {
         let mut watchers = lock(&self.watchers);
         let entry = watchers.ends.entry(id).or_insert_with(|| (Arc::new(Notify::new()), 0));
         entry.1 += 1;
+        let notify = entry.0.clone();
+        drop(watchers);
+        self.binder.sync(id);
         EndGuard {
             watchers: self.watchers.clone(),
+            binder: self.binder.clone(),
             id,
-            notify: entry.0.clone(),
+            notify,
         }
     }
 
@@ -140,7 +168,7 @@ impl EventHub {
         if self.closed.is_cancelled() {
             return Ok(());
         }
-        start_pump(&self.pump, &self.queue, &self.watchers, &self.closed).await
+        start_pump(&self.pump, &self.queue, &self.watchers, &self.binder, &self.closed).await
     }
 
     /// Starts the pump in the background if it is not running, without waiting for the
@@ -150,15 +178,16 @@ impl EventHub {
         if self.pump.initialized() || self.closed.is_cancelled() || self.starting.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (pump, queue, watchers, closed, starting) = (
+        let (pump, queue, watchers, binder, closed, starting) = (
             self.pump.clone(),
             self.queue.clone(),
             self.watchers.clone(),
+            self.binder.clone(),
             self.closed.clone(),
             self.starting.clone(),
         );
         tokio::spawn(async move {
-            if let Err(e) = start_pump(&pump, &queue, &watchers, &closed).await {
+            if let Err(e) = start_pump(&pump, &queue, &watchers, &binder, &closed).await {
                 tracing::debug!(error = %e, "no event subscription; waiters poll the store");
             }
             starting.store(false, Ordering::Release);
@@ -171,19 +200,38 @@ async fn start_pump(
     cell: &OnceCell<JoinHandle<()>>,
     queue: &Arc<dyn Queue>,
     watchers: &Arc<Mutex<Watchers>>,
+    binder: &Binder,
     closed: &CancellationToken,
 ) -> Result<()> {
     cell.get_or_try_init(|| async {
-        let first = queue.subscribe_events().await?;
+        let first = subscribe(&**queue, watchers, binder).await?;
         Ok(tokio::spawn(pump(
             first,
             queue.clone(),
             watchers.clone(),
+            binder.clone(),
             closed.clone(),
         )))
     })
     .await
     .map(|_| ())
+}
+
+/// A selected subscription (its selector handed to the binder, which selects what is watched
+/// now) where the Queue offers one, else one to every event.
+async fn subscribe(
+    queue: &dyn Queue,
+    watchers: &Arc<Mutex<Watchers>>,
+    binder: &Binder,
+) -> Result<Box<dyn EventSubscription>> {
+    match queue.subscribe_selected_events().await? {
+        Some(SelectedEvents { subscription, selector }) => {
+            let (one, all) = (watchers.clone(), watchers.clone());
+            binder.install(selector, move |id| lock(&one).watches(id), move || lock(&all).all());
+            Ok(subscription)
+        }
+        None => queue.subscribe_events().await,
+    }
 }
 
 impl Drop for EventHub {
@@ -197,12 +245,13 @@ async fn pump(
     first: Box<dyn EventSubscription>,
     queue: Arc<dyn Queue>,
     watchers: Arc<Mutex<Watchers>>,
+    binder: Binder,
     closed: CancellationToken,
 ) {
     let mut subscription = Some(first);
     while !closed.is_cancelled() {
         let Some(mut events) = subscription.take() else {
-            match queue.subscribe_events().await {
+            match subscribe(&*queue, &watchers, &binder).await {
                 Ok(s) => subscription = Some(s),
                 Err(e) => {
                     tracing::debug!(error = %e, "event subscription failed; watchers read the store");
@@ -226,7 +275,10 @@ async fn pump(
         }
         // Events may have been lost with the subscription: every stream starts over from the
         // Store (waiters poll it anyway).
-        lock(&watchers).streams.clear();
+        let ended: Vec<ExecutionId> = lock(&watchers).streams.drain().map(|(id, _)| id).collect();
+        for id in ended {
+            binder.sync(id);
+        }
     }
 }
 
@@ -257,6 +309,7 @@ impl Watchers {
 #[derive(Debug)]
 struct StreamGuard {
     watchers: Arc<Mutex<Watchers>>,
+    binder: Binder,
     id: ExecutionId,
     key: u64,
 }
@@ -270,11 +323,14 @@ impl Drop for StreamGuard {
                 watchers.streams.remove(&self.id);
             }
         }
+        drop(watchers);
+        self.binder.sync(self.id);
     }
 }
 
 struct EndGuard {
     watchers: Arc<Mutex<Watchers>>,
+    binder: Binder,
     id: ExecutionId,
     notify: Arc<Notify>,
 }
@@ -288,6 +344,8 @@ impl Drop for EndGuard {
                 watchers.ends.remove(&self.id);
             }
         }
+        drop(watchers);
+        self.binder.sync(self.id);
     }
 }
 

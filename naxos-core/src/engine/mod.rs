@@ -8,6 +8,7 @@
 
 mod admission;
 mod announce;
+mod binder;
 mod builder;
 mod config;
 mod definitions;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::backend::{Consumer, Delivery, EventSubscription, Queue};
+use crate::backend::{Consumer, Delivery, EventSubscription, Queue, SelectedEvents};
 use crate::model::{EventKind, StatusEvent, TaskRef, TaskStatus};
 
 /// How long a check waits for a delivery that must come.
@@ -156,4 +156,52 @@ pub async fn events_reach_every_subscriber_in_order(queue: Arc<dyn Queue>) {
         }
         assert_eq!(got, events);
     }
+}
+
+/// A task event of `execution` (of a definition whose id has a dot, as ids may).
+fn event(execution: crate::model::ExecutionId, status: TaskStatus) -> StatusEvent {
+    StatusEvent {
+        execution_id: execution,
+        definition_id: "selected.events".into(),
+        kind: EventKind::Task {
+            task_id: "t".into(),
+            attempt: 1,
+            status,
+        },
+        error: None,
+        at: Utc::now(),
+    }
+}
+
+/// Where the Queue offers selected subscriptions: one receives the events of the executions
+/// selected, from when `select` returns, and none of the others; after `deselect`, no more.
+/// (Events of the unselected execution are published first: had they been delivered, they
+/// would arrive first, so no timeout is needed to prove their absence.)
+pub async fn a_selected_subscription_gets_only_what_it_selected(queue: Arc<dyn Queue>) {
+    let Some(SelectedEvents {
+        mut subscription,
+        selector,
+    }) = queue.subscribe_selected_events().await.unwrap()
+    else {
+        return;
+    };
+    let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    selector.select(a).await.unwrap();
+    let statuses = [TaskStatus::Queued, TaskStatus::Running, TaskStatus::Completed];
+    let of = |id| statuses.iter().map(|s| event(id, *s)).collect::<Vec<_>>();
+    let a_events = of(a);
+    queue.publish_events(&of(b)).await.unwrap();
+    queue.publish_events(&a_events).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(event_within(&mut subscription).await);
+    }
+    assert_eq!(got, a_events, "only the selected execution's events, in order");
+
+    selector.deselect(a).await.unwrap();
+    selector.select(b).await.unwrap();
+    queue.publish_events(&of(a)).await.unwrap();
+    queue.publish_events(&of(b)).await.unwrap();
+    let next = event_within(&mut subscription).await;
+    assert_eq!(next.execution_id, b, "a deselected execution's events no longer arrive");
 }
