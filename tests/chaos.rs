@@ -14,10 +14,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{call, fresh_database, start_with, stop_gracefully, Server};
+use common::{call, fresh_database, services, start_with, stop_gracefully, Server};
 use hyper::{Method, StatusCode};
 use naxos_core::testkit::proxy::{host_port, FreezingProxy};
 use naxos_core::testkit::{service_url, unique_id};
@@ -154,17 +154,6 @@ impl Cluster {
 async fn node(env: &[(&'static str, String)]) -> Server {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     start_with(&env).await
-}
-
-async fn services(command: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
-    let status = tokio::process::Command::new("bash")
-        .arg(script)
-        .arg(command)
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "services.sh {command}");
 }
 
 fn signal(pid: &str, sig: &str) {

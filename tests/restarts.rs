@@ -4,23 +4,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{call, finished, fresh_database, start_with, stop_gracefully};
+use common::{call, finished, fresh_database, services, start_with, stop_gracefully};
 use hyper::{Method, StatusCode};
 use naxos_core::testkit::service_url;
-
-async fn services(command: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
-    let status = tokio::process::Command::new("bash")
-        .arg(script)
-        .arg(command)
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "services.sh {command}");
-}
 
 /// Polls `/health` until it answers `want`, naming what is down when it is 503.
 async fn health_becomes(base: &str, want: StatusCode, down: Option<&str>) {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,15 +14,18 @@ use naxos_core::model::{EventKind, JobDefinition, StatusEvent, TaskBuilder, Task
 use naxos_core::serde_json::json;
 use naxos_core::{async_trait, Engine, EventStream, ExecutionStatus, Result};
 
-/// The in-memory queue, counting the event subscriptions opened on it.
+/// The in-memory queue, counting the event subscriptions opened on it; while `stuck`, its
+/// event publishing hangs until `released` (a broker slow to take events).
 #[derive(Debug, Default)]
-struct CountingQueue {
+struct TestQueue {
     inner: MemoryQueue,
     subscriptions: AtomicUsize,
+    released: tokio::sync::Notify,
+    stuck: AtomicBool,
 }
 
 #[async_trait]
-impl Queue for CountingQueue {
+impl Queue for TestQueue {
     async fn publish(&self, tasks: &[TaskRef]) -> Result<()> {
         self.inner.publish(tasks).await
     }
@@ -33,6 +36,9 @@ impl Queue for CountingQueue {
         self.inner.consume(prefetch).await
     }
     async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
+        if self.stuck.load(Ordering::SeqCst) {
+            self.released.notified().await;
+        }
         self.inner.publish_events(events).await
     }
     async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>> {
@@ -77,7 +83,7 @@ async fn collect(mut stream: EventStream, completions: usize) -> Vec<StatusEvent
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_get_their_execution_only_through_one_subscription() {
-    let queue = Arc::new(CountingQueue::default());
+    let queue = Arc::new(TestQueue::default());
     let engine = Engine::builder()
         .queue(queue.clone())
         .config(fast_config())
@@ -151,44 +157,10 @@ async fn a_watcher_that_falls_behind_is_ended() {
     engine.shutdown().await;
 }
 
-/// The in-memory queue, whose event publishing hangs until released (a broker that is slow to
-/// take events).
-#[derive(Debug, Default)]
-struct StuckEvents {
-    inner: MemoryQueue,
-    released: tokio::sync::Notify,
-    stuck: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl Queue for StuckEvents {
-    async fn publish(&self, tasks: &[TaskRef]) -> Result<()> {
-        self.inner.publish(tasks).await
-    }
-    async fn publish_delayed(&self, task: &TaskRef, delay: Duration) -> Result<()> {
-        self.inner.publish_delayed(task, delay).await
-    }
-    async fn consume(&self, prefetch: usize) -> Result<Box<dyn Consumer>> {
-        self.inner.consume(prefetch).await
-    }
-    async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
-        if self.stuck.load(Ordering::SeqCst) {
-            self.released.notified().await;
-        }
-        self.inner.publish_events(events).await
-    }
-    async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>> {
-        self.inner.subscribe_events().await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-}
-
 /// Publishing a claim's events never holds up the task it started.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_starts_while_its_events_are_still_being_published() {
-    let queue = Arc::new(StuckEvents::default());
+    let queue = Arc::new(TestQueue::default());
     let engine = Engine::builder()
         .queue(queue.clone())
         .config(fast_config())

@@ -147,3 +147,15 @@ pub async fn get_text(base: &str, path: &str) -> (StatusCode, String) {
         .to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
+
+/// Runs `scripts/services.sh <command>` (a restart of the test run's PostgreSQL or RabbitMQ).
+pub async fn services(command: &str) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/services.sh");
+    let status = tokio::process::Command::new("bash")
+        .arg(script)
+        .arg(command)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "services.sh {command}");
+}

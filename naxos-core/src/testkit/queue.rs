@@ -133,17 +133,7 @@ pub async fn events_reach_every_subscriber_in_order(queue: Arc<dyn Queue>) {
     let execution_id = uuid::Uuid::now_v7();
     let events: Vec<StatusEvent> = [TaskStatus::Queued, TaskStatus::Running, TaskStatus::Completed]
         .into_iter()
-        .map(|status| StatusEvent {
-            execution_id,
-            definition_id: "events".into(),
-            kind: EventKind::Task {
-                task_id: "t".into(),
-                attempt: 1,
-                status,
-            },
-            error: None,
-            at: Utc::now(),
-        })
+        .map(|status| event(execution_id, status))
         .collect();
     queue.publish_events(&events).await.unwrap();
     for sub in [&mut one, &mut two] {
