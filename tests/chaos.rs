@@ -399,10 +399,7 @@ async fn scenario(fault: Fault, pg: &str, amqp: &str) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_loses_nothing_and_records_each_outcome_once() {
-    let (Some(pg), Some(amqp)) = (
-        service_url("NAXOS_TEST_POSTGRES_URL"),
-        service_url("NAXOS_TEST_AMQP_URL"),
-    ) else {
+    let Some((pg, amqp)) = common::both_services() else {
         return;
     };
     service_url("NAXOS_SERVICES_DIR").expect("the running services' directory");

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use common::{call, fresh_database, start_with, stop_gracefully, Server};
 use hyper::{Method, StatusCode};
 use naxos::ExecutionId;
-use naxos_core::testkit::service_url;
 use naxos_postgres::sqlx::{self, Connection, PgConnection};
 
 const DIAMONDS: usize = 200;
@@ -114,10 +113,7 @@ fn seeded(seed: u64, below: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_worker_mid_run_loses_nothing() {
-    let (Some(pg), Some(amqp)) = (
-        service_url("NAXOS_TEST_POSTGRES_URL"),
-        service_url("NAXOS_TEST_AMQP_URL"),
-    ) else {
+    let Some((pg, amqp)) = common::both_services() else {
         return;
     };
     for seed in [11_u64, 23, 42] {
@@ -248,10 +244,7 @@ async fn killing_a_worker_mid_run_loses_nothing() {
 /// A task made QUEUED in the Store but never published is republished by a sweeper and completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_publish_is_republished_and_completes() {
-    let (Some(pg), Some(amqp)) = (
-        service_url("NAXOS_TEST_POSTGRES_URL"),
-        service_url("NAXOS_TEST_AMQP_URL"),
-    ) else {
+    let Some((pg, amqp)) = common::both_services() else {
         return;
     };
     let db_url = fresh_database(&pg, "naxos_lost").await;
@@ -271,10 +264,7 @@ async fn a_lost_publish_is_republished_and_completes() {
 /// (through the broker's topic exchange), and the stream ends when the execution finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_node_streams_events_made_on_workers() {
-    let (Some(pg), Some(amqp)) = (
-        service_url("NAXOS_TEST_POSTGRES_URL"),
-        service_url("NAXOS_TEST_AMQP_URL"),
-    ) else {
+    let Some((pg, amqp)) = common::both_services() else {
         return;
     };
     let db_url = fresh_database(&pg, "naxos_sse").await;

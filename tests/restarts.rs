@@ -32,10 +32,7 @@ async fn health_becomes(base: &str, want: StatusCode, down: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_and_database_restarts_mid_run_lose_nothing() {
-    let (Some(pg), Some(amqp)) = (
-        service_url("NAXOS_TEST_POSTGRES_URL"),
-        service_url("NAXOS_TEST_AMQP_URL"),
-    ) else {
+    let Some((pg, amqp)) = common::both_services() else {
         return;
     };
     service_url("NAXOS_SERVICES_DIR").expect("the running services' directory");

@@ -159,3 +159,11 @@ pub async fn services(command: &str) {
         .unwrap();
     assert!(status.success(), "services.sh {command}");
 }
+
+/// The URLs of the test PostgreSQL and RabbitMQ, or `None` to skip (outside CI, when they are not
+/// configured; under `CI=true` a missing one fails instead).
+pub fn both_services() -> Option<(String, String)> {
+    let pg = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL");
+    let amqp = naxos_core::testkit::service_url("NAXOS_TEST_AMQP_URL");
+    pg.zip(amqp)
+}
