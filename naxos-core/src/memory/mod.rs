@@ -9,4 +9,4 @@ mod store;
 
 pub use cache::MemoryCache;
 pub use queue::MemoryQueue;
-pub use store::MemoryStore;
+pub use store::{MemoryStore, DEFAULT_MAX_FINISHED};

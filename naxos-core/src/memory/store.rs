@@ -26,6 +26,8 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1_000;
 /// Ids a listing takes from an index per lock, so a listing never holds it for long.
 const LIST_BATCH: usize = 256;
+/// Finished executions kept at most, by default (see [`MemoryStore::with_max_finished`]).
+pub const DEFAULT_MAX_FINISHED: usize = 100_000;
 
 /// A [`Store`] in process memory: concurrent (executions are sharded over 16 locks, none held
 /// across an await), complete, and gone when the process ends. Its clock is the system's
@@ -34,9 +36,15 @@ const LIST_BATCH: usize = 256;
 /// Whole-store reads cost what they return, not what the store holds: counts by status, listings
 /// by status and pruning by end time read indexes kept up to date by every transition, so a
 /// store full of finished executions does not slow a status poll or a sweep.
+///
+/// Memory is bounded by a count as well as by the engine's retention: past
+/// [`DEFAULT_MAX_FINISHED`] finished executions (or the number given to
+/// [`with_max_finished`](MemoryStore::with_max_finished)), each prune also removes the ones
+/// that ended first, so a node that runs for days at a steady rate holds a steady amount.
 #[derive(Debug)]
 pub struct MemoryStore {
     clock: Clock,
+    max_finished: usize,
     definitions: RwLock<HashMap<String, Vec<Arc<StoredDefinition>>>>,
     shards: Box<[Mutex<Shard>]>,
     index: Mutex<Index>,
@@ -130,12 +138,20 @@ impl MemoryStore {
     pub fn with_clock(clock: Clock) -> Self {
         Self {
             clock,
+            max_finished: DEFAULT_MAX_FINISHED,
             definitions: RwLock::default(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             index: Mutex::default(),
             statuses: Mutex::default(),
             nodes: Mutex::default(),
         }
+    }
+
+    /// Keeps at most `max` finished executions (at least 1): pruning removes the ones that
+    /// ended first beyond that, whatever the retention.
+    pub fn with_max_finished(mut self, max: usize) -> Self {
+        self.max_finished = max.max(1);
+        self
     }
 
     fn shard(&self, id: ExecutionId) -> MutexGuard<'_, Shard> {
@@ -409,23 +425,29 @@ impl Store for MemoryStore {
 
     async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
         let ended_before = before(self.clock.now(), older_than);
-        let candidates: Vec<ExecutionId> = lock(&self.statuses)
-            .ended
-            .iter()
-            .take_while(|(t, _)| *t < ended_before)
-            .take(limit)
-            .map(|&(_, id)| id)
-            .collect();
+        // Past their retention, or beyond the count kept: the ones that ended first either way.
+        let candidates: Vec<(DateTime<Utc>, ExecutionId)> = {
+            let statuses = lock(&self.statuses);
+            let over = statuses.ended.len().saturating_sub(self.max_finished);
+            statuses
+                .ended
+                .iter()
+                .enumerate()
+                .take_while(|(i, (t, _))| *i < over || *t < ended_before)
+                .take(limit)
+                .map(|(_, &entry)| entry)
+                .collect()
+        };
         let mut index = lock(&self.index);
         let mut pruned = 0;
-        for id in candidates {
+        for (ended, id) in candidates {
             let mut shard = self.shard(id);
             // Checked again under the shard lock: a retry may have reopened it since.
             let Some(state) = shard.executions.get(&id) else {
                 continue;
             };
             let mark = Mark::of(state);
-            if mark.ended.is_none_or(|t| t >= ended_before) {
+            if mark.ended != Some(ended) {
                 continue;
             }
             let state = shard.executions.remove(&id).expect("checked above");
@@ -491,5 +513,45 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::testkit::diamond;
+
+    /// Creates an execution of `def` and cancels it (it ends now); returns its id.
+    async fn finished(store: &MemoryStore, def: &Arc<StoredDefinition>) -> ExecutionId {
+        let new = NewExecution::new(def, serde_json::json!({}));
+        let id = store.create_execution(new).await.unwrap().execution_id;
+        store.stop_execution(id, StopReason::Cancelled).await.unwrap();
+        id
+    }
+
+    /// Beyond its count limit the store prunes the executions that ended first, however
+    /// recent, and keeps the unfinished ones.
+    #[tokio::test]
+    async fn past_the_count_limit_the_first_ended_go() {
+        let store = MemoryStore::new().with_max_finished(3);
+        let def = store.put_definition(diamond()).await.unwrap().definition;
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(finished(&store, &def).await);
+        }
+        let open = store
+            .create_execution(NewExecution::new(&def, serde_json::json!({})))
+            .await
+            .unwrap()
+            .execution_id;
+        let week = Duration::from_secs(7 * 24 * 3600);
+        assert_eq!(store.prune(week, 1_000).await.unwrap(), 2);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(store.get_execution(*id).await.is_ok(), i >= 2, "execution {i}");
+        }
+        assert!(store.get_execution(open).await.is_ok(), "unfinished: kept");
+        assert_eq!(store.prune(week, 1_000).await.unwrap(), 0, "within the limit now");
     }
 }
