@@ -1,9 +1,11 @@
 //! Consuming task messages and status events.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_lapin::lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use deadpool_lapin::lapin::types::FieldTable;
 use deadpool_lapin::lapin::Acker;
@@ -14,7 +16,13 @@ use naxos_core::model::{StatusEvent, TaskRef};
 use naxos_core::{async_trait, Result};
 
 use crate::error::{amqp, pool, within};
+use crate::version::{self, Seen, Version};
 use crate::Shared;
+
+/// How long a task message of a newer version is held before it is handed back: long enough
+/// that the broker can offer it to other consumers (a node of the newer release) meanwhile,
+/// and that the hand-backs which lead to its dead-lettering do not spin.
+const HAND_BACK_PAUSE: Duration = Duration::from_millis(500);
 
 /// A consumer on the task queue, on a channel of its own with `basic.qos` = prefetch.
 #[derive(Debug)]
@@ -22,6 +30,8 @@ pub(crate) struct AmqpConsumer {
     channel: Channel,
     consumer: LapinConsumer,
     timeout: Duration,
+    /// The newer versions already warned about.
+    newer: Arc<Seen>,
 }
 
 impl AmqpConsumer {
@@ -48,7 +58,33 @@ impl AmqpConsumer {
             channel,
             consumer,
             timeout: shared.timeout,
+            newer: shared.newer.clone(),
         })
+    }
+
+    /// Gives a task message of a newer version back to the queue, after [`HAND_BACK_PAUSE`]:
+    /// a node of the newer release may take it. Each hand-back counts as a failed delivery, so
+    /// if no node understands it, the queue's delivery limit dead-letters it (and the Store,
+    /// which still holds the task QUEUED, has it published again later). It is a
+    /// `basic.reject` with requeue, not a `basic.nack`: from RabbitMQ 4.3 on, only a reject
+    /// counts towards a quorum queue's delivery limit (before, every return did).
+    fn hand_back(&self, acker: Acker, version: u64) {
+        if self.newer.first(version) {
+            tracing::warn!(
+                version,
+                known = TaskRef::VERSION,
+                "a task message of version {version} came, newer than this naxos knows (up to {}): \
+                 it is handed back for a node of the newer release; upgrade this node",
+                TaskRef::VERSION
+            );
+        } else {
+            tracing::debug!(version, "a task message of a newer version handed back");
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(HAND_BACK_PAUSE).await;
+            // On failure the channel is gone, and the broker has requeued it already.
+            let _ = acker.reject(BasicRejectOptions { requeue: true }).await;
+        });
     }
 }
 
@@ -72,6 +108,25 @@ impl Consumer for AmqpConsumer {
                 return Ok(None);
             };
             let delivery = delivery.map_err(amqp)?;
+            match version::read(&delivery.properties, TaskRef::VERSION) {
+                Version::Known => {}
+                Version::Newer(v) => {
+                    self.hand_back(delivery.acker, v);
+                    continue;
+                }
+                Version::Invalid => {
+                    tracing::warn!(
+                        header = version::HEADER,
+                        "a task message with an invalid version header dead-lettered"
+                    );
+                    let reject = BasicNackOptions {
+                        requeue: false,
+                        multiple: false,
+                    };
+                    delivery.acker.nack(reject).await.map_err(amqp)?;
+                    continue;
+                }
+            }
             match serde_json::from_slice::<TaskRef>(&delivery.data) {
                 Ok(task) => {
                     let ack = AmqpAck {
@@ -228,6 +283,17 @@ impl EventSubscription for AmqpSubscription {
                 return Ok(None);
             };
             let delivery = delivery.map_err(amqp)?;
+            match version::read(&delivery.properties, StatusEvent::VERSION) {
+                Version::Known => {}
+                Version::Newer(v) => {
+                    tracing::debug!(version = v, "skipping a status event of a newer version");
+                    continue;
+                }
+                Version::Invalid => {
+                    tracing::debug!("skipping a status event with an invalid version header");
+                    continue;
+                }
+            }
             match serde_json::from_slice::<StatusEvent>(&delivery.data) {
                 Ok(event) => return Ok(Some(event)),
                 Err(e) => tracing::debug!(error = %e, "skipping an undecodable status event"),

@@ -1,6 +1,6 @@
 //! # naxos-amqp
 //!
-//! [`AmqpQueue`]: the naxos [`Queue`](naxos_core::backend::Queue) on RabbitMQ, through a
+//! [`AmqpQueue`]: the naxos [`Queue`] on RabbitMQ, through a
 //! deadpool-lapin connection pool.
 //!
 //! Topology, declared idempotently on connect (names start with [`AmqpConfig::prefix`]):
@@ -8,7 +8,7 @@
 //! | name | kind | what for |
 //! | --- | --- | --- |
 //! | `<prefix>.tasks` | direct exchange → quorum queue `<prefix>.tasks` | task messages: durable, persistent, publisher-confirmed, manually acked |
-//! | `<prefix>.dead` | fanout exchange → queue `<prefix>.dead` | messages that cannot be decoded, or were delivered more than `delivery_limit` times |
+//! | `<prefix>.dead` | fanout exchange → queue `<prefix>.dead` | messages that cannot be decoded, or were delivered (or, being of a newer version, handed back) more than `delivery_limit` times |
 //! | `<prefix>.events` | topic exchange | status events, routing key `<definitionId>.<executionId>.<status>`; bind your own queue to react to them |
 //!
 //! Choices, and why:
@@ -29,6 +29,17 @@
 //!   subscription's): a broker that lost its definitions gets them back at the next reconnect,
 //!   instead of answering every publish and consume with NOT_FOUND until someone restarts the
 //!   nodes. [`Queue::dead_letters`] counts `<prefix>.dead` for `/health` and `/metrics`.
+//! - **Versions in a header**: every message carries its format version in the
+//!   `x-naxos-version` header ([`TaskRef::VERSION`], [`StatusEvent::VERSION`]; a message
+//!   without it is version 1, so the original naxos's `{"executionId","taskId","attempt"}` and
+//!   any other service's messages still count). The body stays the JSON other services parse,
+//!   and a reader learns the version before it parses a body whose shape it may not know. A
+//!   consumer that meets a task message of a newer version hands it back (`basic.reject` with
+//!   requeue, after half a second, warning once per version) for a node of the newer release:
+//!   it never delivers it as something it is not; if no node takes it, the delivery limit
+//!   dead-letters it and the sweepers publish the task again from the Store. An event of a newer
+//!   version is skipped (a debug log): events are notifications. A header that is not a
+//!   positive integer makes the message poison (dead-lettered).
 //! - **Reconnects**: the pool replaces broken connections; a publish retries once on a fresh
 //!   channel before reporting a transient error (the sweeper republishes what stays lost); a
 //!   consumer whose connection drops returns an error and the engine starts a new one with backoff.
@@ -37,6 +48,7 @@ mod consume;
 mod error;
 mod publish;
 mod select;
+mod version;
 
 pub(crate) use error::within;
 
@@ -101,6 +113,8 @@ pub(crate) struct Shared {
     pub(crate) publisher: Publisher,
     /// See [`AmqpConfig::timeout`].
     pub(crate) timeout: Duration,
+    /// Task-message versions newer than this build's already warned about.
+    pub(crate) newer: Arc<version::Seen>,
 }
 
 /// Exchange and queue names, and what the topology is declared with.
@@ -154,6 +168,7 @@ impl AmqpQueue {
                 pool,
                 names,
                 timeout: config.timeout,
+                newer: Arc::default(),
             }),
         })
     }

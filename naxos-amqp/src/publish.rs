@@ -11,7 +11,7 @@ use naxos_core::{Error, Result};
 use tokio::sync::Mutex;
 
 use crate::error::{amqp, pool, within};
-use crate::Names;
+use crate::{version, Names};
 
 /// One confirm-mode channel, reused, replaced when it breaks.
 #[derive(Debug, Clone)]
@@ -84,9 +84,12 @@ impl Publisher {
                     self.names.tasks.as_str().into(),
                     BasicPublishOptions::default(),
                     &body,
-                    BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_content_type("application/json".into()),
+                    version::mark(
+                        BasicProperties::default()
+                            .with_delivery_mode(2)
+                            .with_content_type("application/json".into()),
+                        TaskRef::VERSION,
+                    ),
                 )
                 .await
                 .map_err(amqp)?;
@@ -132,7 +135,10 @@ impl Publisher {
                     event.routing_key().as_str().into(),
                     BasicPublishOptions::default(),
                     &body,
-                    BasicProperties::default().with_content_type("application/json".into()),
+                    version::mark(
+                        BasicProperties::default().with_content_type("application/json".into()),
+                        StatusEvent::VERSION,
+                    ),
                 )
                 .await;
             match publish {

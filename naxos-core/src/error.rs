@@ -58,6 +58,18 @@ pub enum Error {
     /// A wait ran past its deadline.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// Data or a message was written by a newer release of naxos, in a version this build does
+    /// not know: it is refused rather than misread. Retrying here will not help; a node of the
+    /// newer release can handle it, and this node needs upgrading (HTTP 503).
+    #[error("{what} is newer than this naxos: it has {found}, and this naxos knows up to {known}; upgrade this node")]
+    NewerVersion {
+        /// What was refused, e.g. "the database schema", or "job definition `x` version 3".
+        what: String,
+        /// The version met, in words, e.g. "migration 9999 (future)", or "format 2".
+        found: String,
+        /// The newest version this build knows, in words, e.g. "migration 4", or "format 1".
+        known: String,
+    },
     /// The system holds more unstarted work than it was configured to accept; try again after
     /// `retry_after` (HTTP 503 with `Retry-After`).
     #[error("overloaded: {message}")]
@@ -125,6 +137,20 @@ impl Error {
     /// True for [`Error::Conflict`].
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict(_))
+    }
+
+    /// A [`Error::NewerVersion`].
+    pub fn newer_version(what: impl Into<String>, found: impl Into<String>, known: impl Into<String>) -> Self {
+        Self::NewerVersion {
+            what: what.into(),
+            found: found.into(),
+            known: known.into(),
+        }
+    }
+
+    /// True for [`Error::NewerVersion`]: written by a newer naxos than this one.
+    pub fn is_newer_version(&self) -> bool {
+        matches!(self, Self::NewerVersion { .. })
     }
 
     /// True for a transient backend error: the same call may succeed later.

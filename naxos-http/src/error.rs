@@ -46,7 +46,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A stable code: `bad_request`, `malformed_json`, `unauthorized`, `not_found`,
     /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid_definition`, `unavailable`,
-    /// `overloaded`, `shutting_down`, `timeout`, `internal`.
+    /// `overloaded`, `shutting_down`, `newer_version`, `timeout`, `internal`.
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
@@ -118,6 +118,12 @@ impl From<Error> for ApiError {
                 retry_after: Some(retry_after),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
             },
+            // This node is older than the data it met: another (upgraded) node can answer, so
+            // a retry may succeed, and the message says what to do. It names no internals.
+            Error::NewerVersion { .. } => {
+                tracing::warn!(error = %e, "refused data written by a newer naxos");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "newer_version", e.to_string())
+            }
             e if e.is_transient() => {
                 tracing::warn!(error = %e, "backend unavailable");
                 Self::new(
@@ -153,3 +159,25 @@ impl IntoResponse for ApiError {
 
 /// The result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_of_a_newer_naxos_is_a_503_that_says_so() {
+        let e = Error::newer_version("job definition `d` version 3", "format 2", "format 1");
+        let api = ApiError::from(e);
+        assert_eq!(
+            (api.status, api.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "newer_version")
+        );
+        assert_eq!(
+            api.message,
+            "job definition `d` version 3 is newer than this naxos: it has format 2, and this naxos knows up to \
+             format 1; upgrade this node"
+        );
+        let response = api.into_response();
+        assert!(response.headers().contains_key(axum::http::header::RETRY_AFTER));
+    }
+}

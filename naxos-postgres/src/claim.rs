@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, ClaimRequest, ClaimedTask, HistoryEntry, LeaseState};
 use naxos_core::clock::after;
-use naxos_core::model::{Attempt, ExecutionStatus, TaskRef, TaskStatus};
+use naxos_core::model::{Attempt, ExecutionStatus, JobDefinition, TaskRef, TaskStatus};
 use naxos_core::state::rules;
 use naxos_core::{Error, Result};
 use serde_json::Value;
@@ -45,16 +45,21 @@ pub(crate) async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Erro
 /// its guard changes nothing and one that wins changes everything, atomically.
 /// The task's key is matched on the parameters, not through the join with `ex`: a cached plan
 /// made while the table looked empty must still reach the row by its primary key, not a scan.
+/// A task whose definition is in a format newer than this build knows (`$7`) is not claimed:
+/// this node would misread it, and the message goes back for a node of the newer release.
 const CLAIM: &str = "
     WITH ex AS (
-        SELECT id, definition_id, definition_version, status, params
-        FROM naxos_executions WHERE id = $1 FOR NO KEY UPDATE
+        SELECT e.id, e.definition_id, e.definition_version, e.status, e.params,
+               (SELECT d.format FROM naxos_definitions d
+                WHERE d.id = e.definition_id AND d.version = e.definition_version) AS format
+        FROM naxos_executions e WHERE e.id = $1 FOR NO KEY UPDATE
     ), claimed AS (
         UPDATE naxos_tasks t SET status = 'RUNNING', attempts = t.attempts + 1, lease_owner = $4,
                lease_expires_at = $5, start_time = $6, end_time = NULL, due_at = NULL
         FROM ex
         WHERE t.execution_id = $1 AND t.task_id = $2 AND t.attempt = $3
           AND t.status IN ('QUEUED', 'RETRYING') AND ex.status IN ('PENDING', 'RUNNING')
+          AND ex.format <= $7
         RETURNING t.attempts, t.failures, t.dependencies, t.queued_at
     ), touched AS (
         UPDATE naxos_executions e
@@ -67,7 +72,7 @@ const CLAIM: &str = "
         SELECT $1, $2, $3, $4, $6 FROM claimed
         RETURNING attempt
     )
-    SELECT ex.definition_id, ex.definition_version, ex.status, ex.params,
+    SELECT ex.definition_id, ex.definition_version, ex.status, ex.params, ex.format,
            c.attempts, c.failures, c.queued_at,
            (SELECT coalesce(jsonb_object_agg(u.task_id, u.output), '{}'::jsonb) FROM naxos_tasks u
             WHERE u.execution_id = $1 AND u.task_id = ANY(c.dependencies) AND u.output IS NOT NULL) AS upstream
@@ -82,6 +87,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: Date
         .bind(&req.owner)
         .bind(after(now, req.lease))
         .bind(now)
+        .bind(int(JobDefinition::FORMAT))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?
@@ -91,6 +97,17 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: Date
     let Some(attempts) = get::<Option<i32>>(&row, "attempts")? else {
         if status.is_terminal() {
             return Err(rules::finished(task.execution_id, status));
+        }
+        let format = count(&row, "format")?;
+        if format > JobDefinition::FORMAT {
+            return Err(Error::newer_version(
+                format!(
+                    "task {task} of job definition `{definition_id}` version {}",
+                    count(&row, "definition_version")?
+                ),
+                format!("definition format {format}"),
+                format!("format {}", JobDefinition::FORMAT),
+            ));
         }
         return Err(guard_error(conn, task).await);
     };

@@ -13,7 +13,25 @@ use sqlx::{PgConnection, PgPool};
 use crate::codec::{count, get, int};
 use crate::error::{corrupt, db};
 
+/// The definition columns [`stored`] reads, in a SELECT list.
+const COLUMNS: &str = "id, version, format, body, created_at";
+
+/// Refuses a row written in a definition format newer than this build knows.
+fn readable(row: &PgRow) -> Result<()> {
+    let format = count(row, "format")?;
+    if format <= JobDefinition::FORMAT {
+        return Ok(());
+    }
+    let (id, version): (String, u32) = (get(row, "id")?, count(row, "version")?);
+    Err(Error::newer_version(
+        format!("job definition `{id}` version {version}"),
+        format!("format {format}"),
+        format!("format {}", JobDefinition::FORMAT),
+    ))
+}
+
 fn stored(row: &PgRow) -> Result<Arc<StoredDefinition>> {
+    readable(row)?;
     let body: Value = get(row, "body")?;
     let definition: JobDefinition =
         serde_json::from_value(body).map_err(|e| corrupt(format!("definition body: {e}")))?;
@@ -36,31 +54,43 @@ pub(crate) async fn put(
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    let latest = sqlx::query(
-        "SELECT version, body, created_at FROM naxos_definitions WHERE id = $1 ORDER BY version DESC LIMIT 1",
-    )
+    let latest = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM naxos_definitions WHERE id = $1 ORDER BY version DESC LIMIT 1"
+    )))
     .bind(&definition.id)
     .fetch_optional(&mut *conn)
     .await
     .map_err(db)?;
-    let latest = latest.as_ref().map(stored).transpose()?;
-    if let Some(latest) = latest.as_ref().filter(|l| l.definition == definition) {
-        return Ok(DefinitionPut {
-            definition: latest.clone(),
-            created: false,
-        });
-    }
-    let version = latest.map_or(1, |l| l.version + 1);
+    let version = match &latest {
+        None => 1,
+        // Written by a newer naxos in a format this one cannot read: it cannot be the same
+        // content (a definition is written in the lowest format that carries it, and this
+        // build's definitions all fit its own), so this registration is the next version.
+        Some(row) if count(row, "format")? > JobDefinition::FORMAT => count(row, "version")? + 1,
+        Some(row) => {
+            let latest = stored(row)?;
+            if latest.definition == definition {
+                return Ok(DefinitionPut {
+                    definition: latest,
+                    created: false,
+                });
+            }
+            latest.version + 1
+        }
+    };
     let body = serde_json::to_value(&definition).map_err(Error::permanent)?;
-    sqlx::query("INSERT INTO naxos_definitions (id, version, name, body, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&definition.id)
-        .bind(int(version))
-        .bind(&definition.name)
-        .bind(&body)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    sqlx::query(
+        "INSERT INTO naxos_definitions (id, version, format, name, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&definition.id)
+    .bind(int(version))
+    .bind(int(definition.required_format()))
+    .bind(&definition.name)
+    .bind(&body)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     Ok(DefinitionPut {
         definition: Arc::new(StoredDefinition::new(version, now, definition)),
         created: true,
@@ -68,23 +98,26 @@ pub(crate) async fn put(
 }
 
 pub(crate) async fn get_one(pool: &PgPool, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
-    let row =
-        match version {
-            Some(v) => {
-                sqlx::query("SELECT version, body, created_at FROM naxos_definitions WHERE id = $1 AND version = $2")
-                    .bind(id)
-                    .bind(int(v))
-                    .fetch_optional(pool)
-                    .await
-            }
-            None => sqlx::query(
-                "SELECT version, body, created_at FROM naxos_definitions WHERE id = $1 ORDER BY version DESC LIMIT 1",
-            )
+    let row = match version {
+        Some(v) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM naxos_definitions WHERE id = $1 AND version = $2"
+            )))
+            .bind(id)
+            .bind(int(v))
+            .fetch_optional(pool)
+            .await
+        }
+        None => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM naxos_definitions WHERE id = $1 ORDER BY version DESC LIMIT 1"
+            )))
             .bind(id)
             .fetch_optional(pool)
-            .await,
+            .await
         }
-        .map_err(db)?;
+    }
+    .map_err(db)?;
     match row {
         Some(row) => stored(&row),
         None => Err(match version {
@@ -95,14 +128,16 @@ pub(crate) async fn get_one(pool: &PgPool, id: &str, version: Option<u32>) -> Re
 }
 
 pub(crate) async fn versions(pool: &PgPool, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {
-    sqlx::query("SELECT version, body, created_at FROM naxos_definitions WHERE id = $1 ORDER BY version")
-        .bind(id)
-        .fetch_all(pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(stored)
-        .collect()
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM naxos_definitions WHERE id = $1 ORDER BY version"
+    )))
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(stored)
+    .collect()
 }
 
 pub(crate) async fn list(pool: &PgPool) -> Result<Vec<DefinitionSummary>> {

@@ -29,6 +29,22 @@
 //!
 //! Migrations are embedded and applied on connect; [`migrate`] applies them to any pool.
 //! Table names are unqualified, so [`PgConfig::schema`] isolates installations (and tests).
+//!
+//! **Upgrades.** The schema's version is the list of applied migrations (sqlx's
+//! `_sqlx_migrations`). They only run forward, and each keeps the previous release working
+//! while its nodes still run beside upgraded ones (new columns have defaults; nothing the
+//! previous release reads is renamed, dropped or given a new meaning), so a rolling upgrade
+//! needs no downtime: the first upgraded node migrates, the others carry on. A node whose build
+//! is older than the schema (the database has a migration it does not know) refuses to start
+//! with [`Error::NewerVersion`] — "the database schema is newer than this naxos: it has
+//! migration N (…) …; upgrade this node" — and changes nothing. A definition's body is JSON
+//! with a `format` column beside it ([`JobDefinition::FORMAT`](naxos_core::JobDefinition::FORMAT)):
+//! a definition of a newer format is refused on reading with the same kind of error, and its
+//! tasks are never claimed here (the claim's guard), so their messages go back for an upgraded
+//! node. Params and outputs are the user's JSON, stored and handed back verbatim: naxos reads
+//! nothing in them, so there is nothing to version. `tests/upgrades.rs` builds the schema of
+//! every older release, writes its data as that release did, and runs this store and the
+//! engine on it.
 
 mod apply;
 mod claim;
@@ -131,7 +147,10 @@ impl PgStore {
                 .await
                 .map_err(error::db)?;
         }
-        migrate_on(&mut conn).await?;
+        if let Err(e) = migrate_on(&mut conn).await {
+            let _ = conn.close().await;
+            return Err(e);
+        }
         conn.close().await.map_err(error::db)?;
         let ms = config.timeout.as_millis().to_string();
         let options = options.options([
@@ -178,16 +197,70 @@ impl PgStore {
 }
 
 /// Applies naxos's embedded migrations (idempotent; safe from several nodes at once).
+///
+/// A database that has a migration this build does not know — its schema was moved on by a
+/// newer release — is refused with [`Error::NewerVersion`] naming that migration, and nothing
+/// is changed: this node must be upgraded, not the database rolled back.
 pub async fn migrate(pool: &PgPool) -> Result<()> {
     let mut conn = pool.acquire().await.map_err(error::db)?;
-    migrate_on(&mut conn).await
+    let migrated = migrate_on(&mut conn).await;
+    if migrated.is_err() {
+        // The migrator's session-level advisory lock may still be held: close this connection
+        // (which releases it) instead of handing it back to the pool.
+        let _ = conn.detach().close().await;
+    }
+    migrated
+}
+
+/// The migrations embedded in this build.
+fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations")
 }
 
 async fn migrate_on(conn: &mut sqlx::PgConnection) -> Result<()> {
-    sqlx::migrate!("./migrations").run(conn).await.map_err(|e| match e {
-        sqlx::migrate::MigrateError::Execute(e) => error::db(e),
-        other => Error::permanent(other),
-    })
+    let migrator = migrator();
+    match migrator.run(&mut *conn).await {
+        Ok(()) => Ok(()),
+        // sqlx checks every applied migration against its list before it applies anything.
+        Err(sqlx::migrate::MigrateError::VersionMissing(version)) => {
+            Err(unknown_migrations(conn, &migrator, version).await)
+        }
+        Err(sqlx::migrate::MigrateError::Execute(e)) => Err(error::db(e)),
+        Err(other) => Err(Error::permanent(other)),
+    }
+}
+
+/// The error for a database that has migrations this build does not know (`missing` is one of
+/// them): named, with their descriptions, from `_sqlx_migrations`.
+async fn unknown_migrations(conn: &mut sqlx::PgConnection, migrator: &sqlx::migrate::Migrator, missing: i64) -> Error {
+    let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+    let newest = migrator.iter().max_by_key(|m| m.version);
+    let sql = format!(
+        "SELECT version, description FROM {} WHERE NOT (version = ANY($1)) ORDER BY version",
+        migrator.table_name
+    );
+    let applied: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&known)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_else(|_| vec![(missing, String::from("?"))]);
+    let list = applied
+        .iter()
+        .map(|(v, d)| format!("{v} ({d})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let plural = if applied.len() > 1 { "migrations" } else { "migration" };
+    match newest {
+        Some(newest) if applied.iter().all(|(v, _)| *v > newest.version) => Error::newer_version(
+            "the database schema",
+            format!("{plural} {list}"),
+            format!("migration {} ({})", newest.version, newest.description),
+        ),
+        _ => Error::permanent(format!(
+            "the database has {plural} {list}, which this naxos does not know although they are older than \
+             its newest: the schema was made by a different build of naxos; nothing was changed"
+        )),
+    }
 }
 
 /// Runs `$attempt` (an expression giving a `naxos_core::Result`) again while it fails only

@@ -40,6 +40,12 @@ use crate::Result;
 ///   The clock is injectable, so that tests can give several stores one fake clock.
 /// - Not found is [`Error::NotFound`](crate::Error::NotFound); a backend that is down returns a
 ///   transient [`Error::Backend`](crate::Error::Backend).
+/// - **Newer data is refused, not misread.** A durable Store shared by nodes of two releases
+///   (a rolling upgrade) refuses what a newer release wrote in a shape this build does not
+///   know — a definition of a format above [`JobDefinition::FORMAT`] — with
+///   [`Error::NewerVersion`](crate::Error::NewerVersion), when it is read and when one of its
+///   tasks is claimed (the claim then changes nothing, and the message goes back for a node of
+///   the newer release).
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
     /// Registers a definition. Identical content to the latest version is a no-op returning that
@@ -74,7 +80,9 @@ pub trait Store: Send + Sync + Debug {
     /// of its direct dependencies.
     ///
     /// Fails with `Conflict` when the attempt is stale, the task is not claimable or the
-    /// execution is finished: the message that asked for it is then a duplicate to drop.
+    /// execution is finished: the message that asked for it is then a duplicate to drop. Fails
+    /// with `NewerVersion`, changing nothing, when the execution's definition is of a newer
+    /// format than this build knows.
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask>;
 
     /// Extends a RUNNING task's lease to `lease` after now. Returns [`LeaseState::Cancelled`] when the

@@ -106,6 +106,25 @@ impl BackoffPolicy {
 }
 
 impl JobDefinition {
+    /// The newest definition format this build reads and writes.
+    ///
+    /// A stored definition carries the format it was written in (PostgreSQL: the `format`
+    /// column). Format 1 is the original's JSON with the extensions above. A release that adds
+    /// to the shape in a way an older reader would misread (a new default, a field whose
+    /// absence means something else) raises this number, and a reader refuses a definition of
+    /// a newer format with [`Error::NewerVersion`](crate::Error::NewerVersion) instead of
+    /// running it wrongly.
+    pub const FORMAT: u32 = 1;
+
+    /// The lowest format that carries this definition faithfully: what a Store writes with it.
+    ///
+    /// Only definitions that use what a newer format adds get that format, so during a rolling
+    /// upgrade the older nodes keep reading (and running) every other definition the newer
+    /// nodes register. Every definition this build can express is format 1.
+    pub fn required_format(&self) -> u32 {
+        1
+    }
+
     /// Parses the JSON form, rejecting unknown fields with the field's name.
     pub fn from_json(json: &str) -> crate::Result<Self> {
         serde_json::from_str(json).map_err(|e| crate::Error::InvalidInput(format!("job definition JSON: {e}")))
@@ -258,6 +277,8 @@ mod tests {
         assert_eq!(def.tasks["task1"].max_retry, 3);
         assert_eq!(def.tasks["task4"].function_name, "Task4");
         assert_eq!(def.dependencies("task4"), ["task2", "task3"]);
+        assert_eq!(def.required_format(), 1, "the original's JSON is format 1");
+        assert!(def.required_format() <= JobDefinition::FORMAT);
         // Round trip keeps the same content.
         let again = JobDefinition::from_json(&serde_json::to_string(&def).unwrap()).unwrap();
         assert_eq!(def, again);

@@ -29,6 +29,15 @@ pub struct TaskRef {
 }
 
 impl TaskRef {
+    /// The version of the task-message format this build writes and reads: 1, the original's
+    /// `{"executionId","taskId","attempt"}`.
+    ///
+    /// A release that changes what a task message means (a field an older reader would ignore
+    /// and so misread, say) raises it; a queue carries it beside the JSON (RabbitMQ: the
+    /// `x-naxos-version` header, absent = 1), and a consumer that meets a newer version hands
+    /// the message back for a newer node instead of delivering it.
+    pub const VERSION: u32 = 1;
+
     /// A reference to `task_id`'s dispatch `attempt` in `execution_id`.
     pub fn new(execution_id: ExecutionId, task_id: impl Into<String>, attempt: u32) -> Self {
         Self {
@@ -281,6 +290,11 @@ pub enum EventKind {
 }
 
 impl StatusEvent {
+    /// The version of the status-event format this build writes and reads (1: the JSON above).
+    /// A release that changes the event's meaning raises it; a subscriber skips events of a
+    /// newer version (they are notifications: the Store stays the truth).
+    pub const VERSION: u32 = 1;
+
     /// The new status's wire name.
     pub fn status_str(&self) -> &'static str {
         match &self.kind {
