@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `<prefix>.tasks` | direct exchange → quorum queue `<prefix>.tasks` | task messages: durable, persistent, publisher-confirmed, manually acked |
 //! | `<prefix>.dead` | fanout exchange → queue `<prefix>.dead` | messages that cannot be decoded, or were delivered (or, being of a newer version, handed back) more than `delivery_limit` times |
-//! | `<prefix>.events` | topic exchange | status events, routing key `<definitionId>.<executionId>.<status>`; bind your own queue to react to them |
+//! | `<prefix>.events` | topic exchange | status events, routing key `<definitionId>.<executionId>.<status>` (a `.` in a definition id written `%2E`); bind your own queue to react to them |
 //!
 //! Choices, and why:
 //!

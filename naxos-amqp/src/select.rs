@@ -1,6 +1,6 @@
 //! Choosing which executions' events a subscription receives: one binding of its queue to the
-//! events exchange per watched execution, `#.<executionId>.*` (routing keys are
-//! `<definitionId>.<executionId>.<status>`, and a definition id may contain dots).
+//! events exchange per watched execution, `*.<executionId>.*` (routing keys are
+//! `<definitionId>.<executionId>.<status>`, a dot in a definition id written `%2E`).
 
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ impl AmqpSelector {
 }
 
 fn routing_key(id: ExecutionId) -> String {
-    format!("#.{id}.*")
+    format!("*.{id}.*")
 }
 
 #[async_trait]

@@ -311,9 +311,17 @@ impl StatusEvent {
         }
     }
 
-    /// The routing key for topic-based brokers: `<definitionId>.<executionId>.<status>`.
+    /// The routing key for topic-based brokers: `<definitionId>.<executionId>.<status>`, with a
+    /// dot in the definition id written `%2E`.
     pub fn routing_key(&self) -> String {
-        format!("{}.{}.{}", self.definition_id, self.execution_id, self.status_str())
+        // Ids are letters, digits, `_`, `-` and `.`: a dot is written `%2E`, so that a binding
+        // by position (`sample.v2.*.COMPLETED` → `sample%2Ev2.*.COMPLETED`) stays right.
+        format!(
+            "{}.{}.{}",
+            self.definition_id.replace('.', "%2E"),
+            self.execution_id,
+            self.status_str()
+        )
     }
 }
 
@@ -360,5 +368,10 @@ mod tests {
         assert_eq!(v["status"], "COMPLETED");
         assert_eq!(serde_json::from_value::<StatusEvent>(v).unwrap(), e);
         assert_eq!(e.routing_key(), format!("d.{id}.COMPLETED"));
+        let dotted = StatusEvent {
+            definition_id: "orders.v2".into(),
+            ..e.clone()
+        };
+        assert_eq!(dotted.routing_key(), format!("orders%2Ev2.{id}.COMPLETED"));
     }
 }
