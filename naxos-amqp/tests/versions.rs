@@ -45,6 +45,21 @@ async fn channel(queue: &AmqpQueue) -> Channel {
 }
 
 /// The original naxos's body, with no version anywhere.
+/// Publishes a task message in today's body, marked with the next format version; returns it.
+async fn publish_from_the_future(queue: &AmqpQueue, channel: &Channel) -> TaskRef {
+    let task_queue = queue.task_queue();
+    let future = TaskRef::new(Uuid::now_v7(), "from-the-future", 1);
+    raw_publish(
+        channel,
+        task_queue,
+        task_queue,
+        &go_body(&future),
+        versioned(TaskRef::VERSION + 1),
+    )
+    .await;
+    future
+}
+
 fn go_body(task: &TaskRef) -> Vec<u8> {
     format!(
         r#"{{"executionId":"{}","taskId":"{}","attempt":{}}}"#,
@@ -106,15 +121,7 @@ async fn a_task_message_of_a_newer_version_is_handed_back_not_misread() {
     let task_queue = queue.task_queue().to_string();
     // A body this build would read as a perfectly good task, marked as a newer version: a
     // reader that ignored the version would run it as something it is not.
-    let future = TaskRef::new(Uuid::now_v7(), "from-the-future", 1);
-    raw_publish(
-        &channel,
-        &task_queue,
-        &task_queue,
-        &go_body(&future),
-        versioned(TaskRef::VERSION + 1),
-    )
-    .await;
+    let future = publish_from_the_future(&queue, &channel).await;
     let now = TaskRef::new(Uuid::now_v7(), "of-today", 1);
     queue.publish(std::slice::from_ref(&now)).await.unwrap();
 
@@ -169,16 +176,7 @@ async fn a_newer_task_message_nobody_understands_is_dead_lettered_in_the_end() {
     config.delivery_limit = 2;
     let queue = AmqpQueue::with_config(config).await.unwrap();
     let channel = channel(&queue).await;
-    let task_queue = queue.task_queue().to_string();
-    let future = TaskRef::new(Uuid::now_v7(), "from-the-future", 1);
-    raw_publish(
-        &channel,
-        &task_queue,
-        &task_queue,
-        &go_body(&future),
-        versioned(TaskRef::VERSION + 1),
-    )
-    .await;
+    publish_from_the_future(&queue, &channel).await;
     let mut consumer = queue.consume(4).await.unwrap();
     let watch = tokio::spawn(async move {
         let next = consumer.next().await;
