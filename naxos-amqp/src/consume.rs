@@ -16,7 +16,7 @@ use naxos_core::model::{StatusEvent, TaskRef};
 use naxos_core::{async_trait, Result};
 
 use crate::error::{amqp, pool, within};
-use crate::version::{self, Seen, Version};
+use crate::version::{self, Version};
 use crate::Shared;
 
 /// How long a task message of a newer version is held before it is handed back: long enough
@@ -24,42 +24,47 @@ use crate::Shared;
 /// and that the hand-backs which lead to its dead-lettering do not spin.
 const HAND_BACK_PAUSE: Duration = Duration::from_millis(500);
 
+/// How long a task consumer waits without a delivery before it subscribes afresh. A broker
+/// that deletes a queue is meant to cancel its consumers, but it does not always say so (seen
+/// with quorum queues deleted under a live consumer): such a consumer would wait forever on a
+/// queue that is gone, or on the old incarnation of one declared again. Subscribing again
+/// costs a channel and three round trips per idle period, and fails (so the node reconnects
+/// and re-declares the topology) if the queue is gone.
+const IDLE_RESUBSCRIBE: Duration = Duration::from_secs(5);
+
 /// A consumer on the task queue, on a channel of its own with `basic.qos` = prefetch.
 #[derive(Debug)]
 pub(crate) struct AmqpConsumer {
     channel: Channel,
     consumer: LapinConsumer,
-    timeout: Duration,
-    /// The newer versions already warned about.
-    newer: Arc<Seen>,
+    shared: Arc<Shared>,
+    prefetch: u16,
 }
 
 impl AmqpConsumer {
-    pub(crate) async fn start(shared: &Shared, prefetch: usize) -> Result<Self> {
-        let connection = shared.pool.get().await.map_err(pool)?;
-        let channel = connection.create_channel().await.map_err(amqp)?;
-        crate::declare(&channel, &shared.names).await?;
+    pub(crate) async fn start(shared: &Arc<Shared>, prefetch: usize) -> Result<Self> {
         let prefetch = u16::try_from(prefetch.max(1)).unwrap_or(u16::MAX);
-        channel
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await
-            .map_err(amqp)?;
-        let tag = format!("naxos-{}", uuid::Uuid::new_v4().simple());
-        let consumer = channel
-            .basic_consume(
-                shared.names.tasks.as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(amqp)?;
+        let (channel, consumer) = subscribe(shared, prefetch, true).await?;
         Ok(Self {
             channel,
             consumer,
-            timeout: shared.timeout,
-            newer: shared.newer.clone(),
+            shared: shared.clone(),
+            prefetch,
         })
+    }
+
+    /// Subscribes again on a fresh channel, and closes the old one. (On the old channel, a
+    /// broker may still route the new subscription to the queue's previous incarnation.) Its
+    /// deliveries not yet settled go back to the queue; after an idle period there are none
+    /// but those whose claim is still running, and a claim is fenced: the task runs once.
+    /// See [`IDLE_RESUBSCRIBE`].
+    async fn resubscribe(&mut self) -> Result<()> {
+        let (channel, consumer) = subscribe(&self.shared, self.prefetch, false).await?;
+        let old = std::mem::replace(&mut self.channel, channel);
+        self.consumer = consumer;
+        close_in_background(old, "consumer subscribed again");
+        tracing::trace!(queue = %self.shared.names.tasks, "idle consumer subscribed again");
+        Ok(())
     }
 
     /// Gives a task message of a newer version back to the queue, after [`HAND_BACK_PAUSE`]:
@@ -69,7 +74,7 @@ impl AmqpConsumer {
     /// `basic.reject` with requeue, not a `basic.nack`: from RabbitMQ 4.3 on, only a reject
     /// counts towards a quorum queue's delivery limit (before, every return did).
     fn hand_back(&self, acker: Acker, version: u64) {
-        if self.newer.first(version) {
+        if self.shared.newer.first(version) {
             tracing::warn!(
                 version,
                 known = TaskRef::VERSION,
@@ -90,13 +95,7 @@ impl AmqpConsumer {
 
 impl Drop for AmqpConsumer {
     fn drop(&mut self) {
-        // Closing the channel hands every unacknowledged delivery back to the queue.
-        let channel = self.channel.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = channel.close(200, "consumer dropped".into()).await;
-            });
-        }
+        close_in_background(self.channel.clone(), "consumer dropped");
     }
 }
 
@@ -104,8 +103,13 @@ impl Drop for AmqpConsumer {
 impl Consumer for AmqpConsumer {
     async fn next(&mut self) -> Result<Option<Delivery>> {
         loop {
-            let Some(delivery) = self.consumer.next().await else {
-                return Ok(None);
+            let delivery = match tokio::time::timeout(IDLE_RESUBSCRIBE, self.consumer.next()).await {
+                Ok(Some(delivery)) => delivery,
+                Ok(None) => return Ok(None),
+                Err(_idle) => {
+                    self.resubscribe().await?;
+                    continue;
+                }
             };
             let delivery = delivery.map_err(amqp)?;
             match version::read(&delivery.properties, TaskRef::VERSION) {
@@ -131,7 +135,7 @@ impl Consumer for AmqpConsumer {
                 Ok(task) => {
                     let ack = AmqpAck {
                         acker: Some(delivery.acker),
-                        timeout: self.timeout,
+                        timeout: self.shared.timeout,
                     };
                     return Ok(Some(Delivery::new(task, delivery.redelivered, Box::new(ack))));
                 }
@@ -146,6 +150,43 @@ impl Consumer for AmqpConsumer {
                 }
             }
         }
+    }
+}
+
+/// Opens a channel with `basic.qos` = `prefetch` (declaring the topology first if `declare`),
+/// and starts a consumer on the task queue there, within the queue's timeout.
+async fn subscribe(shared: &Shared, prefetch: u16, declare: bool) -> Result<(Channel, LapinConsumer)> {
+    let open = async {
+        let connection = shared.pool.get().await.map_err(pool)?;
+        let channel = connection.create_channel().await.map_err(amqp)?;
+        if declare {
+            crate::declare(&channel, &shared.names).await?;
+        }
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(amqp)?;
+        let tag = format!("naxos-{}", uuid::Uuid::new_v4().simple());
+        let consumer = channel
+            .basic_consume(
+                shared.names.tasks.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp)?;
+        Ok((channel, consumer))
+    };
+    within(shared.timeout, "a subscribe", open).await
+}
+
+/// Closes `channel` off the caller's path: its unsettled deliveries go back to the queue.
+fn close_in_background(channel: Channel, why: &'static str) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move {
+            let _ = channel.close(200, why.into()).await;
+        });
     }
 }
 
@@ -266,12 +307,7 @@ impl AmqpSubscription {
 
 impl Drop for AmqpSubscription {
     fn drop(&mut self) {
-        let channel = self.channel.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = channel.close(200, "subscription dropped".into()).await;
-            });
-        }
+        close_in_background(self.channel.clone(), "subscription dropped");
     }
 }
 

@@ -29,6 +29,10 @@
 //!   subscription's): a broker that lost its definitions gets them back at the next reconnect,
 //!   instead of answering every publish and consume with NOT_FOUND until someone restarts the
 //!   nodes. [`Queue::dead_letters`] counts `<prefix>.dead` for `/health` and `/metrics`.
+//!   A task consumer that got nothing for 5 s subscribes again on a fresh channel: a broker
+//!   does not always cancel the consumers of a queue it deletes (seen with quorum queues), and
+//!   such a consumer would otherwise wait on a queue that is gone while the work piles up in
+//!   the one declared again.
 //! - **Versions in a header**: every message carries its format version in the
 //!   `x-naxos-version` header ([`TaskRef::VERSION`], [`StatusEvent::VERSION`]; a message
 //!   without it is version 1, so the original naxos's `{"executionId","taskId","attempt"}` and

@@ -41,8 +41,16 @@ pub fn command(env: &[(&str, &str)]) -> Command {
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("NAXOS_")) {
         cmd.env_remove(k);
     }
-    cmd.env("RUST_LOG", "warn").envs(env.iter().copied());
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    // `NAXOS_TEST_SERVER_LOG=<filter>` shows the servers' logs (on stderr) at that filter.
+    let log = std::env::var("NAXOS_TEST_SERVER_LOG").ok();
+    cmd.env("RUST_LOG", log.as_deref().unwrap_or("warn"))
+        .envs(env.iter().copied());
+    let stderr = if log.is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::piped()
+    };
+    cmd.stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true);
     cmd
 }
 

@@ -66,8 +66,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 inner.tracker.spawn(handle(inner.clone(), delivery, permit));
             }
             Ok(None) | Err(_) => {
-                if let Err(e) = next {
-                    tracing::warn!(error = %e, "consumer failed; reconnecting");
+                match next {
+                    Err(e) => tracing::warn!(error = %e, "consumer failed; reconnecting"),
+                    _ => tracing::warn!("the queue ended the consumer (was the queue deleted?); reconnecting"),
                 }
                 consumer = None;
                 if !sleep_unless_stopping(&inner, &mut pause).await {
