@@ -13,7 +13,12 @@
 //!
 //! `postgres` needs `NAXOS_POSTGRES_URL` (PgStore + in-memory queue); `full` also needs
 //! `NAXOS_AMQP_URL` (PgStore + AmqpQueue). Each run uses its own schema and queue names.
+//!
+//! `loadgen soak --url URL --server-pid PID ...` is the other mode: a fixed rate for a set
+//! time against a running server, watching its memory per execution (see `soak.rs`;
+//! `scripts/soak.sh` runs it).
 
+mod soak;
 mod workloads;
 
 use std::sync::Arc;
@@ -40,6 +45,7 @@ struct Args {
 const USAGE: &str = "usage: loadgen [--stack memory|postgres|full] [--via api|http]
                [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency N]
                [--submitters N] [--alone N] [--json FILE]
+       loadgen soak --help   (a fixed rate against a running server, watching its memory)
 The postgres and full stacks read NAXOS_POSTGRES_URL (and NAXOS_AMQP_URL for full).";
 
 fn args() -> anyhow::Result<Args> {
@@ -184,6 +190,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("soak") {
+        return soak::main(std::env::args().skip(2)).await;
+    }
     let a = args()?;
     let engine = engine(&a).await?;
     let submitter = Arc::new(Submitter::new(engine.clone(), &a.via).await?);
