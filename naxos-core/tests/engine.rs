@@ -672,3 +672,38 @@ async fn an_api_node_waits_for_work_done_by_a_worker_node() {
     assert_eq!(api.running_tasks(), 0);
     worker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sweep_prunes_beyond_a_batch_to_keep_the_count_limit() {
+    let store = Arc::new(naxos_core::memory::MemoryStore::new().with_max_finished(10));
+    let config = naxos_core::EngineConfig {
+        sweep_interval: Duration::from_secs(3_600),
+        ..fast_config()
+    };
+    let engine = Engine::builder()
+        .config(config)
+        .store(store)
+        .concurrency(32)
+        .build()
+        .unwrap();
+    engine.register("noop", |_ctx| async move { Ok(json!(null)) });
+    let one = JobDefinition::builder("one")
+        .task(TaskBuilder::new("a", "noop"))
+        .build();
+    engine.register_definition(one).await.unwrap();
+    engine.start().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2_500 {
+        ids.push(engine.execute("one", json!({})).await.unwrap().execution_id);
+    }
+    for id in ids {
+        let done = engine.wait_for_timeout(id, DEADLINE).await.unwrap();
+        assert_eq!(done.status, ExecutionStatus::Completed);
+    }
+    // A node that finishes more than one prune batch (1,000) between sweeps keeps its bound.
+    let report = engine.sweep_once().await.unwrap();
+    assert_eq!(report.pruned, 2_490);
+    let counts = engine.counts().await.unwrap();
+    assert_eq!(counts.executions.get(&ExecutionStatus::Completed), Some(&10));
+    engine.shutdown().await;
+}

@@ -9,7 +9,7 @@
 //! node), `naxos_executions{status}` and, where the Queue keeps dead letters,
 //! `naxos_dead_letters`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -25,9 +25,27 @@ const BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// How often the recorder's histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Installs the Prometheus recorder for this process (once) and returns its handle.
+///
+/// A thread (`naxos-metrics-upkeep`) runs the recorder's upkeep every 5 s: until then, every
+/// histogram sample is kept one by one (≈ 0.21 KiB per execution on a node nobody scrapes).
+/// A scrape runs it too.
 pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
-    PrometheusBuilder::new().set_buckets(&BUCKETS)?.install_recorder()
+    let handle = PrometheusBuilder::new().set_buckets(&BUCKETS)?.install_recorder()?;
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("naxos-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no metrics upkeep thread: histogram samples are folded only at each scrape");
+    }
+    Ok(handle)
 }
 
 /// Prometheus metrics.

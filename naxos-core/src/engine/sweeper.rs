@@ -9,6 +9,8 @@ use crate::Result;
 
 /// Rows looked at per scan and sweep.
 const BATCH: usize = 1_000;
+/// Prune batches per sweep at most: 10,000 finished executions a sweep.
+const MAX_PRUNE_BATCHES: usize = 10;
 
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,7 +77,15 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
         }
     }
 
-    report.pruned = inner.store.prune(config.retention, BATCH).await?;
+    // Batches, so that no one statement holds long locks, and as many as it takes (up to a
+    // bound) to keep up with a node that finishes more than a batch a sweep.
+    for _ in 0..MAX_PRUNE_BATCHES {
+        let pruned = inner.store.prune(config.retention, BATCH).await?;
+        report.pruned += pruned;
+        if pruned < BATCH as u64 {
+            break;
+        }
+    }
     inner.store.prune_nodes(config.node_retention).await?;
 
     inner
