@@ -1,5 +1,6 @@
 //! Consuming task messages and status events.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,30 +198,46 @@ struct AmqpAck {
     timeout: Duration,
 }
 
-#[async_trait]
-impl Acknowledger for AmqpAck {
-    async fn ack(mut self: Box<Self>) -> Result<()> {
+impl AmqpAck {
+    /// Runs `settle` on the acker (once), within the timeout.
+    async fn settle<F, Fut, T>(mut self: Box<Self>, what: &str, settle: F) -> Result<()>
+    where
+        F: FnOnce(Acker) -> Fut + Send,
+        Fut: Future<Output = deadpool_lapin::lapin::Result<T>> + Send,
+    {
         match self.acker.take() {
             Some(acker) => {
-                let ack = async { acker.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(amqp) };
-                within(self.timeout, "an ack", ack).await
+                within(self.timeout, what, async {
+                    settle(acker).await.map(|_| ()).map_err(amqp)
+                })
+                .await
             }
             None => Ok(()),
         }
     }
+}
 
-    async fn nack(mut self: Box<Self>, requeue: bool) -> Result<()> {
-        match self.acker.take() {
-            Some(acker) => {
-                let options = BasicNackOptions {
-                    requeue,
-                    multiple: false,
-                };
-                let nack = async { acker.nack(options).await.map(|_| ()).map_err(amqp) };
-                within(self.timeout, "a nack", nack).await
-            }
-            None => Ok(()),
-        }
+#[async_trait]
+impl Acknowledger for AmqpAck {
+    async fn ack(self: Box<Self>) -> Result<()> {
+        self.settle("an ack", |a| async move { a.ack(BasicAckOptions::default()).await })
+            .await
+    }
+
+    async fn nack(self: Box<Self>, requeue: bool) -> Result<()> {
+        let options = BasicNackOptions {
+            requeue,
+            multiple: false,
+        };
+        self.settle("a nack", |a| async move { a.nack(options).await }).await
+    }
+
+    /// A `basic.reject` with requeue: from RabbitMQ 4.3 on, only a reject counts towards a
+    /// quorum queue's delivery limit (a nack does not).
+    async fn hand_back(self: Box<Self>) -> Result<()> {
+        let options = BasicRejectOptions { requeue: true };
+        self.settle("a reject", |a| async move { a.reject(options).await })
+            .await
     }
 }
 

@@ -23,6 +23,8 @@ struct FaultyStore {
     inner: MemoryStore,
     /// How many of the next definition reads fail.
     definition_failures: AtomicU32,
+    /// How many of the next definition reads find a format newer than this build knows.
+    newer_definitions: AtomicU32,
     /// Whether heartbeats fail.
     heartbeats_fail: AtomicBool,
 }
@@ -34,16 +36,27 @@ fn unreachable<T>() -> Result<T> {
     )))
 }
 
+/// Counts `left` down by one; false when it is already zero.
+fn take_one(left: &AtomicU32) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
 #[async_trait]
 impl Store for FaultyStore {
     async fn put_definition(&self, d: JobDefinition) -> Result<DefinitionPut> {
         self.inner.put_definition(d).await
     }
     async fn get_definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
-        let left = self.definition_failures.load(Ordering::SeqCst);
-        if left > 0 {
-            self.definition_failures.store(left - 1, Ordering::SeqCst);
+        if take_one(&self.definition_failures) {
             return unreachable();
+        }
+        if take_one(&self.newer_definitions) {
+            return Err(Error::newer_version(
+                format!("job definition `{id}`"),
+                "format 2",
+                "format 1",
+            ));
         }
         self.inner.get_definition(id, version).await
     }
@@ -124,34 +137,47 @@ fn engine_on(store: Arc<FaultyStore>) -> (Engine, Arc<AtomicU32>) {
     (engine, calls)
 }
 
-/// A definition that cannot be read right after the claim (a pool timeout, say) hands the task
-/// back: it runs later, once, without spending a retry or failing.
+/// A definition that cannot be read right after the claim (a pool timeout, say), or that a
+/// newer release wrote in a format this node does not know, hands the task back: it runs later,
+/// once, without spending a retry or failing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transient_error_loading_the_definition_hands_the_task_back() {
-    let store = Arc::new(FaultyStore::default());
-    let (engine, calls) = engine_on(store.clone());
-    engine
-        .register_definition(diamond("flaky-store", "noop"))
-        .await
-        .unwrap();
-    let id = engine.execute("flaky-store", json!({})).await.unwrap().execution_id;
-    store.definition_failures.store(2, Ordering::SeqCst);
-    engine.start().unwrap();
-    let done = engine.wait_for_timeout(id, DEADLINE).await.unwrap();
-    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
-    let a = done.task("a").unwrap();
-    assert_eq!(a.failures, 0, "no retry spent on the Store's trouble");
-    let outcomes: Vec<_> = a.history.iter().map(|r| r.outcome).collect();
-    assert_eq!(
-        outcomes,
-        vec![
-            Some(AttemptOutcome::Released),
-            Some(AttemptOutcome::Released),
-            Some(AttemptOutcome::Completed)
-        ]
-    );
-    assert_eq!(calls.load(Ordering::SeqCst), 4, "each task's function ran once");
-    engine.shutdown().await;
+async fn a_definition_that_cannot_be_read_hands_the_task_back() {
+    for newer in [false, true] {
+        let store = Arc::new(FaultyStore::default());
+        let (engine, calls) = engine_on(store.clone());
+        engine
+            .register_definition(diamond("flaky-store", "noop"))
+            .await
+            .unwrap();
+        let id = engine.execute("flaky-store", json!({})).await.unwrap().execution_id;
+        let failures = if newer {
+            &store.newer_definitions
+        } else {
+            &store.definition_failures
+        };
+        failures.store(2, Ordering::SeqCst);
+        engine.start().unwrap();
+        let done = engine.wait_for_timeout(id, DEADLINE).await.unwrap();
+        assert_eq!(
+            done.status,
+            ExecutionStatus::Completed,
+            "newer {newer}: {:?}",
+            done.error
+        );
+        let a = done.task("a").unwrap();
+        assert_eq!(a.failures, 0, "no retry spent on the Store's trouble");
+        let outcomes: Vec<_> = a.history.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Some(AttemptOutcome::Released),
+                Some(AttemptOutcome::Released),
+                Some(AttemptOutcome::Completed)
+            ]
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "each task's function ran once");
+        engine.shutdown().await;
+    }
 }
 
 /// A worker that cannot renew its lease stops its attempt before the lease runs out (it fences

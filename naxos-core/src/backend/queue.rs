@@ -98,6 +98,12 @@ impl Delivery {
     pub async fn nack(self, requeue: bool) -> Result<()> {
         self.acknowledger.nack(requeue).await
     }
+
+    /// Gives the message back for another consumer, counting as a delivery this one could
+    /// not handle (see [`Acknowledger::hand_back`]).
+    pub async fn hand_back(self) -> Result<()> {
+        self.acknowledger.hand_back().await
+    }
 }
 
 /// A backend's handle for settling one delivery.
@@ -107,6 +113,13 @@ pub trait Acknowledger: Send + Sync + Debug {
     async fn ack(self: Box<Self>) -> Result<()>;
     /// Rejects the delivery, requeueing it or not.
     async fn nack(self: Box<Self>, requeue: bool) -> Result<()>;
+    /// Gives the delivery back to the queue for another consumer, as a delivery that this one
+    /// could not handle: where the queue counts such returns (RabbitMQ's delivery limit), it
+    /// counts, so a message no consumer can handle ends in the dead letters instead of going
+    /// round for ever. A plain requeue by default.
+    async fn hand_back(self: Box<Self>) -> Result<()> {
+        self.nack(true).await
+    }
 }
 
 /// A subscription from [`Queue::subscribe_selected_events`] and the handle that chooses what it

@@ -81,6 +81,14 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     drop(consumer);
 }
 
+/// Waits [`CLAIM_RETRY_PAUSE`], or less if the node stops meanwhile.
+async fn pause_unless_stopping(inner: &Inner) {
+    tokio::select! {
+        _ = tokio::time::sleep(CLAIM_RETRY_PAUSE) => {}
+        _ = inner.stopping.cancelled() => {}
+    }
+}
+
 async fn sleep_unless_stopping(inner: &Inner, pause: &mut Duration) -> bool {
     let d = *pause;
     *pause = (*pause * 2).min(MAX_RECONNECT);
@@ -114,14 +122,21 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
             settle(delivery.ack().await);
             return;
         }
+        Err(e) if e.is_newer_version() => {
+            // Written by a newer release (a rolling upgrade): a node of that release can run
+            // it. Handed back as undeliverable here, so that if no such node comes, the
+            // queue's delivery limit dead-letters the message (the Store still holds the
+            // task QUEUED, and the sweepers publish it again later).
+            tracing::warn!(task = %delivery.task, error = %e, "handing back a task this node is too old for");
+            pause_unless_stopping(&inner).await;
+            settle(delivery.hand_back().await);
+            return;
+        }
         Err(e) => {
             // The Store is in trouble (restarting, unreachable): hold the message a moment so
             // that requeueing it does not spin, then give it back.
             tracing::warn!(task = %delivery.task, error = %e, "claim failed; message requeued");
-            tokio::select! {
-                _ = tokio::time::sleep(CLAIM_RETRY_PAUSE) => {}
-                _ = inner.stopping.cancelled() => {}
-            }
+            pause_unless_stopping(&inner).await;
             settle(delivery.nack(true).await);
             return;
         }
@@ -187,13 +202,11 @@ async fn attempt_ending(
     {
         Ok(d) => d,
         // The Store's trouble is not the task's: give it back for a later claim, without
-        // spending a retry (after a pause, so that a struggling Store is not hammered).
-        Err(e) if e.is_transient() => {
+        // spending a retry (after a pause, so that a struggling Store is not hammered). So is
+        // a definition of a newer format, which a node of the newer release can run.
+        Err(e) if e.is_transient() || e.is_newer_version() => {
             tracing::warn!(error = %e, "loading the definition failed; handing the task back");
-            tokio::select! {
-                _ = tokio::time::sleep(CLAIM_RETRY_PAUSE) => {}
-                _ = inner.stopping.cancelled() => {}
-            }
+            pause_unless_stopping(inner).await;
             return Ending::HandBack;
         }
         Err(e) => {
@@ -219,10 +232,7 @@ async fn attempt_ending(
         // and fail it only when it has been handed around this many times.
         if claimed.attempts < MAX_MISSING_FUNCTION_CLAIMS {
             tracing::warn!(function = %task_def.function_name, "function not registered here; handing the task back");
-            tokio::select! {
-                _ = tokio::time::sleep(CLAIM_RETRY_PAUSE) => {}
-                _ = inner.stopping.cancelled() => {}
-            }
+            pause_unless_stopping(inner).await;
             return Ending::HandBack;
         }
         let error = format!(

@@ -48,7 +48,7 @@ pub async fn publish_consume_ack(queue: Arc<dyn Queue>) {
     queue.ping().await.unwrap();
 }
 
-/// A nacked message with requeue comes back, marked redelivered.
+/// A message nacked with requeue, or handed back, comes back, marked redelivered.
 pub async fn nack_redelivers(queue: Arc<dyn Queue>) {
     let m = message("x");
     queue.publish(std::slice::from_ref(&m)).await.unwrap();
@@ -59,7 +59,11 @@ pub async fn nack_redelivers(queue: Arc<dyn Queue>) {
     let again = next_within(&mut consumer).await;
     assert_eq!(again.task, m);
     assert!(again.redelivered);
-    again.ack().await.unwrap();
+    again.hand_back().await.unwrap();
+    let third = next_within(&mut consumer).await;
+    assert_eq!(third.task, m);
+    assert!(third.redelivered);
+    third.ack().await.unwrap();
 }
 
 /// What a consumer held unacknowledged when it went away goes to another consumer.
