@@ -112,6 +112,7 @@ macro_rules! store_conformance {
                 overdue_executions_and_pruning,
                 counts_and_nodes,
                 silent_nodes_are_pruned,
+                the_trace_context_travels_with_the_execution,
             ]
         );
     };
