@@ -17,6 +17,7 @@ use naxos_core::model::{StatusEvent, TaskRef};
 use naxos_core::{async_trait, Result};
 
 use crate::error::{amqp, pool, within};
+use crate::trace;
 use crate::version::{self, Version};
 use crate::Shared;
 
@@ -133,7 +134,8 @@ impl Consumer for AmqpConsumer {
                 }
             }
             match serde_json::from_slice::<TaskRef>(&delivery.data) {
-                Ok(task) => {
+                Ok(mut task) => {
+                    task.traceparent = trace::read(&delivery.properties, &task);
                     let ack = AmqpAck {
                         acker: Some(delivery.acker),
                         timeout: self.shared.timeout,

@@ -44,6 +44,11 @@
 //!   dead-letters it and the sweepers publish the task again from the Store. An event of a newer
 //!   version is skipped (a debug log): events are notifications. A header that is not a
 //!   positive integer makes the message poison (dead-lettered).
+//! - **Trace context in a header**: a task message of an execution submitted with a W3C trace
+//!   context carries it in the `traceparent` header, for tools that watch the broker; the
+//!   consumer reads it back into the delivered reference, and ignores one that is not valid.
+//!   The worker itself takes the trace context from its claim, so a message published by an
+//!   older release, without the header, runs traced all the same.
 //! - **Reconnects**: the pool replaces broken connections; a publish retries once on a fresh
 //!   channel before reporting a transient error (the sweeper republishes what stays lost); a
 //!   consumer whose connection drops returns an error and the engine starts a new one with backoff.
@@ -52,6 +57,7 @@ mod consume;
 mod error;
 mod publish;
 mod select;
+mod trace;
 mod version;
 
 pub(crate) use error::within;

@@ -11,7 +11,7 @@ use naxos_core::{Error, Result};
 use tokio::sync::Mutex;
 
 use crate::error::{amqp, pool, within};
-use crate::{version, Names};
+use crate::{trace, version, Names};
 
 /// One confirm-mode channel, reused, replaced when it breaks.
 #[derive(Debug, Clone)]
@@ -52,8 +52,9 @@ impl Publisher {
         *self.channel.lock().await = None;
     }
 
-    /// Publishes persistent task messages and waits for the broker's confirms; on a failure,
-    /// tries once more on a fresh channel.
+    /// Publishes persistent task messages (with their trace context in the `traceparent` header
+    /// when they have one) and waits for the broker's confirms; on a failure, tries once more on
+    /// a fresh channel.
     pub(crate) async fn publish_tasks(&self, tasks: &[TaskRef]) -> Result<()> {
         if tasks.is_empty() {
             return Ok(());
@@ -84,11 +85,14 @@ impl Publisher {
                     self.names.tasks.as_str().into(),
                     BasicPublishOptions::default(),
                     &body,
-                    version::mark(
-                        BasicProperties::default()
-                            .with_delivery_mode(2)
-                            .with_content_type("application/json".into()),
-                        TaskRef::VERSION,
+                    trace::mark(
+                        version::mark(
+                            BasicProperties::default()
+                                .with_delivery_mode(2)
+                                .with_content_type("application/json".into()),
+                            TaskRef::VERSION,
+                        ),
+                        task.traceparent,
                     ),
                 )
                 .await

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use naxos_core::model::{
     DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StoredDefinition,
-    TaskDefinition, TaskRun, TaskStatus,
+    TaskDefinition, TaskRun, TaskStatus, TraceParent,
 };
 use naxos_core::ExecutionId;
 use serde::Serialize;
@@ -54,6 +54,11 @@ pub struct SummaryView {
     /// The idempotency key it was created with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The W3C trace context it was submitted with (the `traceparent` header of the execute
+    /// request); absent when there was none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
+    pub traceparent: Option<TraceParent>,
 }
 
 /// One task in [`ExecutionView`].
@@ -98,6 +103,7 @@ impl From<&ExecutionSummary> for SummaryView {
             created_at: s.created_at,
             updated_at: s.updated_at,
             idempotency_key: s.idempotency_key.clone(),
+            traceparent: s.traceparent,
         }
     }
 }

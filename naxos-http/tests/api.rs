@@ -36,6 +36,9 @@ impl Api {
                 Ok(json!({ "task": ctx.task_id(), "fn": name }))
             });
         }
+        engine.register("traced", |ctx| async move {
+            Ok(json!({ "traceparent": ctx.traceparent().map(|t| t.to_string()) }))
+        });
         engine.register("wait", |ctx| async move {
             ctx.cancelled().await;
             Err::<Value, _>(TaskError::fatal("cancelled"))
@@ -439,6 +442,83 @@ async fn unknown_routes_and_methods_answer_json() {
             "{uri}"
         );
     }
+}
+
+/// The `traceparent` header of the execute request reaches every task (as the attempt's own
+/// span in the caller's trace) and the status; an invalid one is a 400 naming the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_traceparent_header_reaches_every_task() {
+    let api = Api::new(HttpConfig::default());
+    api.define(
+        r#"{"id":"traced","tasks":{"a":{"id":"a","functionName":"traced"},"b":{"id":"b","functionName":"traced"}},
+            "graph":{"a":[],"b":["a"]}}"#,
+    )
+    .await;
+    let sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let uri = "/api/v1/jobs/traced/execute";
+    let (status, body) = api.call("POST", uri, Some("{}"), &[("traceparent", sent)]).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id: ExecutionId = body["executionId"].as_str().unwrap().parse().unwrap();
+    api.finish(id).await;
+    let (_, exec) = api.get(&format!("/api/v1/jobs/{id}/status")).await;
+    assert_eq!(exec["status"], "COMPLETED");
+    assert_eq!(
+        exec["traceparent"], sent,
+        "the status shows what the execution was submitted with"
+    );
+    let mut parents = Vec::new();
+    for task in exec["tasks"].as_array().unwrap() {
+        let got = task["output"]["traceparent"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no trace context reached {task}"));
+        let fields: Vec<&str> = got.split('-').collect();
+        assert_eq!(
+            fields[..2],
+            ["00", "4bf92f3577b34da6a3ce929d0e0e4736"],
+            "the caller's trace: {got}"
+        );
+        assert_eq!(fields[3], "01", "the caller's flags: {got}");
+        assert_ne!(fields[2], "00f067aa0ba902b7", "the task's own span: {got}");
+        parents.push(fields[2].to_string());
+    }
+    assert_eq!(parents.len(), 2);
+    assert_ne!(parents[0], parents[1]);
+
+    let (status, body) = api.call("POST", uri, Some("{}"), &[]).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id: ExecutionId = body["executionId"].as_str().unwrap().parse().unwrap();
+    api.finish(id).await;
+    let (_, exec) = api.get(&format!("/api/v1/jobs/{id}/status")).await;
+    assert!(exec.get("traceparent").is_none(), "{exec}");
+    assert_eq!(exec["tasks"][0]["output"], json!({ "traceparent": null }));
+
+    let invalid = [
+        vec![("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")],
+        vec![("traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01")],
+        vec![("traceparent", "not-a-trace")],
+        vec![("traceparent", sent), ("traceparent", sent)],
+    ];
+    for headers in invalid {
+        let (status, body) = api.call("POST", uri, Some("{}"), &headers).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{headers:?}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("the traceparent header"), "{message}");
+    }
+    let (_, page) = api.get("/api/v1/jobs?definitionId=traced").await;
+    assert_eq!(page["executions"].as_array().unwrap().len(), 2, "nothing ran for a 400");
+
+    let (_, doc) = api.get("/api/v1/openapi.json").await;
+    let params = doc["paths"]["/api/v1/jobs/{id}/execute"]["post"]["parameters"]
+        .as_array()
+        .unwrap();
+    assert!(
+        params.iter().any(|p| p["name"] == "traceparent" && p["in"] == "header"),
+        "the header is documented"
+    );
 }
 
 #[tokio::test]

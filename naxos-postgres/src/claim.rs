@@ -13,7 +13,7 @@ use naxos_core::{Error, Result};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
-use crate::codec::{count, execution_status, get, int, task_status};
+use crate::codec::{count, execution_status, get, int, task_status, traceparent};
 use crate::error::db;
 
 /// Why a guarded UPDATE matched no row: the task does not exist, or it is not at that
@@ -40,7 +40,7 @@ pub(crate) async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Erro
 /// The claim as one statement, so one round trip: lock the execution row first (`ex`), move the
 /// task to RUNNING under its guard (`claimed`: only this attempt, only while it waits, only
 /// while the execution is unfinished), mark the execution RUNNING, record the attempt, and read
-/// the params and the direct dependencies' outputs. The data-modifying parts all depend on
+/// the params, the execution's trace context and the direct dependencies' outputs. The data-modifying parts all depend on
 /// `claimed` (and PostgreSQL runs every data-modifying CTE to completion), so a claim that loses
 /// its guard changes nothing and one that wins changes everything, atomically.
 /// The task's key is matched on the parameters, not through the join with `ex`: a cached plan
@@ -49,7 +49,7 @@ pub(crate) async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Erro
 /// this node would misread it, and the message goes back for a node of the newer release.
 const CLAIM: &str = "
     WITH ex AS (
-        SELECT e.id, e.definition_id, e.definition_version, e.status, e.params,
+        SELECT e.id, e.definition_id, e.definition_version, e.status, e.params, e.traceparent,
                (SELECT d.format FROM naxos_definitions d
                 WHERE d.id = e.definition_id AND d.version = e.definition_version) AS format
         FROM naxos_executions e WHERE e.id = $1 FOR NO KEY UPDATE
@@ -72,7 +72,7 @@ const CLAIM: &str = "
         SELECT $1, $2, $3, $4, $6 FROM claimed
         RETURNING attempt
     )
-    SELECT ex.definition_id, ex.definition_version, ex.status, ex.params, ex.format,
+    SELECT ex.definition_id, ex.definition_version, ex.status, ex.params, ex.format, ex.traceparent,
            c.attempts, c.failures, c.queued_at,
            (SELECT coalesce(jsonb_object_agg(u.task_id, u.output), '{}'::jsonb) FROM naxos_tasks u
             WHERE u.execution_id = $1 AND u.task_id = ANY(c.dependencies) AND u.output IS NOT NULL) AS upstream
@@ -155,6 +155,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: Date
         queued_at: get(&row, "queued_at")?,
         params: Arc::new(get(&row, "params")?),
         upstream: upstream.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        traceparent: traceparent(&row)?,
         changes,
     })
 }

@@ -1,7 +1,9 @@
 //! Rows to model types, and the status strings stored in the tables.
 
 use chrono::{DateTime, Utc};
-use naxos_core::model::{Attempt, AttemptOutcome, ExecutionStatus, ExecutionSummary, Lease, TaskRun, TaskStatus};
+use naxos_core::model::{
+    Attempt, AttemptOutcome, ExecutionStatus, ExecutionSummary, Lease, TaskRun, TaskStatus, TraceParent,
+};
 use naxos_core::Result;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
@@ -16,7 +18,7 @@ pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dep
 
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
-     deadline, created_at, updated_at, start_time, end_time";
+     traceparent, deadline, created_at, updated_at, start_time, end_time";
 
 pub(crate) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T>
 where
@@ -93,12 +95,20 @@ pub(crate) fn execution_summary(row: &PgRow) -> Result<ExecutionSummary> {
         status: execution_status(&get::<String>(row, "status")?)?,
         error: get(row, "error")?,
         idempotency_key: get(row, "idempotency_key")?,
+        traceparent: traceparent(row)?,
         deadline: get(row, "deadline")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
         start_time: get(row, "start_time")?,
         end_time: get(row, "end_time")?,
     })
+}
+
+/// The `traceparent` column (of an execution row, or of a statement that returns it).
+pub(crate) fn traceparent(row: &PgRow) -> Result<Option<TraceParent>> {
+    let text: Option<String> = get(row, "traceparent")?;
+    text.map(|t| TraceParent::parse(&t).map_err(|e| corrupt(format!("traceparent `{t}`: {e}"))))
+        .transpose()
 }
 
 /// `u32` for an INTEGER parameter.

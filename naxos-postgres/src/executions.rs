@@ -28,8 +28,9 @@ const MAX_PAGE: usize = 1_000;
 const CREATE: &str = "
     WITH execution AS (
         INSERT INTO naxos_executions
-            (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at)
-        VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7)
+            (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
+             traceparent)
+        VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7, $9)
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
@@ -78,6 +79,7 @@ pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>)
         .bind(s.deadline)
         .bind(s.created_at)
         .bind(Value::Array(rows))
+        .bind(s.traceparent.map(|t| t.to_string()))
         .fetch_optional(pool)
         .await
         .map_err(db)?;

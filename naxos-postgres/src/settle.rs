@@ -21,7 +21,7 @@ use naxos_core::{Error, Result};
 use sqlx::PgConnection;
 
 use crate::claim::guard_error;
-use crate::codec::{execution_status, get, int, jsonb};
+use crate::codec::{execution_status, get, int, jsonb, traceparent};
 use crate::error::db;
 
 /// The aggregates over an execution's task rows that decide whether and how it ends (as
@@ -43,7 +43,7 @@ macro_rules! tally_columns {
 const SETTLE: &str = concat!(
     "
     WITH ex AS (
-        SELECT id, definition_id, status, revision FROM naxos_executions WHERE id = $1 FOR NO KEY UPDATE
+        SELECT id, definition_id, status, revision, traceparent FROM naxos_executions WHERE id = $1 FOR NO KEY UPDATE
     ), fresh AS (
         SELECT ex.id FROM ex JOIN naxos_executions seen ON seen.id = ex.id AND seen.revision = ex.revision
     ), done AS (
@@ -91,7 +91,7 @@ const SETTLE: &str = concat!(
         WHERE e.id = $1
         RETURNING v.status, v.error
     )
-    SELECT ex.definition_id, ex.status,
+    SELECT ex.definition_id, ex.status, ex.traceparent,
            EXISTS (SELECT 1 FROM fresh) AS fresh,
            (SELECT attempt FROM done) AS attempt,
            (SELECT status FROM ended) AS ended,
@@ -147,6 +147,7 @@ pub(crate) async fn settle(
         return Err(guard_error(conn, task).await);
     };
     let definition_id: String = get(&row, "definition_id")?;
+    let trace = traceparent(&row)?;
     let id = task.execution_id;
     let attempt = u32::try_from(attempt).unwrap_or_default();
     let mut changes = Changes::default();
@@ -176,7 +177,7 @@ pub(crate) async fn settle(
         now,
     ));
     if status == TaskStatus::Retrying {
-        let next = TaskRef::new(id, task.task_id.clone(), attempt);
+        let next = TaskRef::new(id, task.task_id.clone(), attempt).with_traceparent(trace);
         changes.delayed.push((next, due.unwrap_or(now)));
     }
     let ready: Vec<String> = get(&row, "ready")?;
@@ -185,7 +186,9 @@ pub(crate) async fn settle(
         let attempt = u32::try_from(attempt).unwrap_or_default();
         let event = rules::task_event(id, &definition_id, &task_id, attempt, TaskStatus::Queued, None, now);
         changes.events.push(event);
-        changes.ready.push(TaskRef::new(id, task_id, attempt));
+        changes
+            .ready
+            .push(TaskRef::new(id, task_id, attempt).with_traceparent(trace));
     }
     if let Some(ended) = get::<Option<String>>(&row, "ended")? {
         let error: Option<String> = get(&row, "ended_error")?;

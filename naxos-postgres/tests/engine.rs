@@ -1,4 +1,5 @@
-//! The engine on PgStore: concurrent fan-in, and a node dying mid-run with nothing lost.
+//! The engine on PgStore: concurrent fan-in, trace context from submission to every task, and a
+//! node dying mid-run with nothing lost.
 
 mod common;
 
@@ -8,9 +9,9 @@ use std::time::Duration;
 
 use naxos_core::backend::{ClaimRequest, Store, TaskFinish, TaskOutcome};
 use naxos_core::memory::MemoryQueue;
-use naxos_core::model::{JobDefinition, TaskBuilder, TaskRef, TaskStatus};
+use naxos_core::model::{JobDefinition, TaskBuilder, TaskRef, TaskStatus, TraceParent};
 use naxos_core::serde_json::json;
-use naxos_core::{Engine, EngineConfig, ExecutionId, ExecutionStatus};
+use naxos_core::{Engine, EngineConfig, ExecuteRequest, ExecutionId, ExecutionStatus};
 
 fn fan(width: usize) -> JobDefinition {
     let mut builder =
@@ -130,6 +131,45 @@ async fn many_diamonds_complete_with_every_task_run_once() {
     assert_eq!(runs.lock().unwrap().len(), 200 * 4);
     assert!(runs.lock().unwrap().values().all(|&n| n == 1));
     engine.shutdown().await;
+}
+
+/// The trace context an execution is submitted with comes back from PostgreSQL to every task
+/// of the DAG: the same trace, a span of its own per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_traceparent_reaches_every_task() {
+    let Some(store) = common::store().await else { return };
+    let engine = Engine::builder()
+        .store(Arc::new(store))
+        .config(engine_config("traced"))
+        .build()
+        .unwrap();
+    let seen: Arc<Mutex<HashMap<String, Option<TraceParent>>>> = Arc::default();
+    let s = seen.clone();
+    engine.register("f", move |ctx| {
+        let seen = s.clone();
+        async move {
+            let context = ctx.traceparent().copied();
+            seen.lock().unwrap().insert(ctx.task_id().to_string(), context);
+            Ok(json!(null))
+        }
+    });
+    let def = naxos_core::testkit::diamond();
+    engine.register_definition(def.clone()).await.unwrap();
+    engine.start().unwrap();
+    let submitted = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let request = ExecuteRequest::new(def.id.clone(), json!({})).traceparent(submitted);
+    let id = engine.submit(request).await.unwrap().execution_id;
+    let done = engine.wait_for_timeout(id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(done.traceparent, Some(submitted));
+    engine.shutdown().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4);
+    for (task, context) in seen {
+        let context = context.unwrap_or_else(|| panic!("{task} got no trace context"));
+        assert_eq!(context.trace_id(), submitted.trace_id(), "{task}");
+        assert_ne!(context.parent_id(), submitted.parent_id(), "{task}");
+    }
 }
 
 /// A node dies mid-run (its runtime is torn down, its connections dropped, its queue lost).

@@ -347,6 +347,8 @@ async fn assert_reads_back(store: &PgStore, running: ExecutionId, failed: Execut
     let exec = store.get_execution(running).await.unwrap();
     assert_eq!(exec.status, ExecutionStatus::Running);
     assert_eq!(exec.data, json!({"city": "Naxos"}));
+    // 0005: no release before it kept a trace context.
+    assert_eq!(exec.traceparent, None);
     let statuses: Vec<TaskStatus> = exec.tasks.iter().map(|t| t.status).collect();
     assert_eq!(
         statuses,

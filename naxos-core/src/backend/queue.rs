@@ -21,6 +21,10 @@ use crate::Result;
 /// - A consumer holds at most `prefetch` unacknowledged deliveries.
 /// - [`publish_delayed`](Queue::publish_delayed) delivers a message no earlier than its delay;
 ///   a short delay is not held up behind a longer one.
+/// - A message carries its [`TaskRef::traceparent`] beside the body (the body's JSON stays
+///   `{"executionId","taskId","attempt"}`), so that tools watching the broker see the trace;
+///   the delivered reference has it back. (The worker does not depend on it: its claim returns
+///   the execution's.)
 /// - Events are best-effort notifications in commit order per publisher; subscribers that
 ///   fall behind may miss some and must re-read the Store.
 #[async_trait]

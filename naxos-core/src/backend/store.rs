@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::model::{
     DefinitionSummary, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NewTask, NodeInfo,
-    StoredDefinition, TaskRef,
+    StoredDefinition, TaskRef, TraceParent,
 };
 use crate::state::Changes;
 use crate::Result;
@@ -38,6 +38,10 @@ use crate::Result;
 ///   leases, due times and deadlines are judged by one clock however many nodes share the
 ///   Store; callers pass durations (a lease's length, a retry's delay, an age), never instants.
 ///   The clock is injectable, so that tests can give several stores one fake clock.
+/// - An execution's trace context ([`NewExecution::traceparent`]) is stored with it, read back
+///   in its summary, returned by every claim of its tasks ([`ClaimedTask::traceparent`]) and set
+///   on the task references a transition returns ([`TaskRef::traceparent`]), so that the Queue
+///   can carry it beside the message.
 /// - Not found is [`Error::NotFound`](crate::Error::NotFound); a backend that is down returns a
 ///   transient [`Error::Backend`](crate::Error::Backend).
 /// - **Newer data is refused, not misread.** A durable Store shared by nodes of two releases
@@ -180,6 +184,9 @@ pub struct NewExecution {
     pub params: Value,
     /// Deduplication key, unique per definition.
     pub idempotency_key: Option<String>,
+    /// The W3C trace context of the submitting request, kept with the execution
+    /// ([`ExecutionSummary::traceparent`]) and handed to every claim of its tasks.
+    pub traceparent: Option<TraceParent>,
     /// How long it may run: its deadline is this long after its creation.
     pub timeout: Option<Duration>,
     /// The tasks, in the definition's sorted order (a task's index is its position), shared
@@ -189,7 +196,7 @@ pub struct NewExecution {
 
 impl NewExecution {
     /// An execution of `definition` with `params`: a fresh UUIDv7, the definition's tasks and
-    /// dependencies, its `timeoutMs`, and no idempotency key.
+    /// dependencies, its `timeoutMs`, and no idempotency key or trace context.
     pub fn new(definition: &StoredDefinition, params: Value) -> Self {
         let def = &definition.definition;
         Self {
@@ -198,6 +205,7 @@ impl NewExecution {
             definition_version: definition.version,
             params,
             idempotency_key: None,
+            traceparent: None,
             timeout: def.timeout(),
             tasks: definition.new_tasks(),
         }
@@ -269,6 +277,9 @@ pub struct ClaimedTask {
     pub params: Arc<Value>,
     /// Outputs of the direct dependencies, by task id.
     pub upstream: BTreeMap<String, Arc<Value>>,
+    /// The execution's trace context ([`ExecutionSummary::traceparent`]), so that the worker
+    /// traces the attempt in the submitting request's trace without another read.
+    pub traceparent: Option<TraceParent>,
     /// The status events of the claim.
     pub changes: Changes,
 }

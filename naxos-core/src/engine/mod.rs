@@ -39,6 +39,7 @@ use crate::backend::{
 };
 use crate::model::{
     validate, DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, StoredDefinition,
+    TraceParent,
 };
 use crate::task::{Registry, TaskContext, TaskError};
 use crate::{Error, Result};
@@ -64,6 +65,10 @@ pub struct ExecuteRequest {
     /// Repeating a request with the same key (for the same definition) returns the first
     /// execution instead of starting another.
     pub idempotency_key: Option<String>,
+    /// The W3C trace context of the request that submits it (its `traceparent` header), if
+    /// any: stored with the execution, so that every attempt of its tasks, on any node and
+    /// however much later, is traced as a child of that span (see [`ExecuteRequest::traceparent`]).
+    pub traceparent: Option<TraceParent>,
 }
 
 impl ExecuteRequest {
@@ -74,6 +79,7 @@ impl ExecuteRequest {
             version: None,
             params,
             idempotency_key: None,
+            traceparent: None,
         }
     }
 
@@ -88,6 +94,25 @@ impl ExecuteRequest {
     #[must_use]
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Joins the execution to the caller's trace: `traceparent` is the W3C trace context of the
+    /// submitting request (parse its header with [`TraceParent::parse`]). The execution keeps
+    /// it; each task attempt's `task` span records its `trace_id`, this `parent_span_id` and a
+    /// `span_id` of its own, and the task function gets the attempt's context to pass on
+    /// ([`TaskContext::traceparent`]). A repeated idempotency key returns the first execution,
+    /// which keeps the first request's trace context; a retry of the execution runs under it too.
+    ///
+    /// ```
+    /// use naxos_core::{ExecuteRequest, model::TraceParent, serde_json::json};
+    /// let traceparent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    /// let request = ExecuteRequest::new("orders", json!({})).traceparent(traceparent);
+    /// assert_eq!(request.traceparent, Some(traceparent));
+    /// ```
+    #[must_use]
+    pub fn traceparent(mut self, traceparent: TraceParent) -> Self {
+        self.traceparent = Some(traceparent);
         self
     }
 }
@@ -229,12 +254,18 @@ impl Engine {
     /// Runs a job as `request` says. The execution and its first tasks are in the Store when
     /// this returns; their messages are published, or will be by a sweeper if that fails.
     ///
-    /// Traced as an `execution` span (`definition_id`, `execution_id`); every attempt of its
-    /// tasks, on any node, is a `task` span with the same ids.
+    /// Traced as an `execution` span (`definition_id`, `execution_id`, and with a trace context
+    /// `trace_id` and `parent_span_id`); every attempt of its tasks, on any node, is a `task`
+    /// span with the same ids.
     #[tracing::instrument(
         name = "execution",
         skip_all,
-        fields(definition_id = %request.definition_id, execution_id = tracing::field::Empty)
+        fields(
+            definition_id = %request.definition_id,
+            execution_id = tracing::field::Empty,
+            trace_id = request.traceparent.map(|t| tracing::field::display(t.trace_id_hex())),
+            parent_span_id = request.traceparent.map(|t| tracing::field::display(t.parent_id_hex())),
+        )
     )]
     pub async fn submit(&self, request: ExecuteRequest) -> Result<Submitted> {
         let params = match request.params {
@@ -264,6 +295,7 @@ impl Engine {
             .await?;
         let mut new = NewExecution::new(&stored, params);
         new.idempotency_key = request.idempotency_key;
+        new.traceparent = request.traceparent;
         inner.admission.admit(inner).await?;
         let created = inner.store.create_execution(new).await;
         if !created.as_ref().is_ok_and(|c| c.created) {

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::inner::Inner;
 use super::Heartbeat;
 use crate::backend::{ClaimRequest, ClaimedTask, Consumer, Delivery, LeaseState, TaskFinish, TaskOutcome};
-use crate::model::{find_nul, nul_message, without_nul, TaskDefinition};
+use crate::model::{find_nul, nul_message, without_nul, TaskDefinition, TraceParent};
 use crate::task::{TaskContext, TaskError};
 
 /// Pause after a failed consume before trying again; doubles up to [`MAX_RECONNECT`].
@@ -145,6 +145,9 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
     // meets the broker's ack timeout; if this node dies, the lease expiry brings the task back.
     settle(delivery.ack().await);
     inner.dispatch(std::mem::take(&mut claimed.changes)).await;
+    // The attempt is a span of its own in the submitting request's trace: `trace_id` and
+    // `parent_span_id` join it there, `span_id` is what the task function passes on.
+    let trace = claimed.traceparent.map(|submitted| submitted.child());
     let span = tracing::info_span!(
         "task",
         definition_id = %claimed.definition_id,
@@ -152,10 +155,13 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
         task_id = %claimed.task.task_id,
         attempt = claimed.attempts,
         function = tracing::field::Empty,
+        trace_id = trace.map(|t| tracing::field::display(t.trace_id_hex())),
+        parent_span_id = claimed.traceparent.map(|t| tracing::field::display(t.parent_id_hex())),
+        span_id = trace.map(|t| tracing::field::display(t.parent_id_hex())),
     );
     async move {
         let started = tokio::time::Instant::now();
-        let (ending, function) = run_attempt(&inner, &claimed, lease_from).await;
+        let (ending, function) = run_attempt(&inner, &claimed, trace, lease_from).await;
         let outcome = match &ending {
             Ending::Outcome(TaskOutcome::Completed(_)) => "completed",
             Ending::Outcome(TaskOutcome::Failed { retry_in: Some(_), .. }) => "retrying",
@@ -176,17 +182,24 @@ fn settle(result: crate::Result<()>) {
     }
 }
 
-/// Loads the function and runs it under timeout, heartbeat and cancellation. Returns how it
-/// ended and the function's name (`unknown` when the definition could not be read).
-async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask, lease_from: Instant) -> (Ending, String) {
+/// Loads the function and runs it under timeout, heartbeat and cancellation, with `trace` (the
+/// attempt's own trace context) in its context. Returns how it ended and the function's name
+/// (`unknown` when the definition could not be read).
+async fn run_attempt(
+    inner: &Arc<Inner>,
+    claimed: &ClaimedTask,
+    trace: Option<TraceParent>,
+    lease_from: Instant,
+) -> (Ending, String) {
     let mut function = String::from("unknown");
-    let ending = attempt_ending(inner, claimed, lease_from, &mut function).await;
+    let ending = attempt_ending(inner, claimed, trace, lease_from, &mut function).await;
     (ending, function)
 }
 
 async fn attempt_ending(
     inner: &Arc<Inner>,
     claimed: &ClaimedTask,
+    trace: Option<TraceParent>,
     lease_from: Instant,
     function_name: &mut String,
 ) -> Ending {
@@ -256,8 +269,10 @@ async fn attempt_ending(
         upstream: Arc::new(claimed.upstream.clone()),
         cancel: token.clone(),
         heartbeat: Some(heartbeat.clone()),
+        traceparent: trace,
     };
-    let mut running = tokio::spawn(function(ctx));
+    // In the `task` span: what the function logs carries the attempt's ids and trace.
+    let mut running = tokio::spawn(function(ctx).in_current_span());
     let deadline = task_def.timeout().map(|t| tokio::time::Instant::now() + t);
     let mut beats = tokio::time::interval_at(
         tokio::time::Instant::now() + inner.config.heartbeat_interval(),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ExecutionStatus, TaskStatus};
+use super::{ExecutionStatus, TaskStatus, TraceParent};
 
 /// An execution's id: a UUIDv7, so ids sort by creation time.
 pub type ExecutionId = Uuid;
@@ -17,7 +17,10 @@ pub type ExecutionId = Uuid;
 ///
 /// `attempt` grows every time the task is put back in line (retry, expired lease, hand-back), so
 /// a message or a worker holding an older attempt can never change the task's state again.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Two references are equal (and hash alike) when they name the same dispatch: the
+/// [`traceparent`](Self::traceparent) riding along is not part of its identity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskRef {
     /// The execution.
@@ -26,6 +29,28 @@ pub struct TaskRef {
     pub task_id: String,
     /// The dispatch number this message or lease is for (from 1).
     pub attempt: u32,
+    /// The execution's trace context, when it was submitted with one and the Store said so: a
+    /// Queue carries it beside the message (RabbitMQ: the `traceparent` header), never in the
+    /// JSON body, whose format is fixed. Informational: a worker takes it from its claim
+    /// ([`ClaimedTask::traceparent`](crate::backend::ClaimedTask::traceparent)).
+    #[serde(skip)]
+    pub traceparent: Option<TraceParent>,
+}
+
+impl PartialEq for TaskRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.execution_id == other.execution_id && self.task_id == other.task_id && self.attempt == other.attempt
+    }
+}
+
+impl Eq for TaskRef {}
+
+impl std::hash::Hash for TaskRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.execution_id.hash(state);
+        self.task_id.hash(state);
+        self.attempt.hash(state);
+    }
 }
 
 impl TaskRef {
@@ -44,7 +69,15 @@ impl TaskRef {
             execution_id,
             task_id: task_id.into(),
             attempt,
+            traceparent: None,
         }
+    }
+
+    /// The same reference, carrying `traceparent`.
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: Option<TraceParent>) -> Self {
+        self.traceparent = traceparent;
+        self
     }
 }
 
@@ -230,6 +263,10 @@ pub struct ExecutionSummary {
     pub error: Option<String>,
     /// The caller's idempotency key, if one was given.
     pub idempotency_key: Option<String>,
+    /// The W3C trace context of the request that submitted it, if it came with one: every
+    /// attempt of its tasks is traced as a child of that span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<TraceParent>,
     /// When it must be finished by (from the job's `timeoutMs`).
     pub deadline: Option<DateTime<Utc>>,
     /// When it was created.
@@ -347,6 +384,27 @@ pub struct NodeInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_message_body_leaves_the_trace_context_out() {
+        let id = Uuid::nil();
+        let tp: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap();
+        let traced = TaskRef::new(id, "t", 2).with_traceparent(Some(tp));
+        let body = serde_json::to_value(&traced).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"executionId": id, "taskId": "t", "attempt": 2}),
+            "the body format is fixed"
+        );
+        let read: TaskRef = serde_json::from_value(body).unwrap();
+        assert_eq!(read.traceparent, None);
+        // Identity is the dispatch: equal and hashed alike with or without the trace context.
+        assert_eq!(read, traced);
+        let set: std::collections::HashSet<TaskRef> = [traced].into_iter().collect();
+        assert!(set.contains(&read));
+    }
 
     #[test]
     fn events_serialize_flat_with_a_scope() {

@@ -1,11 +1,12 @@
 //! The data naxos works on: job definitions (the original's JSON format), executions, task runs
-//! and their statuses.
+//! and their statuses, and the W3C trace context an execution carries.
 
 mod builder;
 mod definition;
 mod execution;
 mod status;
 mod text;
+mod trace;
 mod validate;
 
 pub use builder::{DefinitionBuilder, TaskBuilder};
@@ -16,4 +17,5 @@ pub use execution::{
 };
 pub use status::{ExecutionStatus, TaskStatus};
 pub use text::{find_nul, nul_message, without_nul};
+pub use trace::TraceParent;
 pub use validate::{is_valid_id, validate, Limits, Problem};

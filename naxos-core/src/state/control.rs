@@ -21,7 +21,11 @@ impl ExecutionState {
                 continue;
             }
             if status == TaskStatus::Running {
-                running.push(self.tasks[i].task_ref(self.summary.id));
+                running.push(
+                    self.tasks[i]
+                        .task_ref(self.summary.id)
+                        .with_traceparent(self.summary.traceparent),
+                );
                 self.end_attempt(i, AttemptOutcome::Cancelled, None, now, &mut ch);
             } else {
                 self.tasks[i].lease = None;

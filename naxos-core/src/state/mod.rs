@@ -100,6 +100,7 @@ impl ExecutionState {
                 status: ExecutionStatus::Pending,
                 error: None,
                 idempotency_key: new.idempotency_key,
+                traceparent: new.traceparent,
                 deadline: new.timeout.map(|t| after(now, t)),
                 created_at: now,
                 updated_at: now,
@@ -226,7 +227,8 @@ impl ExecutionState {
         t.lease = None;
         t.queued_at = Some(now);
         t.republished = 0;
-        ch.ready.push(t.task_ref(self.summary.id));
+        ch.ready
+            .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
         self.set_task(i, TaskStatus::Queued, None, now, ch);
     }
 

@@ -70,7 +70,8 @@ impl ExecutionState {
                 {
                     t.queued_at = Some(now);
                     t.republished += 1;
-                    ch.ready.push(t.task_ref(self.summary.id));
+                    ch.ready
+                        .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
                 }
                 TaskStatus::Retrying if t.due_at.is_some_and(|d| d < before(now, older_than)) => {
                     t.due_at = None;

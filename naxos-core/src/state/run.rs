@@ -49,6 +49,7 @@ impl ExecutionState {
             queued_at,
             params: self.params.clone(),
             upstream: self.upstream(i),
+            traceparent: self.summary.traceparent,
             changes,
         })
     }
@@ -124,7 +125,7 @@ impl ExecutionState {
                 t.attempt += 1;
                 t.error = Some(error.clone());
                 t.due_at = Some(due);
-                let next = t.task_ref(self.summary.id);
+                let next = t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent);
                 self.set_task(i, TaskStatus::Retrying, Some(error), now, &mut ch);
                 ch.delayed.push((next, due));
             }

@@ -11,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 use super::TaskError;
 use crate::backend::LeaseState;
 use crate::engine::Heartbeat;
-use crate::model::{ExecutionId, TaskRef};
+use crate::model::{ExecutionId, TaskRef, TraceParent};
 
 /// Everything a task attempt may use: ids, the attempt number, the execution's params, the
-/// outputs of its direct dependencies, a cancellation signal and a heartbeat.
+/// outputs of its direct dependencies, a cancellation signal, a heartbeat, and the trace
+/// context to pass on.
 #[derive(Clone)]
 pub struct TaskContext {
     pub(crate) task: TaskRef,
@@ -23,6 +24,7 @@ pub struct TaskContext {
     pub(crate) upstream: Arc<BTreeMap<String, Arc<Value>>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) heartbeat: Option<Heartbeat>,
+    pub(crate) traceparent: Option<TraceParent>,
 }
 
 impl fmt::Debug for TaskContext {
@@ -44,7 +46,16 @@ impl TaskContext {
             upstream: Arc::new(upstream.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
             cancel: CancellationToken::new(),
             heartbeat: None,
+            traceparent: None,
         }
+    }
+
+    /// The same context with `traceparent` as the attempt's trace context, e.g. to test that a
+    /// function passes it on.
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: TraceParent) -> Self {
+        self.traceparent = Some(traceparent);
+        self
     }
 
     /// The execution this attempt belongs to.
@@ -92,6 +103,18 @@ impl TaskContext {
     /// The outputs of all direct dependencies, by task id.
     pub fn upstream_all(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.upstream.iter().map(|(k, v)| (k.as_str(), &**v))
+    }
+
+    /// This attempt's W3C trace context, to send downstream as the `traceparent` header (or
+    /// message property) of the calls the task makes, so that they join the trace under it.
+    ///
+    /// It is a child of the request that submitted the execution
+    /// ([`ExecuteRequest::traceparent`](crate::ExecuteRequest::traceparent)): the same trace-id
+    /// and flags, and as parent-id this attempt's own span id — the `span_id` field of its
+    /// `task` span, whose `parent_span_id` is the submitting request's. Every attempt gets a
+    /// fresh one. `None` when the execution was submitted without a trace context.
+    pub fn traceparent(&self) -> Option<&TraceParent> {
+        self.traceparent.as_ref()
     }
 
     /// The cancellation token: fires when the execution is cancelled, the attempt times out,

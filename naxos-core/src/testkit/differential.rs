@@ -1,7 +1,8 @@
 //! The differential test: the same random scenarios on a Store and on the in-memory store (the
-//! state module itself), step by step, asserting identical results, [`Changes`], events,
-//! attempt records and executions. A backend's hand-written fast paths are held to the state
-//! module this way; a backend that applies the state module passes it by construction.
+//! state module itself), step by step, asserting identical results,
+//! [`Changes`](crate::backend::Changes), events, attempt records and executions, and the trace
+//! context each task reference carries. A backend's hand-written fast paths are held to the
+//! state module this way; a backend that applies the state module passes it by construction.
 //!
 //! Every scenario runs on one execution of its own definition, at fixed whole-second times
 //! (so no store rounds them), and ends with the execution stopped if it is not finished, so
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
 use super::scenario::{
-    apply_to_store, cases, config, drain_step, epoch, new_execution, resolve, scenario, Call, Scenario,
+    apply_to_store, cases, config, drain_step, epoch, new_execution, resolve, scenario, trace_contexts, Call, Scenario,
 };
 use crate::backend::{ExecutionQuery, StopReason, Store};
 use crate::memory::MemoryStore;
@@ -89,6 +90,11 @@ async fn both(
     let a = apply_to_store(reference, call).await;
     let b = apply_to_store(store, call).await;
     same(&format!("{at}: {call:?}"), &a, &b)?;
+    same(
+        &format!("{at}: the trace contexts of {call:?}"),
+        &trace_contexts(&a),
+        &trace_contexts(&b),
+    )?;
     same_execution(reference, store, id, at).await
 }
 

@@ -112,6 +112,7 @@ macro_rules! store_conformance {
                 overdue_executions_and_pruning,
                 counts_and_nodes,
                 silent_nodes_are_pruned,
+                the_trace_context_travels_with_the_execution,
             ]
         );
     };
@@ -150,6 +151,7 @@ macro_rules! queue_conformance {
                 dropped_consumer_redelivers_to_another,
                 prefetch_bounds_unacknowledged_deliveries,
                 short_delay_is_not_blocked_by_a_long_one,
+                task_messages_carry_their_trace_context,
                 events_reach_every_subscriber_in_order,
                 a_selected_subscription_gets_only_what_it_selected,
             ]

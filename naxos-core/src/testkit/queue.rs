@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use crate::backend::{Consumer, Delivery, EventSubscription, Queue, SelectedEvents};
-use crate::model::{EventKind, StatusEvent, TaskRef, TaskStatus};
+use crate::model::{EventKind, StatusEvent, TaskRef, TaskStatus, TraceParent};
 
 /// How long a check waits for a delivery that must come.
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -120,6 +120,28 @@ pub async fn short_delay_is_not_blocked_by_a_long_one(queue: Arc<dyn Queue>) {
     assert_eq!(second.task, long);
     assert!(start.elapsed() >= Duration::from_millis(2_000), "delivered early");
     second.ack().await.unwrap();
+}
+
+/// A task message carries its reference's trace context beside the body, published now or
+/// later, and a message without one is delivered without one.
+pub async fn task_messages_carry_their_trace_context(queue: Arc<dyn Queue>) {
+    let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let traced = message("traced").with_traceparent(Some(tp));
+    let plain = message("plain");
+    let later = message("later").with_traceparent(Some(tp.child()));
+    queue.publish(&[traced.clone(), plain.clone()]).await.unwrap();
+    queue.publish_delayed(&later, Duration::from_millis(100)).await.unwrap();
+    let mut consumer = queue.consume(4).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let d = next_within(&mut consumer).await;
+        got.push(d.task.clone());
+        d.ack().await.unwrap();
+    }
+    got.sort_by(|x, y| x.task_id.cmp(&y.task_id));
+    assert_eq!(got, [later.clone(), plain, traced]);
+    let carried: Vec<_> = got.iter().map(|t| t.traceparent).collect();
+    assert_eq!(carried, [later.traceparent, None, Some(tp)]);
 }
 
 async fn event_within(sub: &mut Box<dyn EventSubscription>) -> StatusEvent {

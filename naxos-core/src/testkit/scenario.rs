@@ -19,7 +19,9 @@ use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, LeaseState, NewExecution, StopReason, Store, TaskFinish, TaskOutcome,
 };
 use crate::clock::ManualClock;
-use crate::model::{Execution, ExecutionId, JobDefinition, StoredDefinition, TaskBuilder, TaskRef, TaskStatus};
+use crate::model::{
+    Execution, ExecutionId, JobDefinition, StoredDefinition, TaskBuilder, TaskRef, TaskStatus, TraceParent,
+};
 use crate::state::ExecutionState;
 use crate::{Error, Result};
 
@@ -378,6 +380,8 @@ pub struct Claimed {
     pub params: Value,
     /// The upstream outputs.
     pub upstream: BTreeMap<String, Value>,
+    /// The execution's trace context.
+    pub traceparent: Option<TraceParent>,
     /// The claim's changes.
     pub changes: Changes,
 }
@@ -391,6 +395,7 @@ impl From<ClaimedTask> for Claimed {
             queued_at: c.queued_at,
             params: (*c.params).clone(),
             upstream: c.upstream.into_iter().map(|(k, v)| (k, (*v).clone())).collect(),
+            traceparent: c.traceparent,
             changes: c.changes,
         }
     }
@@ -474,7 +479,31 @@ pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
     }
 }
 
-/// The execution a scenario creates, with params `{"n": 1}`.
+/// The trace context of the executions scenarios create.
+pub fn traceparent() -> TraceParent {
+    TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").expect("a valid traceparent")
+}
+
+/// The execution a scenario creates, with params `{"n": 1}` and [`traceparent`].
 pub fn new_execution(definition: &Arc<StoredDefinition>) -> NewExecution {
-    NewExecution::new(definition, json!({ "n": 1 }))
+    let mut new = NewExecution::new(definition, json!({ "n": 1 }));
+    new.traceparent = Some(traceparent());
+    new
+}
+
+/// The trace context of every task reference and claim in `observed`, in order: what
+/// [`TaskRef`]'s equality leaves out, for two stores to be compared on.
+pub fn trace_contexts(observed: &Observed) -> Vec<Option<TraceParent>> {
+    fn of(changes: &Changes) -> impl Iterator<Item = Option<TraceParent>> + '_ {
+        let ready = changes.ready.iter().map(|t| t.traceparent);
+        ready.chain(changes.delayed.iter().map(|(t, _)| t.traceparent))
+    }
+    match observed {
+        Observed::Claimed(Ok(c)) => std::iter::once(c.traceparent).chain(of(&c.changes)).collect(),
+        Observed::Finished(_, changes) | Observed::Changed(Ok(changes)) => of(changes).collect(),
+        Observed::Stopped(Ok((_, running, changes))) => {
+            running.iter().map(|t| t.traceparent).chain(of(changes)).collect()
+        }
+        _ => Vec::new(),
+    }
 }

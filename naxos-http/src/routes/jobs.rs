@@ -7,7 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use naxos_core::backend::ExecutionQuery;
-use naxos_core::{ExecuteRequest, ExecutionId, ExecutionStatus};
+use naxos_core::model::TraceParent;
+use naxos_core::{Error, ExecuteRequest, ExecutionId, ExecutionStatus};
 use serde::Deserialize;
 
 use super::definitions::parse_version;
@@ -29,18 +30,34 @@ pub(crate) struct ExecuteQuery {
 
 /// `POST /api/v1/jobs/{definitionId}/execute`: the body is the params (empty means `{}`).
 /// 202 for a new execution; 200 when the `Idempotency-Key` matched an earlier one.
+///
+/// A W3C `traceparent` header joins the execution to the caller's trace: it is stored with the
+/// execution, and every attempt of its tasks is traced as a child of the caller's span (see
+/// [`ExecuteRequest::traceparent`]). An invalid one (or more than one) is a 400 naming the
+/// header, not ignored as the W3C rules suggest for a hop that merely forwards a trace: this
+/// request starts work that runs for a long time on other nodes, and a trace context dropped
+/// in silence there is found missing only much later, while a 400 points at the broken
+/// client or proxy at once — as for any other bad input here.
 #[utoipa::path(
     post, path = "/api/v1/jobs/{id}/execute", tag = "jobs",
     params(
         ("id" = String, Path, description = "The definition to run"),
         ExecuteQuery,
         ("Idempotency-Key" = Option<String>, Header, description = "Repeating a request with the same key returns the first execution"),
+        ("traceparent" = Option<String>, Header,
+            description = "The caller's W3C trace context (`00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>`, \
+                lowercase): stored with the execution, so that every task attempt's span joins the caller's trace. \
+                An invalid value, or more than one header, is a 400 (not ignored: a trace context lost in silence \
+                is found missing only when the trace is looked at)",
+            pattern = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$",
+            example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     ),
     request_body(content = Object, description = "The params: a JSON object (an empty body means {})"),
     responses(
         (status = 202, description = "Started", body = ExecutionAck),
         (status = 200, description = "The Idempotency-Key matched an earlier execution", body = ExecutionAck),
-        (status = 400, description = "Params that are not a JSON object, malformed JSON, a bad version", body = ErrorBody),
+        (status = 400, description = "Params that are not a JSON object, malformed JSON, a bad version, an invalid \
+            traceparent header", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "No such definition or version", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
@@ -66,6 +83,7 @@ pub(crate) async fn execute(
             .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII"))?;
         request.idempotency_key = Some(key.to_string());
     }
+    request.traceparent = traceparent(&headers)?;
     let submitted = app.engine.submit(request).await?;
     let (status, message) = if submitted.created {
         (StatusCode::ACCEPTED, "Job execution started")
@@ -78,6 +96,26 @@ pub(crate) async fn execute(
         message: message.to_string(),
     };
     Ok((status, Json(ack)).into_response())
+}
+
+/// The request's W3C `traceparent` header: `None` without one, a 400 naming the header when it
+/// is not valid or comes more than once.
+fn traceparent(headers: &HeaderMap) -> ApiResult<Option<TraceParent>> {
+    let mut values = headers.get_all("traceparent").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request("the traceparent header must come at most once"));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("the traceparent header must be visible ASCII"))?;
+    match TraceParent::parse(text) {
+        Ok(traceparent) => Ok(Some(traceparent)),
+        Err(Error::InvalidInput(why)) => Err(ApiError::bad_request(format!("the traceparent header is {why}"))),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// `GET /api/v1/jobs/{executionId}/status`.

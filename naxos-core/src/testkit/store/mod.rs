@@ -4,7 +4,9 @@
 mod control;
 mod records;
 mod runs;
+mod trace;
 
 pub use control::*;
 pub use records::*;
 pub use runs::*;
+pub use trace::*;

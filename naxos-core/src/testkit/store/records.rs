@@ -163,6 +163,7 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>, clock: Manual
         definition_version: 1,
         params: json!({}),
         idempotency_key: None,
+        traceparent: None,
         timeout: Some(Duration::from_secs(5)),
         tasks: [crate::backend::NewTask {
             task_id: "only".into(),
