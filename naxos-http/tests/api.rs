@@ -594,6 +594,21 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
         "#/components/schemas/ErrorBody"
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Every parameter is where the route reads it: a path parameter is in the path template.
+    for (path, methods) in paths {
+        for (method, op) in methods.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                let in_path = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    p["in"] == "path",
+                    in_path,
+                    "{method} {path}: parameter {name} is in {}",
+                    p["in"]
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -61,6 +61,7 @@ pub(crate) async fn list(State(app): State<AppState>) -> ApiResult<Json<Definiti
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct VersionQuery {
     /// A version (1 or more); the latest when absent.
     #[param(value_type = u32, minimum = 1)]

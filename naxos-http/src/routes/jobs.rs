@@ -22,6 +22,7 @@ use crate::{body, AppState};
 const MAX_LIMIT: usize = 1_000;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ExecuteQuery {
     /// Run this version; the latest when absent.
     #[param(value_type = u32, minimum = 1)]
@@ -138,6 +139,7 @@ pub(crate) async fn status(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListQuery {
     /// Only executions in this status.
