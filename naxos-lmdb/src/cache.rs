@@ -58,6 +58,12 @@ impl LmdbCacheConfig {
         }
     }
 
+    /// The same, keeping at most `bytes` of encoded definitions.
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
     /// Defaults for a cache in a new directory under the system's temporary directory, removed
     /// when the cache is closed (tests, throwaway nodes).
     pub fn temporary() -> Self {

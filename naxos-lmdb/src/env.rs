@@ -342,3 +342,61 @@ impl Drop for Cleanup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(path: &Path) -> Options<'_> {
+        Options {
+            path,
+            map_size: 1 << 20,
+            kind: Kind::Store,
+            temporary: false,
+        }
+    }
+
+    /// Data written in a newer format is refused with `NewerVersion`, naming the directory and
+    /// both formats, and left as it was.
+    #[test]
+    fn a_newer_data_format_is_refused() {
+        let path = crate::temporary_path("newer");
+        {
+            let (environment, []) = Environment::open(options(&path), []).unwrap();
+            let env = environment.env();
+            let wtxn = env.write_txn().unwrap();
+            env.create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
+                let meta = opener.database_options().types::<Bytes, Bytes>().name("meta").create(wtxn)?;
+                meta.put(wtxn, b"format", &(FORMAT + 1).to_be_bytes())?;
+                Ok(CommitOrAbort::<_, ()>::Commit(()))
+            })
+            .unwrap();
+        }
+        let e = Environment::open(options(&path), []).expect_err("a newer format");
+        assert!(e.is_newer_version(), "{e}");
+        let message = e.to_string();
+        assert!(message.contains(&format!("data format {}", FORMAT + 1)), "{message}");
+        assert!(message.contains("upgrade"), "{message}");
+        assert!(message.contains("naxos-lmdb-newer"), "names the directory: {message}");
+        // Refused again: nothing was rewritten.
+        assert!(Environment::open(options(&path), []).unwrap_err().is_newer_version());
+        fs::remove_dir_all(&path).unwrap();
+    }
+
+    /// A temporary environment's directory is gone once it is closed.
+    #[test]
+    fn a_temporary_directory_is_removed_on_close() {
+        let path = crate::temporary_path("gone");
+        let (environment, [_]) = Environment::open(
+            Options {
+                temporary: true,
+                ..options(&path)
+            },
+            ["x"],
+        )
+        .unwrap();
+        assert!(path.join("data.mdb").is_file());
+        drop(environment);
+        assert!(!path.exists());
+    }
+}
