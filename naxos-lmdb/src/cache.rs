@@ -183,7 +183,9 @@ impl CacheInner {
         value.extend_from_slice(&body);
         self.entries.put(&mut txn, &key, &value).map_err(err)?;
         self.order.put(&mut txn, &sequence.to_be_bytes(), &key).map_err(err)?;
-        self.totals.put(&mut txn, TOTAL_BYTES, &bytes.to_be_bytes()).map_err(err)?;
+        self.totals
+            .put(&mut txn, TOTAL_BYTES, &bytes.to_be_bytes())
+            .map_err(err)?;
         self.totals
             .put(&mut txn, NEXT_SEQUENCE, &(sequence + 1).to_be_bytes())
             .map_err(err)?;

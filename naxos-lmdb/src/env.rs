@@ -243,7 +243,11 @@ enum MetaProblem {
 }
 
 /// Checks the `meta` database of an existing environment.
-fn check_meta(meta: &Database<'_, Bytes, Bytes>, txn: &heed::RoTxn<'_>, kind: Kind) -> std::result::Result<(), MetaProblem> {
+fn check_meta(
+    meta: &Database<'_, Bytes, Bytes>,
+    txn: &heed::RoTxn<'_>,
+    kind: Kind,
+) -> std::result::Result<(), MetaProblem> {
     let read = |key: &[u8]| meta.get(txn, key).ok().flatten();
     match read(b"kind") {
         Some(k) if k == kind.as_str().as_bytes() => {}
@@ -366,7 +370,11 @@ mod tests {
             let env = environment.env();
             let wtxn = env.write_txn().unwrap();
             env.create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
-                let meta = opener.database_options().types::<Bytes, Bytes>().name("meta").create(wtxn)?;
+                let meta = opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name("meta")
+                    .create(wtxn)?;
                 meta.put(wtxn, b"format", &(FORMAT + 1).to_be_bytes())?;
                 Ok(CommitOrAbort::<_, ()>::Commit(()))
             })

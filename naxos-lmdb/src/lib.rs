@@ -78,7 +78,7 @@ pub use cache::{LmdbCache, LmdbCacheConfig, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_M
 pub use env::FORMAT;
 pub use error::{LmdbError, MAP_SIZE_VARIABLE};
 pub use heed;
-pub use store::LmdbStore;
+pub use store::{LmdbStore, WriteStats};
 
 /// Default map size of a store: 16 GiB of address space on 64-bit targets (1 GiB on others).
 pub const DEFAULT_MAP_SIZE: usize = if usize::BITS >= 64 { 16 << 30 } else { 1 << 30 };

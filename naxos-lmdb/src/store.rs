@@ -8,6 +8,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use crate::env::{Db, Environment, Kind, Options};
 use crate::error::{corrupt, LmdbError};
 use crate::keys;
 use crate::tables::{decode, decode_definition, encode, encode_definition, write_back, Reader, Tables, NAMES};
-use crate::writer::{Shared, Tx, Writer};
+use crate::writer::{Counters, Shared, Tx, Writer};
 use crate::LmdbConfig;
 
 const DEFAULT_PAGE: usize = 50;
@@ -83,6 +84,7 @@ impl LmdbStore {
             env,
             tables: Tables::new(dbs),
             clock: config.clock,
+            stats: Counters::default(),
         });
         let writer = Writer::start(shared.clone(), config.cached_states)?;
         Ok(Self {
@@ -109,6 +111,16 @@ impl LmdbStore {
             .map_err(|e| Error::permanent(format!("the backup task failed: {e}")))?
     }
 
+    /// How many write requests the writer has taken and in how many durable commits, since
+    /// the store opened: `requests / commits` is the group-commit factor.
+    pub fn write_stats(&self) -> WriteStats {
+        let stats = &self.inner.shared.stats;
+        WriteStats {
+            requests: stats.requests.load(Ordering::Relaxed),
+            commits: stats.commits.load(Ordering::Relaxed),
+        }
+    }
+
     /// Runs `f` in the writer's next group (see `writer.rs`).
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
@@ -133,6 +145,15 @@ impl LmdbStore {
         .await
         .map_err(|e| Error::permanent(format!("an LMDB read task failed: {e}")))?
     }
+}
+
+/// What [`LmdbStore::write_stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Write requests (transitions, creations, registrations...) taken by the writer.
+    pub requests: u64,
+    /// Write transactions committed (each one durable sync).
+    pub commits: u64,
 }
 
 fn backup(env: &Environment, directory: &Path) -> Result<PathBuf> {
@@ -169,7 +190,11 @@ fn transition<T>(tx: &mut Tx<'_, '_>, id: ExecutionId, f: impl FnOnce(&mut Execu
 }
 
 /// Applies `f` to `state`; on success writes back the difference, on failure changes nothing.
-fn apply<T>(tx: &mut Tx<'_, '_>, mut state: ExecutionState, f: impl FnOnce(&mut ExecutionState) -> Result<T>) -> Result<T> {
+fn apply<T>(
+    tx: &mut Tx<'_, '_>,
+    mut state: ExecutionState,
+    f: impl FnOnce(&mut ExecutionState) -> Result<T>,
+) -> Result<T> {
     let before = state.clone();
     match f(&mut state) {
         Ok(out) => {
@@ -184,15 +209,25 @@ fn apply<T>(tx: &mut Tx<'_, '_>, mut state: ExecutionState, f: impl FnOnce(&mut 
     }
 }
 
+/// One key and value of a scan.
+type Entry<'t> = heed::Result<(&'t [u8], &'t [u8])>;
+
 /// The executions named by the keys of `db` whose time (after `skip` bytes) is at most
 /// `until`, in key order, without repeats, from at most `limit` keys.
-fn due(tx: &Tx<'_, '_>, db: Db, prefix: &[u8], until: DateTime<Utc>, limit: usize, ids: &mut Vec<ExecutionId>) -> Result<()> {
+fn due(
+    tx: &Tx<'_, '_>,
+    db: Db,
+    prefix: &[u8],
+    until: DateTime<Utc>,
+    limit: usize,
+    ids: &mut Vec<ExecutionId>,
+) -> Result<()> {
     let reader = tx.reader();
     let until = keys::time(until);
     let at = prefix.len();
     let err = |e| reader.env.error(e);
     // LMDB refuses an empty key, so an empty prefix is a scan from the start.
-    let iter: Box<dyn Iterator<Item = heed::Result<(&[u8], &[u8])>>> = if prefix.is_empty() {
+    let iter: Box<dyn Iterator<Item = Entry<'_>>> = if prefix.is_empty() {
         Box::new(db.iter(tx.txn()).map_err(err)?)
     } else {
         Box::new(db.prefix_iter(tx.txn(), prefix).map_err(err)?)
@@ -290,11 +325,10 @@ impl Store for LmdbStore {
     async fn definition_versions(&self, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {
         let id = id.to_string();
         self.read(move |r, txn, _| {
-            let iter = r
-                .t
-                .definitions
-                .prefix_iter(txn, &keys::prefix(&id))
-                .map_err(|e| r.env.error(e))?;
+            let iter =
+                r.t.definitions
+                    .prefix_iter(txn, &keys::prefix(&id))
+                    .map_err(|e| r.env.error(e))?;
             let mut versions = Vec::new();
             for entry in iter {
                 let (key, value) = entry.map_err(|e| r.env.error(e))?;
@@ -320,7 +354,9 @@ impl Store for LmdbStore {
             latest
                 .into_iter()
                 .map(|(_, value)| {
-                    let body = value.get(4..).ok_or_else(|| corrupt("a definition record without a format"))?;
+                    let body = value
+                        .get(4..)
+                        .ok_or_else(|| corrupt("a definition record without a format"))?;
                     let listed: Listed = decode(body, "a definition")?;
                     Ok(DefinitionSummary {
                         id: listed.definition.id,
@@ -483,7 +519,9 @@ impl Store for LmdbStore {
                     break;
                 }
                 let Some(state) = tx.load(id)? else { continue };
-                changes.extend(apply(tx, state, |s| Ok(s.recover_expired(now, max_lease_expiries, &mut budget)))?);
+                changes.extend(apply(tx, state, |s| {
+                    Ok(s.recover_expired(now, max_lease_expiries, &mut budget))
+                })?);
             }
             Ok(changes)
         })
@@ -529,9 +567,9 @@ impl Store for LmdbStore {
                     break;
                 }
                 let id = keys::id_at(key, keys::TIME)?;
-                let overdue_now = r.summary(txn, id)?.is_some_and(|s| {
-                    !s.status.is_terminal() && s.deadline.is_some_and(|d| d < now)
-                });
+                let overdue_now = r
+                    .summary(txn, id)?
+                    .is_some_and(|s| !s.status.is_terminal() && s.deadline.is_some_and(|d| d < now));
                 if overdue_now {
                     overdue.push(id);
                 }

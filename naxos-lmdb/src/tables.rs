@@ -141,9 +141,7 @@ impl<'a> Reader<'a> {
 
     /// An execution as the state module's value.
     pub(crate) fn state(&self, txn: &RoTxn<'_>, id: ExecutionId) -> Result<Option<ExecutionState>> {
-        self.execution(txn, id)?
-            .map(ExecutionState::from_execution)
-            .transpose()
+        self.execution(txn, id)?.map(ExecutionState::from_execution).transpose()
     }
 
     /// A stored definition version, refusing one of a newer format.
@@ -306,7 +304,11 @@ fn same_output(a: Option<&Arc<Value>>, b: Option<&Arc<Value>>) -> bool {
 
 /// Writes the difference between `before` and `after` of one execution (`None`: absent) and
 /// moves its index entries, in `tx`. The idempotency key is the caller's.
-pub(crate) fn write_back(tx: &mut Tx<'_, '_>, before: Option<&ExecutionState>, after: Option<&ExecutionState>) -> Result<()> {
+pub(crate) fn write_back(
+    tx: &mut Tx<'_, '_>,
+    before: Option<&ExecutionState>,
+    after: Option<&ExecutionState>,
+) -> Result<()> {
     let t = *tx.tables();
     let Some(any) = after.or(before) else {
         return Ok(());
@@ -329,7 +331,8 @@ pub(crate) fn write_back(tx: &mut Tx<'_, '_>, before: Option<&ExecutionState>, a
         let new = after.map(|a| &a.tasks()[i]);
         match (before, after) {
             (_, Some(a)) => {
-                let changed = before.is_none_or(|b| b.tasks()[i] != a.tasks()[i] || !same_output(b.output(i), a.output(i)));
+                let changed =
+                    before.is_none_or(|b| b.tasks()[i] != a.tasks()[i] || !same_output(b.output(i), a.output(i)));
                 if changed {
                     let record = TaskRecordOut {
                         run: &a.tasks()[i],
@@ -367,10 +370,17 @@ pub(crate) fn write_back(tx: &mut Tx<'_, '_>, before: Option<&ExecutionState>, a
             }
             if let Some(s) = new_status {
                 tx.put(t.status(s), id.as_bytes(), &[])?;
-                tx.put(t.by_definition_status, &keys::by_definition_status(&definition, s, id), &[])?;
+                tx.put(
+                    t.by_definition_status,
+                    &keys::by_definition_status(&definition, s, id),
+                    &[],
+                )?;
             }
         }
-        let (old_deadline, new_deadline) = (old.as_ref().and_then(|m| m.deadline.clone()), new.as_ref().and_then(|m| m.deadline.clone()));
+        let (old_deadline, new_deadline) = (
+            old.as_ref().and_then(|m| m.deadline.clone()),
+            new.as_ref().and_then(|m| m.deadline.clone()),
+        );
         if old_deadline != new_deadline {
             if let Some(k) = old_deadline {
                 tx.delete(t.deadlines, &k)?;

@@ -25,6 +25,7 @@
 //! the last commit without waiting for the writer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -49,6 +50,15 @@ pub(crate) struct Shared {
     pub(crate) env: Environment,
     pub(crate) tables: Tables,
     pub(crate) clock: Clock,
+    /// Write requests answered and transactions committed, since open.
+    pub(crate) stats: Counters,
+}
+
+/// What the writer has done since the store opened.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) commits: AtomicU64,
 }
 
 impl Shared {
@@ -281,6 +291,7 @@ impl Drop for Writer {
 /// Runs a group in one transaction and answers it; when a request spoiled the transaction,
 /// runs each request again alone, so that only the one that cannot be written fails.
 fn commit_group(shared: &Shared, states: &mut States, mut group: Vec<Box<dyn Job>>) {
+    shared.stats.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
     if run_group(shared, states, &mut group).is_err() && group.len() > 1 {
         for job in group {
             let mut alone = [job];
@@ -330,6 +341,7 @@ fn run_group(shared: &Shared, states: &mut States, jobs: &mut [Box<dyn Job>]) ->
     }
     match txn.commit() {
         Ok(()) => {
+            shared.stats.commits.fetch_add(1, Ordering::Relaxed);
             states.absorb(overlay);
             Ok(())
         }

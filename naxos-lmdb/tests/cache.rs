@@ -71,7 +71,11 @@ async fn eviction_under_concurrent_readers() {
     assert!(count > 5 && count < 300, "{count} versions kept");
     let latest = cache.get("cached", 300).await.unwrap().expect("the latest put is kept");
     assert_eq!(latest.definition.name, "version 300");
-    assert_eq!(cache.get("cached", 1).await.unwrap(), None, "the first put is the first forgotten");
+    assert_eq!(
+        cache.get("cached", 1).await.unwrap(),
+        None,
+        "the first put is the first forgotten"
+    );
 }
 
 /// What was cached is there after a reopen; a put of a cached version changes nothing.

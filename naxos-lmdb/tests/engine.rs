@@ -72,7 +72,10 @@ async fn many_diamonds_complete_with_every_task_run_once() {
         let done = engine.wait_for_timeout(*id, Duration::from_secs(60)).await.unwrap();
         assert_eq!(done.status, ExecutionStatus::Completed);
         assert!(done.tasks.iter().all(|t| t.attempts == 1 && t.output.is_some()));
-        assert!(done.tasks.iter().all(|t| t.history.len() == 1), "one attempt record each");
+        assert!(
+            done.tasks.iter().all(|t| t.history.len() == 1),
+            "one attempt record each"
+        );
     }
     assert_eq!(runs.lock().unwrap().len(), 300 * 4);
     assert!(runs.lock().unwrap().values().all(|&n| n == 1));
@@ -89,7 +92,10 @@ async fn reopen(path: &std::path::Path) -> LmdbStore {
         match LmdbStore::open(path) {
             Ok(store) => return store,
             Err(e) if matches!(lmdb_error(&e), Some(LmdbError::AlreadyOpen { .. })) => {
-                assert!(tokio::time::Instant::now() < deadline, "the old handles never dropped: {e}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the old handles never dropped: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => panic!("reopen: {e}"),
@@ -136,7 +142,10 @@ async fn a_node_dying_mid_run_loses_nothing() {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while runs.lock().unwrap().len() < 20 {
-        assert!(tokio::time::Instant::now() < deadline, "the first node made no progress");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first node made no progress"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     doomed.shutdown_background();
@@ -171,7 +180,11 @@ async fn a_node_dying_mid_run_loses_nothing() {
     }
     let after = runs.lock().unwrap().clone();
     for key in &completed_before {
-        assert_eq!(after.get(key), before.get(key), "{key:?} completed before, and ran again");
+        assert_eq!(
+            after.get(key),
+            before.get(key),
+            "{key:?} completed before, and ran again"
+        );
     }
     assert_eq!(after.len(), 30 * 4, "every task ran");
     engine.shutdown().await;

@@ -14,7 +14,9 @@ use naxos_lmdb::{LmdbCache, LmdbConfig, LmdbError, LmdbStore};
 
 fn refused(result: Result<LmdbStore, Error>) -> (Error, LmdbError) {
     let e = result.expect_err("the open must be refused");
-    let cause = lmdb_error(&e).unwrap_or_else(|| panic!("not an LMDB error: {e}")).clone();
+    let cause = lmdb_error(&e)
+        .unwrap_or_else(|| panic!("not an LMDB error: {e}"))
+        .clone();
     assert!(!e.is_transient(), "a refused open is permanent: {e}");
     (e, cause)
 }
@@ -80,7 +82,11 @@ fn foreign_or_corrupt_data_is_refused() {
     let (e, cause) = refused(LmdbStore::open(&corrupt));
     assert!(matches!(cause, LmdbError::Foreign { .. }), "{e}");
     assert!(e.to_string().contains("corrupt"), "{e}");
-    assert_eq!(std::fs::read(corrupt.join("data.mdb")).unwrap(), garbage, "left untouched");
+    assert_eq!(
+        std::fs::read(corrupt.join("data.mdb")).unwrap(),
+        garbage,
+        "left untouched"
+    );
 
     let cache = dir.join("cache");
     drop(LmdbCache::open(&cache).unwrap());
@@ -112,10 +118,17 @@ async fn a_full_map_names_the_setting() {
     assert!(!full.is_transient(), "{full}");
     assert!(matches!(lmdb_error(&full), Some(LmdbError::MapFull { .. })), "{full}");
     let message = full.to_string();
-    assert!(message.contains("LmdbConfig::map_size") && message.contains("NAXOS_LMDB_MAP_SIZE"), "{message}");
+    assert!(
+        message.contains("LmdbConfig::map_size") && message.contains("NAXOS_LMDB_MAP_SIZE"),
+        "{message}"
+    );
     assert!(!created.is_empty());
     for id in &created {
-        assert_eq!(store.get_execution(*id).await.unwrap().data, big, "earlier writes intact");
+        assert_eq!(
+            store.get_execution(*id).await.unwrap().data,
+            big,
+            "earlier writes intact"
+        );
     }
     store
         .stop_execution(created[0], naxos_core::backend::StopReason::Cancelled)

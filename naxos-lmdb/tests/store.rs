@@ -86,7 +86,10 @@ async fn a_reopened_store_has_everything_and_recovers_running_tasks() {
     let f = store.get_execution(finished).await.unwrap();
     assert_eq!(f.status, ExecutionStatus::Completed);
     assert_eq!(f.task("d").unwrap().output, Some(json!({"from": "d"})));
-    assert!(f.tasks.iter().all(|t| t.history.len() == 1 && t.history[0].node.as_ref() == "node-a"));
+    assert!(f
+        .tasks
+        .iter()
+        .all(|t| t.history.len() == 1 && t.history[0].node.as_ref() == "node-a"));
 
     let r = store.get_execution(running).await.unwrap();
     assert_eq!(r.status, ExecutionStatus::Running);
@@ -166,9 +169,15 @@ async fn a_backup_is_a_consistent_store() {
     }
     let file = store.backup_to(dir.join("copy")).await.unwrap();
     assert_eq!(file, dir.join("copy").join("data.mdb"));
-    assert!(store.backup_to(dir.join("copy")).await.is_err(), "never overwrites a backup");
+    assert!(
+        store.backup_to(dir.join("copy")).await.is_err(),
+        "never overwrites a backup"
+    );
     // The live store carries on.
-    store.stop_execution(ids[0], naxos_core::backend::StopReason::Cancelled).await.unwrap();
+    store
+        .stop_execution(ids[0], naxos_core::backend::StopReason::Cancelled)
+        .await
+        .unwrap();
 
     let copy = LmdbStore::open(dir.join("copy")).unwrap();
     assert_eq!(copy.get_definition(&def.definition.id, Some(1)).await.unwrap(), def);
@@ -178,4 +187,39 @@ async fn a_backup_is_a_consistent_store() {
         assert_eq!(e.data, json!({ "n": n }));
     }
     assert_eq!(copy.pending_executions().await.unwrap(), 20);
+}
+
+/// Writes that arrive while a commit is in flight share the next one: two hundred concurrent
+/// writes take far fewer durable commits than writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits() {
+    let store = Arc::new(LmdbStore::with_config(LmdbConfig::temporary()).unwrap());
+    let before = store.write_stats();
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let store = store.clone();
+        writes.spawn(async move {
+            store
+                .put_node(NodeInfo {
+                    id: format!("node-{i:03}"),
+                    role: "worker".into(),
+                    concurrency: 1,
+                    running: 0,
+                    started_at: chrono::Utc::now(),
+                    last_seen: chrono::Utc::now(),
+                })
+                .await
+        });
+    }
+    while let Some(w) = writes.join_next().await {
+        w.unwrap().unwrap();
+    }
+    let after = store.write_stats();
+    let (requests, commits) = (after.requests - before.requests, after.commits - before.commits);
+    assert_eq!(requests, 200);
+    assert!(
+        commits < 100,
+        "{commits} commits for {requests} concurrent writes: no grouping"
+    );
+    assert_eq!(store.list_nodes().await.unwrap().len(), 200, "every write committed");
 }
