@@ -129,6 +129,12 @@ impl LmdbConfig {
         self
     }
 
+    /// The same, keeping at most `states` decoded execution states in the writer.
+    pub fn with_cached_states(mut self, states: usize) -> Self {
+        self.cached_states = states;
+        self
+    }
+
     /// The same, with a map of `bytes`.
     pub fn with_map_size(mut self, bytes: usize) -> Self {
         self.map_size = bytes;

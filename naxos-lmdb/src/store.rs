@@ -342,13 +342,14 @@ impl Store for LmdbStore {
     async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
         self.read(|r, txn, _| {
             let iter = r.t.definitions.iter(txn).map_err(|e| r.env.error(e))?;
-            let mut latest: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            // Keys are `id, 0, version`: the last key of each id is its latest version.
+            let mut latest: Vec<(&[u8], &[u8])> = Vec::new();
             for entry in iter {
                 let (key, value) = entry.map_err(|e| r.env.error(e))?;
                 let id = &key[..key.len().saturating_sub(5)];
                 match latest.last_mut() {
-                    Some((last, v)) if last.as_slice() == id => *v = value.to_vec(),
-                    _ => latest.push((id.to_vec(), value.to_vec())),
+                    Some((last, v)) if *last == id => *v = value,
+                    _ => latest.push((id, value)),
                 }
             }
             latest

@@ -95,9 +95,20 @@ where
     fn run(&mut self, tx: &mut Tx<'_, '_>) -> bool {
         let writes = tx.writes;
         tx.failure = None;
-        let result = (self.f)(tx);
+        // A panic (a bug) fails this request alone, not the writer thread and every later one.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.f)(tx)));
+        let panicked = result.is_err();
+        let result = result.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "an LMDB write request panicked");
+            Err(Error::permanent(format!("the write panicked: {what}")))
+        });
         // A request that failed after writing may have written half of its effects.
-        let spoiled = tx.failure.is_some() || (result.is_err() && tx.writes != writes);
+        let spoiled = panicked || tx.failure.is_some() || (result.is_err() && tx.writes != writes);
         self.result = Some(result);
         if let Some(e) = tx.failure.take() {
             self.fail(e);

@@ -16,3 +16,15 @@ naxos_core::cache_conformance!(|| async {
     let cache = LmdbCache::with_config(LmdbCacheConfig::temporary()).expect("open a cache");
     Some(Arc::new(cache) as Arc<dyn Cache>)
 });
+
+/// The same suite with the writer's state cache off, so that every transition decodes the
+/// execution from its records: the rows alone must hold the whole state.
+mod without_the_state_cache {
+    use super::*;
+
+    naxos_core::store_conformance!(|clock: Clock| async move {
+        let config = LmdbConfig::temporary().with_clock(clock).with_cached_states(0);
+        let store = LmdbStore::with_config(config).expect("open a store");
+        Some(Arc::new(store) as Arc<dyn Store>)
+    });
+}
