@@ -66,6 +66,7 @@ mod cache;
 mod env;
 mod error;
 mod keys;
+mod scans;
 mod store;
 mod tables;
 mod writer;

@@ -3,8 +3,7 @@
 //! Every transition is a request to the writer thread (`writer.rs`) that loads the execution's
 //! [`ExecutionState`], applies naxos-core's state function to it, and writes back the
 //! difference with its indexes (`tables.rs`); every read is a read transaction on tokio's
-//! blocking pool. The recovery scans find their candidates in the time-ordered indexes and
-//! apply the state module's scan to each candidate execution.
+//! blocking pool. The recovery scans are in `scans.rs`.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -23,14 +22,17 @@ use naxos_core::clock::before;
 use naxos_core::model::{
     DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, StoredDefinition, TaskRef,
 };
-use naxos_core::state::{republish_wait, ExecutionState, MAX_DOUBLINGS};
+use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
 use serde::Deserialize;
 
 use crate::env::{Db, Environment, Kind, Options};
 use crate::error::{corrupt, LmdbError};
 use crate::keys;
-use crate::tables::{decode, decode_definition, encode, encode_definition, write_back, Reader, Tables, NAMES};
+use crate::scans;
+use crate::tables::{
+    apply, decode, decode_definition, encode, encode_definition, transition, write_back, Reader, Tables, NAMES,
+};
 use crate::writer::{Counters, Shared, Tx, Writer};
 use crate::LmdbConfig;
 
@@ -181,71 +183,6 @@ fn backup(env: &Environment, directory: &Path) -> Result<PathBuf> {
         return Err(e);
     }
     Ok(target)
-}
-
-/// Applies `f` to execution `id`'s state and writes back what it changed.
-fn transition<T>(tx: &mut Tx<'_, '_>, id: ExecutionId, f: impl FnOnce(&mut ExecutionState) -> Result<T>) -> Result<T> {
-    let state = tx.load(id)?.ok_or_else(|| Error::not_found("execution", id))?;
-    apply(tx, state, f)
-}
-
-/// Applies `f` to `state`; on success writes back the difference, on failure changes nothing.
-fn apply<T>(
-    tx: &mut Tx<'_, '_>,
-    mut state: ExecutionState,
-    f: impl FnOnce(&mut ExecutionState) -> Result<T>,
-) -> Result<T> {
-    let before = state.clone();
-    match f(&mut state) {
-        Ok(out) => {
-            write_back(tx, Some(&before), Some(&state))?;
-            tx.keep(state);
-            Ok(out)
-        }
-        Err(e) => {
-            tx.keep(before);
-            Err(e)
-        }
-    }
-}
-
-/// One key and value of a scan.
-type Entry<'t> = heed::Result<(&'t [u8], &'t [u8])>;
-
-/// The executions named by the keys of `db` whose time (after `skip` bytes) is at most
-/// `until`, in key order, without repeats, from at most `limit` keys.
-fn due(
-    tx: &Tx<'_, '_>,
-    db: Db,
-    prefix: &[u8],
-    until: DateTime<Utc>,
-    limit: usize,
-    ids: &mut Vec<ExecutionId>,
-) -> Result<()> {
-    let reader = tx.reader();
-    let until = keys::time(until);
-    let at = prefix.len();
-    let err = |e| reader.env.error(e);
-    // LMDB refuses an empty key, so an empty prefix is a scan from the start.
-    let iter: Box<dyn Iterator<Item = Entry<'_>>> = if prefix.is_empty() {
-        Box::new(db.iter(tx.txn()).map_err(err)?)
-    } else {
-        Box::new(db.prefix_iter(tx.txn(), prefix).map_err(err)?)
-    };
-    for (n, entry) in iter.enumerate() {
-        if n == limit {
-            break;
-        }
-        let (key, _) = entry.map_err(err)?;
-        if key.get(at..at + keys::TIME).is_none_or(|t| t > &until[..]) {
-            break;
-        }
-        let id = keys::id_at(key, at + keys::TIME)?;
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    Ok(())
 }
 
 /// A definition's latest version as a listing shows it (read leniently: a newer format still lists).
@@ -509,105 +446,20 @@ impl Store for LmdbStore {
     }
 
     async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
-        self.write(move |tx| {
-            let now = tx.now();
-            let mut ids = Vec::new();
-            due(tx, tx.tables().running, &[], now, limit, &mut ids)?;
-            let mut budget = limit;
-            let mut changes = Changes::default();
-            for id in ids {
-                if budget == 0 {
-                    break;
-                }
-                let Some(state) = tx.load(id)? else { continue };
-                changes.extend(apply(tx, state, |s| {
-                    Ok(s.recover_expired(now, max_lease_expiries, &mut budget))
-                })?);
-            }
-            Ok(changes)
-        })
-        .await
+        self.write(move |tx| scans::recover_expired(tx, max_lease_expiries, limit))
+            .await
     }
 
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
-        self.write(move |tx| {
-            let now = tx.now();
-            let t = *tx.tables();
-            let mut ids = Vec::new();
-            // One range per republish count: each is ordered by the time it became QUEUED.
-            for republished in 0..=MAX_DOUBLINGS {
-                let until = before(now, republish_wait(older_than, republished));
-                due(tx, t.queued, &[republished as u8], until, limit, &mut ids)?;
-            }
-            due(tx, t.retrying, &[], before(now, older_than), limit, &mut ids)?;
-            let mut budget = limit;
-            let mut changes = Changes::default();
-            for id in ids {
-                if budget == 0 {
-                    break;
-                }
-                let Some(state) = tx.load(id)? else { continue };
-                changes.extend(apply(tx, state, |s| Ok(s.take_stale(older_than, now, &mut budget)))?);
-            }
-            Ok(changes)
-        })
-        .await
+        self.write(move |tx| scans::take_stale(tx, older_than, limit)).await
     }
 
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
-        self.read(move |r, txn, now| {
-            let until = keys::time(now);
-            let iter = r.t.deadlines.iter(txn).map_err(|e| r.env.error(e))?;
-            let mut overdue = Vec::new();
-            for entry in iter {
-                if overdue.len() == limit {
-                    break;
-                }
-                let (key, _) = entry.map_err(|e| r.env.error(e))?;
-                if key[..keys::TIME.min(key.len())] > until[..] {
-                    break;
-                }
-                let id = keys::id_at(key, keys::TIME)?;
-                let overdue_now = r
-                    .summary(txn, id)?
-                    .is_some_and(|s| !s.status.is_terminal() && s.deadline.is_some_and(|d| d < now));
-                if overdue_now {
-                    overdue.push(id);
-                }
-            }
-            Ok(overdue)
-        })
-        .await
+        self.read(move |r, txn, now| scans::overdue(r, txn, now, limit)).await
     }
 
     async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
-        self.write(move |tx| {
-            let ended_before = before(tx.now(), older_than);
-            let t = *tx.tables();
-            let mut ids = Vec::new();
-            due(tx, t.ended, &[], ended_before, limit, &mut ids)?;
-            let mut pruned = 0;
-            for id in ids {
-                let Some(state) = tx.load(id)? else { continue };
-                let s = state.summary();
-                if !state.is_finished() || s.end_time.is_none_or(|end| end >= ended_before) {
-                    tx.keep(state);
-                    continue;
-                }
-                write_back(tx, Some(&state), None)?;
-                if let Some(k) = &s.idempotency_key {
-                    let key = keys::idempotency(&s.definition_id, k)?;
-                    let reader = tx.reader();
-                    if reader.get(tx.txn(), t.idempotency, &key)? == Some(id.as_bytes()) {
-                        tx.delete(t.idempotency, &key)?;
-                    }
-                }
-                tx.forget(id);
-                pruned += 1;
-            }
-            Ok(pruned)
-        })
-        .await
+        self.write(move |tx| scans::prune(tx, older_than, limit)).await
     }
 
     async fn counts(&self) -> Result<StoreCounts> {

@@ -414,3 +414,34 @@ fn mark_db(t: &Tables, mark: TaskMark) -> (Db, Vec<u8>) {
         TaskMark::Retrying(k) => (t.retrying, k),
     }
 }
+
+/// Applies `f` to execution `id`'s state and writes back what it changed.
+pub(crate) fn transition<T>(
+    tx: &mut Tx<'_, '_>,
+    id: ExecutionId,
+    f: impl FnOnce(&mut ExecutionState) -> Result<T>,
+) -> Result<T> {
+    let state = tx.load(id)?.ok_or_else(|| Error::not_found("execution", id))?;
+    apply(tx, state, f)
+}
+
+/// Applies `f` to `state`; on success writes back the difference, on failure changes nothing
+/// (the state functions leave the state as it was when they refuse).
+pub(crate) fn apply<T>(
+    tx: &mut Tx<'_, '_>,
+    mut state: ExecutionState,
+    f: impl FnOnce(&mut ExecutionState) -> Result<T>,
+) -> Result<T> {
+    let before = state.clone();
+    match f(&mut state) {
+        Ok(out) => {
+            write_back(tx, Some(&before), Some(&state))?;
+            tx.keep(state);
+            Ok(out)
+        }
+        Err(e) => {
+            tx.keep(before);
+            Err(e)
+        }
+    }
+}
