@@ -44,6 +44,17 @@ async fn run(engine: &Engine, n: usize, submitters: usize) {
     }
 }
 
+/// What this process has written to storage (`/proc/self/io`), 0 where unknown.
+fn bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes: ").and_then(|n| n.trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 #[ignore = "a measurement: run it in release mode with --ignored --nocapture"]
 fn diamonds_per_second() {
@@ -97,14 +108,17 @@ fn diamonds_per_second() {
         engine.start().unwrap();
         run(&engine, 50, SUBMITTERS).await;
 
-        let (started, stats) = (Instant::now(), store.write_stats());
+        let (started, stats, written) = (Instant::now(), store.write_stats(), bytes_written());
         run(&engine, count, SUBMITTERS).await;
         let elapsed = started.elapsed();
         let done = store.write_stats();
         let (requests, commits) = (done.requests - stats.requests, done.commits - stats.commits);
+        let written = bytes_written().saturating_sub(written);
         println!(
-            "{requests} write requests in {commits} durable commits ({:.1} a commit)",
-            requests as f64 / commits.max(1) as f64
+            "{requests} write requests in {commits} durable commits ({:.1} a commit), {:.1} MB written ({:.0} KB a commit)",
+            requests as f64 / commits.max(1) as f64,
+            written as f64 / 1e6,
+            written as f64 / 1e3 / commits.max(1) as f64
         );
         println!(
             "{count} diamonds from {SUBMITTERS} submitters, concurrency {concurrency}: {:.2} s = {:.0} diamonds/s ({:.0} tasks/s)",
