@@ -3,8 +3,8 @@
 //! ---
 //!
 //! This crate is the facade: it re-exports [`naxos_core`] whole, and behind cargo features the
-//! PostgreSQL Store (`postgres`), the RabbitMQ Queue (`amqp`), the REST API (`http`) and the
-//! backend conformance suite (`testkit`).
+//! PostgreSQL Store (`postgres`), the RabbitMQ Queue (`amqp`), the LMDB Store and Cache
+//! (`lmdb`), the REST API (`http`) and the backend conformance suite (`testkit`).
 
 pub use naxos_core::*;
 
@@ -19,3 +19,8 @@ pub use naxos_postgres as postgres;
 /// The RabbitMQ Queue ([`naxos_amqp`]), with the `amqp` feature.
 #[cfg(feature = "amqp")]
 pub use naxos_amqp as amqp;
+
+/// The embedded durable Store and the definition Cache on LMDB ([`naxos_lmdb`]), with the
+/// `lmdb` feature.
+#[cfg(feature = "lmdb")]
+pub use naxos_lmdb as lmdb;

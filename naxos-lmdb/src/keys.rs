@@ -1,0 +1,205 @@
+//! How keys are laid out: fixed-width big-endian fields, so that LMDB's byte order is the
+//! order a scan needs (by time, then execution id, then task position).
+//!
+//! | database | key | value |
+//! | --- | --- | --- |
+//! | `definitions` | definition id, `0`, version (u32) | format (u32), the stored definition (JSON) |
+//! | `executions` | execution id (16 bytes: a UUIDv7, so creation order) | its summary (JSON) |
+//! | `params` | execution id | its params (JSON) |
+//! | `tasks` | execution id, task position (u32) | the task run with its output and attempts (JSON) |
+//! | `status.<STATUS>` (five) | execution id | — |
+//! | `by_definition` | definition id, `0`, execution id | — |
+//! | `by_definition_status` | definition id, `0`, status (u8), execution id | — |
+//! | `idempotency` | definition id, `0`, key | execution id |
+//! | `running` | lease expiry, execution id, task position | — |
+//! | `queued` | times republished (u8, capped), queued at, execution id, task position | — |
+//! | `retrying` | due at, execution id, task position | — |
+//! | `deadlines` | deadline, execution id (unfinished executions only) | — |
+//! | `ended` | end time, execution id (finished executions only) | — |
+//! | `nodes` | node id | the node (JSON) |
+//!
+//! Times are microseconds since the epoch with the sign bit flipped (so negative times sort
+//! first). Definition ids never contain a `0` byte (their charset is `[A-Za-z0-9_.-]`), so
+//! `id, 0` is a prefix no other id shares.
+
+use chrono::{DateTime, Utc};
+use naxos_core::model::{ExecutionId, ExecutionStatus};
+use naxos_core::Result;
+use uuid::Uuid;
+
+use crate::error::LmdbError;
+
+/// The longest key LMDB takes (its default build).
+pub(crate) const MAX_KEY: usize = 511;
+
+/// The width of an encoded time.
+pub(crate) const TIME: usize = 8;
+
+/// The width of an execution id.
+pub(crate) const ID: usize = 16;
+
+/// A time as 8 bytes that sort like the times.
+pub(crate) fn time(t: DateTime<Utc>) -> [u8; TIME] {
+    ((t.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The key of one task run: execution id, then its position.
+pub(crate) fn task(id: ExecutionId, index: usize) -> [u8; ID + 4] {
+    let mut k = [0; ID + 4];
+    k[..ID].copy_from_slice(id.as_bytes());
+    k[ID..].copy_from_slice(&(index as u32).to_be_bytes());
+    k
+}
+
+/// `time, execution id` (and the task position, when given).
+pub(crate) fn timed(t: DateTime<Utc>, id: ExecutionId, index: Option<usize>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(TIME + ID + 4);
+    k.extend_from_slice(&time(t));
+    k.extend_from_slice(id.as_bytes());
+    if let Some(i) = index {
+        k.extend_from_slice(&(i as u32).to_be_bytes());
+    }
+    k
+}
+
+/// The execution id in a key that starts with `offset` bytes before it.
+pub(crate) fn id_at(key: &[u8], offset: usize) -> Result<ExecutionId> {
+    key.get(offset..offset + ID)
+        .and_then(|b| Uuid::from_slice(b).ok())
+        .ok_or_else(|| crate::error::corrupt(format!("an index key of {} bytes", key.len())))
+}
+
+/// The execution id of a `tasks` or `executions` key.
+pub(crate) fn id_of(key: &[u8]) -> Result<ExecutionId> {
+    id_at(key, 0)
+}
+
+/// A QUEUED task's key: `republished` (capped at `cap`) first, so that each republish wait
+/// is its own time-ordered range.
+pub(crate) fn queued(republished: u32, cap: u32, at: DateTime<Utc>, id: ExecutionId, index: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + TIME + ID + 4);
+    k.push(republished.min(cap) as u8);
+    k.extend_from_slice(&timed(at, id, Some(index)));
+    k
+}
+
+/// `text, 0`: the prefix of every key under a definition id.
+pub(crate) fn prefix(text: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(text.len() + 1 + ID + 4);
+    k.extend_from_slice(text.as_bytes());
+    k.push(0);
+    k
+}
+
+/// A definition version's key.
+pub(crate) fn definition(id: &str, version: u32) -> Result<Vec<u8>> {
+    let mut k = prefix(id);
+    k.extend_from_slice(&version.to_be_bytes());
+    checked(k, "a definition id")
+}
+
+/// The version in a definition key.
+pub(crate) fn version_of(key: &[u8]) -> Result<u32> {
+    key.len()
+        .checked_sub(4)
+        .and_then(|at| <[u8; 4]>::try_from(&key[at..]).ok())
+        .map(u32::from_be_bytes)
+        .ok_or_else(|| crate::error::corrupt("a definition key without a version"))
+}
+
+/// An execution's key in `by_definition`.
+pub(crate) fn by_definition(definition: &str, id: ExecutionId) -> Vec<u8> {
+    let mut k = prefix(definition);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The prefix of a definition's executions in one status in `by_definition_status`.
+pub(crate) fn definition_status(definition: &str, status: ExecutionStatus) -> Vec<u8> {
+    let mut k = prefix(definition);
+    k.push(status_byte(status));
+    k
+}
+
+/// An execution's key in `by_definition_status`.
+pub(crate) fn by_definition_status(definition: &str, status: ExecutionStatus, id: ExecutionId) -> Vec<u8> {
+    let mut k = definition_status(definition, status);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// An idempotency key's key.
+pub(crate) fn idempotency(definition: &str, key: &str) -> Result<Vec<u8>> {
+    let mut k = prefix(definition);
+    k.extend_from_slice(key.as_bytes());
+    checked(k, "a definition id and idempotency key")
+}
+
+/// A status as one byte (its position in [`ExecutionStatus::ALL`]).
+pub(crate) fn status_byte(status: ExecutionStatus) -> u8 {
+    ExecutionStatus::ALL
+        .iter()
+        .position(|s| *s == status)
+        .expect("every status is in ALL") as u8
+}
+
+/// Refuses a key LMDB would not take, with a clear error instead of LMDB's.
+pub(crate) fn checked(key: Vec<u8>, what: &'static str) -> Result<Vec<u8>> {
+    if key.len() > MAX_KEY {
+        return Err(LmdbError::KeyTooLong {
+            what,
+            len: key.len(),
+            max: MAX_KEY,
+        }
+        .into());
+    }
+    Ok(key)
+}
+
+/// The smallest key greater than every key that starts with `prefix` (`None`: no such key,
+/// or an empty prefix).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_sort_like_their_bytes() {
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let times = [
+            DateTime::<Utc>::MIN_UTC,
+            epoch - chrono::Duration::seconds(1),
+            epoch,
+            epoch + chrono::Duration::microseconds(1),
+            Utc::now(),
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        for pair in times.windows(2) {
+            assert!(time(pair[0]) < time(pair[1]), "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn definition_keys_keep_ids_apart() {
+        // "a" and "a.b": the 0 after an id sorts before every id character.
+        let a9 = definition("a", 9).unwrap();
+        let ab1 = definition("a.b", 1).unwrap();
+        assert!(a9.starts_with(&prefix("a")));
+        assert!(!ab1.starts_with(&prefix("a")));
+        assert_eq!(version_of(&a9).unwrap(), 9);
+        assert!(definition(&"x".repeat(600), 1).is_err());
+        assert_eq!(prefix_end(&prefix("a")), Some(b"a\x01".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[]), None);
+    }
+}

@@ -1,0 +1,153 @@
+//! # naxos-lmdb
+//!
+//! The durable embedded backends of naxos, on LMDB (through heed): [`LmdbStore`], a
+//! [`Store`](naxos_core::backend::Store) in one local directory with no service to run, and
+//! [`LmdbCache`], the node-local definition [`Cache`](naxos_core::backend::Cache).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use naxos_core::serde_json::json;
+//! use naxos_core::Engine;
+//! use naxos_lmdb::{LmdbCache, LmdbStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> naxos_core::Result<()> {
+//! let engine = Engine::builder()
+//!     .store(Arc::new(LmdbStore::open("./naxos-data/store")?))
+//!     .cache(Arc::new(LmdbCache::open("./naxos-data/cache/node-1")?))
+//!     .build()?;
+//! engine.register("hello", |_ctx| async move { Ok(json!("hello")) });
+//! // register definitions, engine.start(), engine.execute(..): executions survive a restart.
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## How the store works
+//!
+//! - **The rules are naxos-core's.** Every transition loads the execution as an
+//!   [`ExecutionState`](naxos_core::state::ExecutionState), applies the state module's function,
+//!   and writes back what changed; nothing here re-implements a transition. The conformance
+//!   suite and the differential test of naxos-core's `testkit` run on this store.
+//! - **Group commit.** One writer thread takes every write request waiting, runs them in one
+//!   write transaction and commits once (LMDB's default durable commit: data and meta page
+//!   synced; no `NO_SYNC`), then answers each; a refused transition does not fail the others
+//!   (see `writer.rs`). Reads are LMDB read transactions on tokio's blocking pool: they never
+//!   wait for the writer.
+//! - **Indexes in the same transaction**: executions by creation (their UUIDv7 keys), by status,
+//!   by definition, by both; RUNNING tasks by lease expiry, QUEUED ones by when they were queued,
+//!   RETRYING ones by due time, unfinished executions by deadline, finished ones by end time.
+//!   Counts are LMDB entry counts. The key layout is in `keys.rs`.
+//! - **Format.** The environment records what it holds (store or cache) and its data format
+//!   ([`FORMAT`]); a newer format is refused with
+//!   [`Error::NewerVersion`](naxos_core::Error::NewerVersion), something else at the path with
+//!   [`LmdbError::Foreign`]. Definitions carry their own format, as on PostgreSQL.
+//! - **Backups**: [`LmdbStore::backup_to`] writes a compacted, consistent copy while the store
+//!   serves.
+//!
+//! ## The data directory
+//!
+//! A directory holds one environment (`data.mdb`, LMDB's `lock.mdb`, and `naxos.lock`) and
+//! belongs to **one naxos process**: the process takes an exclusive lock on `naxos.lock`, and a
+//! second process is refused with [`LmdbError::Locked`] naming the path; in one process a
+//! directory is opened once ([`LmdbError::AlreadyOpen`]: share the handle, it is cheap to
+//! clone). No other program may write its files, and it must be on a local file system (LMDB's
+//! locks do not work over NFS). Give the store and each node's cache their own directories.
+//!
+//! The map size ([`LmdbConfig::map_size`], the example server's `NAXOS_LMDB_MAP_SIZE`) bounds the
+//! data and is fixed while open (heed's resize is `unsafe`, and not used); the file grows as
+//! data is written, not to the map size. A full map fails writes with the permanent
+//! [`LmdbError::MapFull`] naming that setting: reopen with a larger one, or prune sooner.
+//!
+//! The only `unsafe` code of naxos is the environment open in `env.rs`, with the conditions it
+//! upholds.
+
+mod cache;
+mod env;
+mod error;
+mod keys;
+mod scans;
+mod store;
+mod tables;
+mod writer;
+
+use std::path::PathBuf;
+
+use naxos_core::Clock;
+
+pub use cache::{LmdbCache, LmdbCacheConfig, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_MAP_SIZE};
+pub use env::FORMAT;
+pub use error::{LmdbError, MAP_SIZE_VARIABLE};
+pub use heed;
+pub use store::{LmdbStore, WriteStats};
+
+/// Default map size of a store: 16 GiB of address space on 64-bit targets (1 GiB on others).
+pub const DEFAULT_MAP_SIZE: usize = if usize::BITS >= 64 { 16 << 30 } else { 1 << 30 };
+
+/// Default number of execution states the writer keeps decoded (see [`LmdbConfig::cached_states`]).
+pub const DEFAULT_CACHED_STATES: usize = 16_384;
+
+/// Where and how an [`LmdbStore`] keeps its data.
+#[derive(Debug, Clone)]
+pub struct LmdbConfig {
+    /// The store's directory, created if missing.
+    pub path: PathBuf,
+    /// The most bytes the data may take, fixed while open (rounded up to 64 KiB). Default
+    /// [`DEFAULT_MAP_SIZE`]. It reserves address space, not disk.
+    pub map_size: usize,
+    /// The clock transitions read (default: the system's); tests inject a manual one.
+    pub clock: Clock,
+    /// Unfinished executions whose decoded state the writer keeps, so their transitions decode
+    /// nothing. Default [`DEFAULT_CACHED_STATES`]; 0 decodes every time.
+    pub cached_states: usize,
+    temporary: bool,
+}
+
+impl LmdbConfig {
+    /// Defaults for a store in `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            map_size: DEFAULT_MAP_SIZE,
+            clock: Clock::System,
+            cached_states: DEFAULT_CACHED_STATES,
+            temporary: false,
+        }
+    }
+
+    /// Defaults for a store in a new directory under the system's temporary directory, removed
+    /// when the store is closed (tests, throwaway runs).
+    pub fn temporary() -> Self {
+        Self {
+            temporary: true,
+            ..Self::new(temporary_path("store"))
+        }
+    }
+
+    /// The same, reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The same, keeping at most `states` decoded execution states in the writer.
+    pub fn with_cached_states(mut self, states: usize) -> Self {
+        self.cached_states = states;
+        self
+    }
+
+    /// The same, with a map of `bytes`.
+    pub fn with_map_size(mut self, bytes: usize) -> Self {
+        self.map_size = bytes;
+        self
+    }
+}
+
+/// A fresh directory name under the system's temporary directory.
+fn temporary_path(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "naxos-lmdb-{what}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ))
+}

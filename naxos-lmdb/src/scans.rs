@@ -1,0 +1,156 @@
+//! The whole-store scans: lease recovery, stale take-over, deadlines and pruning.
+//!
+//! Each finds its candidates in a time-ordered index — reading only the entries that are due,
+//! and stopping at the first that is not — then applies the state module's own scan to each
+//! candidate execution, which decides exactly (the index only narrows the search).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use heed::RoTxn;
+use naxos_core::backend::Changes;
+use naxos_core::clock::before;
+use naxos_core::model::ExecutionId;
+use naxos_core::state::{republish_wait, MAX_DOUBLINGS};
+use naxos_core::Result;
+
+use crate::env::Db;
+use crate::keys;
+use crate::tables::{apply, write_back, Reader};
+use crate::writer::Tx;
+
+/// One key and value of a scan.
+type Entry<'t> = heed::Result<(&'t [u8], &'t [u8])>;
+
+/// Adds to `ids` the executions named by the keys of `db` under `prefix` whose time (just
+/// after the prefix) is at most `until`, in key order, without repeats, from at most `limit`
+/// keys.
+fn due(
+    tx: &Tx<'_, '_>,
+    db: Db,
+    prefix: &[u8],
+    until: DateTime<Utc>,
+    limit: usize,
+    ids: &mut Vec<ExecutionId>,
+) -> Result<()> {
+    let reader = tx.reader();
+    let until = keys::time(until);
+    let at = prefix.len();
+    let err = |e| reader.env.error(e);
+    // LMDB refuses an empty key, so an empty prefix is a scan from the start.
+    let iter: Box<dyn Iterator<Item = Entry<'_>>> = if prefix.is_empty() {
+        Box::new(db.iter(tx.txn()).map_err(err)?)
+    } else {
+        Box::new(db.prefix_iter(tx.txn(), prefix).map_err(err)?)
+    };
+    for (n, entry) in iter.enumerate() {
+        if n == limit {
+            break;
+        }
+        let (key, _) = entry.map_err(err)?;
+        if key.get(at..at + keys::TIME).is_none_or(|t| t > &until[..]) {
+            break;
+        }
+        let id = keys::id_at(key, at + keys::TIME)?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(())
+}
+
+/// RUNNING tasks whose lease expired: the candidates are the `running` index up to now.
+pub(crate) fn recover_expired(tx: &mut Tx<'_, '_>, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
+    let now = tx.now();
+    let mut ids = Vec::new();
+    due(tx, tx.tables().running, &[], now, limit, &mut ids)?;
+    let mut budget = limit;
+    let mut changes = Changes::default();
+    for id in ids {
+        if budget == 0 {
+            break;
+        }
+        let Some(state) = tx.load(id)? else { continue };
+        changes.extend(apply(tx, state, |s| {
+            Ok(s.recover_expired(now, max_lease_expiries, &mut budget))
+        })?);
+    }
+    Ok(changes)
+}
+
+/// QUEUED tasks whose message may be lost and RETRYING ones long due.
+pub(crate) fn take_stale(tx: &mut Tx<'_, '_>, older_than: Duration, limit: usize) -> Result<Changes> {
+    let now = tx.now();
+    let t = *tx.tables();
+    let mut ids = Vec::new();
+    // One range per republish count, each ordered by when its tasks became QUEUED, so that a
+    // task waiting out a long republish wait is never read before it is due.
+    for republished in 0..=MAX_DOUBLINGS {
+        let until = before(now, republish_wait(older_than, republished));
+        due(tx, t.queued, &[republished as u8], until, limit, &mut ids)?;
+    }
+    due(tx, t.retrying, &[], before(now, older_than), limit, &mut ids)?;
+    let mut budget = limit;
+    let mut changes = Changes::default();
+    for id in ids {
+        if budget == 0 {
+            break;
+        }
+        let Some(state) = tx.load(id)? else { continue };
+        changes.extend(apply(tx, state, |s| Ok(s.take_stale(older_than, now, &mut budget)))?);
+    }
+    Ok(changes)
+}
+
+/// Unfinished executions past their deadline (a read: nothing changes).
+pub(crate) fn overdue(r: Reader<'_>, txn: &RoTxn<'_>, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>> {
+    let until = keys::time(now);
+    let iter = r.t.deadlines.iter(txn).map_err(|e| r.env.error(e))?;
+    let mut overdue = Vec::new();
+    for entry in iter {
+        if overdue.len() == limit {
+            break;
+        }
+        let (key, _) = entry.map_err(|e| r.env.error(e))?;
+        if key[..keys::TIME.min(key.len())] > until[..] {
+            break;
+        }
+        let id = keys::id_at(key, keys::TIME)?;
+        let overdue_now = r
+            .summary(txn, id)?
+            .is_some_and(|s| !s.status.is_terminal() && s.deadline.is_some_and(|d| d < now));
+        if overdue_now {
+            overdue.push(id);
+        }
+    }
+    Ok(overdue)
+}
+
+/// Deletes finished executions that ended before `older_than` ago, with their tasks, index
+/// entries and idempotency key.
+pub(crate) fn prune(tx: &mut Tx<'_, '_>, older_than: Duration, limit: usize) -> Result<u64> {
+    let ended_before = before(tx.now(), older_than);
+    let t = *tx.tables();
+    let mut ids = Vec::new();
+    due(tx, t.ended, &[], ended_before, limit, &mut ids)?;
+    let mut pruned = 0;
+    for id in ids {
+        let Some(state) = tx.load(id)? else { continue };
+        let s = state.summary();
+        if !state.is_finished() || s.end_time.is_none_or(|end| end >= ended_before) {
+            tx.keep(state);
+            continue;
+        }
+        write_back(tx, Some(&state), None)?;
+        if let Some(k) = &s.idempotency_key {
+            let key = keys::idempotency(&s.definition_id, k)?;
+            let reader = tx.reader();
+            if reader.get(tx.txn(), t.idempotency, &key)? == Some(id.as_bytes()) {
+                tx.delete(t.idempotency, &key)?;
+            }
+        }
+        tx.forget(id);
+        pruned += 1;
+    }
+    Ok(pruned)
+}

@@ -1,0 +1,575 @@
+//! [`LmdbStore`]: the [`Store`] trait on one LMDB environment.
+//!
+//! Every transition is a request to the writer thread (`writer.rs`) that loads the execution's
+//! [`ExecutionState`], applies naxos-core's state function to it, and writes back the
+//! difference with its indexes (`tables.rs`); every read is a read transaction on tokio's
+//! blocking pool. The recovery scans are in `scans.rs`.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use heed::RoTxn;
+use naxos_core::backend::{
+    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
+    LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
+};
+use naxos_core::clock::before;
+use naxos_core::model::{
+    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, StoredDefinition, TaskRef,
+};
+use naxos_core::state::ExecutionState;
+use naxos_core::{Error, Result};
+use serde::Deserialize;
+
+use crate::env::{Db, Environment, Kind, Options};
+use crate::error::{corrupt, LmdbError};
+use crate::keys;
+use crate::scans;
+use crate::tables::{
+    apply, decode, decode_definition, encode, encode_definition, transition, write_back, Reader, Tables, NAMES,
+};
+use crate::writer::{Counters, Shared, Tx, Writer};
+use crate::LmdbConfig;
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1_000;
+
+/// The durable embedded [`Store`]: definitions, executions, task runs with their attempt
+/// records, idempotency keys and nodes in one LMDB environment (one directory), with
+/// secondary indexes for listings and recovery scans, written by one group-committing thread.
+///
+/// Cheap to clone (a handle). The environment closes when the last clone is dropped, after the
+/// writer has committed what it holds. See the crate docs for the layout and the rules of the
+/// data directory.
+#[derive(Debug, Clone)]
+pub struct LmdbStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    // Declared first, so dropped first: the writer thread ends (and lets go of `shared`)
+    // before the environment closes.
+    writer: Writer,
+    shared: Arc<Shared>,
+}
+
+impl LmdbStore {
+    /// Opens (creating if needed) the store in directory `path` with default settings.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        Self::with_config(LmdbConfig::new(path))
+    }
+
+    /// Opens the store as `config` says. Fails with a permanent error (its cause an
+    /// [`LmdbError`]) when the directory is open already in this process, held by another
+    /// process, or holds something else than a naxos store; with
+    /// [`Error::NewerVersion`] when a newer naxos wrote it.
+    ///
+    /// This blocks while the environment opens (milliseconds): call it before serving, or
+    /// from `spawn_blocking`.
+    pub fn with_config(config: LmdbConfig) -> Result<Self> {
+        let (env, dbs) = Environment::open(
+            Options {
+                path: &config.path,
+                map_size: config.map_size,
+                kind: Kind::Store,
+                temporary: config.temporary,
+            },
+            NAMES,
+        )?;
+        let shared = Arc::new(Shared {
+            env,
+            tables: Tables::new(dbs),
+            clock: config.clock,
+            stats: Counters::default(),
+        });
+        let writer = Writer::start(shared.clone(), config.cached_states)?;
+        Ok(Self {
+            inner: Arc::new(Inner { writer, shared }),
+        })
+    }
+
+    /// The store's directory (canonical).
+    pub fn path(&self) -> &Path {
+        self.inner.shared.env.path()
+    }
+
+    /// Writes a consistent copy of the store, compacted (free pages left out), to
+    /// `<directory>/data.mdb`, while the store keeps serving: LMDB copies from one read
+    /// transaction, so the copy is the state of one instant. The directory is created if
+    /// needed; an existing `data.mdb` in it is never overwritten. The copy is a complete
+    /// store: [`LmdbStore::open`] on that directory reads it (restore = stop the node, put the
+    /// copy in place of its directory, start).
+    pub async fn backup_to(&self, directory: impl Into<PathBuf>) -> Result<PathBuf> {
+        let directory = directory.into();
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || backup(&inner.shared.env, &directory))
+            .await
+            .map_err(|e| Error::permanent(format!("the backup task failed: {e}")))?
+    }
+
+    /// How many write requests the writer has taken and in how many durable commits, since
+    /// the store opened: `requests / commits` is the group-commit factor.
+    pub fn write_stats(&self) -> WriteStats {
+        let stats = &self.inner.shared.stats;
+        WriteStats {
+            requests: stats.requests.load(Ordering::Relaxed),
+            commits: stats.commits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `f` in the writer's next group (see `writer.rs`).
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send + 'static,
+    {
+        self.inner.writer.write(f).await
+    }
+
+    /// Runs `f` in a read transaction on tokio's blocking pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Reader<'_>, &RoTxn<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let shared = &inner.shared;
+            let txn = shared.env.env().read_txn().map_err(|e| shared.env.error(e))?;
+            f(shared.reader(), &txn, shared.clock.now())
+        })
+        .await
+        .map_err(|e| Error::permanent(format!("an LMDB read task failed: {e}")))?
+    }
+}
+
+/// What [`LmdbStore::write_stats`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Write requests (transitions, creations, registrations...) taken by the writer.
+    pub requests: u64,
+    /// Write transactions committed (each one durable sync).
+    pub commits: u64,
+}
+
+fn backup(env: &Environment, directory: &Path) -> Result<PathBuf> {
+    let io = |e: std::io::Error| {
+        Error::from(LmdbError::Lmdb {
+            path: directory.to_path_buf(),
+            source: Arc::new(heed::Error::Io(e)),
+        })
+    };
+    std::fs::create_dir_all(directory).map_err(io)?;
+    let target = directory.join("data.mdb");
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .map_err(io)?;
+    let copied = env
+        .env()
+        .copy_to_file(&mut file, heed::CompactionOption::Enabled)
+        .map_err(|e| env.error(e))
+        .and_then(|()| file.sync_all().map_err(io));
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&target);
+        return Err(e);
+    }
+    Ok(target)
+}
+
+/// A definition's latest version as a listing shows it (read leniently: a newer format still lists).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed {
+    version: u32,
+    created_at: DateTime<Utc>,
+    definition: ListedDefinition,
+}
+
+#[derive(Deserialize)]
+struct ListedDefinition {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    tasks: serde_json::Map<String, serde_json::Value>,
+}
+
+fn not_found_definition(id: &str, version: Option<u32>) -> Error {
+    match version {
+        None => Error::not_found("job definition", id),
+        Some(n) => Error::not_found("job definition", format!("{id} version {n}")),
+    }
+}
+
+#[async_trait]
+impl Store for LmdbStore {
+    async fn put_definition(&self, definition: JobDefinition) -> Result<DefinitionPut> {
+        self.write(move |tx| {
+            let now = tx.now();
+            let id = definition.id.clone();
+            let version = match tx.reader().latest_version(tx.txn(), &id)? {
+                None => 1,
+                // Written by a newer naxos in a format this one cannot read: it cannot be this
+                // content (this build's definitions all fit its own format), so this is the next.
+                Some((v, format, _)) if format > JobDefinition::FORMAT => v + 1,
+                Some((v, _, bytes)) => {
+                    let latest = decode_definition(&id, v, &bytes)?;
+                    if latest.definition == definition {
+                        return Ok(DefinitionPut {
+                            definition: latest,
+                            created: false,
+                        });
+                    }
+                    v + 1
+                }
+            };
+            let stored = Arc::new(StoredDefinition::new(version, now, definition.clone()));
+            let key = keys::definition(&id, version)?;
+            let definitions = tx.tables().definitions;
+            tx.put(definitions, &key, &encode_definition(&stored)?)?;
+            Ok(DefinitionPut {
+                definition: stored,
+                created: true,
+            })
+        })
+        .await
+    }
+
+    async fn get_definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
+        let id = id.to_string();
+        self.read(move |r, txn, _| {
+            let found = match version {
+                Some(v) => r.definition(txn, &id, v)?,
+                None => match r.latest_version(txn, &id)? {
+                    Some((v, _, bytes)) => Some(decode_definition(&id, v, &bytes)?),
+                    None => None,
+                },
+            };
+            found.ok_or_else(|| not_found_definition(&id, version))
+        })
+        .await
+    }
+
+    async fn definition_versions(&self, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {
+        let id = id.to_string();
+        self.read(move |r, txn, _| {
+            let iter =
+                r.t.definitions
+                    .prefix_iter(txn, &keys::prefix(&id))
+                    .map_err(|e| r.env.error(e))?;
+            let mut versions = Vec::new();
+            for entry in iter {
+                let (key, value) = entry.map_err(|e| r.env.error(e))?;
+                versions.push(decode_definition(&id, keys::version_of(key)?, value)?);
+            }
+            Ok(versions)
+        })
+        .await
+    }
+
+    async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
+        self.read(|r, txn, _| {
+            let iter = r.t.definitions.iter(txn).map_err(|e| r.env.error(e))?;
+            // Keys are `id, 0, version`: the last key of each id is its latest version.
+            let mut latest: Vec<(&[u8], &[u8])> = Vec::new();
+            for entry in iter {
+                let (key, value) = entry.map_err(|e| r.env.error(e))?;
+                let id = &key[..key.len().saturating_sub(5)];
+                match latest.last_mut() {
+                    Some((last, v)) if *last == id => *v = value,
+                    _ => latest.push((id, value)),
+                }
+            }
+            latest
+                .into_iter()
+                .map(|(_, value)| {
+                    let body = value
+                        .get(4..)
+                        .ok_or_else(|| corrupt("a definition record without a format"))?;
+                    let listed: Listed = decode(body, "a definition")?;
+                    Ok(DefinitionSummary {
+                        id: listed.definition.id,
+                        name: listed.definition.name,
+                        latest_version: listed.version,
+                        task_count: listed.definition.tasks.len(),
+                        updated_at: listed.created_at,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn create_execution(&self, execution: NewExecution) -> Result<Created> {
+        self.write(move |tx| {
+            let t = *tx.tables();
+            let id = execution.id;
+            let key = match &execution.idempotency_key {
+                Some(k) => Some(keys::idempotency(&execution.definition_id, k)?),
+                None => None,
+            };
+            if let Some(k) = &key {
+                let reader = tx.reader();
+                if let Some(existing) = reader.get(tx.txn(), t.idempotency, k)? {
+                    let existing = keys::id_of(existing)?;
+                    let status = reader
+                        .summary(tx.txn(), existing)?
+                        .ok_or_else(|| corrupt(format!("idempotency key of a missing execution {existing}")))?
+                        .status;
+                    return Ok(Created {
+                        execution_id: existing,
+                        created: false,
+                        status,
+                        changes: Changes::default(),
+                    });
+                }
+            }
+            if tx.reader().get(tx.txn(), t.executions, id.as_bytes())?.is_some() {
+                return Err(Error::conflict(format!("execution {id} already exists")));
+            }
+            let (state, changes) = ExecutionState::create(execution.clone(), tx.now())?;
+            write_back(tx, None, Some(&state))?;
+            if let Some(k) = &key {
+                tx.put(t.idempotency, k, id.as_bytes())?;
+            }
+            tx.keep(state);
+            Ok(Created {
+                execution_id: id,
+                created: true,
+                status: ExecutionStatus::Pending,
+                changes,
+            })
+        })
+        .await
+    }
+
+    async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {
+        self.read(move |r, txn, _| r.execution(txn, id)?.ok_or_else(|| Error::not_found("execution", id)))
+            .await
+    }
+
+    async fn list_executions(&self, query: &ExecutionQuery) -> Result<ExecutionPage> {
+        let query = query.clone();
+        self.read(move |r, txn, _| list(r, txn, &query)).await
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
+        self.write(move |tx| {
+            let now = tx.now();
+            let task = &request.task;
+            let state = tx
+                .load(task.execution_id)?
+                .ok_or_else(|| Error::not_found("execution", task.execution_id))?;
+            if !state.is_finished() {
+                let s = state.summary();
+                let format = tx
+                    .reader()
+                    .definition_format(tx.txn(), &s.definition_id, s.definition_version)?;
+                if let Some(format) = format.filter(|f| *f > JobDefinition::FORMAT) {
+                    let refused = Error::newer_version(
+                        format!(
+                            "task {task} of job definition `{}` version {}",
+                            s.definition_id, s.definition_version
+                        ),
+                        format!("definition format {format}"),
+                        format!("format {}", JobDefinition::FORMAT),
+                    );
+                    tx.keep(state);
+                    return Err(refused);
+                }
+            }
+            apply(tx, state, |s| s.claim(&request, now))
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
+        let task = task.clone();
+        self.write(move |tx| {
+            let now = tx.now();
+            transition(tx, task.execution_id, |s| s.heartbeat(&task, lease, now))
+        })
+        .await
+    }
+
+    async fn finish(&self, outcomes: Vec<TaskFinish>) -> Result<FinishReport> {
+        self.write(move |tx| {
+            let mut report = FinishReport::default();
+            for f in &outcomes {
+                let now = tx.now();
+                let outcome = f.outcome.clone();
+                match transition(tx, f.task.execution_id, |s| s.finish(&f.task, outcome, now)) {
+                    Ok(changes) => {
+                        report.changes.extend(changes);
+                        report.results.push(Ok(()));
+                    }
+                    Err(e) => report.results.push(Err(e)),
+                }
+            }
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn release(&self, task: &TaskRef) -> Result<Changes> {
+        let task = task.clone();
+        self.write(move |tx| {
+            let now = tx.now();
+            transition(tx, task.execution_id, |s| s.release(&task, now))
+        })
+        .await
+    }
+
+    async fn stop_execution(&self, id: ExecutionId, reason: StopReason) -> Result<StopOutcome> {
+        self.write(move |tx| {
+            let now = tx.now();
+            transition(tx, id, |s| s.stop(reason, now))
+        })
+        .await
+    }
+
+    async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
+        self.write(move |tx| {
+            let now = tx.now();
+            transition(tx, id, |s| s.retry(now))
+        })
+        .await
+    }
+
+    async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
+        self.write(move |tx| scans::recover_expired(tx, max_lease_expiries, limit))
+            .await
+    }
+
+    async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
+        self.write(move |tx| scans::take_stale(tx, older_than, limit)).await
+    }
+
+    async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
+        self.read(move |r, txn, now| scans::overdue(r, txn, now, limit)).await
+    }
+
+    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
+        self.write(move |tx| scans::prune(tx, older_than, limit)).await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.read(|r, txn, _| {
+            let len = |db: Db| db.len(txn).map_err(|e| r.env.error(e));
+            let mut counts = StoreCounts::default();
+            for status in ExecutionStatus::ALL {
+                let n = len(r.t.status(status))?;
+                if n > 0 {
+                    counts.executions.insert(status, n);
+                }
+            }
+            counts.queued_tasks = len(r.t.queued)?;
+            counts.running_tasks = len(r.t.running)?;
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn pending_executions(&self) -> Result<u64> {
+        self.read(|r, txn, _| {
+            r.t.status(ExecutionStatus::Pending)
+                .len(txn)
+                .map_err(|e| r.env.error(e))
+        })
+        .await
+    }
+
+    async fn put_node(&self, node: NodeInfo) -> Result<()> {
+        self.write(move |tx| {
+            let mut node = node.clone();
+            node.last_seen = tx.now();
+            let nodes = tx.tables().nodes;
+            tx.put(nodes, node.id.as_bytes(), &encode(&node)?)
+        })
+        .await
+    }
+
+    async fn prune_nodes(&self, older_than: Duration) -> Result<u64> {
+        self.write(move |tx| {
+            let seen_after = before(tx.now(), older_than);
+            let silent: Vec<String> = tx
+                .reader()
+                .nodes(tx.txn())?
+                .into_iter()
+                .filter(|n| n.last_seen < seen_after)
+                .map(|n| n.id)
+                .collect();
+            let nodes = tx.tables().nodes;
+            for id in &silent {
+                tx.delete(nodes, id.as_bytes())?;
+            }
+            Ok(silent.len() as u64)
+        })
+        .await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.read(|r, txn, _| r.nodes(txn)).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|r, txn, _| r.t.executions.len(txn).map(drop).map_err(|e| r.env.error(e)))
+            .await
+    }
+}
+
+/// One page of executions, newest first, from the index that fits the filters.
+fn list(r: Reader<'_>, txn: &RoTxn<'_>, query: &ExecutionQuery) -> Result<ExecutionPage> {
+    let limit = match query.limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    };
+    let t = r.t;
+    let (db, prefix) = match (query.status, query.definition_id.as_deref()) {
+        (None, None) => (t.executions, Vec::new()),
+        (Some(s), None) => (t.status(s), Vec::new()),
+        (None, Some(d)) => (t.by_definition, keys::prefix(d)),
+        (Some(s), Some(d)) => (t.by_definition_status, keys::definition_status(d, s)),
+    };
+    let below = query.cursor.map(|c| [prefix.as_slice(), c.as_bytes()].concat());
+    let end = keys::prefix_end(&prefix);
+    let upper = match (&below, &end) {
+        (Some(b), _) => Bound::Excluded(b.as_slice()),
+        (None, Some(e)) => Bound::Excluded(e.as_slice()),
+        (None, None) => Bound::Unbounded,
+    };
+    let lower = if prefix.is_empty() {
+        Bound::Unbounded
+    } else {
+        Bound::Included(prefix.as_slice())
+    };
+    let iter = db.rev_range(txn, &(lower, upper)).map_err(|e| r.env.error(e))?;
+    let mut executions = Vec::new();
+    let mut more = false;
+    for entry in iter {
+        let (key, _) = entry.map_err(|e| r.env.error(e))?;
+        if executions.len() == limit {
+            more = true;
+            break;
+        }
+        let id = keys::id_at(key, prefix.len())?;
+        let summary = r
+            .summary(txn, id)?
+            .ok_or_else(|| corrupt(format!("an index names a missing execution {id}")))?;
+        executions.push(summary);
+    }
+    let next_cursor = if more { executions.last().map(|e| e.id) } else { None };
+    Ok(ExecutionPage {
+        executions,
+        next_cursor,
+    })
+}

@@ -1,0 +1,447 @@
+//! The store's databases, how records are encoded, and how one execution is read and written
+//! back with its indexes (the layout is in `keys.rs`).
+//!
+//! An execution is stored as rows: its summary, its params, and one record per task run (with
+//! its output and attempt records). A transition loads them into naxos-core's
+//! [`ExecutionState`], applies the state function, and [`write_back`] writes the difference —
+//! the summary if it changed, each task record that changed — and moves the index entries that
+//! the change moved, all in the caller's write transaction.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use heed::RoTxn;
+use naxos_core::model::{
+    Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StoredDefinition, TaskRun,
+    TaskStatus,
+};
+use naxos_core::state::{ExecutionState, MAX_DOUBLINGS};
+use naxos_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::env::{Db, Environment};
+use crate::error::corrupt;
+use crate::keys;
+use crate::writer::Tx;
+
+/// The store's databases, by name, in the order [`Tables::new`] takes them.
+pub(crate) const NAMES: [&str; 18] = [
+    "definitions",
+    "executions",
+    "params",
+    "tasks",
+    "status.PENDING",
+    "status.RUNNING",
+    "status.COMPLETED",
+    "status.FAILED",
+    "status.CANCELLED",
+    "by_definition",
+    "by_definition_status",
+    "idempotency",
+    "running",
+    "queued",
+    "retrying",
+    "deadlines",
+    "ended",
+    "nodes",
+];
+
+/// The store's databases.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tables {
+    pub(crate) definitions: Db,
+    pub(crate) executions: Db,
+    pub(crate) params: Db,
+    pub(crate) tasks: Db,
+    /// One per [`ExecutionStatus::ALL`], so a count by status is LMDB's entry count.
+    pub(crate) status: [Db; 5],
+    pub(crate) by_definition: Db,
+    pub(crate) by_definition_status: Db,
+    pub(crate) idempotency: Db,
+    pub(crate) running: Db,
+    pub(crate) queued: Db,
+    pub(crate) retrying: Db,
+    pub(crate) deadlines: Db,
+    pub(crate) ended: Db,
+    pub(crate) nodes: Db,
+}
+
+impl Tables {
+    pub(crate) fn new(dbs: [Db; 18]) -> Self {
+        let [definitions, executions, params, tasks, p, r, c, f, x, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes] =
+            dbs;
+        Self {
+            definitions,
+            executions,
+            params,
+            tasks,
+            status: [p, r, c, f, x],
+            by_definition,
+            by_definition_status,
+            idempotency,
+            running,
+            queued,
+            retrying,
+            deadlines,
+            ended,
+            nodes,
+        }
+    }
+
+    /// The database of executions in `status`.
+    pub(crate) fn status(&self, status: ExecutionStatus) -> Db {
+        self.status[keys::status_byte(status) as usize]
+    }
+}
+
+/// Reads from any transaction, mapping heed's errors to the environment's.
+#[derive(Clone, Copy)]
+pub(crate) struct Reader<'a> {
+    pub(crate) env: &'a Environment,
+    pub(crate) t: &'a Tables,
+}
+
+impl<'a> Reader<'a> {
+    /// One value.
+    pub(crate) fn get<'t>(&self, txn: &'t RoTxn<'_>, db: Db, key: &[u8]) -> Result<Option<&'t [u8]>> {
+        db.get(txn, key).map_err(|e| self.env.error(e))
+    }
+
+    /// An execution's summary.
+    pub(crate) fn summary(&self, txn: &RoTxn<'_>, id: ExecutionId) -> Result<Option<ExecutionSummary>> {
+        self.get(txn, self.t.executions, id.as_bytes())?
+            .map(|v| decode(v, "an execution summary"))
+            .transpose()
+    }
+
+    /// An execution with its tasks, outputs and attempt records.
+    pub(crate) fn execution(&self, txn: &RoTxn<'_>, id: ExecutionId) -> Result<Option<Execution>> {
+        let Some(summary) = self.summary(txn, id)? else {
+            return Ok(None);
+        };
+        let data: Value = match self.get(txn, self.t.params, id.as_bytes())? {
+            Some(v) => decode(v, "execution params")?,
+            None => return Err(corrupt(format!("execution {id} has no params"))),
+        };
+        let mut tasks = Vec::new();
+        let iter = self
+            .t
+            .tasks
+            .prefix_iter(txn, id.as_bytes())
+            .map_err(|e| self.env.error(e))?;
+        for entry in iter {
+            let (_, value) = entry.map_err(|e| self.env.error(e))?;
+            let TaskRecordIn { mut run, output } = decode(value, "a task run")?;
+            run.output = output;
+            tasks.push(run);
+        }
+        Ok(Some(Execution { summary, data, tasks }))
+    }
+
+    /// An execution as the state module's value.
+    pub(crate) fn state(&self, txn: &RoTxn<'_>, id: ExecutionId) -> Result<Option<ExecutionState>> {
+        self.execution(txn, id)?.map(ExecutionState::from_execution).transpose()
+    }
+
+    /// A stored definition version, refusing one of a newer format.
+    pub(crate) fn definition(&self, txn: &RoTxn<'_>, id: &str, version: u32) -> Result<Option<Arc<StoredDefinition>>> {
+        let key = keys::definition(id, version)?;
+        self.get(txn, self.t.definitions, &key)?
+            .map(|v| decode_definition(id, version, v))
+            .transpose()
+    }
+
+    /// The format of a stored definition version, without decoding it.
+    pub(crate) fn definition_format(&self, txn: &RoTxn<'_>, id: &str, version: u32) -> Result<Option<u32>> {
+        let key = keys::definition(id, version)?;
+        self.get(txn, self.t.definitions, &key)?
+            .map(|v| format_of(v).map(|(f, _)| f))
+            .transpose()
+    }
+
+    /// The latest version of a definition: its number and format.
+    pub(crate) fn latest_version(&self, txn: &RoTxn<'_>, id: &str) -> Result<Option<(u32, u32, Vec<u8>)>> {
+        let prefix = keys::prefix(id);
+        let mut iter = self
+            .t
+            .definitions
+            .rev_prefix_iter(txn, &prefix)
+            .map_err(|e| self.env.error(e))?;
+        match iter.next() {
+            None => Ok(None),
+            Some(entry) => {
+                let (key, value) = entry.map_err(|e| self.env.error(e))?;
+                let (format, _) = format_of(value)?;
+                Ok(Some((keys::version_of(key)?, format, value.to_vec())))
+            }
+        }
+    }
+
+    /// A node.
+    pub(crate) fn nodes(&self, txn: &RoTxn<'_>) -> Result<Vec<NodeInfo>> {
+        let iter = self.t.nodes.iter(txn).map_err(|e| self.env.error(e))?;
+        let mut nodes = Vec::new();
+        for entry in iter {
+            let (_, value) = entry.map_err(|e| self.env.error(e))?;
+            nodes.push(decode(value, "a node")?);
+        }
+        Ok(nodes)
+    }
+}
+
+/// A task record as written: the run (its `output` left out) and the output beside it.
+#[derive(Serialize)]
+struct TaskRecordOut<'a> {
+    run: &'a TaskRun,
+    output: Option<&'a Value>,
+}
+
+#[derive(Deserialize)]
+struct TaskRecordIn {
+    run: TaskRun,
+    output: Option<Value>,
+}
+
+/// JSON of a value naxos wrote.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(Error::permanent)
+}
+
+/// A value naxos wrote, from JSON.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(format!("{what}: {e}")))
+}
+
+/// A definition record: its format (u32), then the stored definition as JSON.
+pub(crate) fn encode_definition(stored: &StoredDefinition) -> Result<Vec<u8>> {
+    let mut bytes = stored.definition.required_format().to_be_bytes().to_vec();
+    serde_json::to_writer(&mut bytes, stored).map_err(Error::permanent)?;
+    Ok(bytes)
+}
+
+fn format_of(value: &[u8]) -> Result<(u32, &[u8])> {
+    let (format, body) = value
+        .split_first_chunk::<4>()
+        .ok_or_else(|| corrupt("a definition record without a format"))?;
+    Ok((u32::from_be_bytes(*format), body))
+}
+
+/// Decodes a definition record, refusing one written in a newer format.
+pub(crate) fn decode_definition(id: &str, version: u32, value: &[u8]) -> Result<Arc<StoredDefinition>> {
+    let (format, body) = format_of(value)?;
+    if format > JobDefinition::FORMAT {
+        return Err(newer_definition(id, version, format));
+    }
+    decode(body, "a definition").map(Arc::new)
+}
+
+/// The error for a definition of a format this build does not know.
+pub(crate) fn newer_definition(id: &str, version: u32, format: u32) -> Error {
+    Error::newer_version(
+        format!("job definition `{id}` version {version}"),
+        format!("format {format}"),
+        format!("format {}", JobDefinition::FORMAT),
+    )
+}
+
+/// Which recovery index a task is in, and under which key.
+#[derive(PartialEq)]
+enum TaskMark {
+    Running(Vec<u8>),
+    Queued(Vec<u8>),
+    Retrying(Vec<u8>),
+}
+
+fn task_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<TaskMark> {
+    let never = DateTime::<Utc>::MAX_UTC;
+    match t.status {
+        TaskStatus::Running => Some(TaskMark::Running(keys::timed(
+            t.lease.as_ref().map_or(never, |l| l.expires_at),
+            id,
+            Some(index),
+        ))),
+        TaskStatus::Queued => Some(TaskMark::Queued(keys::queued(
+            t.republished,
+            MAX_DOUBLINGS,
+            t.queued_at.unwrap_or(never),
+            id,
+            index,
+        ))),
+        TaskStatus::Retrying => Some(TaskMark::Retrying(keys::timed(
+            t.due_at.unwrap_or(never),
+            id,
+            Some(index),
+        ))),
+        _ => None,
+    }
+}
+
+/// What the execution-level indexes hold for one execution.
+#[derive(PartialEq)]
+struct ExecutionMark {
+    status: ExecutionStatus,
+    deadline: Option<Vec<u8>>,
+    ended: Option<Vec<u8>>,
+}
+
+fn execution_mark(s: &ExecutionSummary) -> ExecutionMark {
+    let finished = s.status.is_terminal();
+    ExecutionMark {
+        status: s.status,
+        deadline: s.deadline.filter(|_| !finished).map(|d| keys::timed(d, s.id, None)),
+        ended: s.end_time.filter(|_| finished).map(|t| keys::timed(t, s.id, None)),
+    }
+}
+
+fn same_output(a: Option<&Arc<Value>>, b: Option<&Arc<Value>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Writes the difference between `before` and `after` of one execution (`None`: absent) and
+/// moves its index entries, in `tx`. The idempotency key is the caller's.
+pub(crate) fn write_back(
+    tx: &mut Tx<'_, '_>,
+    before: Option<&ExecutionState>,
+    after: Option<&ExecutionState>,
+) -> Result<()> {
+    let t = *tx.tables();
+    let Some(any) = after.or(before) else {
+        return Ok(());
+    };
+    let id = any.summary().id;
+    let definition = any.summary().definition_id.clone();
+    if let Some(a) = after {
+        let s = a.summary();
+        if before.map(|b| b.summary()) != Some(s) {
+            tx.put(t.executions, id.as_bytes(), &encode(s)?)?;
+        }
+        if before.is_none() {
+            tx.put(t.params, id.as_bytes(), &encode(&**a.params())?)?;
+            tx.put(t.by_definition, &keys::by_definition(&definition, id), &[])?;
+        }
+    }
+    let count = any.tasks().len();
+    for i in 0..count {
+        let old = before.map(|b| &b.tasks()[i]);
+        let new = after.map(|a| &a.tasks()[i]);
+        match (before, after) {
+            (_, Some(a)) => {
+                let changed =
+                    before.is_none_or(|b| b.tasks()[i] != a.tasks()[i] || !same_output(b.output(i), a.output(i)));
+                if changed {
+                    let record = TaskRecordOut {
+                        run: &a.tasks()[i],
+                        output: a.output(i).map(|o| &**o),
+                    };
+                    tx.put(t.tasks, &keys::task(id, i), &encode(&record)?)?;
+                }
+            }
+            (Some(_), None) => {
+                tx.delete(t.tasks, &keys::task(id, i))?;
+            }
+            (None, None) => {}
+        }
+        let old_mark = old.and_then(|r| task_mark(id, i, r));
+        let new_mark = new.and_then(|r| task_mark(id, i, r));
+        if old_mark != new_mark {
+            if let Some(m) = old_mark {
+                let (db, key) = mark_db(&t, m);
+                tx.delete(db, &key)?;
+            }
+            if let Some(m) = new_mark {
+                let (db, key) = mark_db(&t, m);
+                tx.put(db, &key, &[])?;
+            }
+        }
+    }
+    let old = before.map(|b| execution_mark(b.summary()));
+    let new = after.map(|a| execution_mark(a.summary()));
+    if old != new {
+        let (old_status, new_status) = (old.as_ref().map(|m| m.status), new.as_ref().map(|m| m.status));
+        if old_status != new_status {
+            if let Some(s) = old_status {
+                tx.delete(t.status(s), id.as_bytes())?;
+                tx.delete(t.by_definition_status, &keys::by_definition_status(&definition, s, id))?;
+            }
+            if let Some(s) = new_status {
+                tx.put(t.status(s), id.as_bytes(), &[])?;
+                tx.put(
+                    t.by_definition_status,
+                    &keys::by_definition_status(&definition, s, id),
+                    &[],
+                )?;
+            }
+        }
+        let (old_deadline, new_deadline) = (
+            old.as_ref().and_then(|m| m.deadline.clone()),
+            new.as_ref().and_then(|m| m.deadline.clone()),
+        );
+        if old_deadline != new_deadline {
+            if let Some(k) = old_deadline {
+                tx.delete(t.deadlines, &k)?;
+            }
+            if let Some(k) = new_deadline {
+                tx.put(t.deadlines, &k, &[])?;
+            }
+        }
+        let (old_ended, new_ended) = (old.and_then(|m| m.ended), new.and_then(|m| m.ended));
+        if old_ended != new_ended {
+            if let Some(k) = old_ended {
+                tx.delete(t.ended, &k)?;
+            }
+            if let Some(k) = new_ended {
+                tx.put(t.ended, &k, &[])?;
+            }
+        }
+    }
+    if after.is_none() {
+        tx.delete(t.executions, id.as_bytes())?;
+        tx.delete(t.params, id.as_bytes())?;
+        tx.delete(t.by_definition, &keys::by_definition(&definition, id))?;
+    }
+    Ok(())
+}
+
+fn mark_db(t: &Tables, mark: TaskMark) -> (Db, Vec<u8>) {
+    match mark {
+        TaskMark::Running(k) => (t.running, k),
+        TaskMark::Queued(k) => (t.queued, k),
+        TaskMark::Retrying(k) => (t.retrying, k),
+    }
+}
+
+/// Applies `f` to execution `id`'s state and writes back what it changed.
+pub(crate) fn transition<T>(
+    tx: &mut Tx<'_, '_>,
+    id: ExecutionId,
+    f: impl FnOnce(&mut ExecutionState) -> Result<T>,
+) -> Result<T> {
+    let state = tx.load(id)?.ok_or_else(|| Error::not_found("execution", id))?;
+    apply(tx, state, f)
+}
+
+/// Applies `f` to `state`; on success writes back the difference, on failure changes nothing
+/// (the state functions leave the state as it was when they refuse).
+pub(crate) fn apply<T>(
+    tx: &mut Tx<'_, '_>,
+    mut state: ExecutionState,
+    f: impl FnOnce(&mut ExecutionState) -> Result<T>,
+) -> Result<T> {
+    let before = state.clone();
+    match f(&mut state) {
+        Ok(out) => {
+            write_back(tx, Some(&before), Some(&state))?;
+            tx.keep(state);
+            Ok(out)
+        }
+        Err(e) => {
+            tx.keep(before);
+            Err(e)
+        }
+    }
+}

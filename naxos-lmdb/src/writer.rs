@@ -1,0 +1,364 @@
+//! The writer thread: group commit.
+//!
+//! LMDB has one writer at a time, and a durable commit costs an fsync (≈ 0.2 ms here), so one
+//! commit per transition would cap the store near 5,000 transitions a second. Instead every
+//! write is a request sent to one thread, which takes all the requests waiting, runs them one
+//! after another in **one** write transaction, commits once, and only then answers each. The
+//! requests that arrive while a commit is in flight wait in the channel and form the next
+//! group. Under load the groups grow by themselves; alone, a request is committed at once.
+//!
+//! **Each request keeps its own result.** A transition is validated before it writes: naxos-core's
+//! state functions work on an in-memory [`ExecutionState`] and leave it unchanged when they
+//! refuse (a stale attempt, a finished execution), so a refused request writes nothing and the
+//! others in its group commit as usual. Only an LMDB failure while writing (a full map, an I/O
+//! error) spoils the transaction: the group is then aborted and its requests run again, each in
+//! a transaction of its own, so that only the one that cannot be written fails. A failed
+//! commit fails every request of the group (none of their effects is visible).
+//!
+//! **A cache of states.** The thread keeps the [`ExecutionState`]s of unfinished executions it
+//! wrote last, so a transition of a running execution decodes nothing. It is the only writer
+//! (the directory is locked to this process, and to one environment in it), so the cache can
+//! only go stale through a transaction that did not commit: the states a group changed are
+//! kept aside until its commit succeeds, and dropped otherwise.
+//!
+//! Reads never come here: they use LMDB read transactions on tokio's blocking pool, and see
+//! the last commit without waiting for the writer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use chrono::{DateTime, Utc};
+use heed::{RoTxn, RwTxn};
+use naxos_core::model::ExecutionId;
+use naxos_core::state::ExecutionState;
+use naxos_core::{Clock, Error, Result};
+use tokio::sync::oneshot;
+
+use crate::env::{Db, Environment};
+use crate::error::LmdbError;
+use crate::tables::{Reader, Tables};
+
+/// The most requests one write transaction takes (a bound on its size and latency).
+const MAX_GROUP: usize = 1_024;
+
+/// What the writer and the readers share: the environment, its databases and the clock.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) env: Environment,
+    pub(crate) tables: Tables,
+    pub(crate) clock: Clock,
+    /// Write requests answered and transactions committed, since open.
+    pub(crate) stats: Counters,
+}
+
+/// What the writer has done since the store opened.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) commits: AtomicU64,
+}
+
+impl Shared {
+    /// Reads through any transaction.
+    pub(crate) fn reader(&self) -> Reader<'_> {
+        Reader {
+            env: &self.env,
+            t: &self.tables,
+        }
+    }
+}
+
+/// One write request, run in a group's transaction and answered after its commit.
+trait Job: Send {
+    /// Runs the request in `tx`; false when it failed in a way that spoils the transaction.
+    fn run(&mut self, tx: &mut Tx<'_, '_>) -> bool;
+    /// Its effects will not be committed: `e` becomes its result, unless it failed on its own.
+    fn fail(&mut self, e: LmdbError);
+    /// Answers the caller.
+    fn reply(self: Box<Self>);
+}
+
+struct Request<T, F> {
+    f: F,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for Request<T, F>
+where
+    T: Send,
+    F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send,
+{
+    fn run(&mut self, tx: &mut Tx<'_, '_>) -> bool {
+        let writes = tx.writes;
+        tx.failure = None;
+        // A panic (a bug) fails this request alone, not the writer thread and every later one.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.f)(tx)));
+        let panicked = result.is_err();
+        let result = result.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "an LMDB write request panicked");
+            Err(Error::permanent(format!("the write panicked: {what}")))
+        });
+        // A request that failed after writing may have written half of its effects.
+        let spoiled = panicked || tx.failure.is_some() || (result.is_err() && tx.writes != writes);
+        self.result = Some(result);
+        if let Some(e) = tx.failure.take() {
+            self.fail(e);
+        }
+        !spoiled
+    }
+
+    fn fail(&mut self, e: LmdbError) {
+        if !matches!(self.result, Some(Err(_))) {
+            self.result = Some(Err(e.into()));
+        }
+    }
+
+    fn reply(self: Box<Self>) {
+        let result = self.result.unwrap_or_else(|| Err(LmdbError::WriterStopped.into()));
+        // The caller may have stopped waiting: nothing to tell then.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The write side of a group: the transaction, and the states it changed.
+pub(crate) struct Tx<'t, 'e> {
+    txn: &'t mut RwTxn<'e>,
+    shared: &'t Shared,
+    /// States changed by this group (`None`: deleted), visible to its later requests.
+    overlay: &'t mut HashMap<ExecutionId, Option<ExecutionState>>,
+    cache: &'t mut States,
+    writes: usize,
+    /// The LMDB error a write of the current request met: the transaction must be aborted.
+    failure: Option<LmdbError>,
+}
+
+impl<'t, 'e> Tx<'t, 'e> {
+    /// The store's databases.
+    pub(crate) fn tables(&self) -> &Tables {
+        &self.shared.tables
+    }
+
+    /// Reads (seeing this group's writes).
+    pub(crate) fn reader(&self) -> Reader<'t> {
+        self.shared.reader()
+    }
+
+    /// The transaction, for reads.
+    pub(crate) fn txn(&self) -> &RoTxn<'e> {
+        self.txn
+    }
+
+    /// Now, by the store's clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
+    }
+
+    /// Writes one value.
+    pub(crate) fn put(&mut self, db: Db, key: &[u8], value: &[u8]) -> Result<()> {
+        self.writes += 1;
+        db.put(self.txn, key, value).map_err(|e| self.spoil(e))
+    }
+
+    /// Deletes one key; false when it was absent.
+    pub(crate) fn delete(&mut self, db: Db, key: &[u8]) -> Result<bool> {
+        self.writes += 1;
+        db.delete(self.txn, key).map_err(|e| self.spoil(e))
+    }
+
+    fn spoil(&mut self, e: heed::Error) -> Error {
+        let e = self.shared.env.lmdb_error(e);
+        self.failure = Some(e.clone());
+        e.into()
+    }
+
+    /// Takes execution `id`'s state: from this group, the cache, or the database. Give it back
+    /// with [`keep`](Self::keep) (changed or not) unless it was deleted.
+    pub(crate) fn load(&mut self, id: ExecutionId) -> Result<Option<ExecutionState>> {
+        if let Some(state) = self.overlay.remove(&id) {
+            return Ok(state);
+        }
+        if let Some(state) = self.cache.map.remove(&id) {
+            return Ok(Some(state));
+        }
+        let reader = self.reader();
+        reader.state(self.txn, id)
+    }
+
+    /// Keeps a state as this group left it.
+    pub(crate) fn keep(&mut self, state: ExecutionState) {
+        self.overlay.insert(state.summary().id, Some(state));
+    }
+
+    /// Records that execution `id` was deleted.
+    pub(crate) fn forget(&mut self, id: ExecutionId) {
+        self.overlay.insert(id, None);
+    }
+}
+
+/// The states of unfinished executions the writer wrote last, at most `capacity`.
+#[derive(Debug)]
+struct States {
+    map: HashMap<ExecutionId, ExecutionState>,
+    capacity: usize,
+}
+
+impl States {
+    /// Takes in what a committed group left.
+    fn absorb(&mut self, overlay: HashMap<ExecutionId, Option<ExecutionState>>) {
+        for (id, state) in overlay {
+            match state {
+                Some(s) if !s.is_finished() && self.capacity > 0 => {
+                    if self.map.len() >= self.capacity && !self.map.contains_key(&id) {
+                        // Any one: a miss costs one decode, nothing more.
+                        if let Some(&victim) = self.map.keys().next() {
+                            self.map.remove(&victim);
+                        }
+                    }
+                    self.map.insert(id, s);
+                }
+                _ => {
+                    self.map.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+/// The handle on the writer thread: send requests; dropped, it stops the thread and waits.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    sender: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the thread, with a cache of at most `cached_states` execution states.
+    pub(crate) fn start(shared: Arc<Shared>, cached_states: usize) -> Result<Self> {
+        let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
+        let thread = std::thread::Builder::new()
+            .name("naxos-lmdb-writer".into())
+            .spawn(move || {
+                let mut states = States {
+                    map: HashMap::new(),
+                    capacity: cached_states,
+                };
+                while let Ok(first) = receiver.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match receiver.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    commit_group(&shared, &mut states, group);
+                }
+            })
+            .map_err(|e| Error::permanent(format!("could not start the LMDB writer thread: {e}")))?;
+        Ok(Self {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `f` in the next group's write transaction and returns its result once committed.
+    /// `f` may run more than once (when its group is aborted by another request's failure).
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Request { f, result: None, reply });
+        self.sender
+            .as_ref()
+            .ok_or(LmdbError::WriterStopped)?
+            .send(job)
+            .map_err(|_| LmdbError::WriterStopped)?;
+        answer.await.map_err(|_| LmdbError::WriterStopped)?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has answered what it holds.
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the LMDB writer thread panicked");
+            }
+        }
+    }
+}
+
+/// Runs a group in one transaction and answers it; when a request spoiled the transaction,
+/// runs each request again alone, so that only the one that cannot be written fails.
+fn commit_group(shared: &Shared, states: &mut States, mut group: Vec<Box<dyn Job>>) {
+    shared.stats.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
+    if run_group(shared, states, &mut group).is_err() && group.len() > 1 {
+        for job in group {
+            let mut alone = [job];
+            // Spoiled alone: its own error is its result, and nothing of it was committed.
+            let _ = run_group(shared, states, &mut alone);
+            let [job] = alone;
+            job.reply();
+        }
+        return;
+    }
+    group.into_iter().for_each(|job| job.reply());
+}
+
+/// A transaction that must be aborted: the failing request's own result says why.
+struct Spoiled;
+
+/// Runs `jobs` in one write transaction and commits it. A failure to begin or commit is put
+/// into every job's result; `Spoiled` when a job spoiled the transaction.
+fn run_group(shared: &Shared, states: &mut States, jobs: &mut [Box<dyn Job>]) -> std::result::Result<(), Spoiled> {
+    let failed = |jobs: &mut [Box<dyn Job>], e: LmdbError| {
+        for job in jobs.iter_mut() {
+            job.fail(e.clone());
+        }
+    };
+    let mut txn = match shared.env.env().write_txn() {
+        Ok(txn) => txn,
+        Err(e) => {
+            failed(jobs, shared.env.lmdb_error(e));
+            return Ok(());
+        }
+    };
+    let mut overlay = HashMap::new();
+    {
+        let mut tx = Tx {
+            txn: &mut txn,
+            shared,
+            overlay: &mut overlay,
+            cache: states,
+            writes: 0,
+            failure: None,
+        };
+        for job in jobs.iter_mut() {
+            if !job.run(&mut tx) {
+                return Err(Spoiled);
+            }
+        }
+    }
+    match txn.commit() {
+        Ok(()) => {
+            shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+            states.absorb(overlay);
+            Ok(())
+        }
+        Err(e) => {
+            failed(jobs, shared.env.lmdb_error(e));
+            Ok(())
+        }
+    }
+}
