@@ -1,36 +1,16 @@
 //! Logs carry ids, statuses and timings, never the data users run through naxos: params and
 //! outputs stay out of every log line, at every level up to debug.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use common::capture_logs;
 use naxos_core::model::{JobDefinition, TaskBuilder};
 use naxos_core::serde_json::json;
 use naxos_core::{Engine, ExecutionStatus};
 
-/// Log lines collected in memory.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn params_and_outputs_never_reach_the_logs() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (lines, _guard) = capture_logs(false);
 
     let engine = Engine::in_memory();
     engine.register("copy", |ctx| async move {
@@ -52,7 +32,7 @@ async fn params_and_outputs_never_reach_the_logs() {
     assert_eq!(done.status, ExecutionStatus::Completed);
     engine.shutdown().await;
 
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let text = lines.text();
     assert!(text.contains("execution submitted"), "the logs were captured:\n{text}");
     assert!(!text.contains("hunter2"), "a param reached the logs:\n{text}");
 }

@@ -6,29 +6,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{engine, quick_backoff, DEADLINE};
+use common::{capture_logs, engine, quick_backoff, DEADLINE};
 use naxos_core::model::{JobDefinition, TaskBuilder, TraceParent};
 use naxos_core::serde_json::{json, Value};
 use naxos_core::{ExecuteRequest, ExecutionStatus, TaskError};
 
 const SUBMITTED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-/// Log lines collected in memory.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// What each attempt saw: `(task id, attempt)` → its context's trace context.
 type Seen = Arc<Mutex<BTreeMap<(String, u32), Option<TraceParent>>>>;
@@ -72,14 +57,7 @@ fn span_of(lines: &[Value], task: &str, attempt: u32) -> Value {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_submitted_traceparent_reaches_every_attempt_and_its_span() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (lines, _guard) = capture_logs(true);
 
     let engine = engine();
     let seen = Seen::default();
@@ -97,7 +75,7 @@ async fn a_submitted_traceparent_reaches_every_attempt_and_its_span() {
     let seen = seen.lock().unwrap().clone();
     let attempts: Vec<(&str, u32)> = seen.keys().map(|(t, a)| (t.as_str(), *a)).collect();
     assert_eq!(attempts, [("a", 1), ("b", 1), ("b", 2), ("c", 1), ("d", 1)]);
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let text = lines.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| naxos_core::serde_json::from_str(l).unwrap())
@@ -130,14 +108,7 @@ async fn a_submitted_traceparent_reaches_every_attempt_and_its_span() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn without_a_traceparent_there_is_no_trace_context() {
-    let lines = Lines::default();
-    let writer = lines.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (lines, _guard) = capture_logs(true);
 
     let engine = engine();
     let seen = Seen::default();
@@ -157,7 +128,7 @@ async fn without_a_traceparent_there_is_no_trace_context() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 5);
     assert!(seen.values().all(Option::is_none), "{seen:?}");
-    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let text = lines.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| naxos_core::serde_json::from_str(l).unwrap())

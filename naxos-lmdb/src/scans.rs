@@ -11,7 +11,7 @@ use heed::RoTxn;
 use naxos_core::backend::Changes;
 use naxos_core::clock::before;
 use naxos_core::model::ExecutionId;
-use naxos_core::state::{republish_wait, MAX_DOUBLINGS};
+use naxos_core::state::{republish_wait, ExecutionState, MAX_DOUBLINGS};
 use naxos_core::Result;
 
 use crate::env::Db;
@@ -64,18 +64,9 @@ pub(crate) fn recover_expired(tx: &mut Tx<'_, '_>, max_lease_expiries: u32, limi
     let now = tx.now();
     let mut ids = Vec::new();
     due(tx, tx.tables().running, &[], now, limit, &mut ids)?;
-    let mut budget = limit;
-    let mut changes = Changes::default();
-    for id in ids {
-        if budget == 0 {
-            break;
-        }
-        let Some(state) = tx.load(id)? else { continue };
-        changes.extend(apply(tx, state, |s| {
-            Ok(s.recover_expired(now, max_lease_expiries, &mut budget))
-        })?);
-    }
-    Ok(changes)
+    apply_within(tx, ids, limit, |s, budget| {
+        s.recover_expired(now, max_lease_expiries, budget)
+    })
 }
 
 /// QUEUED tasks whose message may be lost and RETRYING ones long due.
@@ -90,6 +81,17 @@ pub(crate) fn take_stale(tx: &mut Tx<'_, '_>, older_than: Duration, limit: usize
         due(tx, t.queued, &[republished as u8], until, limit, &mut ids)?;
     }
     due(tx, t.retrying, &[], before(now, older_than), limit, &mut ids)?;
+    apply_within(tx, ids, limit, |s, budget| s.take_stale(older_than, now, budget))
+}
+
+/// Runs `scan` on each candidate's state in turn (the state module decides what is due) until
+/// `limit` tasks were taken.
+fn apply_within(
+    tx: &mut Tx<'_, '_>,
+    ids: Vec<ExecutionId>,
+    limit: usize,
+    mut scan: impl FnMut(&mut ExecutionState, &mut usize) -> Changes,
+) -> Result<Changes> {
     let mut budget = limit;
     let mut changes = Changes::default();
     for id in ids {
@@ -97,7 +99,7 @@ pub(crate) fn take_stale(tx: &mut Tx<'_, '_>, older_than: Duration, limit: usize
             break;
         }
         let Some(state) = tx.load(id)? else { continue };
-        changes.extend(apply(tx, state, |s| Ok(s.take_stale(older_than, now, &mut budget)))?);
+        changes.extend(apply(tx, state, |s| Ok(scan(s, &mut budget)))?);
     }
     Ok(changes)
 }

@@ -5,46 +5,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{lmdb_error, TestDir};
 use naxos_core::memory::MemoryQueue;
 use naxos_core::model::TaskStatus;
 use naxos_core::serde_json::json;
-use naxos_core::{Engine, EngineConfig, ExecutionId, ExecutionStatus};
+use naxos_core::testkit::engine::{quick_config, register_counted, Runs};
+use naxos_core::{Engine, ExecutionId, ExecutionStatus};
 use naxos_lmdb::{LmdbCache, LmdbCacheConfig, LmdbConfig, LmdbError, LmdbStore};
-
-fn engine_config(node: &str) -> EngineConfig {
-    EngineConfig {
-        node_id: node.into(),
-        concurrency: 16,
-        lease_ttl: Duration::from_millis(1_500),
-        heartbeat_interval: Some(Duration::from_millis(300)),
-        sweep_interval: Duration::from_millis(200),
-        republish_after: Duration::from_millis(800),
-        cancel_grace: Duration::from_millis(200),
-        ..EngineConfig::default()
-    }
-}
-
-type Runs = Arc<Mutex<HashMap<(ExecutionId, String), u32>>>;
-
-fn register(engine: &Engine, runs: &Runs, sleep: Duration) {
-    let runs = runs.clone();
-    engine.register("f", move |ctx| {
-        let runs = runs.clone();
-        async move {
-            tokio::time::sleep(sleep).await;
-            *runs
-                .lock()
-                .unwrap()
-                .entry((ctx.execution_id(), ctx.task_id().to_string()))
-                .or_default() += 1;
-            Ok(json!({ "task": ctx.task_id() }))
-        }
-    });
-}
 
 /// Many diamonds through the engine on LmdbStore and LmdbCache: all complete, every task once,
 /// and the store's counts and listings agree.
@@ -56,11 +26,11 @@ async fn many_diamonds_complete_with_every_task_run_once() {
         .store(Arc::new(store.clone()))
         .queue(Arc::new(MemoryQueue::new()))
         .cache(Arc::new(cache))
-        .config(engine_config("solo"))
+        .config(quick_config("solo"))
         .build()
         .unwrap();
     let runs: Runs = Arc::default();
-    register(&engine, &runs, Duration::ZERO);
+    register_counted(&engine, &runs, Duration::ZERO);
     let def = naxos_core::testkit::diamond();
     engine.register_definition(def.clone()).await.unwrap();
     engine.start().unwrap();
@@ -125,10 +95,10 @@ async fn a_node_dying_mid_run_loses_nothing() {
                 let engine = Engine::builder()
                     .store(Arc::new(LmdbStore::open(&path).unwrap()))
                     .queue(Arc::new(MemoryQueue::new()))
-                    .config(engine_config("doomed"))
+                    .config(quick_config("doomed"))
                     .build()
                     .unwrap();
-                register(&engine, &runs, Duration::from_millis(100));
+                register_counted(&engine, &runs, Duration::from_millis(100));
                 engine.register_definition(def.clone()).await.unwrap();
                 engine.start().unwrap();
                 let mut ids = Vec::new();
@@ -169,10 +139,10 @@ async fn a_node_dying_mid_run_loses_nothing() {
     let engine = Engine::builder()
         .store(Arc::new(second))
         .queue(Arc::new(MemoryQueue::new()))
-        .config(engine_config("heir"))
+        .config(quick_config("heir"))
         .build()
         .unwrap();
-    register(&engine, &runs, Duration::ZERO);
+    register_counted(&engine, &runs, Duration::ZERO);
     engine.start().unwrap();
     for id in &ids {
         let done = engine.wait_for_timeout(*id, Duration::from_secs(60)).await.unwrap();
@@ -199,7 +169,7 @@ async fn an_engine_on_a_reopened_store_sees_its_definitions() {
     let id = {
         let engine = Engine::builder()
             .store(Arc::new(LmdbStore::open(&path).unwrap()))
-            .config(engine_config("first"))
+            .config(quick_config("first"))
             .build()
             .unwrap();
         engine.register("f", |_ctx| async move { Ok(json!(1)) });
@@ -213,7 +183,7 @@ async fn an_engine_on_a_reopened_store_sees_its_definitions() {
     let store = reopen(&path).await;
     let engine = Engine::builder()
         .store(Arc::new(store))
-        .config(engine_config("second"))
+        .config(quick_config("second"))
         .build()
         .unwrap();
     let again = engine.execution(id).await.unwrap();

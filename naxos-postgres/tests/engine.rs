@@ -11,7 +11,8 @@ use naxos_core::backend::{ClaimRequest, Store, TaskFinish, TaskOutcome};
 use naxos_core::memory::MemoryQueue;
 use naxos_core::model::{JobDefinition, TaskBuilder, TaskRef, TaskStatus, TraceParent};
 use naxos_core::serde_json::json;
-use naxos_core::{Engine, EngineConfig, ExecuteRequest, ExecutionId, ExecutionStatus};
+use naxos_core::testkit::engine::{quick_config, register_counted, Runs};
+use naxos_core::{Engine, ExecuteRequest, ExecutionId, ExecutionStatus};
 
 fn fan(width: usize) -> JobDefinition {
     let mut builder =
@@ -74,48 +75,17 @@ async fn simultaneous_completions_unlock_the_join_once() {
     }
 }
 
-fn engine_config(node: &str) -> EngineConfig {
-    EngineConfig {
-        node_id: node.into(),
-        concurrency: 16,
-        lease_ttl: Duration::from_millis(1_500),
-        heartbeat_interval: Some(Duration::from_millis(300)),
-        sweep_interval: Duration::from_millis(200),
-        republish_after: Duration::from_millis(800),
-        cancel_grace: Duration::from_millis(200),
-        ..EngineConfig::default()
-    }
-}
-
-type Runs = Arc<Mutex<HashMap<(ExecutionId, String), u32>>>;
-
-fn register(engine: &Engine, runs: &Runs, sleep: Duration) {
-    let runs = runs.clone();
-    engine.register("f", move |ctx| {
-        let runs = runs.clone();
-        async move {
-            tokio::time::sleep(sleep).await;
-            *runs
-                .lock()
-                .unwrap()
-                .entry((ctx.execution_id(), ctx.task_id().to_string()))
-                .or_default() += 1;
-            Ok(json!({ "task": ctx.task_id() }))
-        }
-    });
-}
-
 /// Many diamonds through the engine on PgStore, 16 at a time: all complete, every task once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_diamonds_complete_with_every_task_run_once() {
     let Some(store) = common::store().await else { return };
     let engine = Engine::builder()
         .store(Arc::new(store))
-        .config(engine_config("solo"))
+        .config(quick_config("solo"))
         .build()
         .unwrap();
     let runs: Runs = Arc::default();
-    register(&engine, &runs, Duration::ZERO);
+    register_counted(&engine, &runs, Duration::ZERO);
     let def = naxos_core::testkit::diamond();
     engine.register_definition(def.clone()).await.unwrap();
     engine.start().unwrap();
@@ -140,7 +110,7 @@ async fn a_submitted_traceparent_reaches_every_task() {
     let Some(store) = common::store().await else { return };
     let engine = Engine::builder()
         .store(Arc::new(store))
-        .config(engine_config("traced"))
+        .config(quick_config("traced"))
         .build()
         .unwrap();
     let seen: Arc<Mutex<HashMap<String, Option<TraceParent>>>> = Arc::default();
@@ -197,10 +167,10 @@ async fn a_node_dying_mid_run_loses_nothing() {
                 let engine = Engine::builder()
                     .store(Arc::new(first_store))
                     .queue(Arc::new(MemoryQueue::new()))
-                    .config(engine_config("doomed"))
+                    .config(quick_config("doomed"))
                     .build()
                     .unwrap();
-                register(&engine, &runs, Duration::from_millis(100));
+                register_counted(&engine, &runs, Duration::from_millis(100));
                 engine.register_definition(def.clone()).await.unwrap();
                 engine.start().unwrap();
                 let mut ids = Vec::new();
@@ -243,10 +213,10 @@ async fn a_node_dying_mid_run_loses_nothing() {
     let second = Engine::builder()
         .store(Arc::new(naxos_postgres::PgStore::from_pool(pool)))
         .queue(Arc::new(MemoryQueue::new()))
-        .config(engine_config("survivor"))
+        .config(quick_config("survivor"))
         .build()
         .unwrap();
-    register(&second, &runs, Duration::from_millis(10));
+    register_counted(&second, &runs, Duration::from_millis(10));
     second.start().unwrap();
     for id in &ids {
         let done = second.wait_for_timeout(*id, Duration::from_secs(60)).await.unwrap();
@@ -276,7 +246,7 @@ async fn a_nul_in_an_output_or_error_fails_the_task_once() {
     let Some(store) = common::store().await else { return };
     let engine = Engine::builder()
         .store(Arc::new(store))
-        .config(engine_config("nul"))
+        .config(quick_config("nul"))
         .build()
         .unwrap();
     let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));

@@ -18,6 +18,7 @@
 
 pub mod cache;
 pub mod differential;
+pub mod engine;
 pub(crate) mod fixtures;
 pub mod proxy;
 pub mod queue;

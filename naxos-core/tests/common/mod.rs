@@ -47,3 +47,40 @@ pub fn diamond(id: &str, function: &str) -> JobDefinition {
 
 /// The longest any test waits for an execution.
 pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Log lines collected in memory.
+#[derive(Clone, Default)]
+pub struct Lines(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// Collects this thread's logs (every level up to DEBUG; as JSON lines with the current span
+/// if `json`) until the guard drops.
+pub fn capture_logs(json: bool) -> (Lines, tracing::subscriber::DefaultGuard) {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone());
+    let guard = if json {
+        tracing::subscriber::set_default(builder.json().with_current_span(true).finish())
+    } else {
+        tracing::subscriber::set_default(builder.finish())
+    };
+    (lines, guard)
+}
