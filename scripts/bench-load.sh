@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The load bench, from one run on one machine: pgbench's single-row commit rate, naxos on each
-# stack (in-memory, PostgreSQL, PostgreSQL + RabbitMQ) and workload (examples/loadgen), and the
+# stack (in-memory, LMDB, PostgreSQL, PostgreSQL + RabbitMQ) and workload (examples/loadgen), and the
 # same diamonds on Celery (benches/celery, from PyPI into target/celery-venv) on the same
 # RabbitMQ with PostgreSQL as its result backend. Prints the ratios; JSON lands in target/bench/.
 #
@@ -50,6 +50,8 @@ lg --stack memory --workload chain --count "$((mem / 2))" --json "$out/memory-ch
 lg --stack memory --workload fanout --count "$fanout" --json "$out/memory-fanout.json"
 lg --stack memory --workload sleep --count "$durable" --concurrency 64 --json "$out/memory-sleep.json"
 lg --stack memory --via http --workload diamond --count "$((mem / 4))" --json "$out/memory-http-diamond.json"
+lg --stack lmdb --workload diamond --count "$durable" --json "$out/lmdb-diamond.json"
+lg --stack lmdb --via http --workload diamond --count "$durable" --json "$out/lmdb-http-diamond.json"
 lg --stack postgres --workload diamond --count "$durable" --json "$out/postgres-diamond.json"
 lg --stack full --workload diamond --count "$durable" --json "$out/full-diamond.json"
 lg --stack full --via http --workload diamond --count "$durable" --json "$out/full-http-diamond.json"
@@ -77,10 +79,13 @@ out = sys.argv[1]
 load = lambda name: json.load(open(f"{out}/{name}.json"))
 tps = float(re.search(r"tps = ([0-9.]+)", open(f"{out}/pgbench.txt").read()).group(1))
 celery, full, pg, mem = load("celery-diamond"), load("full-diamond"), load("postgres-diamond"), load("memory-diamond")
-print(f"diamonds/s: naxos in-memory {mem['executionsPerSecond']:.0f}, naxos PostgreSQL {pg['executionsPerSecond']:.0f}, "
+lmdb = load("lmdb-diamond")
+print(f"diamonds/s: naxos in-memory {mem['executionsPerSecond']:.0f}, naxos LMDB {lmdb['executionsPerSecond']:.0f}, "
+      f"naxos PostgreSQL {pg['executionsPerSecond']:.0f}, "
       f"naxos PostgreSQL+RabbitMQ {full['executionsPerSecond']:.0f}, Celery {celery['executionsPerSecond']:.1f}")
 print(f"naxos PostgreSQL+RabbitMQ / Celery: {full['executionsPerSecond'] / celery['executionsPerSecond']:.1f}x diamonds/s")
-print(f"one diamond alone, p50: naxos PostgreSQL+RabbitMQ {full['alone']['latencyMs']['p50']:.1f} ms, Celery {celery['alone']['latencyMs']['p50']:.0f} ms")
+print(f"one diamond alone, p50: naxos LMDB {lmdb['alone']['latencyMs']['p50']:.1f} ms, "
+      f"naxos PostgreSQL+RabbitMQ {full['alone']['latencyMs']['p50']:.1f} ms, Celery {celery['alone']['latencyMs']['p50']:.0f} ms")
 print(f"tasks/s as a fraction of pgbench's {tps:.0f} commits/s: PostgreSQL {pg['tasksPerSecond'] / tps:.1%}, "
       f"PostgreSQL+RabbitMQ {full['tasksPerSecond'] / tps:.1%}")
 PY

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A bounded fuzz pass of the REST API from its own OpenAPI document (schemathesis, from PyPI,
 # in a venv under target/). Starts the example server (built by `cargo test`) on a free
-# loopback port with in-memory backends, fuzzes every operation, and stops the server.
+# loopback port on its default backends, fuzzes every operation, and stops the server.
 #
 # Checks: every check schemathesis has (no 5xx, status codes, content types, response
 # schemas, headers, unsupported methods, ...) except the two data-acceptance heuristics:

@@ -5,7 +5,7 @@
 # database connections, tasks QUEUED, size of the Store's tables), then the RssAnon growth after
 # the warm-up in bytes per finished execution. Exits non-zero above --limit-kb (default 0.5 KiB).
 #
-#   scripts/soak.sh [--stack memory|postgres|full] [--rate R | --fraction F] [--duration S]
+#   scripts/soak.sh [--stack memory|lmdb|postgres|full] [--rate R | --fraction F] [--duration S]
 #                   [--interval S] [--warmup S] [--limit-kb KB] [--scrape-metrics] [--json FILE] [--debug]
 #   scripts/soak.sh --short     what scripts/test.sh runs: full stack, 50/s for 150 s (30 s warm-up),
 #                               nobody scraping /metrics (the worst case for the recorder's buffers)
@@ -14,7 +14,8 @@
 # --duration 600 (warm-up included), --interval 10, --warmup 30, --limit-kb 0.5. The node is not
 # scraped unless --scrape-metrics (then /metrics at every row, as Prometheus would).
 #
-# Stacks: memory (in-memory store and queue), postgres (PgStore + in-memory queue), full
+# Stacks: memory (in-memory store and queue), lmdb (the server's default: LmdbStore + LmdbCache
+# in a throwaway directory under target/soak/, in-memory queue), postgres (PgStore + in-memory queue), full
 # (PgStore + RabbitMQ). The durable stacks use NAXOS_TEST_POSTGRES_URL / NAXOS_TEST_AMQP_URL
 # (as scripts/test.sh exports them) or start a throwaway PostgreSQL and RabbitMQ; each run gets
 # its own database (dropped after) and its own AMQP prefix. The server is the release build
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
     *) echo "soak.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
 done
-case "$stack" in memory|postgres|full) ;; *) echo "soak.sh: --stack is memory, postgres or full" >&2; exit 2 ;; esac
+case "$stack" in memory|lmdb|postgres|full) ;; *) echo "soak.sh: --stack is memory, lmdb, postgres or full" >&2; exit 2 ;; esac
 
 if [ "$profile" = release ]; then cargo build -q --release --example server --example loadgen
 else cargo build -q --example server --example loadgen; fi
@@ -56,17 +57,23 @@ out=target/soak
 mkdir -p "$out"
 run=$(python3 -c 'import uuid; print(uuid.uuid4().hex[:8])')
 
-unset NAXOS_POSTGRES_URL NAXOS_AMQP_URL NAXOS_RABBITMQ_URL NAXOS_AMQP_PREFIX NAXOS_LMDB_PATH
+unset NAXOS_POSTGRES_URL NAXOS_AMQP_URL NAXOS_RABBITMQ_URL NAXOS_AMQP_PREFIX NAXOS_LMDB_PATH NAXOS_STORE
+case "$stack" in
+  memory) export NAXOS_STORE=memory ;;
+  # The store's data (lmdb) or the node's definition cache (postgres, full), removed after.
+  *) export NAXOS_LMDB_PATH=$out/lmdb-$run ;;
+esac
 db_url=
 server_pid=
 cleanup() {
   if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "${NAXOS_LMDB_PATH:-}" ]; then rm -rf "$NAXOS_LMDB_PATH"; fi
   if [ -n "$db_url" ]; then psql -q "$NAXOS_TEST_POSTGRES_URL" -c "DROP DATABASE IF EXISTS soak_$run WITH (FORCE)" >/dev/null 2>&1 || true; fi
   if [ -n "${own_services:-}" ]; then scripts/services.sh stop; fi
 }
 trap cleanup EXIT
 
-if [ "$stack" != memory ]; then
+if [ "$stack" = postgres ] || [ "$stack" = full ]; then
   if [ -z "${NAXOS_TEST_POSTGRES_URL:-}" ] || { [ "$stack" = full ] && [ -z "${NAXOS_TEST_AMQP_URL:-}" ]; }; then
     export NAXOS_SERVICES_DIR
     NAXOS_SERVICES_DIR=$(mktemp -d /tmp/naxos-services.XXXXXX)

@@ -85,17 +85,26 @@ async fn the_original_sample_runs_to_completion_over_http() {
 
 #[tokio::test]
 async fn bad_configuration_stops_start_up_naming_the_variable() {
-    for (variable, value) in [
-        ("NAXOS_SERVER_PORT", "eighty"),
-        ("NAXOS_WORKER_CONCURRENCY", "0"),
-        ("NAXOS_ROLE", "boss"),
-        ("NAXOS_LMDB_PATH", "/tmp/nowhere"),
-        ("NAXOS_API_TOKEN", "short"),
+    for (env, variable) in [
+        (&[("NAXOS_SERVER_PORT", "eighty")][..], "NAXOS_SERVER_PORT"),
+        (&[("NAXOS_WORKER_CONCURRENCY", "0")], "NAXOS_WORKER_CONCURRENCY"),
+        (&[("NAXOS_ROLE", "boss")], "NAXOS_ROLE"),
+        (&[("NAXOS_STORE", "cloud")], "NAXOS_STORE"),
+        (&[("NAXOS_STORE", "postgres")], "NAXOS_STORE"),
+        (
+            &[
+                ("NAXOS_STORE", "memory"),
+                ("NAXOS_POSTGRES_URL", "postgres://127.0.0.1:1/x"),
+            ],
+            "NAXOS_STORE",
+        ),
+        (&[("NAXOS_LMDB_MAP_SIZE", "0")], "NAXOS_LMDB_MAP_SIZE"),
+        (&[("NAXOS_API_TOKEN", "short")], "NAXOS_API_TOKEN"),
     ] {
-        let out = command(&[(variable, value)]).output().await.unwrap();
-        assert_eq!(out.status.code(), Some(2), "{variable}={value}");
+        let out = command(env).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{env:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(variable), "{variable}={value}: {stderr}");
+        assert!(stderr.contains(variable), "{env:?}: {stderr}");
     }
 }
 

@@ -3,7 +3,7 @@
 //! latency and peak RSS, and writes the same as JSON.
 //!
 //! ```text
-//! cargo run --release --example loadgen -- [--stack memory|postgres|full] [--via api|http]
+//! cargo run --release --example loadgen -- [--stack memory|lmdb|postgres|full] [--via api|http]
 //!     [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency C] [--submitters S] [--alone R] [--json FILE]
 //! ```
 //!
@@ -11,8 +11,10 @@
 //! and latency under a backlog),
 //! then `alone` executions one at a time (latency and per-hop latency of an unloaded system).
 //!
-//! `postgres` needs `NAXOS_POSTGRES_URL` (PgStore + in-memory queue); `full` also needs
-//! `NAXOS_AMQP_URL` (PgStore + AmqpQueue). Each run uses its own schema and queue names.
+//! `lmdb` is the example server's default: LmdbStore + LmdbCache (durable, synced commits) in a
+//! fresh temporary directory, in-memory queue. `postgres` needs `NAXOS_POSTGRES_URL` (PgStore +
+//! in-memory queue); `full` also needs `NAXOS_AMQP_URL` (PgStore + AmqpQueue). Each run uses its
+//! own directory, schema and queue names.
 //!
 //! `loadgen soak --url URL --server-pid PID ...` is the other mode: a fixed rate for a set
 //! time against a running server, watching its memory per execution (see `soak.rs`;
@@ -42,7 +44,7 @@ struct Args {
     json: Option<String>,
 }
 
-const USAGE: &str = "usage: loadgen [--stack memory|postgres|full] [--via api|http]
+const USAGE: &str = "usage: loadgen [--stack memory|lmdb|postgres|full] [--via api|http]
                [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency N]
                [--submitters N] [--alone N] [--json FILE]
        loadgen soak --help   (a fixed rate against a running server, watching its memory)
@@ -81,8 +83,9 @@ fn args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
-    if !matches!(a.stack.as_str(), "memory" | "postgres" | "full") || !matches!(a.via.as_str(), "api" | "http") {
-        bail!("--stack is memory|postgres|full, --via is api|http");
+    if !matches!(a.stack.as_str(), "memory" | "lmdb" | "postgres" | "full") || !matches!(a.via.as_str(), "api" | "http")
+    {
+        bail!("--stack is memory|lmdb|postgres|full, --via is api|http");
     }
     Ok(a)
 }
@@ -93,7 +96,12 @@ async fn engine(a: &Args) -> anyhow::Result<Engine> {
         concurrency: a.concurrency,
         ..EngineConfig::default()
     });
-    if a.stack != "memory" {
+    if a.stack == "lmdb" {
+        let store = naxos_lmdb::LmdbStore::with_config(naxos_lmdb::LmdbConfig::temporary())?;
+        let cache = naxos_lmdb::LmdbCache::with_config(naxos_lmdb::LmdbCacheConfig::temporary())?;
+        builder = builder.store(Arc::new(store)).cache(Arc::new(cache));
+    }
+    if a.stack == "postgres" || a.stack == "full" {
         let url = std::env::var("NAXOS_POSTGRES_URL").context("NAXOS_POSTGRES_URL is needed for this stack")?;
         let mut config = naxos_postgres::PgConfig::new(url);
         config.schema = Some(format!("loadgen_{run}"));

@@ -25,6 +25,30 @@ impl fmt::Display for Role {
     }
 }
 
+/// Where the node keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// LMDB in `NAXOS_LMDB_PATH` (the default with no backend variables): durable, no service.
+    Lmdb,
+    /// Process memory: gone at exit (`NAXOS_STORE=memory`).
+    Memory,
+    /// PostgreSQL at `NAXOS_POSTGRES_URL`.
+    Postgres,
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreKind::Lmdb => "lmdb",
+            StoreKind::Memory => "memory",
+            StoreKind::Postgres => "postgres",
+        })
+    }
+}
+
+/// The data directory when `NAXOS_LMDB_PATH` is unset.
+pub(crate) const DEFAULT_LMDB_PATH: &str = "naxos-data";
+
 /// Everything the environment configures.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerConfig {
@@ -35,6 +59,11 @@ pub(crate) struct ServerConfig {
     pub(crate) concurrency: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) definitions_file: Option<PathBuf>,
+    pub(crate) store: StoreKind,
+    /// The LMDB data directory (the store's and the definition cache's).
+    pub(crate) lmdb_path: PathBuf,
+    /// The LMDB store's map size in bytes (its default when unset).
+    pub(crate) lmdb_map_size: Option<usize>,
     pub(crate) postgres_url: Option<String>,
     pub(crate) amqp_url: Option<String>,
     pub(crate) amqp_prefix: Option<String>,
@@ -73,14 +102,6 @@ fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 /// Reads the configuration through `var` (the process environment in the server).
 pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerConfig, ConfigError> {
     let get = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    for (variable, backend) in [("NAXOS_LMDB_PATH", "LMDB cache and store")] {
-        if get(variable).is_some() {
-            return Err(bad(
-                variable,
-                format!("this build has no {backend} yet; unset it to run on the in-memory backends"),
-            ));
-        }
-    }
     if let Some(format) = get("NAXOS_LOG_FORMAT").filter(|f| f != "json" && f != "text") {
         return Err(bad("NAXOS_LOG_FORMAT", format!("`{format}` is not one of text, json")));
     }
@@ -109,6 +130,27 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
     };
     let postgres_url = get("NAXOS_POSTGRES_URL");
     let amqp_url = get("NAXOS_AMQP_URL").or_else(|| get("NAXOS_RABBITMQ_URL"));
+    let store = match (
+        get("NAXOS_STORE").map(|s| s.to_ascii_lowercase()).as_deref(),
+        &postgres_url,
+    ) {
+        (None, Some(_)) | (Some("postgres"), Some(_)) => StoreKind::Postgres,
+        (None | Some("lmdb"), None) => StoreKind::Lmdb,
+        (Some("memory"), None) => StoreKind::Memory,
+        (Some("postgres"), None) => return Err(bad("NAXOS_STORE", "`postgres` needs NAXOS_POSTGRES_URL")),
+        (Some(kind @ ("lmdb" | "memory")), Some(_)) => {
+            return Err(bad(
+                "NAXOS_STORE",
+                format!("`{kind}` contradicts NAXOS_POSTGRES_URL: unset one of them"),
+            ))
+        }
+        (Some(other), _) => {
+            return Err(bad(
+                "NAXOS_STORE",
+                format!("`{other}` is not one of lmdb, memory, postgres"),
+            ))
+        }
+    };
     if role != Role::All && (postgres_url.is_none() || amqp_url.is_none()) {
         return Err(bad(
             "NAXOS_ROLE",
@@ -134,6 +176,9 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         concurrency,
         max_body_bytes,
         definitions_file: get("NAXOS_DEFINITIONS_FILE").map(PathBuf::from),
+        store,
+        lmdb_path: get("NAXOS_LMDB_PATH").map_or_else(|| PathBuf::from(DEFAULT_LMDB_PATH), PathBuf::from),
+        lmdb_map_size: optional(get("NAXOS_LMDB_MAP_SIZE"), "NAXOS_LMDB_MAP_SIZE")?,
         postgres_url,
         amqp_url,
         amqp_prefix: get("NAXOS_AMQP_PREFIX"),

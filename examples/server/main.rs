@@ -1,16 +1,19 @@
 //! The bundled naxos server: `cargo run --release --example server`.
 //!
-//! Serves the REST API on `127.0.0.1:8080` with in-memory backends, the demo task functions and
-//! the two sample definitions; on PostgreSQL when `NAXOS_POSTGRES_URL` is set. Configuration
-//! comes from the environment (`NAXOS_SERVER_HOST`,
+//! Serves the REST API on `127.0.0.1:8080` with the demo task functions and the two sample
+//! definitions, durable in `./naxos-data` (LMDB, no service to run); in memory with
+//! `NAXOS_STORE=memory`, on PostgreSQL when `NAXOS_POSTGRES_URL` is set (see `backends`).
+//! Configuration comes from the environment (`NAXOS_SERVER_HOST`,
 //! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
-//! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
+//! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_STORE`, `NAXOS_LMDB_PATH`,
+//! `NAXOS_LMDB_MAP_SIZE`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
 //! `NAXOS_AMQP_PREFIX`, `NAXOS_API_TOKEN`,
 //! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`,
 //! `NAXOS_SHUTDOWN_GRACE_MS`, `NAXOS_MAX_PENDING_EXECUTIONS`, `NAXOS_CALL_LOG`); a bad value
 //! stops it at start with a message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
 //! banner goes to stdout.
 
+mod backends;
 mod call_log;
 mod config;
 mod demo;
@@ -18,7 +21,6 @@ mod demo;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use config::{Role, ServerConfig};
@@ -85,31 +87,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if let Some(limit) = config.max_pending_executions {
         engine_config.max_pending_executions = Some(limit as u64);
     }
-    let mut builder = Engine::builder().config(engine_config);
-    let store_name = match &config.postgres_url {
-        Some(url) => {
-            let store = naxos_postgres::PgStore::connect(url)
-                .await
-                .context("NAXOS_POSTGRES_URL: cannot use the PostgreSQL store")?;
-            builder = builder.store(Arc::new(store));
-            "postgres"
-        }
-        None => "memory",
-    };
-    let queue_name = match &config.amqp_url {
-        Some(url) => {
-            let mut amqp = naxos_amqp::AmqpConfig::new(url.clone());
-            if let Some(prefix) = &config.amqp_prefix {
-                amqp.prefix = prefix.clone();
-            }
-            let queue = naxos_amqp::AmqpQueue::with_config(amqp)
-                .await
-                .context("NAXOS_AMQP_URL: cannot use the RabbitMQ queue")?;
-            builder = builder.queue(Arc::new(queue));
-            "rabbitmq"
-        }
-        None => "memory",
-    };
+    let (builder, backends) = backends::open(&config, Engine::builder().config(engine_config)).await?;
     let engine = builder.build().context("the engine's settings")?;
     let call_log = match &config.call_log {
         Some(path) => Some(
@@ -151,9 +129,10 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         "no workers".to_string()
     };
     println!(
-        "naxos listening on http://{addr} (role {}, node {}, {workers}; store {store_name}, queue {queue_name}, cache memory)",
+        "naxos listening on http://{addr} (role {}, node {}, {workers}; {})",
         config.role,
-        engine.config().node_id
+        engine.config().node_id,
+        backends.0
     );
     std::io::stdout().flush()?;
     naxos_http::serve(listener, router, engine, async {

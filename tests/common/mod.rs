@@ -58,6 +58,23 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub banner: String,
+    /// The LMDB data directory this helper chose (removed when the server is dropped); `None`
+    /// when the test chose it (`NAXOS_LMDB_PATH` in its environment), which then owns it.
+    pub data: Option<PathBuf>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.data {
+            let _ = self.child.start_kill();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A fresh path for a server's LMDB data (not created).
+pub fn scratch_dir(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("naxos-test-{what}-{}", naxos::uuid::Uuid::new_v4().simple()))
 }
 
 /// Starts the server on port 0 and reads the address from its banner.
@@ -68,6 +85,12 @@ pub async fn start() -> Server {
 /// Starts the server on port 0 with more environment, and reads the address from its banner.
 pub async fn start_with(env: &[(&str, &str)]) -> Server {
     let mut all = vec![("NAXOS_SERVER_PORT", "0")];
+    // Each server its own data directory, unless the test names one (to start again on it).
+    let data = (!env.iter().any(|(k, _)| *k == "NAXOS_LMDB_PATH")).then(|| scratch_dir("data"));
+    let data_str = data.as_ref().map(|d| d.display().to_string());
+    if let Some(d) = &data_str {
+        all.push(("NAXOS_LMDB_PATH", d.as_str()));
+    }
     all.extend_from_slice(env);
     let mut child = command(&all).spawn().expect("spawn server");
     let stdout = child.stdout.take().unwrap();
@@ -82,7 +105,12 @@ pub async fn start_with(env: &[(&str, &str)]) -> Server {
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in banner: {banner}"))
         .to_string();
-    Server { child, base, banner }
+    Server {
+        child,
+        base,
+        banner,
+        data,
+    }
 }
 
 pub async fn call(base: &str, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
