@@ -138,3 +138,38 @@ async fn a_second_server_on_the_same_directory_stops_naming_it() {
     stop_gracefully(&mut first).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `POST /api/v1/system/backup` while the server runs: a copy under `<data>/backups/` that
+/// opens as a store of its own, holding every execution and definition of that instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_serving_opens_as_a_store() {
+    use naxos::backend::Store;
+    let dir = scratch_dir("backup");
+    let dir_str = dir.display().to_string();
+    let mut server = start_with(&env(&dir_str)).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (status, body) = call(&server.base, Method::POST, "/api/v1/jobs/sample-2/execute", "{}").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ids.push(body["executionId"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        assert_eq!(finished(&server.base, id).await["status"], "COMPLETED");
+    }
+    let (status, backup) = call(&server.base, Method::POST, "/api/v1/system/backup", "").await;
+    assert_eq!(status, StatusCode::CREATED, "{backup}");
+    let file = std::path::PathBuf::from(backup["path"].as_str().unwrap());
+    assert!(file.starts_with(dir.join("backups")), "{backup}");
+    // The server keeps serving meanwhile; the copy is a store of its own.
+    let (status, _) = call(&server.base, Method::GET, "/health", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let copy = naxos_lmdb::LmdbStore::open(file.parent().unwrap()).unwrap();
+    for id in &ids {
+        let exec = copy.get_execution(id.parse().unwrap()).await.unwrap();
+        assert_eq!(exec.status, naxos::ExecutionStatus::Completed);
+    }
+    assert!(copy.get_definition("sample-2", None).await.is_ok());
+    drop(copy);
+    stop_gracefully(&mut server).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -64,6 +64,8 @@ pub(crate) struct ServerConfig {
     pub(crate) lmdb_path: PathBuf,
     /// The LMDB store's map size in bytes (its default when unset).
     pub(crate) lmdb_map_size: Option<usize>,
+    /// Where `POST /api/v1/system/backup` writes (`<lmdb_path>/backups` on the LMDB store).
+    pub(crate) backup_dir: Option<PathBuf>,
     pub(crate) postgres_url: Option<String>,
     pub(crate) amqp_url: Option<String>,
     pub(crate) amqp_prefix: Option<String>,
@@ -168,6 +170,11 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
             ));
         }
     }
+    let lmdb_path = get("NAXOS_LMDB_PATH").map_or_else(|| PathBuf::from(DEFAULT_LMDB_PATH), PathBuf::from);
+    let backup_dir = match get("NAXOS_BACKUP_DIR") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => (store == StoreKind::Lmdb).then(|| lmdb_path.join("backups")),
+    };
     Ok(ServerConfig {
         host,
         port,
@@ -177,7 +184,8 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         max_body_bytes,
         definitions_file: get("NAXOS_DEFINITIONS_FILE").map(PathBuf::from),
         store,
-        lmdb_path: get("NAXOS_LMDB_PATH").map_or_else(|| PathBuf::from(DEFAULT_LMDB_PATH), PathBuf::from),
+        lmdb_path,
+        backup_dir,
         lmdb_map_size: optional(get("NAXOS_LMDB_MAP_SIZE"), "NAXOS_LMDB_MAP_SIZE")?,
         postgres_url,
         amqp_url,

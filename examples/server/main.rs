@@ -6,7 +6,7 @@
 //! Configuration comes from the environment (`NAXOS_SERVER_HOST`,
 //! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
 //! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_STORE`, `NAXOS_LMDB_PATH`,
-//! `NAXOS_LMDB_MAP_SIZE`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
+//! `NAXOS_LMDB_MAP_SIZE`, `NAXOS_BACKUP_DIR`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
 //! `NAXOS_AMQP_PREFIX`, `NAXOS_API_TOKEN`,
 //! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`,
 //! `NAXOS_SHUTDOWN_GRACE_MS`, `NAXOS_MAX_PENDING_EXECUTIONS`, `NAXOS_CALL_LOG`); a bad value
@@ -119,6 +119,7 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
                 max_body_bytes: config.max_body_bytes,
                 api_token: config.api_token.clone(),
                 metrics: Some(metrics),
+                backup_dir: config.backup_dir.clone(),
                 ..HttpConfig::default()
             },
         ),

@@ -112,6 +112,7 @@ impl From<Error> for ApiError {
                 }
             }
             Error::InvalidInput(m) => Self::bad_request(m),
+            Error::NotSupported { .. } => Self::new(StatusCode::NOT_IMPLEMENTED, "not_supported", e.to_string()),
             Error::ShuttingDown => Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", e.to_string()),
             Error::Timeout(m) => Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", m),
             Error::Overloaded { message, retry_after } => Self {

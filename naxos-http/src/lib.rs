@@ -63,6 +63,9 @@ pub struct HttpConfig {
     /// The Prometheus recorder's handle, from [`install_prometheus`]; `/metrics` answers 404
     /// without it. Default none.
     pub metrics: Option<PrometheusHandle>,
+    /// Where `POST /api/v1/system/backup` writes its copies of the Store, one subdirectory
+    /// each; the route answers 404 without it. Default none.
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +75,7 @@ impl Default for HttpConfig {
             node_timeout: Duration::from_secs(15),
             api_token: None,
             metrics: None,
+            backup_dir: None,
         }
     }
 }
@@ -105,6 +109,7 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/api/v1/jobs/{id}/events", get(routes::events::stream))
         .route("/api/v1/system/status", get(system::status))
+        .route("/api/v1/system/backup", post(system::backup))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/", get(dashboard))
         .route("/health", get(system::health))

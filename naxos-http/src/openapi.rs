@@ -12,8 +12,8 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorDetail, ProblemView};
 use crate::routes::{definitions, events, jobs, system};
 use crate::views::{
-    DefinitionCreated, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView, HealthChecks, HealthView,
-    NodeView, SummaryView, SystemStatusView, TaskView,
+    BackupView, DefinitionCreated, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView, HealthChecks,
+    HealthView, NodeView, SummaryView, SystemStatusView, TaskView,
 };
 
 /// The naxos REST API as an OpenAPI document: `ApiDoc::openapi()`.
@@ -27,12 +27,12 @@ use crate::views::{
     paths(
         definitions::create, definitions::list, definitions::get, definitions::versions,
         jobs::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, events::stream,
-        system::status, system::health, crate::metrics::render, document,
+        system::status, system::backup, system::health, crate::metrics::render, document,
     ),
     components(schemas(
         JobDefinition, TaskDefinition, BackoffPolicy, DefinitionSummary, DefinitionView, DefinitionCreated,
         ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, ExecutionAck, ExecutionPageView,
-        StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks,
+        StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
         ErrorBody, ErrorDetail, ProblemView, Problem,
     )),
     modifiers(&BearerToken),

@@ -254,6 +254,16 @@ pub struct ExecutionPageView {
     pub next_cursor: Option<ExecutionId>,
 }
 
+/// `POST /api/v1/system/backup`: where the copy is.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupView {
+    /// The file written, on the server's file system.
+    pub path: String,
+    /// When the copy was taken (it is the Store's state of that instant).
+    pub taken_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthView {

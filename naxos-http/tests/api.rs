@@ -544,6 +544,31 @@ async fn with_a_token_the_api_needs_it_and_health_stays_open() {
     assert_eq!(status, StatusCode::OK, "/health stays open");
 }
 
+/// The backup route: 404 until a directory is configured, then 501 on a Store without an
+/// online copy (the in-memory one), naming the operation. (The LMDB store's copy over this
+/// route: tests/embedded.rs at the workspace root.)
+#[tokio::test]
+async fn backups_answer_404_unless_enabled_and_501_where_the_store_has_none() {
+    let api = Api::new(HttpConfig::default());
+    let (status, body) = api.post("/api/v1/system/backup", "").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "{body}"
+    );
+    let api = Api::new(HttpConfig {
+        backup_dir: Some(std::env::temp_dir().join("naxos-no-backup-here")),
+        ..HttpConfig::default()
+    });
+    let (status, body) = api.post("/api/v1/system/backup", "").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_IMPLEMENTED, "not_supported"),
+        "{body}"
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("backup"), "{body}");
+}
+
 #[tokio::test]
 async fn the_openapi_document_covers_every_route_and_error_shape() {
     let api = Api::new(HttpConfig::default());
@@ -562,6 +587,7 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
         ("post", "/api/v1/jobs/{id}/retry"),
         ("get", "/api/v1/jobs/{id}/events"),
         ("get", "/api/v1/system/status"),
+        ("post", "/api/v1/system/backup"),
         ("get", "/api/v1/openapi.json"),
         ("get", "/health"),
         ("get", "/metrics"),

@@ -525,6 +525,11 @@ impl Store for LmdbStore {
         self.read(|r, txn, _| r.t.executions.len(txn).map(drop).map_err(|e| r.env.error(e)))
             .await
     }
+
+    /// [`LmdbStore::backup_to`].
+    async fn backup(&self, directory: &Path) -> Result<PathBuf> {
+        self.backup_to(directory).await
+    }
 }
 
 /// One page of executions, newest first, from the index that fits the filters.

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,6 +161,17 @@ pub trait Store: Send + Sync + Debug {
 
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Writes a consistent copy of the whole Store into `directory` (created if needed) while
+    /// it keeps serving, and returns the file written. Optional: a Store with tools of its own
+    /// for this (PostgreSQL: `pg_dump`, base backups) answers [`Error::NotSupported`], the
+    /// default.
+    ///
+    /// [`Error::NotSupported`]: crate::Error::NotSupported
+    async fn backup(&self, directory: &Path) -> Result<PathBuf> {
+        let _ = directory;
+        Err(crate::Error::NotSupported { operation: "backup" })
+    }
 }
 
 /// What [`Store::put_definition`] did.

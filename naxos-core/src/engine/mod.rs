@@ -359,6 +359,13 @@ impl Engine {
             .map_err(|_| Error::Timeout(format!("execution {id} did not finish within {timeout:?}")))?
     }
 
+    /// Writes a consistent copy of the Store into `directory` while the node keeps serving,
+    /// and returns the file written ([`Store::backup`]; `NotSupported` where the Store has its
+    /// own tools for it).
+    pub async fn backup(&self, directory: &std::path::Path) -> Result<std::path::PathBuf> {
+        self.inner.store.backup(directory).await
+    }
+
     /// Pings the Store and the Queue, and counts the Queue's dead letters.
     pub async fn health(&self) -> Health {
         let (store, queue, dead_letters) = tokio::join!(

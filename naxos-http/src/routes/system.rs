@@ -7,8 +7,8 @@ use axum::Json;
 use naxos_core::backend::ExecutionQuery;
 use naxos_core::ExecutionStatus;
 
-use crate::error::{ApiResult, ErrorBody, ErrorDetail};
-use crate::views::{HealthChecks, HealthView, NodeView, SummaryView, SystemStatusView};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
+use crate::views::{BackupView, HealthChecks, HealthView, NodeView, SummaryView, SystemStatusView};
 use crate::AppState;
 
 /// How many unfinished executions the system status lists.
@@ -65,6 +65,37 @@ pub(crate) async fn status(State(app): State<AppState>) -> ApiResult<Json<System
         nodes,
         updated_at: now,
     }))
+}
+
+/// `POST /api/v1/system/backup`: a consistent copy of the Store, taken while the node serves,
+/// into a new subdirectory of [`HttpConfig::backup_dir`](crate::HttpConfig::backup_dir) named
+/// after the time (`20261130T061500.123Z`). 404 when backups are not enabled; 501 when the
+/// Store has tools of its own for this (PostgreSQL).
+#[utoipa::path(
+    post, path = "/api/v1/system/backup", tag = "system",
+    responses(
+        (status = 201, description = "The copy was written", body = BackupView),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "Backups are not enabled on this server", body = ErrorBody),
+        (status = 501, description = "The Store has no online copy (use its own tools)", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn backup(State(app): State<AppState>) -> ApiResult<Response> {
+    let Some(root) = app.config.backup_dir.as_ref() else {
+        return Err(ApiError::not_found(
+            "backups are not enabled: set HttpConfig::backup_dir (NAXOS_BACKUP_DIR for the example server)",
+        ));
+    };
+    let taken_at = app.engine.config().clock.now();
+    let directory = root.join(taken_at.format("%Y%m%dT%H%M%S%.3fZ").to_string());
+    let path = app.engine.backup(&directory).await?;
+    tracing::info!(path = %path.display(), "store backed up");
+    let view = BackupView {
+        path: path.display().to_string(),
+        taken_at,
+    };
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// `GET /health`: pings the Store and the Queue for real; 503 naming whichever is down.
