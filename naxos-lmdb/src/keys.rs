@@ -4,9 +4,9 @@
 //! | database | key | value |
 //! | --- | --- | --- |
 //! | `definitions` | definition id, `0`, version (u32) | format (u32), the stored definition (JSON) |
-//! | `executions` | execution id (16 bytes: a UUIDv7, so creation order) | its summary (JSON) |
-//! | `params` | execution id | its params (JSON) |
-//! | `tasks` | execution id, task position (u32) | the task run with its output and attempts (JSON) |
+//! | `executions` | execution id (16 bytes: a UUIDv7, so creation order), [`SUMMARY`] | its summary (JSON) |
+//! | | execution id, [`PARAMS`] | its params (JSON) |
+//! | | execution id, [`TASK`], task position (u32) | the task run with its output and attempts (JSON) |
 //! | `status.<STATUS>` (five) | execution id | — |
 //! | `by_definition` | definition id, `0`, execution id | — |
 //! | `by_definition_status` | definition id, `0`, status (u8), execution id | — |
@@ -43,12 +43,33 @@ pub(crate) fn time(t: DateTime<Utc>) -> [u8; TIME] {
     ((t.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// The key of one task run: execution id, then its position.
-pub(crate) fn task(id: ExecutionId, index: usize) -> [u8; ID + 4] {
-    let mut k = [0; ID + 4];
+/// The row kinds of an execution in `executions`, after its id: all its rows are neighbours,
+/// so a transition's writes fall in one or two leaf pages.
+pub(crate) const SUMMARY: u8 = 0;
+/// See [`SUMMARY`].
+pub(crate) const PARAMS: u8 = 1;
+/// See [`SUMMARY`].
+pub(crate) const TASK: u8 = 2;
+
+/// The key of an execution's summary or params row: execution id, then the kind.
+pub(crate) fn row(id: ExecutionId, kind: u8) -> [u8; ID + 1] {
+    let mut k = [0; ID + 1];
     k[..ID].copy_from_slice(id.as_bytes());
-    k[ID..].copy_from_slice(&(index as u32).to_be_bytes());
+    k[ID] = kind;
     k
+}
+
+/// The key of one task run's row: execution id, [`TASK`], then its position.
+pub(crate) fn task(id: ExecutionId, index: usize) -> [u8; ID + 5] {
+    let mut k = [0; ID + 5];
+    k[..ID + 1].copy_from_slice(&row(id, TASK));
+    k[ID + 1..].copy_from_slice(&(index as u32).to_be_bytes());
+    k
+}
+
+/// True for the key of an execution's summary row (one per execution).
+pub(crate) fn is_summary(key: &[u8]) -> bool {
+    key.len() == ID + 1 && key[ID] == SUMMARY
 }
 
 /// `time, execution id` (and the task position, when given).
@@ -69,7 +90,7 @@ pub(crate) fn id_at(key: &[u8], offset: usize) -> Result<ExecutionId> {
         .ok_or_else(|| crate::error::corrupt(format!("an index key of {} bytes", key.len())))
 }
 
-/// The execution id of a `tasks` or `executions` key.
+/// The execution id of an `executions` key or an `idempotency` value.
 pub(crate) fn id_of(key: &[u8]) -> Result<ExecutionId> {
     id_at(key, 0)
 }

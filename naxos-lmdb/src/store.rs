@@ -333,7 +333,7 @@ impl Store for LmdbStore {
                     });
                 }
             }
-            if tx.reader().get(tx.txn(), t.executions, id.as_bytes())?.is_some() {
+            if tx.reader().summary(tx.txn(), id)?.is_some() {
                 return Err(Error::conflict(format!("execution {id} already exists")));
             }
             let (state, changes) = ExecutionState::create(execution.clone(), tx.now())?;
@@ -555,16 +555,24 @@ fn list(r: Reader<'_>, txn: &RoTxn<'_>, query: &ExecutionQuery) -> Result<Execut
     let iter = db.rev_range(txn, &(lower, upper)).map_err(|e| r.env.error(e))?;
     let mut executions = Vec::new();
     let mut more = false;
+    // Unfiltered, the rows themselves are read, each execution's summary among its other rows.
+    let rows = query.status.is_none() && query.definition_id.is_none();
     for entry in iter {
-        let (key, _) = entry.map_err(|e| r.env.error(e))?;
+        let (key, value) = entry.map_err(|e| r.env.error(e))?;
+        if rows && !keys::is_summary(key) {
+            continue;
+        }
         if executions.len() == limit {
             more = true;
             break;
         }
-        let id = keys::id_at(key, prefix.len())?;
-        let summary = r
-            .summary(txn, id)?
-            .ok_or_else(|| corrupt(format!("an index names a missing execution {id}")))?;
+        let summary = if rows {
+            decode(value, "an execution summary")?
+        } else {
+            let id = keys::id_at(key, prefix.len())?;
+            r.summary(txn, id)?
+                .ok_or_else(|| corrupt(format!("an index names a missing execution {id}")))?
+        };
         executions.push(summary);
     }
     let next_cursor = if more { executions.last().map(|e| e.id) } else { None };

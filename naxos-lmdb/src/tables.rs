@@ -26,11 +26,9 @@ use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 18] = [
+pub(crate) const NAMES: [&str; 16] = [
     "definitions",
     "executions",
-    "params",
-    "tasks",
     "status.PENDING",
     "status.RUNNING",
     "status.COMPLETED",
@@ -51,9 +49,8 @@ pub(crate) const NAMES: [&str; 18] = [
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tables {
     pub(crate) definitions: Db,
+    /// Every execution's rows: summary, params and task runs, under its id.
     pub(crate) executions: Db,
-    pub(crate) params: Db,
-    pub(crate) tasks: Db,
     /// One per [`ExecutionStatus::ALL`], so a count by status is LMDB's entry count.
     pub(crate) status: [Db; 5],
     pub(crate) by_definition: Db,
@@ -68,14 +65,12 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 18]) -> Self {
-        let [definitions, executions, params, tasks, p, r, c, f, x, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes] =
+    pub(crate) fn new(dbs: [Db; 16]) -> Self {
+        let [definitions, executions, p, r, c, f, x, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes] =
             dbs;
         Self {
             definitions,
             executions,
-            params,
-            tasks,
             status: [p, r, c, f, x],
             by_definition,
             by_definition_status,
@@ -110,7 +105,7 @@ impl<'a> Reader<'a> {
 
     /// An execution's summary.
     pub(crate) fn summary(&self, txn: &RoTxn<'_>, id: ExecutionId) -> Result<Option<ExecutionSummary>> {
-        self.get(txn, self.t.executions, id.as_bytes())?
+        self.get(txn, self.t.executions, &keys::row(id, keys::SUMMARY))?
             .map(|v| decode(v, "an execution summary"))
             .transpose()
     }
@@ -120,15 +115,15 @@ impl<'a> Reader<'a> {
         let Some(summary) = self.summary(txn, id)? else {
             return Ok(None);
         };
-        let data: Value = match self.get(txn, self.t.params, id.as_bytes())? {
+        let data: Value = match self.get(txn, self.t.executions, &keys::row(id, keys::PARAMS))? {
             Some(v) => decode(v, "execution params")?,
             None => return Err(corrupt(format!("execution {id} has no params"))),
         };
         let mut tasks = Vec::new();
         let iter = self
             .t
-            .tasks
-            .prefix_iter(txn, id.as_bytes())
+            .executions
+            .prefix_iter(txn, &keys::row(id, keys::TASK))
             .map_err(|e| self.env.error(e))?;
         for entry in iter {
             let (_, value) = entry.map_err(|e| self.env.error(e))?;
@@ -318,10 +313,10 @@ pub(crate) fn write_back(
     if let Some(a) = after {
         let s = a.summary();
         if before.map(|b| b.summary()) != Some(s) {
-            tx.put(t.executions, id.as_bytes(), &encode(s)?)?;
+            tx.put(t.executions, &keys::row(id, keys::SUMMARY), &encode(s)?)?;
         }
         if before.is_none() {
-            tx.put(t.params, id.as_bytes(), &encode(&**a.params())?)?;
+            tx.put(t.executions, &keys::row(id, keys::PARAMS), &encode(&**a.params())?)?;
             tx.put(t.by_definition, &keys::by_definition(&definition, id), &[])?;
         }
     }
@@ -338,11 +333,11 @@ pub(crate) fn write_back(
                         run: &a.tasks()[i],
                         output: a.output(i).map(|o| &**o),
                     };
-                    tx.put(t.tasks, &keys::task(id, i), &encode(&record)?)?;
+                    tx.put(t.executions, &keys::task(id, i), &encode(&record)?)?;
                 }
             }
             (Some(_), None) => {
-                tx.delete(t.tasks, &keys::task(id, i))?;
+                tx.delete(t.executions, &keys::task(id, i))?;
             }
             (None, None) => {}
         }
@@ -400,8 +395,8 @@ pub(crate) fn write_back(
         }
     }
     if after.is_none() {
-        tx.delete(t.executions, id.as_bytes())?;
-        tx.delete(t.params, id.as_bytes())?;
+        tx.delete(t.executions, &keys::row(id, keys::SUMMARY))?;
+        tx.delete(t.executions, &keys::row(id, keys::PARAMS))?;
         tx.delete(t.by_definition, &keys::by_definition(&definition, id))?;
     }
     Ok(())
