@@ -4,9 +4,10 @@
 //! | database | key | value |
 //! | --- | --- | --- |
 //! | `definitions` | definition id, `0`, version (u32) | format (u32), the stored definition (JSON) |
-//! | `executions` | execution id (16 bytes: a UUIDv7, so creation order), [`SUMMARY`] | its summary (JSON) |
+//! | `executions` | execution id (16 bytes: a UUIDv7, so creation order), [`SUMMARY`] | its summary (`codec.rs`) |
 //! | | execution id, [`PARAMS`] | its params (JSON) |
-//! | | execution id, [`TASK`], task position (u32) | the task run with its output and attempts (JSON) |
+//! | | execution id, [`PLAN`] | each task's id, name, function and dependencies (`codec.rs`) |
+//! | | execution id, [`TASK`], task position (u32) | the rest of the task run, with its output and attempts (`codec.rs`) |
 //! | `status.<STATUS>` (five) | execution id | — |
 //! | `by_definition` | definition id, `0`, execution id | — |
 //! | `by_definition_status` | definition id, `0`, status (u8), execution id | — |
@@ -49,9 +50,11 @@ pub(crate) const SUMMARY: u8 = 0;
 /// See [`SUMMARY`].
 pub(crate) const PARAMS: u8 = 1;
 /// See [`SUMMARY`].
-pub(crate) const TASK: u8 = 2;
+pub(crate) const PLAN: u8 = 2;
+/// See [`SUMMARY`].
+pub(crate) const TASK: u8 = 3;
 
-/// The key of an execution's summary or params row: execution id, then the kind.
+/// The key of an execution's summary, params or plan row: execution id, then the kind.
 pub(crate) fn row(id: ExecutionId, kind: u8) -> [u8; ID + 1] {
     let mut k = [0; ID + 1];
     k[..ID].copy_from_slice(id.as_bytes());
@@ -65,6 +68,12 @@ pub(crate) fn task(id: ExecutionId, index: usize) -> [u8; ID + 5] {
     k[..ID + 1].copy_from_slice(&row(id, TASK));
     k[ID + 1..].copy_from_slice(&(index as u32).to_be_bytes());
     k
+}
+
+/// The task position in a task row's key.
+pub(crate) fn position_of(key: &[u8]) -> Option<usize> {
+    let position: [u8; 4] = key.get(ID + 1..)?.try_into().ok()?;
+    Some(u32::from_be_bytes(position) as usize)
 }
 
 /// True for the key of an execution's summary row (one per execution).

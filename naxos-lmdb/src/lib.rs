@@ -63,6 +63,7 @@
 //! upholds.
 
 mod cache;
+mod codec;
 mod env;
 mod error;
 mod keys;

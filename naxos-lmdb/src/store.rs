@@ -26,6 +26,7 @@ use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
 use serde::Deserialize;
 
+use crate::codec;
 use crate::env::{Db, Environment, Kind, Options};
 use crate::error::{corrupt, LmdbError};
 use crate::keys;
@@ -567,7 +568,7 @@ fn list(r: Reader<'_>, txn: &RoTxn<'_>, query: &ExecutionQuery) -> Result<Execut
             break;
         }
         let summary = if rows {
-            decode(value, "an execution summary")?
+            codec::read_summary(keys::id_of(key)?, value)?
         } else {
             let id = keys::id_at(key, prefix.len())?;
             r.summary(txn, id)?

@@ -1,11 +1,12 @@
 //! The store's databases, how records are encoded, and how one execution is read and written
 //! back with its indexes (the layout is in `keys.rs`).
 //!
-//! An execution is stored as rows: its summary, its params, and one record per task run (with
-//! its output and attempt records). A transition loads them into naxos-core's
-//! [`ExecutionState`], applies the state function, and [`write_back`] writes the difference —
-//! the summary if it changed, each task record that changed — and moves the index entries that
-//! the change moved, all in the caller's write transaction.
+//! An execution is stored as rows: its summary, its params, its plan (what its task runs never
+//! change) and one record per task run (with its output and attempt records), encoded as
+//! `codec.rs` says. A transition loads them into naxos-core's [`ExecutionState`], applies the
+//! state function, and [`write_back`] writes the difference — the summary if it changed, each
+//! task record that changed — and moves the index entries that the change moved, all in the
+//! caller's write transaction.
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use naxos_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::codec;
 use crate::env::{Db, Environment};
 use crate::error::corrupt;
 use crate::keys;
@@ -106,7 +108,7 @@ impl<'a> Reader<'a> {
     /// An execution's summary.
     pub(crate) fn summary(&self, txn: &RoTxn<'_>, id: ExecutionId) -> Result<Option<ExecutionSummary>> {
         self.get(txn, self.t.executions, &keys::row(id, keys::SUMMARY))?
-            .map(|v| decode(v, "an execution summary"))
+            .map(|v| codec::read_summary(id, v))
             .transpose()
     }
 
@@ -119,17 +121,26 @@ impl<'a> Reader<'a> {
             Some(v) => decode(v, "execution params")?,
             None => return Err(corrupt(format!("execution {id} has no params"))),
         };
-        let mut tasks = Vec::new();
+        let mut tasks = match self.get(txn, self.t.executions, &keys::row(id, keys::PLAN))? {
+            Some(v) => codec::read_plan(v)?,
+            None => return Err(corrupt(format!("execution {id} has no plan"))),
+        };
         let iter = self
             .t
             .executions
             .prefix_iter(txn, &keys::row(id, keys::TASK))
             .map_err(|e| self.env.error(e))?;
+        let mut filled = 0;
         for entry in iter {
-            let (_, value) = entry.map_err(|e| self.env.error(e))?;
-            let TaskRecordIn { mut run, output } = decode(value, "a task run")?;
-            run.output = output;
-            tasks.push(run);
+            let (key, value) = entry.map_err(|e| self.env.error(e))?;
+            let run = keys::position_of(key)
+                .and_then(|i| tasks.get_mut(i))
+                .ok_or_else(|| corrupt(format!("execution {id} has a task row its plan lacks")))?;
+            codec::read_task(run, value)?;
+            filled += 1;
+        }
+        if filled != tasks.len() {
+            return Err(corrupt(format!("execution {id} lacks task rows of its plan")));
         }
         Ok(Some(Execution { summary, data, tasks }))
     }
@@ -183,19 +194,6 @@ impl<'a> Reader<'a> {
         }
         Ok(nodes)
     }
-}
-
-/// A task record as written: the run (its `output` left out) and the output beside it.
-#[derive(Serialize)]
-struct TaskRecordOut<'a> {
-    run: &'a TaskRun,
-    output: Option<&'a Value>,
-}
-
-#[derive(Deserialize)]
-struct TaskRecordIn {
-    run: TaskRun,
-    output: Option<Value>,
 }
 
 /// JSON of a value naxos wrote.
@@ -313,7 +311,11 @@ pub(crate) fn write_back(
     if let Some(a) = after {
         let s = a.summary();
         if before.map(|b| b.summary()) != Some(s) {
-            tx.put(t.executions, &keys::row(id, keys::SUMMARY), &encode(s)?)?;
+            tx.put(t.executions, &keys::row(id, keys::SUMMARY), &codec::summary(s)?)?;
+        }
+        let planned = before.is_some_and(|b| b.tasks().iter().zip(a.tasks()).all(|(x, y)| codec::same_plan(x, y)));
+        if !planned {
+            tx.put(t.executions, &keys::row(id, keys::PLAN), &codec::plan(a.tasks()))?;
         }
         if before.is_none() {
             tx.put(t.executions, &keys::row(id, keys::PARAMS), &encode(&**a.params())?)?;
@@ -329,11 +331,8 @@ pub(crate) fn write_back(
                 let changed =
                     before.is_none_or(|b| b.tasks()[i] != a.tasks()[i] || !same_output(b.output(i), a.output(i)));
                 if changed {
-                    let record = TaskRecordOut {
-                        run: &a.tasks()[i],
-                        output: a.output(i).map(|o| &**o),
-                    };
-                    tx.put(t.executions, &keys::task(id, i), &encode(&record)?)?;
+                    let record = codec::task(&a.tasks()[i], a.output(i).map(|o| &**o))?;
+                    tx.put(t.executions, &keys::task(id, i), &record)?;
                 }
             }
             (Some(_), None) => {
@@ -397,6 +396,7 @@ pub(crate) fn write_back(
     if after.is_none() {
         tx.delete(t.executions, &keys::row(id, keys::SUMMARY))?;
         tx.delete(t.executions, &keys::row(id, keys::PARAMS))?;
+        tx.delete(t.executions, &keys::row(id, keys::PLAN))?;
         tx.delete(t.by_definition, &keys::by_definition(&definition, id))?;
     }
     Ok(())
