@@ -8,9 +8,8 @@
 //! | | execution id, [`PARAMS`] | its params (JSON) |
 //! | | execution id, [`PLAN`] | each task's id, name, function and dependencies (`codec.rs`) |
 //! | | execution id, [`TASK`], task position (u32) | the rest of the task run, with its output and attempts (`codec.rs`) |
-//! | `status.<STATUS>` (five) | execution id | — |
 //! | `by_definition` | definition id, `0`, execution id | — |
-//! | `by_definition_status` | definition id, `0`, status (u8), execution id | — |
+//! | `by_definition_status` | definition id, `0`, status (u8), execution id (also the listing by status alone: each definition's range, merged) | — |
 //! | `idempotency` | definition id, `0`, key | execution id |
 //! | `running` | lease expiry, execution id, task position | — |
 //! | `queued` | times republished (u8, capped), queued at, execution id, task position | — |

@@ -28,14 +28,9 @@ use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 16] = [
+pub(crate) const NAMES: [&str; 11] = [
     "definitions",
     "executions",
-    "status.PENDING",
-    "status.RUNNING",
-    "status.COMPLETED",
-    "status.FAILED",
-    "status.CANCELLED",
     "by_definition",
     "by_definition_status",
     "idempotency",
@@ -53,8 +48,6 @@ pub(crate) struct Tables {
     pub(crate) definitions: Db,
     /// Every execution's rows: summary, params and task runs, under its id.
     pub(crate) executions: Db,
-    /// One per [`ExecutionStatus::ALL`], so a count by status is LMDB's entry count.
-    pub(crate) status: [Db; 5],
     pub(crate) by_definition: Db,
     pub(crate) by_definition_status: Db,
     pub(crate) idempotency: Db,
@@ -67,13 +60,12 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 16]) -> Self {
-        let [definitions, executions, p, r, c, f, x, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes] =
+    pub(crate) fn new(dbs: [Db; 11]) -> Self {
+        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes] =
             dbs;
         Self {
             definitions,
             executions,
-            status: [p, r, c, f, x],
             by_definition,
             by_definition_status,
             idempotency,
@@ -84,11 +76,6 @@ impl Tables {
             ended,
             nodes,
         }
-    }
-
-    /// The database of executions in `status`.
-    pub(crate) fn status(&self, status: ExecutionStatus) -> Db {
-        self.status[keys::status_byte(status) as usize]
     }
 }
 
@@ -359,11 +346,11 @@ pub(crate) fn write_back(
         let (old_status, new_status) = (old.as_ref().map(|m| m.status), new.as_ref().map(|m| m.status));
         if old_status != new_status {
             if let Some(s) = old_status {
-                tx.delete(t.status(s), id.as_bytes())?;
+                tx.count(s, -1);
                 tx.delete(t.by_definition_status, &keys::by_definition_status(&definition, s, id))?;
             }
             if let Some(s) = new_status {
-                tx.put(t.status(s), id.as_bytes(), &[])?;
+                tx.count(s, 1);
                 tx.put(
                     t.by_definition_status,
                     &keys::by_definition_status(&definition, s, id),
