@@ -40,7 +40,7 @@ pub(crate) type Db = Database<'static, Bytes, Bytes>;
 
 /// The data format this build writes, kept in the environment's `meta` database. A release
 /// that changes the meaning of what is stored raises it; a newer one is refused on open.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Reader slots: one per read transaction alive at once (reads run on tokio's blocking pool,
 /// at most 512 threads by default).

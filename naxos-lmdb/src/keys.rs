@@ -4,12 +4,12 @@
 //! | database | key | value |
 //! | --- | --- | --- |
 //! | `definitions` | definition id, `0`, version (u32) | format (u32), the stored definition (JSON) |
-//! | `executions` | execution id (16 bytes: a UUIDv7, so creation order) | its summary (JSON) |
-//! | `params` | execution id | its params (JSON) |
-//! | `tasks` | execution id, task position (u32) | the task run with its output and attempts (JSON) |
-//! | `status.<STATUS>` (five) | execution id | — |
+//! | `executions` | execution id (16 bytes: a UUIDv7, so creation order), [`SUMMARY`] | its summary (`codec.rs`) |
+//! | | execution id, [`PARAMS`] | its params (JSON) |
+//! | | execution id, [`PLAN`] | each task's id, name, function and dependencies (`codec.rs`) |
+//! | | execution id, [`TASK`], task position (u32) | the rest of the task run, with its output and attempts (`codec.rs`) |
 //! | `by_definition` | definition id, `0`, execution id | — |
-//! | `by_definition_status` | definition id, `0`, status (u8), execution id | — |
+//! | `by_definition_status` | definition id, `0`, status (u8), execution id (also the listing by status alone: each definition's range, merged) | — |
 //! | `idempotency` | definition id, `0`, key | execution id |
 //! | `running` | lease expiry, execution id, task position | — |
 //! | `queued` | times republished (u8, capped), queued at, execution id, task position | — |
@@ -43,12 +43,41 @@ pub(crate) fn time(t: DateTime<Utc>) -> [u8; TIME] {
     ((t.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// The key of one task run: execution id, then its position.
-pub(crate) fn task(id: ExecutionId, index: usize) -> [u8; ID + 4] {
-    let mut k = [0; ID + 4];
+/// The row kinds of an execution in `executions`, after its id: all its rows are neighbours,
+/// so a transition's writes fall in one or two leaf pages.
+pub(crate) const SUMMARY: u8 = 0;
+/// See [`SUMMARY`].
+pub(crate) const PARAMS: u8 = 1;
+/// See [`SUMMARY`].
+pub(crate) const PLAN: u8 = 2;
+/// See [`SUMMARY`].
+pub(crate) const TASK: u8 = 3;
+
+/// The key of an execution's summary, params or plan row: execution id, then the kind.
+pub(crate) fn row(id: ExecutionId, kind: u8) -> [u8; ID + 1] {
+    let mut k = [0; ID + 1];
     k[..ID].copy_from_slice(id.as_bytes());
-    k[ID..].copy_from_slice(&(index as u32).to_be_bytes());
+    k[ID] = kind;
     k
+}
+
+/// The key of one task run's row: execution id, [`TASK`], then its position.
+pub(crate) fn task(id: ExecutionId, index: usize) -> [u8; ID + 5] {
+    let mut k = [0; ID + 5];
+    k[..ID + 1].copy_from_slice(&row(id, TASK));
+    k[ID + 1..].copy_from_slice(&(index as u32).to_be_bytes());
+    k
+}
+
+/// The task position in a task row's key.
+pub(crate) fn position_of(key: &[u8]) -> Option<usize> {
+    let position: [u8; 4] = key.get(ID + 1..)?.try_into().ok()?;
+    Some(u32::from_be_bytes(position) as usize)
+}
+
+/// True for the key of an execution's summary row (one per execution).
+pub(crate) fn is_summary(key: &[u8]) -> bool {
+    key.len() == ID + 1 && key[ID] == SUMMARY
 }
 
 /// `time, execution id` (and the task position, when given).
@@ -69,7 +98,7 @@ pub(crate) fn id_at(key: &[u8], offset: usize) -> Result<ExecutionId> {
         .ok_or_else(|| crate::error::corrupt(format!("an index key of {} bytes", key.len())))
 }
 
-/// The execution id of a `tasks` or `executions` key.
+/// The execution id of an `executions` key or an `idempotency` value.
 pub(crate) fn id_of(key: &[u8]) -> Result<ExecutionId> {
     id_at(key, 0)
 }

@@ -34,10 +34,15 @@
 //!   synced; no `NO_SYNC`), then answers each; a refused transition does not fail the others
 //!   (see `writer.rs`). Reads are LMDB read transactions on tokio's blocking pool: they never
 //!   wait for the writer.
-//! - **Indexes in the same transaction**: executions by creation (their UUIDv7 keys), by status,
-//!   by definition, by both; RUNNING tasks by lease expiry, QUEUED ones by when they were queued,
-//!   RETRYING ones by due time, unfinished executions by deadline, finished ones by end time.
-//!   Counts are LMDB entry counts. The key layout is in `keys.rs`.
+//! - **Few pages a commit.** A durable commit's time grows with the pages it writes (≈ 40 µs
+//!   a page here, beside ≈ 0.3 ms of syncs), so rows are compact (`codec.rs`), an execution's
+//!   rows are neighbours in one database, and a status change moves one index entry.
+//! - **Indexes in the same transaction**: executions by creation (their UUIDv7 keys), by
+//!   definition, by definition and status (which, merged over definitions, also lists by status
+//!   alone); RUNNING tasks by lease expiry, QUEUED ones by when they were queued, RETRYING ones
+//!   by due time, unfinished executions by deadline, finished ones by end time. Task counts are
+//!   LMDB entry counts; execution counts by status are kept by the writer (counted at open,
+//!   moved by each commit). The key layout is in `keys.rs`.
 //! - **Format.** The environment records what it holds (store or cache) and its data format
 //!   ([`FORMAT`]); a newer format is refused with
 //!   [`Error::NewerVersion`](naxos_core::Error::NewerVersion), something else at the path with
@@ -63,6 +68,7 @@
 //! upholds.
 
 mod cache;
+mod codec;
 mod env;
 mod error;
 mod keys;

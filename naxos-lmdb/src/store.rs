@@ -7,7 +7,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
 use serde::Deserialize;
 
+use crate::codec;
 use crate::env::{Db, Environment, Kind, Options};
 use crate::error::{corrupt, LmdbError};
 use crate::keys;
@@ -82,11 +83,14 @@ impl LmdbStore {
             },
             NAMES,
         )?;
+        let tables = Tables::new(dbs);
+        let by_status = count_by_status(&env, &tables)?;
         let shared = Arc::new(Shared {
             env,
-            tables: Tables::new(dbs),
+            tables,
             clock: config.clock,
             stats: Counters::default(),
+            by_status,
         });
         let writer = Writer::start(shared.clone(), config.cached_states)?;
         Ok(Self {
@@ -183,6 +187,23 @@ fn backup(env: &Environment, directory: &Path) -> Result<PathBuf> {
         return Err(e);
     }
     Ok(target)
+}
+
+/// The executions in each status, counted from `by_definition_status` (one pass over its
+/// keys, at open: milliseconds for a million executions).
+fn count_by_status(env: &Environment, t: &Tables) -> Result<[AtomicU64; 5]> {
+    let txn = env.env().read_txn().map_err(|e| env.error(e))?;
+    let counts: [AtomicU64; 5] = Default::default();
+    for entry in t.by_definition_status.iter(&txn).map_err(|e| env.error(e))? {
+        let (key, _) = entry.map_err(|e| env.error(e))?;
+        let status = key
+            .len()
+            .checked_sub(keys::ID + 1)
+            .and_then(|at| counts.get(key[at] as usize))
+            .ok_or_else(|| corrupt(format!("a by_definition_status key of {} bytes", key.len())))?;
+        status.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(counts)
 }
 
 /// A definition's latest version as a listing shows it (read leniently: a newer format still lists).
@@ -333,7 +354,7 @@ impl Store for LmdbStore {
                     });
                 }
             }
-            if tx.reader().get(tx.txn(), t.executions, id.as_bytes())?.is_some() {
+            if tx.reader().summary(tx.txn(), id)?.is_some() {
                 return Err(Error::conflict(format!("execution {id} already exists")));
             }
             let (state, changes) = ExecutionState::create(execution.clone(), tx.now())?;
@@ -463,11 +484,13 @@ impl Store for LmdbStore {
     }
 
     async fn counts(&self) -> Result<StoreCounts> {
-        self.read(|r, txn, _| {
+        let inner = self.inner.clone();
+        self.read(move |r, txn, _| {
+            let by_status = &inner.shared.by_status;
             let len = |db: Db| db.len(txn).map_err(|e| r.env.error(e));
             let mut counts = StoreCounts::default();
-            for status in ExecutionStatus::ALL {
-                let n = len(r.t.status(status))?;
+            for (status, n) in ExecutionStatus::ALL.into_iter().zip(by_status) {
+                let n = n.load(Ordering::Relaxed);
                 if n > 0 {
                     counts.executions.insert(status, n);
                 }
@@ -480,12 +503,8 @@ impl Store for LmdbStore {
     }
 
     async fn pending_executions(&self) -> Result<u64> {
-        self.read(|r, txn, _| {
-            r.t.status(ExecutionStatus::Pending)
-                .len(txn)
-                .map_err(|e| r.env.error(e))
-        })
-        .await
+        let pending = keys::status_byte(ExecutionStatus::Pending) as usize;
+        Ok(self.inner.shared.by_status[pending].load(Ordering::Relaxed))
     }
 
     async fn put_node(&self, node: NodeInfo) -> Result<()> {
@@ -541,7 +560,7 @@ fn list(r: Reader<'_>, txn: &RoTxn<'_>, query: &ExecutionQuery) -> Result<Execut
     let t = r.t;
     let (db, prefix) = match (query.status, query.definition_id.as_deref()) {
         (None, None) => (t.executions, Vec::new()),
-        (Some(s), None) => (t.status(s), Vec::new()),
+        (Some(s), None) => return in_status(r, txn, s, query.cursor, limit),
         (None, Some(d)) => (t.by_definition, keys::prefix(d)),
         (Some(s), Some(d)) => (t.by_definition_status, keys::definition_status(d, s)),
     };
@@ -560,18 +579,86 @@ fn list(r: Reader<'_>, txn: &RoTxn<'_>, query: &ExecutionQuery) -> Result<Execut
     let iter = db.rev_range(txn, &(lower, upper)).map_err(|e| r.env.error(e))?;
     let mut executions = Vec::new();
     let mut more = false;
+    // Unfiltered, the rows themselves are read, each execution's summary among its other rows.
+    let rows = query.status.is_none() && query.definition_id.is_none();
     for entry in iter {
-        let (key, _) = entry.map_err(|e| r.env.error(e))?;
+        let (key, value) = entry.map_err(|e| r.env.error(e))?;
+        if rows && !keys::is_summary(key) {
+            continue;
+        }
         if executions.len() == limit {
             more = true;
             break;
         }
-        let id = keys::id_at(key, prefix.len())?;
-        let summary = r
-            .summary(txn, id)?
-            .ok_or_else(|| corrupt(format!("an index names a missing execution {id}")))?;
+        let summary = if rows {
+            codec::read_summary(keys::id_of(key)?, value)?
+        } else {
+            let id = keys::id_at(key, prefix.len())?;
+            r.summary(txn, id)?
+                .ok_or_else(|| corrupt(format!("an index names a missing execution {id}")))?
+        };
         executions.push(summary);
     }
+    let next_cursor = if more { executions.last().map(|e| e.id) } else { None };
+    Ok(ExecutionPage {
+        executions,
+        next_cursor,
+    })
+}
+
+/// One page of the executions in `status` of every definition, newest first: each
+/// definition's range of `by_definition_status` (the store keeps no index by status alone, so
+/// that a status change moves one index entry, not two), merged.
+fn in_status(
+    r: Reader<'_>,
+    txn: &RoTxn<'_>,
+    status: ExecutionStatus,
+    cursor: Option<ExecutionId>,
+    limit: usize,
+) -> Result<ExecutionPage> {
+    let db = r.t.by_definition_status;
+    let err = |e| r.env.error(e);
+    let mut ids = Vec::new();
+    let mut next = db.first(txn).map_err(err)?.map(|(key, _)| key);
+    while let Some(key) = next {
+        // `definition id, 0` of the key: one definition's keys at a time.
+        let definition = key
+            .len()
+            .checked_sub(keys::ID + 1)
+            .map(|at| &key[..at])
+            .ok_or_else(|| corrupt(format!("a by_definition_status key of {} bytes", key.len())))?;
+        let prefix = [definition, &[keys::status_byte(status)]].concat();
+        let below = cursor.map(|c| [prefix.as_slice(), c.as_bytes()].concat());
+        let end = keys::prefix_end(&prefix).ok_or_else(|| corrupt("a by_definition_status key of 0xff bytes"))?;
+        let upper = below.as_deref().unwrap_or(&end);
+        let range = (Bound::Included(prefix.as_slice()), Bound::Excluded(upper));
+        for entry in db.rev_range(txn, &range).map_err(err)?.take(limit + 1) {
+            let (key, _) = entry.map_err(err)?;
+            ids.push(keys::id_at(key, prefix.len())?);
+        }
+        next = match keys::prefix_end(definition) {
+            Some(after) => {
+                let rest = (Bound::Included(after.as_slice()), Bound::Unbounded);
+                db.range(txn, &rest)
+                    .map_err(err)?
+                    .next()
+                    .transpose()
+                    .map_err(err)?
+                    .map(|(key, _)| key)
+            }
+            None => None,
+        };
+    }
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let more = ids.len() > limit;
+    ids.truncate(limit);
+    let executions = ids
+        .iter()
+        .map(|&id| {
+            r.summary(txn, id)?
+                .ok_or_else(|| corrupt(format!("an index names a missing execution {id}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let next_cursor = if more { executions.last().map(|e| e.id) } else { None };
     Ok(ExecutionPage {
         executions,

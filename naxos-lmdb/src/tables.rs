@@ -1,11 +1,12 @@
 //! The store's databases, how records are encoded, and how one execution is read and written
 //! back with its indexes (the layout is in `keys.rs`).
 //!
-//! An execution is stored as rows: its summary, its params, and one record per task run (with
-//! its output and attempt records). A transition loads them into naxos-core's
-//! [`ExecutionState`], applies the state function, and [`write_back`] writes the difference —
-//! the summary if it changed, each task record that changed — and moves the index entries that
-//! the change moved, all in the caller's write transaction.
+//! An execution is stored as rows: its summary, its params, its plan (what its task runs never
+//! change) and one record per task run (with its output and attempt records), encoded as
+//! `codec.rs` says. A transition loads them into naxos-core's [`ExecutionState`], applies the
+//! state function, and [`write_back`] writes the difference — the summary if it changed, each
+//! task record that changed — and moves the index entries that the change moved, all in the
+//! caller's write transaction.
 
 use std::sync::Arc;
 
@@ -20,22 +21,16 @@ use naxos_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::codec;
 use crate::env::{Db, Environment};
 use crate::error::corrupt;
 use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 18] = [
+pub(crate) const NAMES: [&str; 11] = [
     "definitions",
     "executions",
-    "params",
-    "tasks",
-    "status.PENDING",
-    "status.RUNNING",
-    "status.COMPLETED",
-    "status.FAILED",
-    "status.CANCELLED",
     "by_definition",
     "by_definition_status",
     "idempotency",
@@ -51,11 +46,8 @@ pub(crate) const NAMES: [&str; 18] = [
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tables {
     pub(crate) definitions: Db,
+    /// Every execution's rows: summary, params and task runs, under its id.
     pub(crate) executions: Db,
-    pub(crate) params: Db,
-    pub(crate) tasks: Db,
-    /// One per [`ExecutionStatus::ALL`], so a count by status is LMDB's entry count.
-    pub(crate) status: [Db; 5],
     pub(crate) by_definition: Db,
     pub(crate) by_definition_status: Db,
     pub(crate) idempotency: Db,
@@ -68,15 +60,12 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 18]) -> Self {
-        let [definitions, executions, params, tasks, p, r, c, f, x, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes] =
+    pub(crate) fn new(dbs: [Db; 11]) -> Self {
+        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes] =
             dbs;
         Self {
             definitions,
             executions,
-            params,
-            tasks,
-            status: [p, r, c, f, x],
             by_definition,
             by_definition_status,
             idempotency,
@@ -87,11 +76,6 @@ impl Tables {
             ended,
             nodes,
         }
-    }
-
-    /// The database of executions in `status`.
-    pub(crate) fn status(&self, status: ExecutionStatus) -> Db {
-        self.status[keys::status_byte(status) as usize]
     }
 }
 
@@ -110,8 +94,8 @@ impl<'a> Reader<'a> {
 
     /// An execution's summary.
     pub(crate) fn summary(&self, txn: &RoTxn<'_>, id: ExecutionId) -> Result<Option<ExecutionSummary>> {
-        self.get(txn, self.t.executions, id.as_bytes())?
-            .map(|v| decode(v, "an execution summary"))
+        self.get(txn, self.t.executions, &keys::row(id, keys::SUMMARY))?
+            .map(|v| codec::read_summary(id, v))
             .transpose()
     }
 
@@ -120,21 +104,30 @@ impl<'a> Reader<'a> {
         let Some(summary) = self.summary(txn, id)? else {
             return Ok(None);
         };
-        let data: Value = match self.get(txn, self.t.params, id.as_bytes())? {
+        let data: Value = match self.get(txn, self.t.executions, &keys::row(id, keys::PARAMS))? {
             Some(v) => decode(v, "execution params")?,
             None => return Err(corrupt(format!("execution {id} has no params"))),
         };
-        let mut tasks = Vec::new();
+        let mut tasks = match self.get(txn, self.t.executions, &keys::row(id, keys::PLAN))? {
+            Some(v) => codec::read_plan(v)?,
+            None => return Err(corrupt(format!("execution {id} has no plan"))),
+        };
         let iter = self
             .t
-            .tasks
-            .prefix_iter(txn, id.as_bytes())
+            .executions
+            .prefix_iter(txn, &keys::row(id, keys::TASK))
             .map_err(|e| self.env.error(e))?;
+        let mut filled = 0;
         for entry in iter {
-            let (_, value) = entry.map_err(|e| self.env.error(e))?;
-            let TaskRecordIn { mut run, output } = decode(value, "a task run")?;
-            run.output = output;
-            tasks.push(run);
+            let (key, value) = entry.map_err(|e| self.env.error(e))?;
+            let run = keys::position_of(key)
+                .and_then(|i| tasks.get_mut(i))
+                .ok_or_else(|| corrupt(format!("execution {id} has a task row its plan lacks")))?;
+            codec::read_task(run, value)?;
+            filled += 1;
+        }
+        if filled != tasks.len() {
+            return Err(corrupt(format!("execution {id} lacks task rows of its plan")));
         }
         Ok(Some(Execution { summary, data, tasks }))
     }
@@ -188,19 +181,6 @@ impl<'a> Reader<'a> {
         }
         Ok(nodes)
     }
-}
-
-/// A task record as written: the run (its `output` left out) and the output beside it.
-#[derive(Serialize)]
-struct TaskRecordOut<'a> {
-    run: &'a TaskRun,
-    output: Option<&'a Value>,
-}
-
-#[derive(Deserialize)]
-struct TaskRecordIn {
-    run: TaskRun,
-    output: Option<Value>,
 }
 
 /// JSON of a value naxos wrote.
@@ -318,10 +298,14 @@ pub(crate) fn write_back(
     if let Some(a) = after {
         let s = a.summary();
         if before.map(|b| b.summary()) != Some(s) {
-            tx.put(t.executions, id.as_bytes(), &encode(s)?)?;
+            tx.put(t.executions, &keys::row(id, keys::SUMMARY), &codec::summary(s)?)?;
+        }
+        let planned = before.is_some_and(|b| b.tasks().iter().zip(a.tasks()).all(|(x, y)| codec::same_plan(x, y)));
+        if !planned {
+            tx.put(t.executions, &keys::row(id, keys::PLAN), &codec::plan(a.tasks()))?;
         }
         if before.is_none() {
-            tx.put(t.params, id.as_bytes(), &encode(&**a.params())?)?;
+            tx.put(t.executions, &keys::row(id, keys::PARAMS), &encode(&**a.params())?)?;
             tx.put(t.by_definition, &keys::by_definition(&definition, id), &[])?;
         }
     }
@@ -334,15 +318,12 @@ pub(crate) fn write_back(
                 let changed =
                     before.is_none_or(|b| b.tasks()[i] != a.tasks()[i] || !same_output(b.output(i), a.output(i)));
                 if changed {
-                    let record = TaskRecordOut {
-                        run: &a.tasks()[i],
-                        output: a.output(i).map(|o| &**o),
-                    };
-                    tx.put(t.tasks, &keys::task(id, i), &encode(&record)?)?;
+                    let record = codec::task(&a.tasks()[i], a.output(i).map(|o| &**o))?;
+                    tx.put(t.executions, &keys::task(id, i), &record)?;
                 }
             }
             (Some(_), None) => {
-                tx.delete(t.tasks, &keys::task(id, i))?;
+                tx.delete(t.executions, &keys::task(id, i))?;
             }
             (None, None) => {}
         }
@@ -365,11 +346,11 @@ pub(crate) fn write_back(
         let (old_status, new_status) = (old.as_ref().map(|m| m.status), new.as_ref().map(|m| m.status));
         if old_status != new_status {
             if let Some(s) = old_status {
-                tx.delete(t.status(s), id.as_bytes())?;
+                tx.count(s, -1);
                 tx.delete(t.by_definition_status, &keys::by_definition_status(&definition, s, id))?;
             }
             if let Some(s) = new_status {
-                tx.put(t.status(s), id.as_bytes(), &[])?;
+                tx.count(s, 1);
                 tx.put(
                     t.by_definition_status,
                     &keys::by_definition_status(&definition, s, id),
@@ -400,8 +381,9 @@ pub(crate) fn write_back(
         }
     }
     if after.is_none() {
-        tx.delete(t.executions, id.as_bytes())?;
-        tx.delete(t.params, id.as_bytes())?;
+        tx.delete(t.executions, &keys::row(id, keys::SUMMARY))?;
+        tx.delete(t.executions, &keys::row(id, keys::PARAMS))?;
+        tx.delete(t.executions, &keys::row(id, keys::PLAN))?;
         tx.delete(t.by_definition, &keys::by_definition(&definition, id))?;
     }
     Ok(())

@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 
 use chrono::{DateTime, Utc};
 use heed::{RoTxn, RwTxn};
-use naxos_core::model::ExecutionId;
+use naxos_core::model::{ExecutionId, ExecutionStatus};
 use naxos_core::state::ExecutionState;
 use naxos_core::{Clock, Error, Result};
 use tokio::sync::oneshot;
@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     /// Write requests answered and transactions committed, since open.
     pub(crate) stats: Counters,
+    /// Committed executions by status, in [`ExecutionStatus::ALL`] order: counted once at
+    /// open, then moved by each commit (the store keeps no per-status database to count).
+    pub(crate) by_status: [AtomicU64; 5],
 }
 
 /// What the writer has done since the store opened.
@@ -136,6 +139,8 @@ pub(crate) struct Tx<'t, 'e> {
     /// States changed by this group (`None`: deleted), visible to its later requests.
     overlay: &'t mut HashMap<ExecutionId, Option<ExecutionState>>,
     cache: &'t mut States,
+    /// How this group moved the executions' status counts.
+    moved: &'t mut [i64; 5],
     writes: usize,
     /// The LMDB error a write of the current request met: the transaction must be aborted.
     failure: Option<LmdbError>,
@@ -196,6 +201,11 @@ impl<'t, 'e> Tx<'t, 'e> {
     /// Keeps a state as this group left it.
     pub(crate) fn keep(&mut self, state: ExecutionState) {
         self.overlay.insert(state.summary().id, Some(state));
+    }
+
+    /// Counts one execution more (`by` 1) or fewer (-1) in `status`, once the group commits.
+    pub(crate) fn count(&mut self, status: ExecutionStatus, by: i64) {
+        self.moved[crate::keys::status_byte(status) as usize] += by;
     }
 
     /// Records that execution `id` was deleted.
@@ -335,12 +345,14 @@ fn run_group(shared: &Shared, states: &mut States, jobs: &mut [Box<dyn Job>]) ->
         }
     };
     let mut overlay = HashMap::new();
+    let mut moved = [0; 5];
     {
         let mut tx = Tx {
             txn: &mut txn,
             shared,
             overlay: &mut overlay,
             cache: states,
+            moved: &mut moved,
             writes: 0,
             failure: None,
         };
@@ -353,6 +365,9 @@ fn run_group(shared: &Shared, states: &mut States, jobs: &mut [Box<dyn Job>]) ->
     match txn.commit() {
         Ok(()) => {
             shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+            for (count, by) in shared.by_status.iter().zip(moved) {
+                count.fetch_add(by as u64, Ordering::Relaxed);
+            }
             states.absorb(overlay);
             Ok(())
         }

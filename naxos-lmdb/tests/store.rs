@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestDir;
-use naxos_core::backend::{ClaimRequest, NewExecution, Store, TaskFinish, TaskOutcome};
+use naxos_core::backend::{ClaimRequest, ExecutionQuery, NewExecution, Store, TaskFinish, TaskOutcome};
 use naxos_core::model::{NodeInfo, TaskRef, TaskStatus};
 use naxos_core::serde_json::json;
 use naxos_core::testkit::{diamond, test_clock};
@@ -222,4 +222,57 @@ async fn concurrent_writes_share_commits() {
         "{commits} commits for {requests} concurrent writes: no grouping"
     );
     assert_eq!(store.list_nodes().await.unwrap().len(), 200, "every write committed");
+}
+
+/// With no index by status alone, a listing by status merges every definition's range of
+/// `by_definition_status`: newest first, paged by cursor without repeats or gaps; the counts
+/// by status are kept by the writer and counted again on open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_by_status_pages_across_definitions_and_counts_survive_a_reopen() {
+    let dir = TestDir::new("by-status");
+    let path = dir.join("store");
+    let mut pending = Vec::new();
+    {
+        let store = LmdbStore::open(&path).unwrap();
+        let mut stored = Vec::new();
+        for id in ["a", "a.b", "z"] {
+            let mut def = diamond();
+            def.id = id.into();
+            stored.push(store.put_definition(def).await.unwrap().definition);
+        }
+        for n in 0..8 {
+            let new = NewExecution::new(&stored[n % stored.len()], json!({ "n": n }));
+            let id = store.create_execution(new).await.unwrap().execution_id;
+            if n % 3 == 1 {
+                store
+                    .claim(claim(&TaskRef::new(id, "a", 1), Duration::from_secs(30)))
+                    .await
+                    .unwrap();
+            } else {
+                pending.push(id);
+            }
+        }
+        pending.sort_unstable_by(|a, b| b.cmp(a));
+        let mut listed = Vec::new();
+        let mut query = ExecutionQuery {
+            status: Some(ExecutionStatus::Pending),
+            limit: 2,
+            ..ExecutionQuery::default()
+        };
+        loop {
+            let page = store.list_executions(&query).await.unwrap();
+            assert!(page.executions.iter().all(|e| e.status == ExecutionStatus::Pending));
+            listed.extend(page.executions.iter().map(|e| e.id));
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(listed, pending);
+    }
+    let store = LmdbStore::open(&path).unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.executions.get(&ExecutionStatus::Pending), Some(&5));
+    assert_eq!(counts.executions.get(&ExecutionStatus::Running), Some(&3));
+    assert_eq!(store.pending_executions().await.unwrap(), 5);
 }

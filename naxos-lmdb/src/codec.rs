@@ -1,0 +1,435 @@
+//! The compact binary encoding of an execution's rows (summary, plan, task runs).
+//!
+//! A transition rewrites a task row and often the summary, so their size decides how many
+//! leaf pages a group commit writes, and with it the commit's time. JSON spelled every field
+//! name and every time as text (≈ 900 bytes a task run); this encoding is a fixed field order:
+//! integers as LEB128 varints, a time as seconds (zigzag varint) and nanoseconds (varint), a
+//! string as its length and bytes, an `Option` as a 0/1 byte before the value, an enum as its
+//! position in a table, and user values (params, outputs, errors' JSON) as length-prefixed
+//! JSON. Adding a field is a new data format ([`crate::FORMAT`]).
+//!
+//! What a task run never changes — its id, name, function and dependencies — is not in its
+//! row: it is the execution's **plan** row, written once at creation (see `tables.rs`).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use naxos_core::model::{
+    Attempt, AttemptOutcome, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, TaskRun, TaskStatus,
+};
+use naxos_core::{Error, Result};
+use serde_json::Value;
+
+use crate::error::corrupt;
+
+/// Task statuses by their byte.
+const TASK_STATUSES: [TaskStatus; 8] = [
+    TaskStatus::Pending,
+    TaskStatus::Queued,
+    TaskStatus::Running,
+    TaskStatus::Retrying,
+    TaskStatus::Completed,
+    TaskStatus::Failed,
+    TaskStatus::Skipped,
+    TaskStatus::Cancelled,
+];
+
+/// Bytes being written.
+#[derive(Default)]
+struct Out(Vec<u8>);
+
+impl Out {
+    fn byte(&mut self, b: u8) {
+        self.0.push(b);
+    }
+
+    fn var(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.0.push(n as u8 | 0x80);
+            n >>= 7;
+        }
+        self.0.push(n as u8);
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.var(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+
+    fn time(&mut self, t: DateTime<Utc>) {
+        let secs = t.timestamp();
+        self.var(((secs << 1) ^ (secs >> 63)) as u64);
+        self.var(u64::from(t.timestamp_subsec_nanos()));
+    }
+
+    fn json<T: serde::Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let json = serde_json::to_vec(value).map_err(Error::permanent)?;
+        self.bytes(&json);
+        Ok(())
+    }
+
+    /// `None` as 0; `Some` as 1 and the value.
+    fn opt<T>(&mut self, value: Option<T>, mut write: impl FnMut(&mut Self, T)) {
+        match value {
+            None => self.byte(0),
+            Some(v) => {
+                self.byte(1);
+                write(self, v);
+            }
+        }
+    }
+}
+
+/// Bytes being read; every shortfall is a corrupt record named by `what`.
+struct In<'a> {
+    bytes: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> In<'a> {
+    fn bad(&self, why: &str) -> Error {
+        corrupt(format!("{}: {why}", self.what))
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        let (&b, rest) = self.bytes.split_first().ok_or_else(|| self.bad("too short"))?;
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    fn var(&mut self) -> Result<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(n);
+            }
+        }
+        Err(self.bad("a varint longer than 64 bits"))
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        u32::try_from(self.var()?).map_err(|_| self.bad("a count beyond u32"))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8]> {
+        let len = usize::try_from(self.var()?).map_err(|_| self.bad("a length beyond usize"))?;
+        if len > self.bytes.len() {
+            return Err(self.bad("a length past its end"));
+        }
+        let (b, rest) = self.bytes.split_at(len);
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    fn str(&mut self) -> Result<&'a str> {
+        let b = self.bytes()?;
+        std::str::from_utf8(b).map_err(|_| self.bad("a string that is not UTF-8"))
+    }
+
+    fn string(&mut self) -> Result<String> {
+        self.str().map(str::to_string)
+    }
+
+    fn time(&mut self) -> Result<DateTime<Utc>> {
+        let z = self.var()?;
+        let secs = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        let nanos = self.u32()?;
+        DateTime::from_timestamp(secs, nanos).ok_or_else(|| self.bad("a time out of range"))
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        let b = self.bytes()?;
+        serde_json::from_slice(b).map_err(|e| self.bad(&e.to_string()))
+    }
+
+    fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T>) -> Result<Option<T>> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => read(self).map(Some),
+            _ => Err(self.bad("an option tag that is neither 0 nor 1")),
+        }
+    }
+
+    fn end(&self) -> Result<()> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(self.bad("bytes past its end"))
+        }
+    }
+}
+
+fn execution_status_byte(s: ExecutionStatus) -> u8 {
+    crate::keys::status_byte(s)
+}
+
+fn task_status_byte(s: TaskStatus) -> u8 {
+    match s {
+        TaskStatus::Pending => 0,
+        TaskStatus::Queued => 1,
+        TaskStatus::Running => 2,
+        TaskStatus::Retrying => 3,
+        TaskStatus::Completed => 4,
+        TaskStatus::Failed => 5,
+        TaskStatus::Skipped => 6,
+        TaskStatus::Cancelled => 7,
+    }
+}
+
+fn outcome_byte(o: AttemptOutcome) -> u8 {
+    match o {
+        AttemptOutcome::Completed => 0,
+        AttemptOutcome::Retrying => 1,
+        AttemptOutcome::Failed => 2,
+        AttemptOutcome::Released => 3,
+        AttemptOutcome::Expired => 4,
+        AttemptOutcome::Cancelled => 5,
+    }
+}
+
+/// An enum from its byte in `table`.
+fn from_table<T: Copy>(input: &In<'_>, table: &[T], b: u8) -> Result<T> {
+    table
+        .get(b as usize)
+        .copied()
+        .ok_or_else(|| input.bad(&format!("an unknown enum byte {b}")))
+}
+
+/// An execution summary's row (its id is the key's).
+pub(crate) fn summary(s: &ExecutionSummary) -> Result<Vec<u8>> {
+    let mut out = Out::default();
+    out.str(&s.definition_id);
+    out.var(u64::from(s.definition_version));
+    out.byte(execution_status_byte(s.status));
+    out.opt(s.error.as_deref(), Out::str);
+    out.opt(s.idempotency_key.as_deref(), Out::str);
+    out.opt(s.traceparent.map(|t| t.to_string()), |o, t| o.str(&t));
+    out.opt(s.deadline, Out::time);
+    out.time(s.created_at);
+    out.time(s.updated_at);
+    out.opt(s.start_time, Out::time);
+    out.opt(s.end_time, Out::time);
+    Ok(out.0)
+}
+
+/// An execution summary from its id and row.
+pub(crate) fn read_summary(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionSummary> {
+    let mut i = In {
+        bytes,
+        what: "an execution summary",
+    };
+    let summary = ExecutionSummary {
+        id,
+        definition_id: i.string()?,
+        definition_version: i.u32()?,
+        status: {
+            let b = i.byte()?;
+            from_table(&i, &ExecutionStatus::ALL, b)?
+        },
+        error: i.opt(In::string)?,
+        idempotency_key: i.opt(In::string)?,
+        traceparent: i.opt(|i| {
+            let text = i.str()?;
+            text.parse().map_err(|_| i.bad("a traceparent that does not parse"))
+        })?,
+        deadline: i.opt(In::time)?,
+        created_at: i.time()?,
+        updated_at: i.time()?,
+        start_time: i.opt(In::time)?,
+        end_time: i.opt(In::time)?,
+    };
+    i.end()?;
+    Ok(summary)
+}
+
+/// The plan row: what each task run never changes (id, name, function, dependencies).
+pub(crate) fn plan(tasks: &[TaskRun]) -> Vec<u8> {
+    let mut out = Out::default();
+    out.var(tasks.len() as u64);
+    for t in tasks {
+        out.str(&t.task_id);
+        out.str(&t.name);
+        out.str(&t.function_name);
+        out.var(t.dependencies.len() as u64);
+        for d in &t.dependencies {
+            out.str(d);
+        }
+    }
+    out.0
+}
+
+/// True when `a` and `b` have the same plan.
+pub(crate) fn same_plan(a: &TaskRun, b: &TaskRun) -> bool {
+    a.task_id == b.task_id && a.name == b.name && a.function_name == b.function_name && a.dependencies == b.dependencies
+}
+
+/// The task runs of a plan row, each with its plan fields and the rest at their defaults, to
+/// be filled by [`read_task`].
+pub(crate) fn read_plan(bytes: &[u8]) -> Result<Vec<TaskRun>> {
+    let mut i = In {
+        bytes,
+        what: "an execution's plan",
+    };
+    let count = i.var()?;
+    let mut tasks = Vec::with_capacity(count.min(4_096) as usize);
+    for _ in 0..count {
+        let task_id = i.string()?;
+        let name = i.string()?;
+        let function_name = i.string()?;
+        let n = i.var()?;
+        let mut dependencies = Vec::with_capacity(n.min(4_096) as usize);
+        for _ in 0..n {
+            dependencies.push(i.string()?);
+        }
+        tasks.push(TaskRun {
+            task_id,
+            name,
+            function_name,
+            status: TaskStatus::Pending,
+            dependencies,
+            remaining_dependencies: 0,
+            attempt: 0,
+            attempts: 0,
+            failures: 0,
+            lease_expiries: 0,
+            republished: 0,
+            error: None,
+            output: None,
+            lease: None,
+            queued_at: None,
+            due_at: None,
+            start_time: None,
+            end_time: None,
+            history: Vec::new(),
+        });
+    }
+    i.end()?;
+    Ok(tasks)
+}
+
+/// A task run's row: what transitions change, with its output (`run.output` is not read).
+pub(crate) fn task(run: &TaskRun, output: Option<&Value>) -> Result<Vec<u8>> {
+    let mut out = Out::default();
+    out.byte(task_status_byte(run.status));
+    for n in [
+        run.remaining_dependencies,
+        run.attempt,
+        run.attempts,
+        run.failures,
+        run.lease_expiries,
+        run.republished,
+    ] {
+        out.var(u64::from(n));
+    }
+    out.opt(run.error.as_deref(), Out::str);
+    match output {
+        None => out.byte(0),
+        Some(v) => {
+            out.byte(1);
+            out.json(v)?;
+        }
+    }
+    out.opt(run.lease.as_ref(), |o, l| {
+        o.str(&l.owner);
+        o.time(l.expires_at);
+    });
+    for t in [run.queued_at, run.due_at, run.start_time, run.end_time] {
+        out.opt(t, Out::time);
+    }
+    out.var(run.history.len() as u64);
+    for a in &run.history {
+        out.var(u64::from(a.attempt));
+        out.str(&a.node);
+        out.time(a.started_at);
+        out.opt(a.ended_at, Out::time);
+        out.opt(a.outcome, |o, outcome| o.byte(outcome_byte(outcome)));
+        out.opt(a.error.as_deref(), Out::str);
+    }
+    Ok(out.0)
+}
+
+/// Fills the changing fields of `run` (and its output) from its row.
+pub(crate) fn read_task(run: &mut TaskRun, bytes: &[u8]) -> Result<()> {
+    let mut i = In {
+        bytes,
+        what: "a task run",
+    };
+    let status = i.byte()?;
+    run.status = from_table(&i, &TASK_STATUSES, status)?;
+    run.remaining_dependencies = i.u32()?;
+    run.attempt = i.u32()?;
+    run.attempts = i.u32()?;
+    run.failures = i.u32()?;
+    run.lease_expiries = i.u32()?;
+    run.republished = i.u32()?;
+    run.error = i.opt(In::string)?;
+    run.output = i.opt(In::json)?;
+    run.lease = i.opt(|i| {
+        Ok(Lease {
+            owner: i.string()?,
+            expires_at: i.time()?,
+        })
+    })?;
+    run.queued_at = i.opt(In::time)?;
+    run.due_at = i.opt(In::time)?;
+    run.start_time = i.opt(In::time)?;
+    run.end_time = i.opt(In::time)?;
+    let n = i.var()?;
+    run.history = Vec::with_capacity(n.min(4_096) as usize);
+    for _ in 0..n {
+        let attempt = Attempt {
+            attempt: i.u32()?,
+            node: Arc::from(i.str()?),
+            started_at: i.time()?,
+            ended_at: i.opt(In::time)?,
+            outcome: i.opt(|i| {
+                let b = i.byte()?;
+                from_table(i, &AttemptOutcome::ALL, b)
+            })?,
+            error: i.opt(In::string)?,
+        };
+        run.history.push(attempt);
+    }
+    i.end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_tables_match_their_bytes() {
+        for (b, s) in TASK_STATUSES.iter().enumerate() {
+            assert_eq!(task_status_byte(*s) as usize, b);
+        }
+        for (b, o) in AttemptOutcome::ALL.iter().enumerate() {
+            assert_eq!(outcome_byte(*o) as usize, b);
+        }
+    }
+
+    #[test]
+    fn times_keep_their_nanoseconds_and_sign() {
+        let times = [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::UNIX_EPOCH - chrono::Duration::nanoseconds(1),
+            Utc::now(),
+            DateTime::<Utc>::MAX_UTC,
+        ];
+        for t in times {
+            let mut out = Out::default();
+            out.time(t);
+            let mut i = In {
+                bytes: &out.0,
+                what: "a time",
+            };
+            assert_eq!(i.time().unwrap(), t);
+            i.end().unwrap();
+        }
+    }
+}
