@@ -287,27 +287,7 @@ pub(crate) fn read_plan(bytes: &[u8]) -> Result<Vec<TaskRun>> {
         for _ in 0..n {
             dependencies.push(i.string()?);
         }
-        tasks.push(TaskRun {
-            task_id,
-            name,
-            function_name,
-            status: TaskStatus::Pending,
-            dependencies,
-            remaining_dependencies: 0,
-            attempt: 0,
-            attempts: 0,
-            failures: 0,
-            lease_expiries: 0,
-            republished: 0,
-            error: None,
-            output: None,
-            lease: None,
-            queued_at: None,
-            due_at: None,
-            start_time: None,
-            end_time: None,
-            history: Vec::new(),
-        });
+        tasks.push(TaskRun::pending(task_id, name, function_name, dependencies));
     }
     i.end()?;
     Ok(tasks)

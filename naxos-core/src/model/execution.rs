@@ -145,6 +145,32 @@ pub struct TaskRun {
 }
 
 impl TaskRun {
+    /// The task as it starts: PENDING, first attempt to come, nothing recorded; its
+    /// `remaining_dependencies` left at 0 for the state module to count.
+    pub fn pending(task_id: String, name: String, function_name: String, dependencies: Vec<String>) -> Self {
+        Self {
+            task_id,
+            name,
+            function_name,
+            status: TaskStatus::Pending,
+            dependencies,
+            remaining_dependencies: 0,
+            attempt: 1,
+            attempts: 0,
+            failures: 0,
+            lease_expiries: 0,
+            republished: 0,
+            error: None,
+            output: None,
+            lease: None,
+            queued_at: None,
+            due_at: None,
+            start_time: None,
+            end_time: None,
+            history: Vec::new(),
+        }
+    }
+
     /// The reference to its current dispatch.
     pub fn task_ref(&self, execution_id: ExecutionId) -> TaskRef {
         TaskRef::new(execution_id, self.task_id.clone(), self.attempt)

@@ -63,26 +63,13 @@ impl ExecutionState {
         let mut tasks: Vec<TaskRun> = new
             .tasks
             .iter()
-            .map(|t| TaskRun {
-                remaining_dependencies: 0,
-                task_id: t.task_id.clone(),
-                name: t.name.clone(),
-                function_name: t.function_name.clone(),
-                status: TaskStatus::Pending,
-                dependencies: t.dependencies.clone(),
-                attempt: 1,
-                attempts: 0,
-                failures: 0,
-                lease_expiries: 0,
-                republished: 0,
-                error: None,
-                output: None,
-                lease: None,
-                queued_at: None,
-                due_at: None,
-                start_time: None,
-                end_time: None,
-                history: Vec::new(),
+            .map(|t| {
+                TaskRun::pending(
+                    t.task_id.clone(),
+                    t.name.clone(),
+                    t.function_name.clone(),
+                    t.dependencies.clone(),
+                )
             })
             .collect();
         if !tasks.is_sorted_by(|a, b| a.task_id <= b.task_id) {
