@@ -1,7 +1,7 @@
 //! A figure, not a check: diamonds per second and one diamond's latency on LmdbStore +
 //! MemoryQueue + the engine, durable commits on the local disk.
 //!
-//! `cargo test -p naxos-lmdb --release --test throughput -- --ignored --nocapture`
+//! `cargo bench -p naxos-lmdb --bench throughput`
 //! (`NAXOS_BENCH_DIAMONDS`, default 2,000; `NAXOS_BENCH_CONCURRENCY`, default 64).
 
 use std::sync::Arc;
@@ -57,9 +57,7 @@ fn bytes_written() -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-#[ignore = "a measurement: run it in release mode with --ignored --nocapture"]
-fn diamonds_per_second() {
+fn main() {
     let count = setting("NAXOS_BENCH_DIAMONDS", 2_000);
     let concurrency = setting("NAXOS_BENCH_CONCURRENCY", 64);
     let rt = tokio::runtime::Builder::new_multi_thread()
