@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{call, finished, get_text, start_with, stop_gracefully, DEADLINE};
+use common::{call, finished, get_text, start_with, stop_gracefully, submit_sample_2, DEADLINE};
 use hyper::{Method, StatusCode};
 use naxos_amqp::lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use naxos_amqp::lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -14,9 +14,7 @@ use naxos_core::testkit::{service_url, unique_id};
 
 /// Submits a `sample-2` execution and returns its id.
 async fn submit(base: &str) -> String {
-    let (status, body) = call(base, Method::POST, "/api/v1/jobs/sample-2/execute", r#"{"sleepMs": 0}"#).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    body["executionId"].as_str().unwrap().to_string()
+    submit_sample_2(base, r#"{"sleepMs": 0}"#).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

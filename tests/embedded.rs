@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{call, finished, scratch_dir, start_with, stop_gracefully, DEADLINE};
+use common::{call, finished, scratch_dir, start_with, stop_gracefully, submit_sample_2, DEADLINE};
 use hyper::{Method, StatusCode};
 use naxos::serde_json::Value;
 
@@ -60,15 +60,7 @@ async fn kill_after(tasks_done: usize) {
     }
     let mut ids = Vec::new();
     for _ in 0..DIAMONDS {
-        let (status, body) = call(
-            &first.base,
-            Method::POST,
-            "/api/v1/jobs/sample-2/execute",
-            r#"{"sleepMs": 150}"#,
-        )
-        .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        ids.push(body["executionId"].as_str().unwrap().to_string());
+        ids.push(submit_sample_2(&first.base, r#"{"sleepMs": 150}"#).await);
     }
     let started = Instant::now();
     let mut seen = completed(&first.base, &ids).await;
@@ -149,9 +141,7 @@ async fn a_backup_taken_while_serving_opens_as_a_store() {
     let mut server = start_with(&env(&dir_str)).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let (status, body) = call(&server.base, Method::POST, "/api/v1/jobs/sample-2/execute", "{}").await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        ids.push(body["executionId"].as_str().unwrap().to_string());
+        ids.push(submit_sample_2(&server.base, "{}").await);
     }
     for id in &ids {
         assert_eq!(finished(&server.base, id).await["status"], "COMPLETED");

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, command, finished, fresh_database, start, start_with, DEADLINE, SAMPLE_2};
+use common::{call, command, finished, fresh_database, start, start_with, submit_sample_2, DEADLINE, SAMPLE_2};
 use hyper::{Method, StatusCode};
 use naxos::serde_json::json;
 
@@ -147,15 +147,7 @@ async fn kill_9_mid_run(amqp: Option<String>) {
     }));
     let mut ids = Vec::new();
     for _ in 0..20 {
-        let (status, body) = call(
-            &first.base,
-            Method::POST,
-            "/api/v1/jobs/sample-2/execute",
-            r#"{"sleepMs": 150}"#,
-        )
-        .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        ids.push(body["executionId"].as_str().unwrap().to_string());
+        ids.push(submit_sample_2(&first.base, r#"{"sleepMs": 150}"#).await);
     }
     let mut db = sqlx::PgConnection::connect(&db_url).await.unwrap();
     let started = Instant::now();

@@ -12,7 +12,7 @@ use common::{lmdb_error, TestDir};
 use naxos_core::memory::MemoryQueue;
 use naxos_core::model::TaskStatus;
 use naxos_core::serde_json::json;
-use naxos_core::testkit::engine::{quick_config, register_counted, Runs};
+use naxos_core::testkit::engine::{diamonds_run_once, quick_config, register_counted, Runs};
 use naxos_core::{Engine, ExecutionId, ExecutionStatus};
 use naxos_lmdb::{LmdbCache, LmdbCacheConfig, LmdbConfig, LmdbError, LmdbStore};
 
@@ -29,26 +29,12 @@ async fn many_diamonds_complete_with_every_task_run_once() {
         .config(quick_config("solo"))
         .build()
         .unwrap();
-    let runs: Runs = Arc::default();
-    register_counted(&engine, &runs, Duration::ZERO);
-    let def = naxos_core::testkit::diamond();
-    engine.register_definition(def.clone()).await.unwrap();
-    engine.start().unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..300 {
-        ids.push(engine.execute(&def.id, json!({})).await.unwrap().execution_id);
-    }
-    for id in &ids {
-        let done = engine.wait_for_timeout(*id, Duration::from_secs(60)).await.unwrap();
-        assert_eq!(done.status, ExecutionStatus::Completed);
-        assert!(done.tasks.iter().all(|t| t.attempts == 1 && t.output.is_some()));
+    for done in diamonds_run_once(&engine, 300).await {
         assert!(
             done.tasks.iter().all(|t| t.history.len() == 1),
             "one attempt record each"
         );
     }
-    assert_eq!(runs.lock().unwrap().len(), 300 * 4);
-    assert!(runs.lock().unwrap().values().all(|&n| n == 1));
     let counts = naxos_core::backend::Store::counts(&store).await.unwrap();
     assert_eq!(counts.executions.get(&ExecutionStatus::Completed), Some(&300));
     assert_eq!((counts.queued_tasks, counts.running_tasks), (0, 0));

@@ -11,7 +11,7 @@ use naxos_core::backend::{ClaimRequest, Store, TaskFinish, TaskOutcome};
 use naxos_core::memory::MemoryQueue;
 use naxos_core::model::{JobDefinition, TaskBuilder, TaskRef, TaskStatus, TraceParent};
 use naxos_core::serde_json::json;
-use naxos_core::testkit::engine::{quick_config, register_counted, Runs};
+use naxos_core::testkit::engine::{diamonds_run_once, quick_config, register_counted, Runs};
 use naxos_core::{Engine, ExecuteRequest, ExecutionId, ExecutionStatus};
 
 fn fan(width: usize) -> JobDefinition {
@@ -84,22 +84,7 @@ async fn many_diamonds_complete_with_every_task_run_once() {
         .config(quick_config("solo"))
         .build()
         .unwrap();
-    let runs: Runs = Arc::default();
-    register_counted(&engine, &runs, Duration::ZERO);
-    let def = naxos_core::testkit::diamond();
-    engine.register_definition(def.clone()).await.unwrap();
-    engine.start().unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..200 {
-        ids.push(engine.execute(&def.id, json!({})).await.unwrap().execution_id);
-    }
-    for id in &ids {
-        let done = engine.wait_for_timeout(*id, Duration::from_secs(60)).await.unwrap();
-        assert_eq!(done.status, ExecutionStatus::Completed);
-        assert!(done.tasks.iter().all(|t| t.attempts == 1 && t.output.is_some()));
-    }
-    assert_eq!(runs.lock().unwrap().len(), 200 * 4);
-    assert!(runs.lock().unwrap().values().all(|&n| n == 1));
+    diamonds_run_once(&engine, 200).await;
     engine.shutdown().await;
 }
 

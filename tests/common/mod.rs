@@ -127,6 +127,13 @@ pub async fn call(base: &str, method: Method, path: &str, body: &str) -> (Status
     (status, naxos::serde_json::from_slice(&bytes).expect("JSON body"))
 }
 
+/// Submits a `sample-2` execution with `params` (a JSON object), expects 202, returns its id.
+pub async fn submit_sample_2(base: &str, params: &str) -> String {
+    let (status, body) = call(base, Method::POST, "/api/v1/jobs/sample-2/execute", params).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["executionId"].as_str().unwrap().to_string()
+}
+
 /// Polls an execution's status until it is finished, within the deadline.
 pub async fn finished(base: &str, id: &str) -> Value {
     let started = Instant::now();

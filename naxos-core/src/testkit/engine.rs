@@ -45,3 +45,35 @@ pub fn register_counted(engine: &Engine, runs: &Runs, sleep: Duration) {
         }
     });
 }
+
+/// Registers a counted `f` and a diamond on `engine`, starts it, runs `n` diamonds, and checks
+/// that every one completed with each task run exactly once (one attempt, an output). Returns
+/// the finished executions for the caller's own checks.
+pub async fn diamonds_run_once(engine: &Engine, n: usize) -> Vec<crate::model::Execution> {
+    let runs: Runs = Arc::default();
+    register_counted(engine, &runs, Duration::ZERO);
+    let def = super::diamond();
+    engine
+        .register_definition(def.clone())
+        .await
+        .expect("the diamond registers");
+    engine.start().expect("the engine starts");
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        ids.push(engine.execute(&def.id, json!({})).await.expect("a submit").execution_id);
+    }
+    let mut done = Vec::with_capacity(n);
+    for id in ids {
+        let exec = engine
+            .wait_for_timeout(id, Duration::from_secs(60))
+            .await
+            .expect("the execution ends in time");
+        assert_eq!(exec.status, crate::model::ExecutionStatus::Completed);
+        assert!(exec.tasks.iter().all(|t| t.attempts == 1 && t.output.is_some()));
+        done.push(exec);
+    }
+    let runs = runs.lock().expect("the run counts' lock");
+    assert_eq!(runs.len(), n * 4);
+    assert!(runs.values().all(|&count| count == 1));
+    done
+}
