@@ -34,7 +34,7 @@ use crate::scans;
 use crate::tables::{
     apply, decode, decode_definition, encode, encode_definition, transition, write_back, Reader, Tables, NAMES,
 };
-use crate::writer::{Counters, Shared, Tx, Writer};
+use crate::writer::{Counters, Groups, Shared, Tx, Writer};
 use crate::LmdbConfig;
 
 const DEFAULT_PAGE: usize = 50;
@@ -91,6 +91,7 @@ impl LmdbStore {
             clock: config.clock,
             stats: Counters::default(),
             by_status,
+            groups: Groups::default(),
         });
         let writer = Writer::start(shared.clone(), config.cached_states)?;
         Ok(Self {
@@ -142,6 +143,7 @@ impl LmdbStore {
         T: Send + 'static,
         F: FnOnce(Reader<'_>, &RoTxn<'_>, DateTime<Utc>) -> Result<T> + Send + 'static,
     {
+        self.inner.shared.settled().await;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let shared = &inner.shared;
@@ -384,33 +386,37 @@ impl Store for LmdbStore {
     }
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
-        self.write(move |tx| {
-            let now = tx.now();
-            let task = &request.task;
-            let state = tx
-                .load(task.execution_id)?
-                .ok_or_else(|| Error::not_found("execution", task.execution_id))?;
-            if !state.is_finished() {
-                let s = state.summary();
-                let format = tx
-                    .reader()
-                    .definition_format(tx.txn(), &s.definition_id, s.definition_version)?;
-                if let Some(format) = format.filter(|f| *f > JobDefinition::FORMAT) {
-                    let refused = Error::newer_version(
-                        format!(
-                            "task {task} of job definition `{}` version {}",
-                            s.definition_id, s.definition_version
-                        ),
-                        format!("definition format {format}"),
-                        format!("format {}", JobDefinition::FORMAT),
-                    );
-                    tx.keep(state);
-                    return Err(refused);
+        // Answered before its commit: the function runs while the claim is made durable
+        // (`writer.rs` says why that loses nothing).
+        self.inner
+            .writer
+            .write_early(move |tx| {
+                let now = tx.now();
+                let task = &request.task;
+                let state = tx
+                    .load(task.execution_id)?
+                    .ok_or_else(|| Error::not_found("execution", task.execution_id))?;
+                if !state.is_finished() {
+                    let s = state.summary();
+                    let format = tx
+                        .reader()
+                        .definition_format(tx.txn(), &s.definition_id, s.definition_version)?;
+                    if let Some(format) = format.filter(|f| *f > JobDefinition::FORMAT) {
+                        let refused = Error::newer_version(
+                            format!(
+                                "task {task} of job definition `{}` version {}",
+                                s.definition_id, s.definition_version
+                            ),
+                            format!("definition format {format}"),
+                            format!("format {}", JobDefinition::FORMAT),
+                        );
+                        tx.keep(state);
+                        return Err(refused);
+                    }
                 }
-            }
-            apply(tx, state, |s| s.claim(&request, now))
-        })
-        .await
+                apply(tx, state, |s| s.claim(&request, now))
+            })
+            .await
     }
 
     async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
@@ -504,6 +510,7 @@ impl Store for LmdbStore {
 
     async fn pending_executions(&self) -> Result<u64> {
         let pending = keys::status_byte(ExecutionStatus::Pending) as usize;
+        self.inner.shared.settled().await;
         Ok(self.inner.shared.by_status[pending].load(Ordering::Relaxed))
     }
 

@@ -21,8 +21,21 @@
 //! only go stale through a transaction that did not commit: the states a group changed are
 //! kept aside until its commit succeeds, and dropped otherwise.
 //!
+//! **Claims are answered before their commit.** A claim only moves a task from QUEUED to
+//! RUNNING under a lease; the caller runs the function meanwhile, and the commit lands while it
+//! runs instead of before it starts (one durable commit less in every hop of a DAG). That is
+//! safe because this thread is the only writer: every later request — the task's heartbeat, its
+//! finish — runs in a later group, so after this group's commit, or, when that commit failed or
+//! the process died before it, against a state that never held the claim. The task is then
+//! still QUEUED at the same attempt: its finish is refused as stale, and the stale-publish
+//! recovery sends it again — the task runs again, as it does after a crash during its function.
+//! Nothing a claim leads to is durable before the claim is, and a finish, which records an
+//! outcome, is still answered only after its commit.
+//!
 //! Reads never come here: they use LMDB read transactions on tokio's blocking pool, and see
-//! the last commit without waiting for the writer.
+//! the last commit without waiting for the writer — except that a read waits for the commit of
+//! a group that answered a claim early, so that whoever saw a claim's answer also reads it
+//! ([`Shared::settled`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +48,7 @@ use heed::{RoTxn, RwTxn};
 use naxos_core::model::{ExecutionId, ExecutionStatus};
 use naxos_core::state::ExecutionState;
 use naxos_core::{Clock, Error, Result};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::env::{Db, Environment};
 use crate::error::LmdbError;
@@ -55,6 +68,26 @@ pub(crate) struct Shared {
     /// Committed executions by status, in [`ExecutionStatus::ALL`] order: counted once at
     /// open, then moved by each commit (the store keeps no per-status database to count).
     pub(crate) by_status: [AtomicU64; 5],
+    /// Reads see every answered write: see [`Shared::settled`].
+    pub(crate) groups: Groups,
+}
+
+/// Group numbers, so that a read waits for the commit of a write answered before it.
+#[derive(Debug)]
+pub(crate) struct Groups {
+    /// The last group that answered a request before its commit.
+    early: AtomicU64,
+    /// The last group whose commit succeeded or failed.
+    settled: watch::Sender<u64>,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Self {
+            early: AtomicU64::new(0),
+            settled: watch::Sender::new(0),
+        }
+    }
 }
 
 /// What the writer has done since the store opened.
@@ -65,6 +98,19 @@ pub(crate) struct Counters {
 }
 
 impl Shared {
+    /// Returns once every write answered so far is committed (or failed): a claim is answered
+    /// before its commit, and whoever saw that answer must read what it did. Immediate unless
+    /// a group that answered early is still committing (then at most that commit's time).
+    pub(crate) async fn settled(&self) {
+        let early = self.groups.early.load(Ordering::Acquire);
+        if *self.groups.settled.borrow() >= early {
+            return;
+        }
+        let mut settled = self.groups.settled.subscribe();
+        // The sender lives as long as `self`: an error cannot happen while we borrow it.
+        let _ = settled.wait_for(|g| *g >= early).await;
+    }
+
     /// Reads through any transaction.
     pub(crate) fn reader(&self) -> Reader<'_> {
         Reader {
@@ -87,7 +133,11 @@ trait Job: Send {
 struct Request<T, F> {
     f: F,
     result: Option<Result<T>>,
-    reply: oneshot::Sender<Result<T>>,
+    /// `None` once answered.
+    reply: Option<oneshot::Sender<Result<T>>>,
+    /// Answer as soon as the request ran without spoiling the transaction, before the commit
+    /// (see the module's docs: claims only).
+    early: bool,
 }
 
 impl<T, F> Job for Request<T, F>
@@ -116,6 +166,11 @@ where
         if let Some(e) = tx.failure.take() {
             self.fail(e);
         }
+        if self.early && !spoiled {
+            // Before the answer: whoever reads after it waits for this group's commit.
+            tx.shared.groups.early.store(tx.group, Ordering::Release);
+            self.answer();
+        }
         !spoiled
     }
 
@@ -125,10 +180,23 @@ where
         }
     }
 
-    fn reply(self: Box<Self>) {
-        let result = self.result.unwrap_or_else(|| Err(LmdbError::WriterStopped.into()));
-        // The caller may have stopped waiting: nothing to tell then.
-        let _ = self.reply.send(result);
+    fn reply(mut self: Box<Self>) {
+        self.answer();
+    }
+}
+
+impl<T, F> Request<T, F> {
+    /// Sends the result, once: a request answered early and run again (its group aborted)
+    /// answers nothing more.
+    fn answer(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let result = self
+                .result
+                .take()
+                .unwrap_or_else(|| Err(LmdbError::WriterStopped.into()));
+            // The caller may have stopped waiting: nothing to tell then.
+            let _ = reply.send(result);
+        }
     }
 }
 
@@ -144,6 +212,8 @@ pub(crate) struct Tx<'t, 'e> {
     writes: usize,
     /// The LMDB error a write of the current request met: the transaction must be aborted.
     failure: Option<LmdbError>,
+    /// This group's number.
+    group: u64,
 }
 
 impl<'t, 'e> Tx<'t, 'e> {
@@ -286,8 +356,31 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send + 'static,
     {
+        self.send(f, false).await
+    }
+
+    /// Runs `f` in the next group's write transaction and returns its result as soon as it
+    /// ran, before the commit: for claims only (see the module's docs for why that is safe).
+    pub(crate) async fn write_early<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send + 'static,
+    {
+        self.send(f, true).await
+    }
+
+    async fn send<T, F>(&self, f: F, early: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(Request { f, result: None, reply });
+        let job = Box::new(Request {
+            f,
+            result: None,
+            reply: Some(reply),
+            early,
+        });
         self.sender
             .as_ref()
             .ok_or(LmdbError::WriterStopped)?
@@ -313,17 +406,19 @@ impl Drop for Writer {
 /// runs each request again alone, so that only the one that cannot be written fails.
 fn commit_group(shared: &Shared, states: &mut States, mut group: Vec<Box<dyn Job>>) {
     shared.stats.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
-    if run_group(shared, states, &mut group).is_err() && group.len() > 1 {
+    let number = *shared.groups.settled.borrow() + 1;
+    if run_group(shared, states, &mut group, number).is_err() && group.len() > 1 {
         for job in group {
             let mut alone = [job];
             // Spoiled alone: its own error is its result, and nothing of it was committed.
-            let _ = run_group(shared, states, &mut alone);
+            let _ = run_group(shared, states, &mut alone, number);
             let [job] = alone;
             job.reply();
         }
-        return;
+    } else {
+        group.into_iter().for_each(|job| job.reply());
     }
-    group.into_iter().for_each(|job| job.reply());
+    shared.groups.settled.send_replace(number);
 }
 
 /// A transaction that must be aborted: the failing request's own result says why.
@@ -331,7 +426,12 @@ struct Spoiled;
 
 /// Runs `jobs` in one write transaction and commits it. A failure to begin or commit is put
 /// into every job's result; `Spoiled` when a job spoiled the transaction.
-fn run_group(shared: &Shared, states: &mut States, jobs: &mut [Box<dyn Job>]) -> std::result::Result<(), Spoiled> {
+fn run_group(
+    shared: &Shared,
+    states: &mut States,
+    jobs: &mut [Box<dyn Job>],
+    group: u64,
+) -> std::result::Result<(), Spoiled> {
     let failed = |jobs: &mut [Box<dyn Job>], e: LmdbError| {
         for job in jobs.iter_mut() {
             job.fail(e.clone());
@@ -355,6 +455,7 @@ fn run_group(shared: &Shared, states: &mut States, jobs: &mut [Box<dyn Job>]) ->
             moved: &mut moved,
             writes: 0,
             failure: None,
+            group,
         };
         for job in jobs.iter_mut() {
             if !job.run(&mut tx) {
@@ -375,5 +476,111 @@ fn run_group(shared: &Shared, states: &mut States, jobs: &mut [Box<dyn Job>]) ->
             failed(jobs, shared.env.lmdb_error(e));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::env::{Kind, Options};
+
+    fn shared() -> Shared {
+        let path = crate::temporary_path("writer");
+        let (env, dbs) = Environment::open(
+            Options {
+                path: &path,
+                map_size: 1 << 20,
+                kind: Kind::Store,
+                temporary: true,
+            },
+            crate::tables::NAMES,
+        )
+        .unwrap();
+        Shared {
+            env,
+            tables: Tables::new(dbs),
+            clock: Clock::System,
+            stats: Counters::default(),
+            by_status: Default::default(),
+            groups: Groups::default(),
+        }
+    }
+
+    fn job<T, F>(f: F, early: bool) -> (Box<dyn Job>, oneshot::Receiver<Result<T>>)
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Request {
+            f,
+            result: None,
+            reply: Some(reply),
+            early,
+        });
+        (job, answer)
+    }
+
+    /// An early request (a claim) is answered before its group commits; when a later request
+    /// of the group spoils the transaction, the early one runs again alone and is committed,
+    /// answering nothing more, while the spoiler alone fails and leaves nothing behind.
+    #[test]
+    fn an_early_request_is_answered_before_the_commit_and_once() {
+        let shared = shared();
+        let mut states = States {
+            map: HashMap::new(),
+            capacity: 0,
+        };
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        let (claim, claimed) = job(
+            move |tx| {
+                let db = tx.tables().nodes;
+                tx.put(db, b"claim", b"1")?;
+                Ok(counted.fetch_add(1, Ordering::SeqCst) + 1)
+            },
+            true,
+        );
+        // The spoiler runs in the claim's group, before its commit, and looks at its answer.
+        let claimed = Arc::new(Mutex::new(Some(claimed)));
+        let (seen, saw) = std::sync::mpsc::channel();
+        let (spoiler, mut spoiled) = job(
+            move |tx| -> Result<()> {
+                if let Some(mut answer) = claimed.lock().unwrap().take() {
+                    seen.send(answer.try_recv()).unwrap();
+                }
+                let db = tx.tables().nodes;
+                tx.put(db, b"spoiler", b"1")?;
+                Err(Error::permanent("fails after writing"))
+            },
+            false,
+        );
+        commit_group(&shared, &mut states, vec![claim, spoiler]);
+
+        let early = saw.try_recv().expect("the spoiler ran in the claim's group");
+        let early = early.expect("answered before the commit").expect("claimed");
+        assert_eq!(early, 1, "the first run's result");
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "run again alone after the group was aborted"
+        );
+        let err = spoiled
+            .try_recv()
+            .expect("answered")
+            .expect_err("the spoiler fails alone");
+        assert!(err.to_string().contains("fails after writing"), "{err}");
+        let txn = shared.env.env().read_txn().unwrap();
+        assert!(
+            shared.tables.nodes.get(&txn, b"claim").unwrap().is_some(),
+            "the claim committed"
+        );
+        assert!(
+            shared.tables.nodes.get(&txn, b"spoiler").unwrap().is_none(),
+            "the spoiler did not"
+        );
     }
 }
