@@ -58,6 +58,8 @@ pub mod model;
 pub mod state;
 mod sync;
 pub mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

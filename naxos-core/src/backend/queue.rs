@@ -93,6 +93,11 @@ impl Delivery {
         }
     }
 
+    /// The task, the redelivered flag and the acknowledger (for a Queue that wraps another).
+    pub fn into_parts(self) -> (TaskRef, bool, Box<dyn Acknowledger>) {
+        (self.task, self.redelivered, self.acknowledger)
+    }
+
     /// Removes the message from the queue for good.
     pub async fn ack(self) -> Result<()> {
         self.acknowledger.ack().await
