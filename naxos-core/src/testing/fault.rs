@@ -8,8 +8,6 @@ use std::fmt;
 /// `kill -9`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Fault {
-    /// No fault: the baseline every other scenario is compared with.
-    None,
     /// The node dies right after its claim of `task` was recorded, before the function runs.
     CrashAfterClaim(String),
     /// The node dies while `task`'s function runs (at its first await; if the function never
@@ -70,7 +68,7 @@ impl Fault {
             | Fault::CrashBeforePublish(t)
             | Fault::DuplicateMessage(t)
             | Fault::LoseMessage(t) => Some(t),
-            Fault::None | Fault::StoreError(..) => None,
+            Fault::StoreError(..) => None,
         }
     }
 }
@@ -78,7 +76,6 @@ impl Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::None => write!(f, "no fault"),
             Fault::CrashAfterClaim(t) => write!(f, "crash after the claim of `{t}`"),
             Fault::CrashInFunction(t) => write!(f, "crash in the function of `{t}`"),
             Fault::CrashBeforeRecord(t) => write!(f, "crash before the outcome of `{t}` is recorded"),

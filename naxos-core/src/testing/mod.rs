@@ -13,7 +13,8 @@
 //! it does without faults (each task too); each task's outcome is recorded once; no function
 //! starts before its dependencies' functions returned. The [`Report`] also says how often each
 //! function ran under each fault — a task with a side effect that ran twice somewhere must be
-//! idempotent, and [`Report::most_runs`] lets a test say so.
+//! idempotent, and [`Report::most_runs`] lets a test say so. [`Harness::random`] adds
+//! scenarios of several faults at once, drawn from a seed. The guide is `docs/testing.md`.
 //!
 //! ```
 //! # use naxos_core as naxos;
@@ -72,6 +73,7 @@ pub struct Harness {
     definitions: Vec<JobDefinition>,
     execute: Option<(String, Value)>,
     faults: Option<Vec<Fault>>,
+    random: Option<(u64, usize)>,
     deadline: Duration,
 }
 
@@ -81,6 +83,7 @@ impl std::fmt::Debug for Harness {
             .field("definitions", &self.definitions.len())
             .field("execute", &self.execute)
             .field("faults", &self.faults)
+            .field("random", &self.random)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
@@ -95,6 +98,7 @@ impl Harness {
             definitions: Vec::new(),
             execute: None,
             faults: None,
+            random: None,
             deadline: Duration::from_secs(3600),
         }
     }
@@ -111,9 +115,17 @@ impl Harness {
         self
     }
 
-    /// Runs only these faults (after the baseline) instead of every one.
+    /// Runs only these faults (after the baseline, one a scenario) instead of every one.
     pub fn faults(mut self, faults: impl IntoIterator<Item = Fault>) -> Self {
         self.faults = Some(faults.into_iter().collect());
+        self
+    }
+
+    /// Also runs `scenarios` scenarios of two to four faults each, drawn from the faults the
+    /// harness runs one by one, with a random generator seeded by `seed`: the same seed
+    /// draws the same faults (the order in which they fire depends on the run).
+    pub fn random(mut self, seed: u64, scenarios: usize) -> Self {
+        self.random = Some((seed, scenarios));
         self
     }
 
@@ -136,14 +148,18 @@ impl Harness {
             .clone()
             .expect("Harness::execute names the execution to run");
         let plan = Arc::new(self);
-        let baseline = plan.scenario(Fault::None, None);
+        let baseline = plan.scenario(Vec::new(), None);
         let faults = match &plan.faults {
             Some(faults) => faults.clone(),
             None => plan.every_fault(&definition_id, &baseline.calls),
         };
+        let mut runs: Vec<Vec<Fault>> = faults.iter().map(|f| vec![f.clone()]).collect();
+        if let Some((seed, n)) = plan.random {
+            runs.extend(draw(&faults, seed, n));
+        }
         let mut scenarios = vec![baseline.scenario];
-        for fault in faults {
-            scenarios.push(plan.scenario(fault, baseline.ended.as_ref()).scenario);
+        for faults in runs {
+            scenarios.push(plan.scenario(faults, baseline.ended.as_ref()).scenario);
         }
         Report { scenarios }
     }
@@ -162,7 +178,7 @@ impl Harness {
     }
 
     /// One scenario, on a thread and a runtime of its own (paused time).
-    fn scenario(self: &Arc<Self>, fault: Fault, baseline: Option<&Execution>) -> Outcome {
+    fn scenario(self: &Arc<Self>, faults: Vec<Fault>, baseline: Option<&Execution>) -> Outcome {
         let plan = self.clone();
         let baseline = baseline.cloned();
         std::thread::spawn(move || {
@@ -171,13 +187,13 @@ impl Harness {
                 .start_paused(true)
                 .build()
                 .expect("a runtime for the scenario");
-            runtime.block_on(plan.run_scenario(fault, baseline))
+            runtime.block_on(plan.run_scenario(faults, baseline))
         })
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
-    async fn run_scenario(&self, fault: Fault, baseline: Option<Execution>) -> Outcome {
+    async fn run_scenario(&self, faults: Vec<Fault>, baseline: Option<Execution>) -> Outcome {
         let clock = Clock::tokio();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::with_clock(clock.clone()));
         let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new());
@@ -185,7 +201,8 @@ impl Harness {
         let died = Arc::new(Notify::new());
         let (definition_id, params) = self.execute.clone().expect("checked by run");
 
-        let first = Arc::new(Node::new(fault.clone(), died.clone()));
+        let pending = Arc::new(std::sync::Mutex::new(faults.clone()));
+        let first = Arc::new(Node::new(pending.clone(), died.clone()));
         let mut engines = vec![self.node(&store, &queue, &log, first.clone(), &clock, 1)];
         for d in &self.definitions {
             engines[0]
@@ -203,7 +220,7 @@ impl Harness {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             if nodes.last().is_some_and(|n| n.is_dead()) {
-                let next = Arc::new(Node::new(Fault::None, died.clone()));
+                let next = Arc::new(Node::new(pending.clone(), died.clone()));
                 engines.push(self.node(&store, &queue, &log, next.clone(), &clock, nodes.len() + 1));
                 nodes.push(next);
             }
@@ -233,7 +250,7 @@ impl Harness {
         let counted = StoreCall::ALL.into_iter().map(|c| (c, first.calls(c))).collect();
         Outcome {
             scenario: Scenario {
-                fault,
+                faults,
                 status: ended.as_ref().map(|e| e.status),
                 runs,
                 violations,
@@ -287,6 +304,21 @@ struct Outcome {
     scenario: Scenario,
     ended: Option<Execution>,
     calls: BTreeMap<StoreCall, u32>,
+}
+
+/// `n` sets of two to four distinct faults out of `faults` (none when there are none), drawn with a generator seeded by `seed`.
+fn draw(faults: &[Fault], seed: u64, n: usize) -> Vec<Vec<Fault>> {
+    if faults.is_empty() {
+        return Vec::new();
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n)
+        .map(|_| {
+            let mut pool = faults.to_vec();
+            let k = rng.usize(2..=4).min(pool.len());
+            (0..k).map(|_| pool.swap_remove(rng.usize(..pool.len()))).collect()
+        })
+        .collect()
 }
 
 /// Submits the execution, again after a transient error (an injected one, on creation).

@@ -14,35 +14,42 @@ use crate::sync::lock;
 use crate::task::{TaskContext, TaskError, TaskFn};
 use crate::Error;
 
-/// A node of a scenario. Only the first carries the fault; once it fired, the node may be dead:
-/// then every Store, Queue and function call it makes waits for ever, as the calls of a
-/// killed process never happen.
+/// A node of a scenario. The scenario's faults not yet fired are shared by its nodes: each
+/// fires once, in whichever node reaches its point. Once a crash fired, the node is dead: then
+/// every Store, Queue and function call it makes waits for ever, as the calls of a killed
+/// process never happen.
 #[derive(Debug)]
 pub(crate) struct Node {
-    fault: Fault,
-    fired: AtomicBool,
+    faults: Arc<Mutex<Vec<Fault>>>,
     dead: AtomicBool,
     died: Arc<Notify>,
     calls: [AtomicU32; StoreCall::ALL.len()],
 }
 
 impl Node {
-    pub(crate) fn new(fault: Fault, died: Arc<Notify>) -> Self {
+    pub(crate) fn new(faults: Arc<Mutex<Vec<Fault>>>, died: Arc<Notify>) -> Self {
         Self {
-            fault,
-            fired: AtomicBool::new(false),
+            faults,
             dead: AtomicBool::new(false),
             died,
             calls: Default::default(),
         }
     }
 
-    /// True the first time `fault` is this node's fault.
+    /// True (once) when `fault` is one of the scenario's faults not yet fired.
     pub(crate) fn fire(&self, fault: &Fault) -> bool {
-        self.fault == *fault && !self.fired.swap(true, Ordering::SeqCst)
+        let mut faults = lock(&self.faults);
+        match faults.iter().position(|f| f == fault) {
+            Some(i) => {
+                faults.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Counts a call of `call` and fails it when this node's fault is an error on this one.
+    /// Counts a call of `call` (calls are counted per node) and fails it when an error on this
+    /// one is among the faults.
     pub(crate) fn count(&self, call: StoreCall) -> crate::Result<()> {
         let n = self.calls[call as usize].fetch_add(1, Ordering::SeqCst) + 1;
         if self.fire(&Fault::StoreError(call, n)) {

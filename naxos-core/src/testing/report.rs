@@ -8,11 +8,11 @@ use super::fault::Fault;
 use super::node::Call;
 use crate::model::{AttemptOutcome, Execution, ExecutionStatus, TaskStatus};
 
-/// One run of the DAG under one fault.
+/// One run of the DAG under its faults.
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    /// The fault injected.
-    pub fault: Fault,
+    /// The faults injected (none for the baseline; one each, unless drawn at random).
+    pub faults: Vec<Fault>,
     /// How the execution ended; `None` if it did not end within the harness's deadline.
     pub status: Option<ExecutionStatus>,
     /// How many times each task's function was called (started), by task id.
@@ -29,17 +29,17 @@ pub struct Report {
 }
 
 impl Report {
-    /// Every broken guarantee, with the fault under which it broke.
-    pub fn violations(&self) -> impl Iterator<Item = (&Fault, &str)> {
+    /// Every broken guarantee, with the scenario in which it broke.
+    pub fn violations(&self) -> impl Iterator<Item = (&Scenario, &str)> {
         self.scenarios
             .iter()
-            .flat_map(|s| s.violations.iter().map(move |v| (&s.fault, v.as_str())))
+            .flat_map(|s| s.violations.iter().map(move |v| (s, v.as_str())))
     }
 
     /// Panics, listing every broken guarantee and the report, unless there is none.
     #[track_caller]
     pub fn assert_guarantees(&self) {
-        let broken: Vec<String> = self.violations().map(|(f, v)| format!("  under {f}: {v}")).collect();
+        let broken: Vec<String> = self.violations().map(|(s, v)| format!("  under {s}: {v}")).collect();
         assert!(
             broken.is_empty(),
             "naxos::testing found {} broken guarantee(s):\n{}\n\n{self}",
@@ -58,9 +58,11 @@ impl Report {
             .unwrap_or(0)
     }
 
-    /// The scenario of `fault`, if it ran.
+    /// The scenario of `fault` alone, if it ran.
     pub fn scenario(&self, fault: &Fault) -> Option<&Scenario> {
-        self.scenarios.iter().find(|s| s.fault == *fault)
+        self.scenarios
+            .iter()
+            .find(|s| s.faults.len() == 1 && s.faults[0] == *fault)
     }
 }
 
@@ -71,12 +73,7 @@ impl fmt::Display for Report {
             .first()
             .map(|s| s.runs.keys().collect())
             .unwrap_or_default();
-        let width = self
-            .scenarios
-            .iter()
-            .map(|s| s.fault.to_string().len())
-            .max()
-            .unwrap_or(0);
+        let width = self.scenarios.iter().map(|s| s.to_string().len()).max().unwrap_or(0);
         write!(f, "{:width$}  {:10}", "fault", "ended")?;
         for t in &tasks {
             write!(f, "  {t}")?;
@@ -84,11 +81,24 @@ impl fmt::Display for Report {
         writeln!(f, "   (runs of each task's function)")?;
         for s in &self.scenarios {
             let ended = s.status.map_or("never".to_string(), |st| st.to_string());
-            write!(f, "{:width$}  {ended:10}", s.fault.to_string())?;
+            write!(f, "{:width$}  {ended:10}", s.to_string())?;
             for t in &tasks {
                 write!(f, "  {:>w$}", s.runs.get(*t).copied().unwrap_or(0), w = t.len())?;
             }
             writeln!(f, "{}", if s.violations.is_empty() { "" } else { "   BROKEN" })?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Scenario {
+    /// Its faults, joined by ` + `; "no fault" for the baseline.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.faults.is_empty() {
+            return write!(f, "no fault");
+        }
+        for (i, fault) in self.faults.iter().enumerate() {
+            write!(f, "{}{fault}", if i > 0 { " + " } else { "" })?;
         }
         Ok(())
     }
