@@ -1,6 +1,7 @@
 //! Creating, reading and listing executions; counts, nodes, pruning.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, Created, ExecutionPage, ExecutionQuery, NewExecution, StoreCounts};
@@ -9,7 +10,7 @@ use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
 use serde_json::{json, Value};
 use sqlx::postgres::PgArguments;
-use sqlx::{Arguments, PgPool};
+use sqlx::{Arguments, PgConnection, PgPool};
 
 use crate::codec::{
     attempt, count, execution_status, execution_summary, get, int, jsonb, task_run, ATTEMPT_COLUMNS, EXECUTION_COLUMNS,
@@ -24,17 +25,17 @@ const MAX_PAGE: usize = 1_000;
 /// commit; the tasks' foreign key is checked at the statement's end, after both inserts). An
 /// idempotency key already used for the definition makes the INSERT do nothing (the UNIQUE
 /// constraint decides, so two racing requests cannot both create), and the existing execution
-/// is returned.
+/// is returned. `{t}` is where the tables' schema goes (see [`Tables`]).
 const CREATE: &str = "
     WITH execution AS (
-        INSERT INTO naxos_executions
+        INSERT INTO {t}naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
              traceparent)
         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7, $9)
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
-        INSERT INTO naxos_tasks
+        INSERT INTO {t}naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
              attempt, queued_at)
         SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
@@ -42,10 +43,58 @@ const CREATE: &str = "
         FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
              attempt INTEGER, queued_at TIMESTAMPTZ)
-    )
+    ){outbox}
     SELECT id FROM execution";
 
+/// The outbox row of an execution created in a caller's transaction (see `outbox.rs`).
+const OUTBOX: &str = ", outbox AS (
+        INSERT INTO {t}naxos_outbox (execution_id, created_at) SELECT id, $7 FROM execution
+    )";
+
+/// Which tables a creation writes: the store's own (its connections' `search_path` names the
+/// schema), or schema-qualified ones on a caller's connection, with an outbox row.
+pub(crate) enum Tables<'a> {
+    /// Unqualified names, on the store's pool.
+    Own,
+    /// Names in `schema`, and the execution's outbox row.
+    Caller {
+        /// The store's schema.
+        schema: &'a str,
+    },
+}
+
+impl Tables<'_> {
+    fn create(&self) -> String {
+        static OWN: LazyLock<String> = LazyLock::new(|| CREATE.replace("{outbox}", "").replace("{t}", ""));
+        match self {
+            Tables::Own => OWN.clone(),
+            Tables::Caller { schema } => CREATE
+                .replace("{outbox}", OUTBOX)
+                .replace("{t}", &format!("\"{schema}\".")),
+        }
+    }
+
+    fn existing(&self) -> String {
+        let t = match self {
+            Tables::Own => String::new(),
+            Tables::Caller { schema } => format!("\"{schema}\"."),
+        };
+        format!("SELECT id, status FROM {t}naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
+    }
+}
+
 pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>) -> Result<Created> {
+    let mut conn = pool.acquire().await.map_err(db)?;
+    create_on(&mut conn, &Tables::Own, new, now).await
+}
+
+/// Creates the execution on `conn` (which may be in a transaction) in `tables`.
+pub(crate) async fn create_on(
+    conn: &mut PgConnection,
+    tables: &Tables<'_>,
+    new: NewExecution,
+    now: DateTime<Utc>,
+) -> Result<Created> {
     let dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
     let (definition_id, key) = (new.definition_id.clone(), new.idempotency_key.clone());
     let (state, changes) = ExecutionState::create(new, now)?;
@@ -70,7 +119,7 @@ pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>)
         })
         .collect();
     let s = state.summary();
-    let inserted: Option<ExecutionId> = sqlx::query_scalar(CREATE)
+    let inserted: Option<ExecutionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(tables.create()))
         .bind(s.id)
         .bind(&s.definition_id)
         .bind(int(s.definition_version))
@@ -80,7 +129,7 @@ pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>)
         .bind(s.created_at)
         .bind(Value::Array(rows))
         .bind(s.traceparent.map(|t| t.to_string()))
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
     if inserted.is_some() {
@@ -91,13 +140,12 @@ pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>)
             changes,
         });
     }
-    let existing =
-        sqlx::query("SELECT id, status FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
-            .bind(&definition_id)
-            .bind(&key)
-            .fetch_one(pool)
-            .await
-            .map_err(db)?;
+    let existing = sqlx::query(sqlx::AssertSqlSafe(tables.existing()))
+        .bind(&definition_id)
+        .bind(&key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
     Ok(Created {
         execution_id: get(&existing, "id")?,
         created: false,

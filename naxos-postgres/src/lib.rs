@@ -27,6 +27,13 @@
 //!   state function to each under its row lock with `SKIP LOCKED`, so each task is recovered by
 //!   exactly one sweeper.
 //!
+//! **Transactional enqueue.** [`PgStore::execute_in`] creates an execution inside the caller's
+//! own sqlx transaction (schema-qualified, so on any connection to the database): the execution
+//! exists if and only if the caller's transaction commits. A `NOTIFY` sent on commit wakes a
+//! listening node, which takes the execution from `naxos_outbox` with `SKIP LOCKED` (one node
+//! per execution) and publishes its first tasks; a row left by a crash is taken by the next
+//! sweep. `examples/transactional.rs` does it in an axum handler.
+//!
 //! Migrations are embedded and applied on connect; [`migrate`] applies them to any pool.
 //! Table names are unqualified, so [`PgConfig::schema`] isolates installations (and tests).
 //!
@@ -52,6 +59,7 @@ mod codec;
 mod definitions;
 mod error;
 mod executions;
+mod outbox;
 mod recovery;
 mod settle;
 mod store;
@@ -109,6 +117,10 @@ pub struct PgStore {
     pool: PgPool,
     clock: Arc<StoreClock>,
     timeout: Duration,
+    /// The schema the tables are in: [`PgConfig::schema`], else the pool's `current_schema()`.
+    schema: Arc<tokio::sync::OnceCell<String>>,
+    /// The listener for executions created in callers' transactions (`outbox.rs`).
+    wakeups: Arc<outbox::Wakeups>,
 }
 
 impl PgStore {
@@ -167,6 +179,8 @@ impl PgStore {
             pool,
             clock: Arc::new(StoreClock::new(config.clock)),
             timeout: config.timeout,
+            schema: Arc::new(tokio::sync::OnceCell::new_with(config.schema)),
+            wakeups: Arc::default(),
         })
     }
 
@@ -177,6 +191,8 @@ impl PgStore {
             pool,
             clock: Arc::new(StoreClock::new(None)),
             timeout: DEFAULT_TIMEOUT,
+            schema: Arc::default(),
+            wakeups: Arc::default(),
         }
     }
 
@@ -186,6 +202,19 @@ impl PgStore {
     }
 
     /// The time now, by the store's clock.
+    /// The schema the store's tables are in.
+    pub(crate) async fn schema(&self) -> Result<&str> {
+        self.schema
+            .get_or_try_init(|| async {
+                sqlx::query_scalar::<_, String>("SELECT current_schema()")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(error::db)
+            })
+            .await
+            .map(String::as_str)
+    }
+
     pub(crate) async fn now(&self) -> Result<chrono::DateTime<chrono::Utc>> {
         self.clock.now(&self.pool).await
     }

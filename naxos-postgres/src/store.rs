@@ -17,7 +17,7 @@ use naxos_core::Result;
 use crate::apply::apply;
 use crate::error::db;
 
-use crate::{claim, definitions, executions, recovery, settle, statement, transaction, PgStore};
+use crate::{claim, definitions, executions, outbox, recovery, settle, statement, transaction, PgStore};
 
 #[async_trait]
 impl Store for PgStore {
@@ -54,6 +54,19 @@ impl Store for PgStore {
             executions::create(&self.pool, execution, self.now().await?).await
         })
         .await
+    }
+
+    async fn take_unpublished(&self, limit: usize) -> Result<Changes> {
+        self.within("take unpublished executions", async {
+            outbox::take(&self.pool, limit).await
+        })
+        .await
+    }
+
+    async fn unpublished_wakeup(&self) -> Result<()> {
+        // No deadline: this waits for the next creation in a caller's transaction.
+        let channel = outbox::channel(self.schema().await?);
+        self.wakeups.next(&self.pool, &channel).await
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {

@@ -133,6 +133,21 @@ pub trait Store: Send + Sync + Debug {
     /// [`Changes::ready`] for republishing.
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes>;
 
+    /// Takes up to `limit` executions that were created outside the engine (in a caller's own
+    /// database transaction, e.g. `PgStore::execute_in`) and whose ready tasks were not yet
+    /// handed to the Queue, and returns those tasks in [`Changes::ready`] to publish. Each is
+    /// taken by one caller however many nodes ask. The default has none.
+    async fn take_unpublished(&self, limit: usize) -> Result<Changes> {
+        let _ = limit;
+        Ok(Changes::default())
+    }
+
+    /// Returns when [`take_unpublished`](Store::take_unpublished) may have something (a
+    /// wake-up may be spurious; the sweeper also asks every sweep). The default never returns.
+    async fn unpublished_wakeup(&self) -> Result<()> {
+        std::future::pending().await
+    }
+
     /// Unfinished executions whose deadline has passed.
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>>;
 

@@ -149,7 +149,10 @@ impl Inner {
         if self.stopping.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
-        let mut handles = vec![tokio::spawn(sweeper::run(self.clone()))];
+        let mut handles = vec![
+            tokio::spawn(sweeper::run(self.clone())),
+            tokio::spawn(super::outbox::run(self.clone())),
+        ];
         if self.config.workers {
             handles.push(tokio::spawn(worker::run(self.clone())));
         }

@@ -16,6 +16,7 @@ mod events;
 mod heartbeat;
 mod inner;
 mod metrics;
+mod outbox;
 mod sweeper;
 mod worker;
 
@@ -72,6 +73,43 @@ pub struct ExecuteRequest {
 }
 
 impl ExecuteRequest {
+    /// Checks the params (a JSON object, `null` for `{}`, no U+0000) and the idempotency key,
+    /// and makes `null` params `{}`.
+    fn checked(mut self) -> Result<Self> {
+        self.params = match self.params {
+            Value::Null => Value::Object(Default::default()),
+            Value::Object(m) => Value::Object(m),
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "params must be a JSON object, not {}",
+                    json_kind(&other)
+                )))
+            }
+        };
+        if let Some(path) = crate::model::find_nul(&self.params) {
+            return Err(Error::InvalidInput(crate::model::nul_message("the params", &path)));
+        }
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.len() > 256 || key.contains('\0') {
+                return Err(Error::InvalidInput(
+                    "the idempotency key must be 1 to 256 bytes, without U+0000".into(),
+                ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The execution to create from version `stored` of the definition, once the params and
+    /// the idempotency key are checked as [`Engine::submit`] checks them. For Stores that
+    /// create executions outside `submit` (e.g. in the caller's own database transaction).
+    pub fn into_new(self, stored: &StoredDefinition) -> Result<NewExecution> {
+        let request = self.checked()?;
+        let mut new = NewExecution::new(stored, request.params);
+        new.idempotency_key = request.idempotency_key;
+        new.traceparent = request.traceparent;
+        Ok(new)
+    }
+
     /// Runs the latest version of `definition_id` with `params`.
     pub fn new(definition_id: impl Into<String>, params: Value) -> Self {
         Self {
@@ -268,34 +306,13 @@ impl Engine {
         )
     )]
     pub async fn submit(&self, request: ExecuteRequest) -> Result<Submitted> {
-        let params = match request.params {
-            Value::Null => Value::Object(Default::default()),
-            Value::Object(m) => Value::Object(m),
-            other => {
-                return Err(Error::InvalidInput(format!(
-                    "params must be a JSON object, not {}",
-                    json_kind(&other)
-                )))
-            }
-        };
-        if let Some(path) = crate::model::find_nul(&params) {
-            return Err(Error::InvalidInput(crate::model::nul_message("the params", &path)));
-        }
-        if let Some(key) = &request.idempotency_key {
-            if key.is_empty() || key.len() > 256 || key.contains('\0') {
-                return Err(Error::InvalidInput(
-                    "the idempotency key must be 1 to 256 bytes, without U+0000".into(),
-                ));
-            }
-        }
+        let request = request.checked()?;
         let inner = &self.inner;
         let stored = inner
             .store
             .get_definition(&request.definition_id, request.version)
             .await?;
-        let mut new = NewExecution::new(&stored, params);
-        new.idempotency_key = request.idempotency_key;
-        new.traceparent = request.traceparent;
+        let new = request.into_new(&stored)?;
         inner.admission.admit(inner).await?;
         let created = inner.store.create_execution(new).await;
         if !created.as_ref().is_ok_and(|c| c.created) {

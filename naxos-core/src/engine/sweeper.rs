@@ -19,6 +19,9 @@ pub struct SweepReport {
     pub recovered: usize,
     /// QUEUED tasks (lost messages) and due retries published again.
     pub republished: usize,
+    /// Ready tasks of executions created outside the engine, published for the first time
+    /// (see [`Store::take_unpublished`](crate::backend::Store::take_unpublished)).
+    pub unpublished: usize,
     /// Executions failed for running past their deadline.
     pub timed_out: usize,
     /// Finished executions deleted after the retention period.
@@ -63,6 +66,8 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
         })
         .count();
     inner.dispatch(recovered).await;
+
+    report.unpublished = super::outbox::drain(inner).await?;
 
     let stale = inner.store.take_stale(config.republish_after, BATCH).await?;
     report.republished = stale.ready.len();
