@@ -64,7 +64,9 @@ pub mod testing;
 pub mod testkit;
 
 pub use clock::{Clock, ManualClock};
-pub use engine::{Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, Health, Submitted, SweepReport};
+pub use engine::{
+    Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, ExecutionFilter, Health, Submitted, SweepReport,
+};
 pub use error::{BackendErrorKind, Error, Result};
 pub use model::{Execution, ExecutionId, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
 pub use task::{ResultExt, TaskContext, TaskError};

@@ -89,7 +89,7 @@ pub(crate) struct AppState {
 
 /// The whole API as a service for `engine`.
 pub fn router(engine: Engine, config: HttpConfig) -> Router {
-    use routes::{definitions, jobs, system};
+    use routes::{bulk, definitions, jobs, system};
     let limit = config.max_body_bytes;
     let state = AppState {
         engine,
@@ -103,6 +103,8 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/job-definitions/{id}", get(definitions::get))
         .route("/api/v1/job-definitions/{id}/versions", get(definitions::versions))
         .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/cancel", post(bulk::cancel))
+        .route("/api/v1/jobs/retry", post(bulk::retry))
         .route("/api/v1/jobs/{id}/execute", post(jobs::execute))
         .route("/api/v1/jobs/{id}/status", get(jobs::status))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))

@@ -10,7 +10,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail, ProblemView};
-use crate::routes::{definitions, events, jobs, system};
+use crate::routes::bulk::{BulkAck, BulkFilter};
+use crate::routes::{bulk, definitions, events, jobs, system};
 use crate::views::{
     BackupView, DefinitionCreated, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView, HealthChecks,
     HealthView, NodeView, SummaryView, SystemStatusView, TaskView,
@@ -26,14 +27,14 @@ use crate::views::{
     ),
     paths(
         definitions::create, definitions::list, definitions::get, definitions::versions,
-        jobs::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, events::stream,
+        jobs::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, bulk::cancel, bulk::retry, events::stream,
         system::status, system::backup, system::health, crate::metrics::render, document,
     ),
     components(schemas(
         JobDefinition, TaskDefinition, BackoffPolicy, DefinitionSummary, DefinitionView, DefinitionCreated,
         ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, ExecutionAck, ExecutionPageView,
         StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
-        ErrorBody, ErrorDetail, ProblemView, Problem,
+        ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck,
     )),
     modifiers(&BearerToken),
     tags(

@@ -585,6 +585,8 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
         ("get", "/api/v1/jobs/{id}/status"),
         ("post", "/api/v1/jobs/{id}/cancel"),
         ("post", "/api/v1/jobs/{id}/retry"),
+        ("post", "/api/v1/jobs/cancel"),
+        ("post", "/api/v1/jobs/retry"),
         ("get", "/api/v1/jobs/{id}/events"),
         ("get", "/api/v1/system/status"),
         ("post", "/api/v1/system/backup"),

@@ -277,3 +277,55 @@ async fn a_nul_in_an_output_or_error_fails_the_task_once() {
     }
     engine.shutdown().await;
 }
+
+/// Bulk cancel and retry by filter on PostgreSQL, over several pages: every unfinished
+/// execution of the definition is cancelled once, then every one retried; an empty filter is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_cancel_and_retry_take_every_page() {
+    let Some(store) = common::store().await else { return };
+    let engine = Engine::builder()
+        .store(Arc::new(store))
+        .queue(Arc::new(MemoryQueue::new()))
+        .config(quick_config("bulk"))
+        .build()
+        .unwrap();
+    engine.register("wait", |ctx| async move {
+        ctx.cancelled().await;
+        Err::<naxos_core::serde_json::Value, _>(naxos_core::TaskError::fatal("cancelled"))
+    });
+    let def = JobDefinition::builder(naxos_core::testkit::unique_id("waits"))
+        .task(TaskBuilder::new("t", "wait"))
+        .build();
+    engine.register_definition(def.clone()).await.unwrap();
+    engine.start().unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..120 {
+        ids.push(engine.execute(&def.id, json!({})).await.unwrap().execution_id);
+    }
+    let by_definition = naxos_core::ExecutionFilter {
+        definition_id: Some(def.id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(engine.cancel_matching(&by_definition).await.unwrap(), 120);
+    for id in &ids {
+        assert_eq!(engine.execution(*id).await.unwrap().status, ExecutionStatus::Cancelled);
+    }
+    assert_eq!(engine.cancel_matching(&by_definition).await.unwrap(), 0);
+    let cancelled = naxos_core::ExecutionFilter {
+        status: Some(ExecutionStatus::Cancelled),
+        ..by_definition.clone()
+    };
+    assert_eq!(engine.retry_matching(&cancelled).await.unwrap(), 120);
+    assert_eq!(
+        engine.cancel_matching(&by_definition).await.unwrap(),
+        120,
+        "retried: running again"
+    );
+    let empty = engine
+        .retry_matching(&Default::default())
+        .await
+        .expect_err("an empty filter");
+    assert!(empty.to_string().contains("needs a filter"), "{empty}");
+    engine.shutdown().await;
+}

@@ -10,6 +10,7 @@ mod admission;
 mod announce;
 mod binder;
 mod builder;
+mod bulk;
 mod config;
 mod definitions;
 mod events;
@@ -29,6 +30,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use builder::EngineBuilder;
+pub use bulk::ExecutionFilter;
 pub use config::{Clock, EngineConfig};
 pub use events::EventStream;
 pub(crate) use heartbeat::Heartbeat;
