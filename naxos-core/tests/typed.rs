@@ -1,14 +1,16 @@
 //! The typed API a newcomer reaches for: params from any `Serialize`, params into a type
 //! (`register_typed`), a dependency's output into a type (`upstream_as`, with an error for each
-//! way it can go wrong), and a finished task's output into a type (`output_as`).
+//! way it can go wrong), a finished task's output into a type (`output_as`), and `wait_for` on
+//! an engine nobody started.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::{engine, DEADLINE};
 use naxos_core::serde_json::{json, Value};
-use naxos_core::{ExecutionStatus, JobDefinition, TaskBuilder, TaskContext, TaskError, UpstreamError};
+use naxos_core::{Engine, ExecutionStatus, JobDefinition, TaskBuilder, TaskContext, TaskError, UpstreamError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -175,4 +177,31 @@ async fn output_as_names_a_missing_task_an_unfinished_one_and_a_mismatch() {
         "invalid input: the output of task `fetch` does not fit the type asked for, at `.`: \
          invalid type: map, expected a string"
     );
+}
+
+/// The newcomer's mistake: no `start()`. `wait_for` says so within a moment instead of
+/// waiting for ever; an execution that already finished is still returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_on_an_engine_never_started_says_so_instead_of_hanging() {
+    let engine = Engine::builder()
+        .sweep_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    engine.register("f", |_ctx| async move { Ok(json!(null)) });
+    let job = JobDefinition::builder("j").task(TaskBuilder::new("t", "f")).build();
+    engine.register_definition(job).await.unwrap();
+    let run = engine.execute("j", json!({})).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let error = engine.wait_for_timeout(run.execution_id, DEADLINE).await.unwrap_err();
+    assert!(error.is_conflict(), "{error}");
+    assert!(error.to_string().contains("this engine was never started"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    engine.cancel(run.execution_id).await.unwrap();
+    let cancelled = engine.wait_for_timeout(run.execution_id, DEADLINE).await.unwrap();
+    assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
 }

@@ -16,6 +16,7 @@ mod events;
 mod heartbeat;
 mod inner;
 mod metrics;
+mod runners;
 mod sweeper;
 mod worker;
 
@@ -390,7 +391,13 @@ impl Engine {
     }
 
     /// Waits until the execution is finished and returns it.
+    ///
+    /// On an engine that was never [started](Self::start), an unfinished execution can only
+    /// finish on another node sharing the Store: unless a node that runs tasks reports to the
+    /// Store within a moment (two sweep intervals, at least 1 s), this fails with
+    /// [`Error::Conflict`] saying that the engine was never started, instead of waiting for ever.
     pub async fn wait_for(&self, id: ExecutionId) -> Result<Execution> {
+        runners::ensure_runner(&self.inner, id).await?;
         events::wait_for(&self.inner, id).await
     }
 
