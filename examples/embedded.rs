@@ -1,16 +1,22 @@
 //! A diamond DAG of closures passing outputs, in-process: `cargo run --example embedded`.
-use naxos::model::{JobDefinition, TaskBuilder};
+//! The README's first example ("A first job"), same code.
+use std::time::Duration;
+
 use naxos::serde_json::json;
-use naxos::{Engine, TaskError};
+use naxos::{Engine, JobDefinition, TaskBuilder, TaskContext, TaskError};
 
 #[tokio::main]
 async fn main() -> Result<(), naxos::Error> {
     let engine = Engine::in_memory();
     engine.register("fetch", |ctx| async move {
         let city: String = ctx.param("city").ok_or_else(|| TaskError::fatal("no city given"))?;
-        Ok(json!({ "city": city, "celsius": 21.5 }))
+        tokio::select! {
+            // Fires on a timeout or a cancel; the function then has `cancel_grace` to return.
+            _ = ctx.cancelled() => Err(TaskError::retryable("stopped before the reading came")),
+            celsius = read_thermometer(&city) => Ok(json!({ "city": city, "celsius": celsius })),
+        }
     });
-    let celsius = |ctx: &naxos::TaskContext| ctx.upstream("fetch").and_then(|v| v["celsius"].as_f64());
+    let celsius = |ctx: &TaskContext| ctx.upstream("fetch").and_then(|v| v["celsius"].as_f64());
     engine.register("fahrenheit", move |ctx| async move {
         Ok(json!(celsius(&ctx).map(|c| c * 1.8 + 32.0)))
     });
@@ -23,7 +29,11 @@ async fn main() -> Result<(), naxos::Error> {
         Ok(json!(format!("{city}: {} °F, {} K", f.unwrap(), k.unwrap())))
     });
     let job = JobDefinition::builder("weather")
-        .task(TaskBuilder::new("fetch", "fetch").max_retry(3))
+        .task(
+            TaskBuilder::new("fetch", "fetch")
+                .max_retry(3)
+                .timeout(Duration::from_secs(5)),
+        )
         .task(TaskBuilder::new("fahrenheit", "fahrenheit").after(["fetch"]))
         .task(TaskBuilder::new("kelvin", "kelvin").after(["fetch"]))
         .task(TaskBuilder::new("report", "report").after(["fahrenheit", "kelvin"]))
@@ -36,4 +46,9 @@ async fn main() -> Result<(), naxos::Error> {
     println!("{}: {}", done.status, report.as_str().unwrap_or_default());
     engine.shutdown().await;
     Ok(())
+}
+
+/// Stands in for a call to a weather service.
+async fn read_thermometer(_city: &str) -> f64 {
+    21.5
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one test command, locally and in CI: formatting, lints, then every test of the workspace
+# The one test command, locally and in CI: formatting, lints, docs, then every test of the workspace
 # against real services, then a fuzz pass of the API and the dashboard in a real browser. It
 # installs what is missing (PostgreSQL, RabbitMQ and Chromium from Debian's packages; schemathesis
 # and selenium from PyPI into venvs under target/), starts
@@ -15,6 +15,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+# Every public item's docs build without a broken link or a bad code block; the examples in
+# them run as doc tests with the workspace's tests below.
+step "cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
 step "starting PostgreSQL and RabbitMQ"
 export NAXOS_SERVICES_DIR

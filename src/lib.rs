@@ -4,7 +4,9 @@
 //!
 //! This crate is the facade: it re-exports [`naxos_core`] whole, and behind cargo features the
 //! PostgreSQL Store (`postgres`), the RabbitMQ Queue (`amqp`), the LMDB Store and Cache
-//! (`lmdb`), the REST API (`http`) and the backend conformance suite (`testkit`).
+//! (`lmdb`), the REST API (`http`) and the backend conformance suite (`testkit`); what each
+//! feature pulls in is in the table under "Add it to your service" above. No feature is on by
+//! default: without any, naxos depends on no database, broker or HTTP crate.
 
 pub use naxos_core::*;
 

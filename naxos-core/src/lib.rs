@@ -19,11 +19,11 @@
 //! | `testkit` | the conformance suite every backend runs (feature `testkit`) |
 //!
 //! ```
-//! use naxos_core::model::{JobDefinition, TaskBuilder};
-//! use naxos_core::{serde_json::json, Engine, ExecutionStatus};
+//! # use naxos_core as naxos;
+//! use naxos::{serde_json::json, Engine, ExecutionStatus, JobDefinition, TaskBuilder};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> naxos_core::Result<()> {
+//! # async fn main() -> naxos::Result<()> {
 //! let engine = Engine::in_memory();
 //! engine.register("double", |ctx| async move {
 //!     let n: i64 = ctx.param("n").unwrap_or(0);
@@ -68,8 +68,10 @@ pub use engine::{
     Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, ExecutionFilter, Health, Submitted, SweepReport,
 };
 pub use error::{BackendErrorKind, Error, Result};
-pub use model::{Execution, ExecutionId, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
-pub use task::{ResultExt, TaskContext, TaskError};
+pub use model::{
+    BackoffPolicy, DefinitionBuilder, Execution, ExecutionId, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus,
+};
+pub use task::{ResultExt, TaskContext, TaskError, UpstreamError};
 
 pub use async_trait::async_trait;
 pub use chrono;

@@ -1,9 +1,10 @@
 //! Bearer-token authentication for `/api/` routes.
 //!
 //! When [`HttpConfig::api_token`](crate::HttpConfig::api_token) is set, every request under
-//! `/api/` needs `Authorization: Bearer <token>`; anything else gets 401. `/health` and
-//! `/metrics` stay open: load balancers and Prometheus scrape them, and they show nothing a
-//! caller could act on (counts and up/down, no ids or payloads).
+//! `/api/` needs `Authorization: Bearer <token>` (the scheme's name in any letter case, as
+//! RFC 7235 has it); anything else gets 401. `/health` and `/metrics` stay open: load
+//! balancers and Prometheus scrape them, and they show nothing a caller could act on (counts
+//! and up/down, no ids or payloads).
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -18,6 +19,15 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of an `Authorization` value in the `Bearer` scheme, whose name is matched in any
+/// letter case (RFC 7235, 2.1), after one or more spaces.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
 pub(crate) async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let Some(expected) = app.config.api_token.as_deref() else {
         return next.run(request).await;
@@ -29,7 +39,7 @@ pub(crate) async fn require_token(State(app): State<AppState>, request: Request,
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match presented {
         Some(token) if same(token.as_bytes(), expected.as_bytes()) => next.run(request).await,
         _ => {
@@ -49,7 +59,17 @@ pub(crate) async fn require_token(State(app): State<AppState>, request: Request,
 
 #[cfg(test)]
 mod tests {
-    use super::same;
+    use super::{bearer_token, same};
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_letter_case() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR  abc"] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value}");
+        }
+        for value in ["Basic abc", "Bearerabc", "Bearer", "Bear abc", ""] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
 
     #[test]
     fn compares_whole_tokens() {

@@ -73,9 +73,12 @@ pub struct TaskView {
     pub function_name: String,
     /// Its status.
     pub status: TaskStatus,
-    /// How many times it started.
+    /// How many times it started (`attempts` of the Rust `TaskRun`).
     pub attempts: u32,
-    /// How many of its attempts failed and were retried or recovered (`attempts - 1`, at least 0).
+    /// The original naxos's field: every start after the first, whatever its cause
+    /// (`attempts - 1`, at least 0). The Rust `TaskRun` tells the causes apart: `failures`
+    /// counts the failed attempts (what the retry budget spends), `lease_expiries` the restarts
+    /// after a lost lease; a task handed back at a node's shutdown starts again without either.
     pub retry_count: u32,
     /// The ids it depends on.
     pub dependencies: Vec<String>,

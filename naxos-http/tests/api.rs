@@ -537,9 +537,17 @@ async fn with_a_token_the_api_needs_it_and_health_stays_open() {
         .call("POST", "/api/v1/jobs/sample-2/execute", Some("{}"), &basic)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "nothing runs without the token");
-    let right = [("Authorization", "Bearer s3cret-token-0123456789")];
-    let (status, _) = api.call("GET", "/api/v1/job-definitions", None, &right).await;
-    assert_eq!(status, StatusCode::OK);
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let value = format!("{scheme} s3cret-token-0123456789");
+        let (status, _) = api
+            .call("GET", "/api/v1/job-definitions", None, &[("Authorization", &value)])
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the scheme `{scheme}` (RFC 7235: any letter case)"
+        );
+    }
     let (status, _) = api.get("/health").await;
     assert_eq!(status, StatusCode::OK, "/health stays open");
 }

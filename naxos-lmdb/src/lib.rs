@@ -4,15 +4,18 @@
 //! [`Store`](naxos_core::backend::Store) in one local directory with no service to run, and
 //! [`LmdbCache`], the node-local definition [`Cache`](naxos_core::backend::Cache).
 //!
+//! With the `naxos` crate's `lmdb` feature, this crate is `naxos::lmdb`:
+//!
 //! ```no_run
+//! # mod naxos { pub use naxos_core::*; pub mod lmdb { pub use naxos_lmdb::*; } }
 //! use std::sync::Arc;
 //!
-//! use naxos_core::serde_json::json;
-//! use naxos_core::Engine;
-//! use naxos_lmdb::{LmdbCache, LmdbStore};
+//! use naxos::lmdb::{LmdbCache, LmdbStore};
+//! use naxos::serde_json::json;
+//! use naxos::Engine;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> naxos_core::Result<()> {
+//! # async fn main() -> naxos::Result<()> {
 //! let engine = Engine::builder()
 //!     .store(Arc::new(LmdbStore::open("./naxos-data/store")?))
 //!     .cache(Arc::new(LmdbCache::open("./naxos-data/cache/node-1")?))

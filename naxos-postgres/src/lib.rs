@@ -56,6 +56,7 @@
 mod apply;
 mod claim;
 mod codec;
+mod connect;
 mod definitions;
 mod error;
 mod executions;
@@ -73,6 +74,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use time::StoreClock;
 
+pub use connect::ConnectError;
 pub use sqlx;
 
 /// See [`PgConfig::timeout`].
@@ -125,6 +127,13 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects to `url` with default settings and applies the migrations.
+    ///
+    /// When PostgreSQL cannot be reached or refuses the connection, this fails at once (or
+    /// after [`PgConfig::timeout`] when the server does not answer) with an error whose cause
+    /// is a [`ConnectError`]: "cannot connect to PostgreSQL at 127.0.0.1:5432 (database `naxos`,
+    /// user `naxos`): connection refused (is PostgreSQL running, and listening there?)", or
+    /// "… authentication failed: …". Transient when the server may yet come up, permanent when
+    /// it answered no.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::with_config(PgConfig::new(url)).await
     }
@@ -151,8 +160,9 @@ impl PgStore {
             options = options.options([("search_path", schema.as_str())]);
         }
         // Schema and migrations on one connection of their own, without the call deadline (a
-        // migration may take longer than any Store call should).
-        let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(error::db)?;
+        // migration may take longer than any Store call should). Made first and alone, so that
+        // a server that is down or refuses this node is reported at once, naming where and why.
+        let mut conn = connect::first_connection(&options, config.timeout).await?;
         if let Some(schema) = &config.schema {
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
                 .execute(&mut conn)

@@ -1,6 +1,7 @@
 //! The state one node's engine shares between its handle, workers and sweeper.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -42,6 +43,8 @@ pub(crate) struct Inner {
     /// In-flight attempts.
     pub(crate) tracker: TaskTracker,
     loops: Mutex<Option<Vec<JoinHandle<()>>>>,
+    /// Set by the first successful [`start`](Self::start), never cleared.
+    started: AtomicBool,
     pub(crate) started_at: DateTime<Utc>,
 }
 
@@ -69,6 +72,7 @@ impl Inner {
             hard_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             loops: Mutex::new(None),
+            started: AtomicBool::new(false),
             started_at,
         }
     }
@@ -141,6 +145,11 @@ impl Inner {
         self.running().len()
     }
 
+    /// True once the node was started (even if it has shut down since).
+    pub(crate) fn was_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
     pub(crate) fn start(self: &Arc<Self>) -> Result<()> {
         let mut loops = lock(&self.loops);
         if loops.is_some() {
@@ -157,6 +166,7 @@ impl Inner {
             handles.push(tokio::spawn(worker::run(self.clone())));
         }
         *loops = Some(handles);
+        self.started.store(true, Ordering::Release);
         tracing::info!(
             node = %self.config.node_id,
             workers = self.config.workers,

@@ -18,6 +18,7 @@ mod heartbeat;
 mod inner;
 mod metrics;
 mod outbox;
+mod runners;
 mod sweeper;
 mod worker;
 
@@ -145,7 +146,8 @@ impl ExecuteRequest {
     /// which keeps the first request's trace context; a retry of the execution runs under it too.
     ///
     /// ```
-    /// use naxos_core::{ExecuteRequest, model::TraceParent, serde_json::json};
+    /// # use naxos_core as naxos;
+    /// use naxos::{ExecuteRequest, model::TraceParent, serde_json::json};
     /// let traceparent = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
     /// let request = ExecuteRequest::new("orders", json!({})).traceparent(traceparent);
     /// assert_eq!(request.traceparent, Some(traceparent));
@@ -226,8 +228,9 @@ impl Engine {
     /// Registers (or replaces) a task function under `name`.
     ///
     /// ```
-    /// # let engine = naxos_core::Engine::in_memory();
-    /// use naxos_core::{TaskError, serde_json::json};
+    /// # use naxos_core as naxos;
+    /// # let engine = naxos::Engine::in_memory();
+    /// use naxos::{TaskError, serde_json::json};
     /// engine.register("greet", |ctx| async move {
     ///     let who: String = ctx.param("name").ok_or_else(|| TaskError::fatal("no name"))?;
     ///     Ok(json!({ "greeting": format!("hello, {who}") }))
@@ -242,7 +245,30 @@ impl Engine {
         self.inner.registry.register(name, f);
     }
 
-    /// Registers a typed task function: params deserialize into `I`, the output serializes from `O`.
+    /// Registers a typed task function: the execution's params deserialize into `I`, and the
+    /// output serializes from `O`.
+    ///
+    /// When the params do not fit `I`, the function is not called: the task FAILS at once,
+    /// without retries (the same params would not fit the next time either), with an error
+    /// naming the task, where in the params, and serde's message — e.g. ``task `total`: params
+    /// do not fit at `items[1]`: invalid type: string "x", expected u32``.
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use naxos::{Engine, ResultExt, TaskError};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Order { items: Vec<u32> }
+    /// #[derive(Serialize)]
+    /// struct Total { sum: u32 }
+    ///
+    /// let engine = Engine::in_memory();
+    /// engine.register_typed("total", |_ctx, order: Order| async move {
+    ///     let sum = order.items.iter().try_fold(0u32, |a, &b| a.checked_add(b)).ok_or("overflow").fatal()?;
+    ///     Ok::<_, TaskError>(Total { sum })
+    /// });
+    /// ```
     pub fn register_typed<I, O, F, Fut>(&self, name: impl Into<String>, f: F)
     where
         I: DeserializeOwned + Send + 'static,
@@ -286,8 +312,32 @@ impl Engine {
         self.inner.store.list_nodes().await
     }
 
-    /// Runs the latest version of a definition with `params` (a JSON object).
-    pub async fn execute(&self, definition_id: &str, params: Value) -> Result<Submitted> {
+    /// Runs the latest version of a definition with `params`: anything that serializes to a
+    /// JSON object — a `json!({…})` value, a map, or a struct of your own deriving
+    /// `Serialize` (the task functions read it back with [`TaskContext::input`],
+    /// [`TaskContext::param`] or [`register_typed`](Self::register_typed)).
+    /// [`Error::InvalidInput`] when it does not serialize or is not an object.
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> naxos::Result<()> {
+    /// use naxos::model::{JobDefinition, TaskBuilder};
+    /// use naxos::{serde_json::json, Engine};
+    /// #[derive(serde::Serialize)]
+    /// struct Order { id: u64 }
+    ///
+    /// let engine = Engine::in_memory();
+    /// engine.register("ship", |ctx| async move { Ok(json!(ctx.param::<u64>("id"))) });
+    /// engine.register_definition(JobDefinition::builder("orders").task(TaskBuilder::new("ship", "ship")).build()).await?;
+    /// engine.execute("orders", Order { id: 7 }).await?;
+    /// engine.execute("orders", json!({ "id": 8 })).await?;
+    /// assert!(engine.execute("orders", [1, 2]).await.unwrap_err().to_string().contains("must be a JSON object"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn execute<P: Serialize>(&self, definition_id: &str, params: P) -> Result<Submitted> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| Error::InvalidInput(format!("the params do not serialize to JSON: {e}")))?;
         self.submit(ExecuteRequest::new(definition_id, params)).await
     }
 
@@ -360,7 +410,13 @@ impl Engine {
     }
 
     /// Waits until the execution is finished and returns it.
+    ///
+    /// On an engine that was never [started](Self::start), an unfinished execution can only
+    /// finish on another node sharing the Store: unless a node that runs tasks reports to the
+    /// Store within a moment (two sweep intervals, at least 1 s), this fails with
+    /// [`Error::Conflict`] saying that the engine was never started, instead of waiting for ever.
     pub async fn wait_for(&self, id: ExecutionId) -> Result<Execution> {
+        runners::ensure_runner(&self.inner, id).await?;
         events::wait_for(&self.inner, id).await
     }
 

@@ -267,6 +267,7 @@ async fn attempt_ending(
         attempt: claimed.attempts,
         params: claimed.params.clone(),
         upstream: Arc::new(claimed.upstream.clone()),
+        dependencies: def.definition.dependencies(&claimed.task.task_id).into(),
         cancel: token.clone(),
         heartbeat: Some(heartbeat.clone()),
         traceparent: trace,

@@ -9,7 +9,8 @@ impl JobDefinition {
     /// Starts a definition with this id.
     ///
     /// ```
-    /// use naxos_core::model::{JobDefinition, TaskBuilder};
+    /// # use naxos_core as naxos;
+    /// use naxos::{JobDefinition, TaskBuilder};
     /// let def = JobDefinition::builder("diamond")
     ///     .name("Diamond")
     ///     .task(TaskBuilder::new("fetch", "fetch").max_retry(3))
@@ -114,7 +115,30 @@ impl TaskBuilder {
         self
     }
 
-    /// A time limit on each attempt.
+    /// A time limit on each attempt (`timeoutMs` in JSON).
+    ///
+    /// When an attempt runs past it, its [cancellation token](crate::TaskContext::cancelled)
+    /// fires and the function has [`EngineConfig::cancel_grace`](crate::EngineConfig::cancel_grace)
+    /// (default 5 s) to return; then its future is dropped. Whatever it returns after the
+    /// timeout is discarded: the attempt fails retryably with `timed out after N ms`, and is
+    /// tried again while [`max_retry`](Self::max_retry) allows. A function that awaits I/O is
+    /// stopped at its next `.await` when dropped; one that does long work between awaits should
+    /// race it against the token so that it stops on time:
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use std::time::Duration;
+    /// use naxos::{serde_json::json, Engine, TaskBuilder, TaskError};
+    ///
+    /// let engine = Engine::in_memory();
+    /// engine.register("crawl", |ctx| async move {
+    ///     tokio::select! {
+    ///         _ = ctx.cancelled() => Err(TaskError::retryable("stopped: timed out or cancelled")),
+    ///         pages = async { /* the long work */ 3 } => Ok(json!({ "pages": pages })),
+    ///     }
+    /// });
+    /// let task = TaskBuilder::new("crawl", "crawl").timeout(Duration::from_secs(30)).max_retry(2);
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.task.timeout_ms = Some(duration_ms(timeout));
         self

@@ -4,6 +4,7 @@
 mod builder;
 mod definition;
 mod execution;
+mod output;
 mod status;
 mod text;
 mod trace;

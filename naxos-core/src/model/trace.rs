@@ -33,7 +33,8 @@ const SAMPLED: u8 = 0x01;
 /// trace, a fresh parent-id naming the span the sender is in.
 ///
 /// ```
-/// use naxos_core::model::TraceParent;
+/// # use naxos_core as naxos;
+/// use naxos::model::TraceParent;
 /// let submitted: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap();
 /// let child = submitted.child();
 /// assert_eq!(child.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::upstream::{self, UpstreamError};
 use super::TaskError;
 use crate::backend::LeaseState;
 use crate::engine::Heartbeat;
@@ -22,6 +23,8 @@ pub struct TaskContext {
     pub(crate) attempt: u32,
     pub(crate) params: Arc<Value>,
     pub(crate) upstream: Arc<BTreeMap<String, Arc<Value>>>,
+    /// The ids of the task's direct dependencies, as the definition lists them.
+    pub(crate) dependencies: Arc<[String]>,
     pub(crate) cancel: CancellationToken,
     pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) traceparent: Option<TraceParent>,
@@ -37,17 +40,49 @@ impl fmt::Debug for TaskContext {
 }
 
 impl TaskContext {
-    /// A context for calling a task function directly, e.g. in a unit test of the function.
+    /// A context for calling a task function directly, e.g. in a unit test of the function:
+    /// task `test`, attempt 1, whose direct dependencies are the keys of `upstream` (add
+    /// dependencies without an output with [`with_dependencies`](Self::with_dependencies)).
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use std::collections::BTreeMap;
+    /// use naxos::{serde_json::json, TaskContext};
+    /// let ctx = TaskContext::for_test(json!({"n": 2}), BTreeMap::from([("fetch".to_string(), json!(40))]));
+    /// assert_eq!(ctx.upstream_as::<i64>("fetch").unwrap() + ctx.param::<i64>("n").unwrap(), 42);
+    /// ```
     pub fn for_test(params: Value, upstream: BTreeMap<String, Value>) -> Self {
+        let dependencies = upstream.keys().cloned().collect();
         Self {
             task: TaskRef::new(ExecutionId::nil(), "test", 1),
             attempt: 1,
             params: Arc::new(params),
             upstream: Arc::new(upstream.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
+            dependencies,
             cancel: CancellationToken::new(),
             heartbeat: None,
             traceparent: None,
         }
+    }
+
+    /// The same context with `dependencies` added to the task's direct dependencies (those
+    /// without an entry in `upstream` have no output), e.g. to test a task that runs after a
+    /// dependency was skipped.
+    #[must_use]
+    pub fn with_dependencies<I, S>(mut self, dependencies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut all = self.dependencies.to_vec();
+        for d in dependencies {
+            let d = d.into();
+            if !all.contains(&d) {
+                all.push(d);
+            }
+        }
+        self.dependencies = all.into();
+        self
     }
 
     /// The same context with `traceparent` as the attempt's trace context, e.g. to test that a
@@ -95,9 +130,42 @@ impl TaskContext {
         })
     }
 
-    /// The output of a direct dependency.
+    /// The output of a direct dependency; `None` when `task_id` is not one, or has no output.
+    /// [`upstream_as`](Self::upstream_as) tells these apart and deserializes.
     pub fn upstream(&self, task_id: &str) -> Option<&Value> {
         self.upstream.get(task_id).map(|v| &**v)
+    }
+
+    /// The output of the direct dependency `task_id`, deserialized into `T`. Fails with an
+    /// [`UpstreamError`] that says which of three things went wrong: `task_id` is not a direct
+    /// dependency of this task ("`fetch` is not a direct dependency of `join`"), it has no
+    /// output, or its output does not fit `T` (naming the dependency, where in its output, and
+    /// serde's message). `?` in a task function makes any of them a fatal [`TaskError`].
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use naxos::{serde_json::json, Engine, TaskError};
+    /// # #[derive(serde::Deserialize)] struct Weather { celsius: f64 }
+    /// # let engine = Engine::in_memory();
+    /// // `Weather` is any `Deserialize` type, e.g. the type `fetch` returns.
+    /// engine.register("fahrenheit", |ctx| async move {
+    ///     let weather: Weather = ctx.upstream_as("fetch")?;
+    ///     Ok::<_, TaskError>(json!(weather.celsius * 1.8 + 32.0))
+    /// });
+    /// ```
+    pub fn upstream_as<T: DeserializeOwned>(&self, task_id: &str) -> Result<T, UpstreamError> {
+        let task = &self.task.task_id;
+        match self.upstream.get(task_id) {
+            Some(value) => upstream::read(task, task_id, value),
+            None if self.dependencies.iter().any(|d| d == task_id) => Err(UpstreamError::NoOutput {
+                task: task.clone(),
+                dependency: task_id.to_string(),
+            }),
+            None => Err(UpstreamError::NotADependency {
+                task: task.clone(),
+                dependency: task_id.to_string(),
+            }),
+        }
     }
 
     /// The outputs of all direct dependencies, by task id.
@@ -117,8 +185,11 @@ impl TaskContext {
         self.traceparent.as_ref()
     }
 
-    /// The cancellation token: fires when the execution is cancelled, the attempt times out,
-    /// the lease is lost, or the worker shuts down past its grace period.
+    /// The cancellation token: fires when the execution is cancelled, the attempt times out
+    /// ([`TaskBuilder::timeout`](crate::TaskBuilder::timeout)), the lease is lost, or the
+    /// worker shuts down past its grace period. Once it fires, the function has
+    /// [`EngineConfig::cancel_grace`](crate::EngineConfig::cancel_grace) (default 5 s) to
+    /// return; past that its future is dropped, and whatever it returns is discarded either way.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
     }
@@ -128,7 +199,22 @@ impl TaskContext {
         self.cancel.is_cancelled()
     }
 
-    /// Waits until the attempt should stop.
+    /// Waits until the attempt should stop (see [`cancellation`](Self::cancellation)). Race
+    /// long work against it, so that a timeout or a cancel stops the work instead of leaving it
+    /// running until its future is dropped:
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use std::time::Duration;
+    /// use naxos::{serde_json::json, Engine, TaskError};
+    /// # let engine = Engine::in_memory();
+    /// engine.register("slow", |ctx| async move {
+    ///     tokio::select! {
+    ///         _ = ctx.cancelled() => Err(TaskError::retryable("stopped: cancelled or timed out")),
+    ///         _ = tokio::time::sleep(Duration::from_secs(60)) => Ok(json!("done")),
+    ///     }
+    /// });
+    /// ```
     pub async fn cancelled(&self) {
         self.cancel.cancelled().await
     }

@@ -4,7 +4,9 @@
 mod context;
 mod error;
 mod registry;
+mod upstream;
 
 pub use context::TaskContext;
 pub use error::{ResultExt, TaskError, TaskErrorKind};
 pub use registry::{Registry, TaskFn, TaskFuture};
+pub use upstream::UpstreamError;

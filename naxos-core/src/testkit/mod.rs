@@ -1,11 +1,12 @@
 //! The backend conformance suite: what "a correct backend" means, as async test functions.
 //!
-//! Every backend crate runs the whole suite with one macro call per trait, in its own tests:
+//! Every backend crate runs the whole suite with one macro call per trait, in its own tests
+//! (with the facade's `testkit` feature, or `naxos-core`'s):
 //!
 //! ```text
-//! naxos_core::store_conformance!(|clock: Clock| async move { Some(Arc::new(MyStore::connect(.., clock).await) as Arc<dyn Store>) });
-//! naxos_core::queue_conformance!(|| async { Some(Arc::new(MyQueue::connect(..).await) as Arc<dyn Queue>) });
-//! naxos_core::cache_conformance!(|| async { Some(Arc::new(MyCache::open(..)) as Arc<dyn Cache>) });
+//! naxos::store_conformance!(|clock: Clock| async move { Some(Arc::new(MyStore::connect(.., clock).await) as Arc<dyn Store>) });
+//! naxos::queue_conformance!(|| async { Some(Arc::new(MyQueue::connect(..).await) as Arc<dyn Queue>) });
+//! naxos::cache_conformance!(|| async { Some(Arc::new(MyCache::open(..)) as Arc<dyn Cache>) });
 //! ```
 //!
 //! Each macro expands to one `#[tokio::test]` per check, so a failure names the broken rule; the
