@@ -1,6 +1,7 @@
 //! Creating, reading and listing executions; counts, nodes, pruning.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, Created, ExecutionPage, ExecutionQuery, NewExecution, StoreCounts};
@@ -21,16 +22,19 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1_000;
 
 /// Inserts the execution and all its task rows in one statement (so one round trip and one
-/// commit; the tasks' foreign key is checked at the statement's end, after both inserts). An
-/// idempotency key already used for the definition makes the INSERT do nothing (the UNIQUE
-/// constraint decides, so two racing requests cannot both create), and the existing execution
-/// is returned.
-const CREATE: &str = "
-    WITH execution AS (
+/// commit; the tasks' foreign key is checked at the statement's end, after both inserts), if
+/// the CTE `gate` gives a row. An idempotency key already used for the definition makes the
+/// INSERT do nothing (the UNIQUE constraint decides, so two racing requests cannot both
+/// create), and the existing execution is returned. `$10` and `$11` are the schedule and tick
+/// that start it, if any.
+fn create_sql(gate: &str) -> String {
+    format!(
+        "
+    WITH gate AS ({gate}), execution AS (
         INSERT INTO naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
-             traceparent)
-        VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7, $9)
+             traceparent, schedule_id, schedule_tick)
+        SELECT $1, $2, $3, 'PENDING', $4, $5, $6, $7, $7, $9, $10, $11 FROM gate
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
@@ -43,11 +47,59 @@ const CREATE: &str = "
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
              attempt INTEGER, queued_at TIMESTAMPTZ)
     )
-    SELECT id FROM execution";
+    SELECT id FROM execution"
+    )
+}
+
+/// A plain creation: the gate always opens.
+static CREATE: LazyLock<String> = LazyLock::new(|| create_sql("SELECT 1"));
+
+/// A schedule's tick: the gate is the move of the schedule's cursor to the tick, which only a
+/// schedule that is not paused and has not passed the tick allows. The UPDATE locks the
+/// schedule's row, so a racing fire of the same tick waits, then sees the cursor at the tick
+/// and creates nothing.
+static FIRE: LazyLock<String> = LazyLock::new(|| {
+    create_sql(
+        "UPDATE naxos_schedules SET last_tick = $11 WHERE id = $10 AND NOT paused AND last_tick < $11 RETURNING 1",
+    )
+});
+
+/// The execution a schedule's tick starts, for [`insert`].
+pub(crate) struct Tick<'a> {
+    pub(crate) schedule_id: &'a str,
+    pub(crate) at: DateTime<Utc>,
+}
 
 pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>) -> Result<Created> {
-    let dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
     let (definition_id, key) = (new.definition_id.clone(), new.idempotency_key.clone());
+    if let Some(created) = insert(pool, new, now, None).await? {
+        return Ok(created);
+    }
+    let existing =
+        sqlx::query("SELECT id, status FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
+            .bind(&definition_id)
+            .bind(&key)
+            .fetch_one(pool)
+            .await
+            .map_err(db)?;
+    Ok(Created {
+        execution_id: get(&existing, "id")?,
+        created: false,
+        status: execution_status(&get::<String>(&existing, "status")?)?,
+        changes: Changes::default(),
+    })
+}
+
+/// Inserts the execution (for a schedule's `tick`, through its gate); `None` when nothing was
+/// inserted (a used idempotency key, or a tick the gate refused).
+pub(crate) async fn insert(
+    pool: &PgPool,
+    mut new: NewExecution,
+    now: DateTime<Utc>,
+    tick: Option<Tick<'_>>,
+) -> Result<Option<Created>> {
+    new.schedule_id = tick.as_ref().map(|t| t.schedule_id.to_string());
+    let dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
     let (state, changes) = ExecutionState::create(new, now)?;
     let rows: Vec<Value> = state
         .tasks()
@@ -70,7 +122,8 @@ pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>)
         })
         .collect();
     let s = state.summary();
-    let inserted: Option<ExecutionId> = sqlx::query_scalar(CREATE)
+    let sql: &'static str = if tick.is_some() { FIRE.as_str() } else { CREATE.as_str() };
+    let inserted: Option<ExecutionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(s.id)
         .bind(&s.definition_id)
         .bind(int(s.definition_version))
@@ -80,30 +133,17 @@ pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>)
         .bind(s.created_at)
         .bind(Value::Array(rows))
         .bind(s.traceparent.map(|t| t.to_string()))
+        .bind(&s.schedule_id)
+        .bind(tick.map(|t| t.at))
         .fetch_optional(pool)
         .await
         .map_err(db)?;
-    if inserted.is_some() {
-        return Ok(Created {
-            execution_id: s.id,
-            created: true,
-            status: s.status,
-            changes,
-        });
-    }
-    let existing =
-        sqlx::query("SELECT id, status FROM naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
-            .bind(&definition_id)
-            .bind(&key)
-            .fetch_one(pool)
-            .await
-            .map_err(db)?;
-    Ok(Created {
-        execution_id: get(&existing, "id")?,
-        created: false,
-        status: execution_status(&get::<String>(&existing, "status")?)?,
-        changes: Changes::default(),
-    })
+    Ok(inserted.map(|_| Created {
+        execution_id: s.id,
+        created: true,
+        status: s.status,
+        changes,
+    }))
 }
 
 pub(crate) async fn get_one(pool: &PgPool, id: ExecutionId) -> Result<Execution> {
@@ -159,6 +199,10 @@ pub(crate) async fn list(pool: &PgPool, query: &ExecutionQuery) -> Result<Execut
     if let Some(definition) = &query.definition_id {
         args.add(definition.as_str()).map_err(Error::permanent)?;
         conditions.push(format!("definition_id = ${}", conditions.len() + 1));
+    }
+    if let Some(schedule) = &query.schedule_id {
+        args.add(schedule.as_str()).map_err(Error::permanent)?;
+        conditions.push(format!("schedule_id = ${}", conditions.len() + 1));
     }
     if let Some(cursor) = query.cursor {
         args.add(cursor).map_err(Error::permanent)?;

@@ -53,6 +53,7 @@ mod definitions;
 mod error;
 mod executions;
 mod recovery;
+mod schedules;
 mod settle;
 mod store;
 mod time;

@@ -12,7 +12,7 @@ use super::admission::Admission;
 use super::announce::Announcer;
 use super::definitions::Definitions;
 use super::events::EventHub;
-use super::{sweeper, worker, EngineConfig};
+use super::{scheduler, sweeper, worker, EngineConfig};
 use crate::backend::{Cache, Changes, Queue, StopReason, Store};
 use crate::model::{ExecutionId, ExecutionStatus, TaskRef};
 use crate::sync::lock;
@@ -149,7 +149,10 @@ impl Inner {
         if self.stopping.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
-        let mut handles = vec![tokio::spawn(sweeper::run(self.clone()))];
+        let mut handles = vec![
+            tokio::spawn(sweeper::run(self.clone())),
+            tokio::spawn(scheduler::run(self.clone())),
+        ];
         if self.config.workers {
             handles.push(tokio::spawn(worker::run(self.clone())));
         }

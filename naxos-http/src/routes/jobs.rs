@@ -203,6 +203,7 @@ pub(crate) async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<List
             definition_id: q.definition_id,
             limit,
             cursor,
+            ..Default::default()
         })
         .await?;
     let view = ExecutionPageView {
