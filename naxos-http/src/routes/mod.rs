@@ -3,6 +3,7 @@
 pub(crate) mod definitions;
 pub(crate) mod events;
 pub(crate) mod jobs;
+pub(crate) mod schedules;
 pub(crate) mod system;
 
 use axum::http::{Method, Uri};
