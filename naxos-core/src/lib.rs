@@ -62,7 +62,9 @@ pub mod task;
 pub mod testkit;
 
 pub use clock::{Clock, ManualClock};
-pub use engine::{Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, Health, Submitted, SweepReport};
+pub use engine::{
+    Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, Health, ScheduleReport, Submitted, SweepReport,
+};
 pub use error::{BackendErrorKind, Error, Result};
 pub use model::{Execution, ExecutionId, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
 pub use task::{ResultExt, TaskContext, TaskError};
