@@ -238,3 +238,45 @@ pub(crate) fn forget_execution(tx: &mut Tx<'_, '_>, id: ExecutionId) -> Result<(
     tx.delete(t.scheduled, id.as_bytes())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use naxos_core::backend::Store;
+    use naxos_core::model::Schedule;
+
+    use crate::env::{Environment, Kind, Options};
+    use crate::tables::NAMES;
+    use crate::{LmdbConfig, LmdbStore};
+
+    /// The databases of the build before schedules.
+    const BEFORE: usize = 11;
+
+    /// A directory of a build without schedules opens (their databases are created), and one
+    /// with schedules still opens with only the older databases: no data format change.
+    #[tokio::test]
+    async fn directories_open_across_the_schedules_change() {
+        let path = crate::temporary_path("schedules-format");
+        let options = || Options {
+            path: &path,
+            map_size: 1 << 24,
+            kind: Kind::Store,
+            temporary: false,
+        };
+        let older: [&str; BEFORE] = NAMES[..BEFORE].try_into().unwrap();
+        drop(Environment::open(options(), older).expect("as the older build made it"));
+        {
+            let store = LmdbStore::with_config(LmdbConfig::new(&path)).expect("the new build opens it");
+            let schedule = Schedule::new("s", "d", "* * * * *");
+            assert!(store.put_schedule(schedule).await.unwrap().created);
+        }
+        drop(Environment::open(options(), older).expect("the older build still opens it"));
+        let store = LmdbStore::with_config(LmdbConfig::new(&path)).unwrap();
+        assert_eq!(
+            store.list_schedules().await.unwrap().len(),
+            1,
+            "and the schedule is still there"
+        );
+        drop(store);
+        std::fs::remove_dir_all(&path).unwrap();
+    }
+}
