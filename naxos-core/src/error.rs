@@ -31,6 +31,17 @@ pub enum Error {
         /// Every problem found, in a stable order.
         problems: Vec<Problem>,
     },
+    /// A schedule did not validate: `field` is the first bad one (`id`, `definitionId`, `cron`,
+    /// `timezone`, `params`), `message` says why (HTTP 422).
+    #[error("invalid schedule `{id}`: field `{field}` {message}")]
+    InvalidSchedule {
+        /// The schedule's id as given.
+        id: String,
+        /// The bad field, as spelled in JSON.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Input other than a definition is malformed, e.g. params that are not a JSON object (HTTP 400).
     #[error("invalid input: {0}")]
     InvalidInput(String),

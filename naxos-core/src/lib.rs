@@ -65,7 +65,8 @@ pub mod testkit;
 
 pub use clock::{Clock, ManualClock};
 pub use engine::{
-    Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, ExecutionFilter, Health, Submitted, SweepReport,
+    Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, ExecutionFilter, Health, ScheduleReport,
+    Submitted, SweepReport,
 };
 pub use error::{BackendErrorKind, Error, Result};
 pub use model::{

@@ -45,7 +45,7 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: `bad_request`, `malformed_json`, `unauthorized`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid_definition`, `unavailable`,
+    /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid_definition`, `invalid_schedule`, `unavailable`,
     /// `overloaded`, `shutting_down`, `newer_version`, `timeout`, `internal`.
     pub code: String,
     /// What went wrong, for people.
@@ -110,6 +110,9 @@ impl From<Error> for ApiError {
                     problems,
                     ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_definition", e.to_string())
                 }
+            }
+            Error::InvalidSchedule { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_schedule", e.to_string())
             }
             Error::InvalidInput(m) => Self::bad_request(m),
             Error::NotSupported { .. } => Self::new(StatusCode::NOT_IMPLEMENTED, "not_supported", e.to_string()),

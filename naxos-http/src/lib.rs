@@ -9,7 +9,9 @@
 //! | `GET /api/v1/job-definitions/{id}/versions` | every version of one definition |
 //! | `POST /api/v1/jobs/{definitionId}/execute` | body = params; `Idempotency-Key` dedups; 202 `{executionId, status, message}` |
 //! | `GET /api/v1/jobs/{executionId}/status` | the execution with every task's status, attempts, error, output, times |
-//! | `GET /api/v1/jobs?status=&definitionId=&limit=&cursor=` | a page of executions, newest first, and `nextCursor` |
+//! | `GET /api/v1/jobs?status=&definitionId=&scheduleId=&limit=&cursor=` | a page of executions, newest first, and `nextCursor` |
+//! | `POST /api/v1/schedules` · `GET /api/v1/schedules[/{id}]` · `DELETE /api/v1/schedules/{id}` | cron schedules: create (201; 200 when it exists), list, get, delete |
+//! | `POST /api/v1/schedules/{id}/pause` · `/resume` | stop or restart a schedule's ticks |
 //! | `POST /api/v1/jobs/{executionId}/cancel` · `/retry` | cancel; re-run the failed part (409 when the state forbids it) |
 //! | `GET /api/v1/jobs/{executionId}/events` | server-sent events: a snapshot, then live status changes until the execution finishes |
 //! | `GET /api/v1/system/status` | counts, active executions, nodes |
@@ -89,7 +91,7 @@ pub(crate) struct AppState {
 
 /// The whole API as a service for `engine`.
 pub fn router(engine: Engine, config: HttpConfig) -> Router {
-    use routes::{bulk, definitions, jobs, system};
+    use routes::{bulk, definitions, jobs, schedules, system};
     let limit = config.max_body_bytes;
     let state = AppState {
         engine,
@@ -110,6 +112,10 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/api/v1/jobs/{id}/events", get(routes::events::stream))
+        .route("/api/v1/schedules", post(schedules::create).get(schedules::list))
+        .route("/api/v1/schedules/{id}", get(schedules::get).delete(schedules::delete))
+        .route("/api/v1/schedules/{id}/pause", post(schedules::pause))
+        .route("/api/v1/schedules/{id}/resume", post(schedules::resume))
         .route("/api/v1/system/status", get(system::status))
         .route("/api/v1/system/backup", post(system::backup))
         .route("/api/v1/openapi.json", get(openapi::document))

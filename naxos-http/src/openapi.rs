@@ -3,18 +3,18 @@
 
 use axum::Json;
 use naxos_core::model::{
-    BackoffPolicy, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition, NodeInfo, Problem, StatusEvent,
-    TaskDefinition, TaskStatus,
+    BackoffPolicy, CatchUp, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition, NodeInfo, Problem, Schedule,
+    StatusEvent, StoredSchedule, TaskDefinition, TaskStatus,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail, ProblemView};
 use crate::routes::bulk::{BulkAck, BulkFilter};
-use crate::routes::{bulk, definitions, events, jobs, system};
+use crate::routes::{bulk, definitions, events, jobs, schedules, system};
 use crate::views::{
     BackupView, DefinitionCreated, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView, HealthChecks,
-    HealthView, NodeView, SummaryView, SystemStatusView, TaskView,
+    HealthView, NodeView, ScheduleView, SummaryView, SystemStatusView, TaskView,
 };
 
 /// The naxos REST API as an OpenAPI document: `ApiDoc::openapi()`.
@@ -28,18 +28,21 @@ use crate::views::{
     paths(
         definitions::create, definitions::list, definitions::get, definitions::versions,
         jobs::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, bulk::cancel, bulk::retry, events::stream,
+        schedules::create, schedules::list, schedules::get, schedules::delete, schedules::pause, schedules::resume,
         system::status, system::backup, system::health, crate::metrics::render, document,
     ),
     components(schemas(
         JobDefinition, TaskDefinition, BackoffPolicy, DefinitionSummary, DefinitionView, DefinitionCreated,
         ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, ExecutionAck, ExecutionPageView,
         StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
-        ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck,
+        ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck, Schedule, StoredSchedule, CatchUp,
+        ScheduleView,
     )),
     modifiers(&BearerToken),
     tags(
         (name = "definitions", description = "Job definitions and their versions"),
         (name = "jobs", description = "Executions: run, watch, cancel, retry"),
+        (name = "schedules", description = "Cron schedules: each tick starts one execution, however many nodes run"),
         (name = "system", description = "Status, health, metrics"),
     )
 )]

@@ -59,6 +59,9 @@ pub struct SummaryView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
     pub traceparent: Option<TraceParent>,
+    /// The schedule whose tick started it; absent for other executions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
 }
 
 /// One task in [`ExecutionView`].
@@ -107,6 +110,7 @@ impl From<&ExecutionSummary> for SummaryView {
             updated_at: s.updated_at,
             idempotency_key: s.idempotency_key.clone(),
             traceparent: s.traceparent,
+            schedule_id: s.schedule_id.clone(),
         }
     }
 }
@@ -290,4 +294,25 @@ pub struct HealthChecks {
     pub store: String,
     /// The Queue.
     pub queue: String,
+}
+
+/// A cron schedule: what it asks for, its cursor, and when it next ticks.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleView {
+    /// The schedule with its cursor (`lastTick`: every tick up to it is done with).
+    #[serde(flatten)]
+    pub schedule: naxos_core::model::StoredSchedule,
+    /// Its next tick; absent while paused.
+    pub next_tick: Option<DateTime<Utc>>,
+}
+
+impl ScheduleView {
+    /// `schedule` as it stands at `now`.
+    pub fn at(schedule: naxos_core::model::StoredSchedule, now: DateTime<Utc>) -> Self {
+        Self {
+            next_tick: schedule.next_tick(now),
+            schedule,
+        }
+    }
 }

@@ -598,6 +598,12 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
         ("get", "/api/v1/jobs/{id}/events"),
         ("get", "/api/v1/system/status"),
         ("post", "/api/v1/system/backup"),
+        ("post", "/api/v1/schedules"),
+        ("get", "/api/v1/schedules"),
+        ("get", "/api/v1/schedules/{id}"),
+        ("delete", "/api/v1/schedules/{id}"),
+        ("post", "/api/v1/schedules/{id}/pause"),
+        ("post", "/api/v1/schedules/{id}/resume"),
         ("get", "/api/v1/openapi.json"),
         ("get", "/health"),
         ("get", "/metrics"),
@@ -621,6 +627,8 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
         "Problem",
         "StatusEvent",
         "HealthView",
+        "Schedule",
+        "ScheduleView",
     ] {
         assert!(schemas[name].is_object(), "schema {name}");
     }

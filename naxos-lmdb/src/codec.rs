@@ -238,6 +238,8 @@ pub(crate) fn read_summary(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionSum
             let text = i.str()?;
             text.parse().map_err(|_| i.bad("a traceparent that does not parse"))
         })?,
+        // Not in the row: the store reads it from its `scheduled` database (see `tables.rs`).
+        schedule_id: None,
         deadline: i.opt(In::time)?,
         created_at: i.time()?,
         updated_at: i.time()?,

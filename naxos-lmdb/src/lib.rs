@@ -76,6 +76,7 @@ mod env;
 mod error;
 mod keys;
 mod scans;
+mod schedules;
 mod store;
 mod tables;
 mod writer;

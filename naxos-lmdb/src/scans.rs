@@ -144,6 +144,9 @@ pub(crate) fn prune(tx: &mut Tx<'_, '_>, older_than: Duration, limit: usize) -> 
             continue;
         }
         write_back(tx, Some(&state), None)?;
+        if s.schedule_id.is_some() {
+            crate::schedules::forget_execution(tx, id)?;
+        }
         if let Some(k) = &s.idempotency_key {
             let key = keys::idempotency(&s.definition_id, k)?;
             let reader = tx.reader();

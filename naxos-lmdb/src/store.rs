@@ -15,12 +15,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use heed::RoTxn;
 use naxos_core::backend::{
-    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
-    LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
+    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired,
+    LeaseState, NewExecution, ScheduleTick, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
 use naxos_core::clock::before;
 use naxos_core::model::{
-    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, StoredDefinition, TaskRef,
+    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, Schedule, SchedulePut,
+    StoredDefinition, StoredSchedule, TaskRef,
 };
 use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
@@ -31,6 +32,7 @@ use crate::env::{Db, Environment, Kind, Options};
 use crate::error::{corrupt, LmdbError};
 use crate::keys;
 use crate::scans;
+use crate::schedules;
 use crate::tables::{
     apply, decode, decode_definition, encode, encode_definition, transition, write_back, Reader, Tables, NAMES,
 };
@@ -556,6 +558,39 @@ impl Store for LmdbStore {
     async fn backup(&self, directory: &Path) -> Result<PathBuf> {
         self.backup_to(directory).await
     }
+
+    async fn put_schedule(&self, schedule: Schedule) -> Result<SchedulePut> {
+        self.write(move |tx| schedules::put(tx, &schedule)).await
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<StoredSchedule> {
+        let id = id.to_string();
+        self.read(move |r, txn, _| r.schedule(txn, &id)?.ok_or_else(|| Error::not_found("schedule", id)))
+            .await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<StoredSchedule>> {
+        self.read(|r, txn, _| r.schedules(txn)).await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |tx| schedules::delete(tx, &id)).await
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<StoredSchedule> {
+        let id = id.to_string();
+        self.write(move |tx| schedules::set_paused(tx, &id, paused)).await
+    }
+
+    async fn fire_schedule(&self, tick: ScheduleTick, execution: NewExecution) -> Result<Fired> {
+        self.write(move |tx| schedules::fire(tx, &tick, &execution)).await
+    }
+
+    async fn skip_schedule_ticks(&self, id: &str, through: DateTime<Utc>) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |tx| schedules::skip(tx, &id, through)).await
+    }
 }
 
 /// One page of executions, newest first, from the index that fits the filters.
@@ -564,6 +599,9 @@ fn list(r: Reader<'_>, txn: &RoTxn<'_>, query: &ExecutionQuery) -> Result<Execut
         0 => DEFAULT_PAGE,
         n => n.min(MAX_PAGE),
     };
+    if let Some(schedule) = &query.schedule_id {
+        return by_schedule(r, txn, schedule, query, limit);
+    }
     let t = r.t;
     let (db, prefix) = match (query.status, query.definition_id.as_deref()) {
         (None, None) => (t.executions, Vec::new()),
@@ -598,13 +636,50 @@ fn list(r: Reader<'_>, txn: &RoTxn<'_>, query: &ExecutionQuery) -> Result<Execut
             break;
         }
         let summary = if rows {
-            codec::read_summary(keys::id_of(key)?, value)?
+            r.with_schedule(txn, codec::read_summary(keys::id_of(key)?, value)?)?
         } else {
             let id = keys::id_at(key, prefix.len())?;
             r.summary(txn, id)?
                 .ok_or_else(|| corrupt(format!("an index names a missing execution {id}")))?
         };
         executions.push(summary);
+    }
+    let next_cursor = if more { executions.last().map(|e| e.id) } else { None };
+    Ok(ExecutionPage {
+        executions,
+        next_cursor,
+    })
+}
+
+/// One page of a schedule's executions, newest first, with the query's other filters; an
+/// entry whose execution is gone (pruned by a build without schedules) is passed over.
+fn by_schedule(
+    r: Reader<'_>,
+    txn: &RoTxn<'_>,
+    schedule: &str,
+    query: &ExecutionQuery,
+    limit: usize,
+) -> Result<ExecutionPage> {
+    let mut executions = Vec::new();
+    let mut below = query.cursor;
+    let mut more = false;
+    'pages: loop {
+        let ids = r.scheduled_ids(txn, schedule, below, limit + 1)?;
+        let Some(&last) = ids.last() else { break };
+        below = Some(last);
+        for id in ids {
+            let Some(s) = r.summary(txn, id)? else { continue };
+            if query.status.is_some_and(|st| st != s.status)
+                || query.definition_id.as_ref().is_some_and(|d| *d != s.definition_id)
+            {
+                continue;
+            }
+            if executions.len() == limit {
+                more = true;
+                break 'pages;
+            }
+            executions.push(s);
+        }
     }
     let next_cursor = if more { executions.last().map(|e| e.id) } else { None };
     Ok(ExecutionPage {

@@ -28,7 +28,7 @@ use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 11] = [
+pub(crate) const NAMES: [&str; 15] = [
     "definitions",
     "executions",
     "by_definition",
@@ -40,6 +40,10 @@ pub(crate) const NAMES: [&str; 11] = [
     "deadlines",
     "ended",
     "nodes",
+    "schedules",
+    "schedule_ticks",
+    "by_schedule",
+    "scheduled",
 ];
 
 /// The store's databases.
@@ -57,11 +61,16 @@ pub(crate) struct Tables {
     pub(crate) deadlines: Db,
     pub(crate) ended: Db,
     pub(crate) nodes: Db,
+    /// Cron schedules and their ticks' executions (see `schedules.rs`).
+    pub(crate) schedules: Db,
+    pub(crate) schedule_ticks: Db,
+    pub(crate) by_schedule: Db,
+    pub(crate) scheduled: Db,
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 11]) -> Self {
-        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes] =
+    pub(crate) fn new(dbs: [Db; 15]) -> Self {
+        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled] =
             dbs;
         Self {
             definitions,
@@ -75,6 +84,10 @@ impl Tables {
             deadlines,
             ended,
             nodes,
+            schedules,
+            schedule_ticks,
+            by_schedule,
+            scheduled,
         }
     }
 }
@@ -95,7 +108,7 @@ impl<'a> Reader<'a> {
     /// An execution's summary.
     pub(crate) fn summary(&self, txn: &RoTxn<'_>, id: ExecutionId) -> Result<Option<ExecutionSummary>> {
         self.get(txn, self.t.executions, &keys::row(id, keys::SUMMARY))?
-            .map(|v| codec::read_summary(id, v))
+            .map(|v| codec::read_summary(id, v).and_then(|s| self.with_schedule(txn, s)))
             .transpose()
     }
 

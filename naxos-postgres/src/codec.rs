@@ -18,7 +18,7 @@ pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dep
 
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
-     traceparent, deadline, created_at, updated_at, start_time, end_time";
+     traceparent, schedule_id, deadline, created_at, updated_at, start_time, end_time";
 
 pub(crate) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T>
 where
@@ -96,6 +96,7 @@ pub(crate) fn execution_summary(row: &PgRow) -> Result<ExecutionSummary> {
         error: get(row, "error")?,
         idempotency_key: get(row, "idempotency_key")?,
         traceparent: traceparent(row)?,
+        schedule_id: get(row, "schedule_id")?,
         deadline: get(row, "deadline")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,

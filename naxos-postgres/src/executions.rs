@@ -22,16 +22,20 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1_000;
 
 /// Inserts the execution and all its task rows in one statement (so one round trip and one
-/// commit; the tasks' foreign key is checked at the statement's end, after both inserts). An
-/// idempotency key already used for the definition makes the INSERT do nothing (the UNIQUE
-/// constraint decides, so two racing requests cannot both create), and the existing execution
-/// is returned. `{t}` is where the tables' schema goes (see [`Tables`]).
-const CREATE: &str = "
-    WITH execution AS (
+/// commit; the tasks' foreign key is checked at the statement's end, after both inserts), if
+/// the CTE `gate` gives a row. An idempotency key already used for the definition makes the
+/// INSERT do nothing (the UNIQUE constraint decides, so two racing requests cannot both
+/// create), and the existing execution is returned. `$10` and `$11` are the schedule and tick
+/// that start it, if any. `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
+/// is an extra CTE (see [`outbox`]).
+fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
+    format!(
+        "
+    WITH gate AS ({gate}), execution AS (
         INSERT INTO {t}naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
-             traceparent)
-        VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7, $9)
+             traceparent, schedule_id, schedule_tick)
+        SELECT $1, $2, $3, 'PENDING', $4, $5, $6, $7, $7, $9, $10, $11 FROM gate
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
@@ -44,12 +48,40 @@ const CREATE: &str = "
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
              attempt INTEGER, queued_at TIMESTAMPTZ)
     ){outbox}
-    SELECT id FROM execution";
+    SELECT id FROM execution"
+    )
+}
 
-/// The outbox row of an execution created in a caller's transaction (see `outbox.rs`).
-const OUTBOX: &str = ", outbox AS (
+/// A plain creation: the gate always opens.
+static CREATE: LazyLock<String> = LazyLock::new(|| create_sql("SELECT 1", "", ""));
+
+/// A schedule's tick: the gate is the move of the schedule's cursor to the tick, which only a
+/// schedule that is not paused and has not passed the tick allows. The UPDATE locks the
+/// schedule's row, so a racing fire of the same tick waits, then sees the cursor at the tick
+/// and creates nothing.
+static FIRE: LazyLock<String> = LazyLock::new(|| {
+    create_sql(
+        "UPDATE naxos_schedules SET last_tick = $11 WHERE id = $10 AND NOT paused AND last_tick < $11 RETURNING 1",
+        "",
+        "",
+    )
+});
+
+/// The execution a schedule's tick starts, for [`insert`].
+pub(crate) struct Tick<'a> {
+    pub(crate) schedule_id: &'a str,
+    pub(crate) at: DateTime<Utc>,
+}
+
+/// The outbox row of an execution created in a caller's transaction (see `outbox.rs`), in the
+/// tables prefixed by `t`.
+fn outbox(t: &str) -> String {
+    format!(
+        ", outbox AS (
         INSERT INTO {t}naxos_outbox (execution_id, created_at) SELECT id, $7 FROM execution
-    )";
+    )"
+    )
+}
 
 /// Which tables a creation writes: the store's own (its connections' `search_path` names the
 /// schema), or schema-qualified ones on a caller's connection, with an outbox row.
@@ -64,22 +96,26 @@ pub(crate) enum Tables<'a> {
 }
 
 impl Tables<'_> {
-    fn create(&self) -> String {
-        static OWN: LazyLock<String> = LazyLock::new(|| CREATE.replace("{outbox}", "").replace("{t}", ""));
+    /// The prefix of the table names.
+    fn prefix(&self) -> String {
         match self {
-            Tables::Own => OWN.clone(),
-            Tables::Caller { schema } => CREATE
-                .replace("{outbox}", OUTBOX)
-                .replace("{t}", &format!("\"{schema}\".")),
+            Tables::Own => String::new(),
+            Tables::Caller { schema } => format!("\"{schema}\"."),
+        }
+    }
+
+    fn create(&self) -> String {
+        match self {
+            Tables::Own => CREATE.clone(),
+            Tables::Caller { .. } => create_sql("SELECT 1", &self.prefix(), &outbox(&self.prefix())),
         }
     }
 
     fn existing(&self) -> String {
-        let t = match self {
-            Tables::Own => String::new(),
-            Tables::Caller { schema } => format!("\"{schema}\"."),
-        };
-        format!("SELECT id, status FROM {t}naxos_executions WHERE definition_id = $1 AND idempotency_key = $2")
+        format!(
+            "SELECT id, status FROM {}naxos_executions WHERE definition_id = $1 AND idempotency_key = $2",
+            self.prefix()
+        )
     }
 }
 
@@ -95,8 +131,36 @@ pub(crate) async fn create_on(
     new: NewExecution,
     now: DateTime<Utc>,
 ) -> Result<Created> {
-    let dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
     let (definition_id, key) = (new.definition_id.clone(), new.idempotency_key.clone());
+    if let Some(created) = insert(conn, tables, new, now, None).await? {
+        return Ok(created);
+    }
+    let existing = sqlx::query(sqlx::AssertSqlSafe(tables.existing()))
+        .bind(&definition_id)
+        .bind(&key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(Created {
+        execution_id: get(&existing, "id")?,
+        created: false,
+        status: execution_status(&get::<String>(&existing, "status")?)?,
+        changes: Changes::default(),
+    })
+}
+
+/// Inserts the execution in `tables` (for a schedule's `tick`, through its gate, in the
+/// store's own tables); `None` when nothing was inserted (a used idempotency key, or a tick
+/// the gate refused).
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    tables: &Tables<'_>,
+    mut new: NewExecution,
+    now: DateTime<Utc>,
+    tick: Option<Tick<'_>>,
+) -> Result<Option<Created>> {
+    new.schedule_id = tick.as_ref().map(|t| t.schedule_id.to_string());
+    let dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
     let (state, changes) = ExecutionState::create(new, now)?;
     let rows: Vec<Value> = state
         .tasks()
@@ -119,7 +183,8 @@ pub(crate) async fn create_on(
         })
         .collect();
     let s = state.summary();
-    let inserted: Option<ExecutionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(tables.create()))
+    let sql = if tick.is_some() { FIRE.clone() } else { tables.create() };
+    let inserted: Option<ExecutionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(s.id)
         .bind(&s.definition_id)
         .bind(int(s.definition_version))
@@ -129,29 +194,17 @@ pub(crate) async fn create_on(
         .bind(s.created_at)
         .bind(Value::Array(rows))
         .bind(s.traceparent.map(|t| t.to_string()))
+        .bind(&s.schedule_id)
+        .bind(tick.map(|t| t.at))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
-    if inserted.is_some() {
-        return Ok(Created {
-            execution_id: s.id,
-            created: true,
-            status: s.status,
-            changes,
-        });
-    }
-    let existing = sqlx::query(sqlx::AssertSqlSafe(tables.existing()))
-        .bind(&definition_id)
-        .bind(&key)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
-    Ok(Created {
-        execution_id: get(&existing, "id")?,
-        created: false,
-        status: execution_status(&get::<String>(&existing, "status")?)?,
-        changes: Changes::default(),
-    })
+    Ok(inserted.map(|_| Created {
+        execution_id: s.id,
+        created: true,
+        status: s.status,
+        changes,
+    }))
 }
 
 pub(crate) async fn get_one(pool: &PgPool, id: ExecutionId) -> Result<Execution> {
@@ -207,6 +260,10 @@ pub(crate) async fn list(pool: &PgPool, query: &ExecutionQuery) -> Result<Execut
     if let Some(definition) = &query.definition_id {
         args.add(definition.as_str()).map_err(Error::permanent)?;
         conditions.push(format!("definition_id = ${}", conditions.len() + 1));
+    }
+    if let Some(schedule) = &query.schedule_id {
+        args.add(schedule.as_str()).map_err(Error::permanent)?;
+        conditions.push(format!("schedule_id = ${}", conditions.len() + 1));
     }
     if let Some(cursor) = query.cursor {
         args.add(cursor).map_err(Error::permanent)?;

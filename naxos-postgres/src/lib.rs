@@ -62,6 +62,7 @@ mod error;
 mod executions;
 mod outbox;
 mod recovery;
+mod schedules;
 mod settle;
 mod store;
 mod time;

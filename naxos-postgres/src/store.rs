@@ -5,19 +5,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use naxos_core::backend::{
-    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
-    LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
+    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired,
+    LeaseState, NewExecution, ScheduleTick, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
 use naxos_core::clock::{after, before};
 use naxos_core::model::{
-    DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, StoredDefinition, TaskRef,
+    DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, Schedule, SchedulePut, StoredDefinition,
+    StoredSchedule, TaskRef,
 };
 use naxos_core::Result;
 
 use crate::apply::apply;
 use crate::error::db;
 
-use crate::{claim, definitions, executions, outbox, recovery, settle, statement, transaction, PgStore};
+use crate::{claim, definitions, executions, outbox, recovery, schedules, settle, statement, transaction, PgStore};
 
 #[async_trait]
 impl Store for PgStore {
@@ -255,6 +256,52 @@ impl Store for PgStore {
         self.within("ping", async {
             sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn put_schedule(&self, schedule: Schedule) -> Result<SchedulePut> {
+        self.within("put schedule", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| schedules::put(&mut tx, schedule.clone(), now).await)
+        })
+        .await
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<StoredSchedule> {
+        self.within("get schedule", async { schedules::get_one(&self.pool, id).await })
+            .await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<StoredSchedule>> {
+        self.within("list schedules", async { schedules::list(&self.pool).await })
+            .await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<()> {
+        self.within("delete schedule", async { schedules::delete(&self.pool, id).await })
+            .await
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<StoredSchedule> {
+        self.within("pause schedule", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| schedules::set_paused(&mut tx, id, paused, now).await)
+        })
+        .await
+    }
+
+    async fn fire_schedule(&self, tick: ScheduleTick, execution: NewExecution) -> Result<Fired> {
+        self.within("fire schedule", async {
+            // One statement, so no explicit transaction.
+            schedules::fire(&self.pool, &tick, execution, self.now().await?).await
+        })
+        .await
+    }
+
+    async fn skip_schedule_ticks(&self, id: &str, through: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        self.within("skip schedule ticks", async {
+            schedules::skip(&self.pool, id, through).await
         })
         .await
     }

@@ -18,8 +18,8 @@ pub use crate::state::{Changes, HistoryEntry};
 pub use cache::Cache;
 pub use queue::{Acknowledger, Consumer, Delivery, EventSelector, EventSubscription, Queue, SelectedEvents};
 pub use store::{
-    ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, LeaseState,
-    NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
+    ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired, LeaseState,
+    NewExecution, ScheduleTick, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
 };
 
 use std::future::Future;

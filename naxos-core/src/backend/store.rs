@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::model::{
     DefinitionSummary, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NewTask, NodeInfo,
-    StoredDefinition, TaskRef, TraceParent,
+    Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef, TraceParent,
 };
 use crate::state::Changes;
 use crate::Result;
@@ -187,6 +187,92 @@ pub trait Store: Send + Sync + Debug {
         let _ = directory;
         Err(crate::Error::NotSupported { operation: "backup" })
     }
+
+    // Cron schedules. Optional for a Store (the defaults answer `NotSupported`, and an engine
+    // on such a Store runs no scheduler); the three Stores of naxos implement them.
+
+    /// Creates a schedule (its cursor, [`StoredSchedule::last_tick`], at now), or, when one
+    /// with its id exists, leaves it as it is if it asks for the same thing (its paused state
+    /// aside) or replaces it ([`StoredSchedule::updated`]). The caller has validated it.
+    async fn put_schedule(&self, schedule: Schedule) -> Result<SchedulePut> {
+        let _ = schedule;
+        Err(crate::Error::NotSupported { operation: "schedules" })
+    }
+
+    /// One schedule; `NotFound` when unknown.
+    async fn get_schedule(&self, id: &str) -> Result<StoredSchedule> {
+        let _ = id;
+        Err(crate::Error::NotSupported { operation: "schedules" })
+    }
+
+    /// Every schedule, by id.
+    async fn list_schedules(&self) -> Result<Vec<StoredSchedule>> {
+        Err(crate::Error::NotSupported { operation: "schedules" })
+    }
+
+    /// Deletes a schedule (the executions it started stay); `NotFound` when unknown.
+    async fn delete_schedule(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Err(crate::Error::NotSupported { operation: "schedules" })
+    }
+
+    /// Pauses or resumes a schedule ([`StoredSchedule::set_paused`], at now: a resume moves
+    /// its cursor to now) and returns it; unchanged when it already is so. `NotFound` when
+    /// unknown.
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<StoredSchedule> {
+        let _ = (id, paused);
+        Err(crate::Error::NotSupported { operation: "schedules" })
+    }
+
+    /// Fires one tick: **in one atomic step**, checks that the schedule exists, is not paused
+    /// and has not passed the tick (its cursor is before it), records the unique
+    /// (schedule, tick), creates `execution` with [`NewExecution::schedule_id`] set, and moves
+    /// the cursor to the tick. Two callers racing for one tick: exactly one gets
+    /// [`Fired::Created`], the other [`Fired::Taken`]. `NotFound` when the schedule is gone.
+    async fn fire_schedule(&self, tick: ScheduleTick, execution: NewExecution) -> Result<Fired> {
+        let _ = (tick, execution);
+        Err(crate::Error::NotSupported { operation: "schedules" })
+    }
+
+    /// Moves a schedule's cursor forward to `through` (never back): the ticks up to it were
+    /// missed and are not to run. `NotFound` when the schedule is gone.
+    async fn skip_schedule_ticks(&self, id: &str, through: DateTime<Utc>) -> Result<()> {
+        let _ = (id, through);
+        Err(crate::Error::NotSupported { operation: "schedules" })
+    }
+}
+
+/// One tick of a schedule, for [`Store::fire_schedule`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleTick {
+    /// The schedule.
+    pub schedule_id: String,
+    /// The tick's time (the cron's, not when a node noticed it).
+    pub at: DateTime<Utc>,
+}
+
+/// What [`Store::fire_schedule`] did.
+#[derive(Debug, Clone)]
+pub enum Fired {
+    /// The tick's execution was created: publish its changes.
+    Created(Created),
+    /// The tick was fired already (by another node), or passed (skipped, or before a resume).
+    Taken,
+    /// The schedule is paused: nothing was created.
+    Paused,
+}
+
+impl Fired {
+    /// Decides a fire from the schedule as it stands: `None` when the tick is to be created.
+    pub fn refused(schedule: &StoredSchedule, tick: &ScheduleTick) -> Option<Fired> {
+        if schedule.schedule.paused {
+            Some(Fired::Paused)
+        } else if tick.at <= schedule.last_tick {
+            Some(Fired::Taken)
+        } else {
+            None
+        }
+    }
 }
 
 /// What [`Store::put_definition`] did.
@@ -214,6 +300,8 @@ pub struct NewExecution {
     /// The W3C trace context of the submitting request, kept with the execution
     /// ([`ExecutionSummary::traceparent`]) and handed to every claim of its tasks.
     pub traceparent: Option<TraceParent>,
+    /// The schedule whose tick starts it ([`Store::fire_schedule`] sets it).
+    pub schedule_id: Option<String>,
     /// How long it may run: its deadline is this long after its creation.
     pub timeout: Option<Duration>,
     /// The tasks, in the definition's sorted order (a task's index is its position), shared
@@ -233,6 +321,7 @@ impl NewExecution {
             params,
             idempotency_key: None,
             traceparent: None,
+            schedule_id: None,
             timeout: def.timeout(),
             tasks: definition.new_tasks(),
         }
@@ -259,6 +348,8 @@ pub struct ExecutionQuery {
     pub status: Option<ExecutionStatus>,
     /// Only executions of this definition.
     pub definition_id: Option<String>,
+    /// Only executions started by this schedule's ticks.
+    pub schedule_id: Option<String>,
     /// Page size (the backend may cap it; 0 means its default).
     pub limit: usize,
     /// Only executions older than this one (the previous page's `next_cursor`).

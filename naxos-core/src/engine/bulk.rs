@@ -73,6 +73,7 @@ impl Engine {
             definition_id: filter.definition_id.clone(),
             limit: PAGE,
             cursor: None,
+            ..ExecutionQuery::default()
         };
         let mut matched = 0;
         loop {

@@ -34,6 +34,12 @@ pub struct EngineConfig {
     /// A task whose lease expires more often than this FAILS (it probably kills its worker).
     /// Default 3.
     pub max_lease_expiries: u32,
+    /// How often the scheduler looks for due schedule ticks. Default 1 s.
+    pub schedule_interval: Duration,
+    /// A schedule tick not fired within this long after its time counts as **missed** (no
+    /// node ran the scheduler then), and its schedule's `catchUp` decides whether it runs.
+    /// One fired later than its time, but within this, runs as usual. Default 60 s.
+    pub schedule_grace: Duration,
     /// Finished executions older than this are pruned. Default 7 days.
     pub retention: Duration,
     /// Nodes not heard from for longer than this leave the node registry. Default 1 hour.
@@ -72,6 +78,8 @@ impl Default for EngineConfig {
             sweep_interval: Duration::from_secs(1),
             republish_after: Duration::from_secs(10),
             max_lease_expiries: 3,
+            schedule_interval: Duration::from_secs(1),
+            schedule_grace: Duration::from_secs(60),
             retention: Duration::from_secs(7 * 24 * 3600),
             node_retention: Duration::from_secs(3600),
             max_pending_executions: Some(100_000),
@@ -98,6 +106,8 @@ impl EngineConfig {
             ("heartbeat_interval", self.heartbeat_interval()),
             ("sweep_interval", self.sweep_interval),
             ("republish_after", self.republish_after),
+            ("schedule_interval", self.schedule_interval),
+            ("schedule_grace", self.schedule_grace),
             ("retention", self.retention),
             ("node_retention", self.node_retention),
         ];

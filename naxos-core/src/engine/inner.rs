@@ -13,7 +13,7 @@ use super::admission::Admission;
 use super::announce::Announcer;
 use super::definitions::Definitions;
 use super::events::EventHub;
-use super::{sweeper, worker, EngineConfig};
+use super::{scheduler, sweeper, worker, EngineConfig};
 use crate::backend::{Cache, Changes, Queue, StopReason, Store};
 use crate::model::{ExecutionId, ExecutionStatus, TaskRef};
 use crate::sync::lock;
@@ -161,6 +161,7 @@ impl Inner {
         let mut handles = vec![
             tokio::spawn(sweeper::run(self.clone())),
             tokio::spawn(super::outbox::run(self.clone())),
+            tokio::spawn(scheduler::run(self.clone())),
         ];
         if self.config.workers {
             handles.push(tokio::spawn(worker::run(self.clone())));

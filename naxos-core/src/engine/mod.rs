@@ -4,6 +4,8 @@
 //!   retry, wait, shut down.
 //! - `worker` — consume → claim → ack → run under timeout, heartbeat and cancellation → finish.
 //! - `sweeper` — expired leases, lost publishes, due retries, job timeouts, pruning, node heartbeat.
+//! - `scheduler` — fires due cron schedule ticks (every node; the Store decides who wins a tick);
+//!   `schedules` is the schedules' API.
 //! - `events` — the node's one feed of status events, for `wait_for` and event streams.
 
 mod admission;
@@ -19,6 +21,8 @@ mod inner;
 mod metrics;
 mod outbox;
 mod runners;
+mod scheduler;
+mod schedules;
 mod sweeper;
 mod worker;
 
@@ -36,6 +40,7 @@ pub use config::{Clock, EngineConfig};
 pub use events::EventStream;
 pub(crate) use heartbeat::Heartbeat;
 use inner::Inner;
+pub use scheduler::ScheduleReport;
 pub use sweeper::SweepReport;
 
 use crate::backend::{
@@ -455,7 +460,7 @@ impl Engine {
         }
     }
 
-    /// Starts this node's sweeper and (unless [`EngineConfig::workers`] is false) its worker
+    /// Starts this node's sweeper, its scheduler and (unless [`EngineConfig::workers`] is false) its worker
     /// pool, on the current tokio runtime. `Conflict` when already started.
     pub fn start(&self) -> Result<()> {
         self.inner.start()

@@ -5,6 +5,7 @@
 
 mod cache;
 mod queue;
+mod schedules;
 mod store;
 
 pub use cache::MemoryCache;

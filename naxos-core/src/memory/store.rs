@@ -8,14 +8,15 @@ use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
+use super::schedules::Schedules;
 use crate::backend::{
-    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
-    LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
+    Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired,
+    LeaseState, NewExecution, ScheduleTick, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
 use crate::clock::{before, Clock};
 use crate::model::{
-    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, StoredDefinition, TaskRef,
-    TaskStatus,
+    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, Schedule, SchedulePut,
+    StoredDefinition, StoredSchedule, TaskRef, TaskStatus,
 };
 use crate::state::ExecutionState;
 use crate::sync::{lock, read, write};
@@ -50,6 +51,8 @@ pub struct MemoryStore {
     index: Mutex<Index>,
     statuses: Mutex<Statuses>,
     nodes: Mutex<BTreeMap<String, NodeInfo>>,
+    /// Lock order: `schedules` before `index`.
+    schedules: Mutex<Schedules>,
 }
 
 #[derive(Debug, Default)]
@@ -59,11 +62,15 @@ struct Shard {
     active: HashSet<ExecutionId>,
 }
 
-/// Creation order and idempotency keys. Lock order: `index`, then a shard, then `statuses`.
+/// Creation order, idempotency keys, and executions by schedule. Lock order: `index`, then a
+/// shard, then `statuses`.
 #[derive(Debug, Default)]
 struct Index {
     order: BTreeSet<ExecutionId>,
     idempotency: HashMap<(String, String), ExecutionId>,
+    by_schedule: HashMap<String, BTreeSet<ExecutionId>>,
+    /// The tick that created an execution, by execution.
+    ticks: HashMap<ExecutionId, DateTime<Utc>>,
 }
 
 /// Executions by status, and finished ones by end time (what pruning walks).
@@ -144,6 +151,7 @@ impl MemoryStore {
             index: Mutex::default(),
             statuses: Mutex::default(),
             nodes: Mutex::default(),
+            schedules: Mutex::default(),
         }
     }
 
@@ -156,6 +164,48 @@ impl MemoryStore {
 
     fn shard(&self, id: ExecutionId) -> MutexGuard<'_, Shard> {
         lock(&self.shards[(id.as_u128() % SHARDS as u128) as usize])
+    }
+
+    /// Creates an execution under the `index` lock (see [`Store::create_execution`]).
+    fn insert(&self, index: &mut Index, execution: NewExecution) -> Result<Created> {
+        let key = execution
+            .idempotency_key
+            .clone()
+            .map(|k| (execution.definition_id.clone(), k));
+        if let Some(&existing) = key.as_ref().and_then(|k| index.idempotency.get(k)) {
+            let status = self.with_state(existing, |s| Ok(s.summary().status))?;
+            return Ok(Created {
+                execution_id: existing,
+                created: false,
+                status,
+                changes: Changes::default(),
+            });
+        }
+        let id = execution.id;
+        let schedule = execution.schedule_id.clone();
+        let (state, changes) = ExecutionState::create(execution, self.clock.now())?;
+        {
+            let mut shard = self.shard(id);
+            if shard.executions.contains_key(&id) {
+                return Err(Error::conflict(format!("execution {id} already exists")));
+            }
+            let mark = Mark::of(&state);
+            shard.executions.insert(id, state);
+            shard.track(&self.statuses, id, None, Some(mark));
+        }
+        index.order.insert(id);
+        if let Some(k) = key {
+            index.idempotency.insert(k, id);
+        }
+        if let Some(schedule) = schedule {
+            index.by_schedule.entry(schedule).or_default().insert(id);
+        }
+        Ok(Created {
+            execution_id: id,
+            created: true,
+            status: ExecutionStatus::Pending,
+            changes,
+        })
     }
 
     /// Runs `f` on one execution's state, keeping the indexes in step.
@@ -194,8 +244,8 @@ impl MemoryStore {
         limit - budget
     }
 
-    /// Up to `n` execution ids below `below`, newest first: of one status, or of all.
-    fn ids_below(&self, status: Option<ExecutionStatus>, below: Option<ExecutionId>, n: usize) -> Vec<ExecutionId> {
+    /// Up to `n` execution ids below `below`, newest first: of one schedule, of one status, or of all.
+    fn ids_below(&self, query: &ExecutionQuery, below: Option<ExecutionId>, n: usize) -> Vec<ExecutionId> {
         fn take(set: &BTreeSet<ExecutionId>, below: Option<ExecutionId>, n: usize) -> Vec<ExecutionId> {
             let range = match below {
                 Some(c) => set.range(..c),
@@ -203,7 +253,14 @@ impl MemoryStore {
             };
             range.rev().take(n).copied().collect()
         }
-        match status {
+        if let Some(schedule) = &query.schedule_id {
+            return lock(&self.index)
+                .by_schedule
+                .get(schedule)
+                .map(|set| take(set, below, n))
+                .unwrap_or_default();
+        }
+        match query.status {
             Some(status) => lock(&self.statuses)
                 .by_status
                 .get(&status)
@@ -272,41 +329,7 @@ impl Store for MemoryStore {
     }
 
     async fn create_execution(&self, execution: NewExecution) -> Result<Created> {
-        let mut index = lock(&self.index);
-        let key = execution
-            .idempotency_key
-            .clone()
-            .map(|k| (execution.definition_id.clone(), k));
-        if let Some(&existing) = key.as_ref().and_then(|k| index.idempotency.get(k)) {
-            let status = self.with_state(existing, |s| Ok(s.summary().status))?;
-            return Ok(Created {
-                execution_id: existing,
-                created: false,
-                status,
-                changes: Changes::default(),
-            });
-        }
-        let id = execution.id;
-        let (state, changes) = ExecutionState::create(execution, self.clock.now())?;
-        {
-            let mut shard = self.shard(id);
-            if shard.executions.contains_key(&id) {
-                return Err(Error::conflict(format!("execution {id} already exists")));
-            }
-            let mark = Mark::of(&state);
-            shard.executions.insert(id, state);
-            shard.track(&self.statuses, id, None, Some(mark));
-        }
-        index.order.insert(id);
-        if let Some(k) = key {
-            index.idempotency.insert(k, id);
-        }
-        Ok(Created {
-            execution_id: id,
-            created: true,
-            status: ExecutionStatus::Pending,
-            changes,
-        })
+        self.insert(&mut lock(&self.index), execution)
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {
@@ -327,7 +350,7 @@ impl Store for MemoryStore {
         let mut more = false;
         let mut below = query.cursor;
         'pages: loop {
-            let ids = self.ids_below(query.status, below, LIST_BATCH);
+            let ids = self.ids_below(query, below, LIST_BATCH);
             let Some(&last) = ids.last() else { break };
             below = Some(last);
             for id in ids {
@@ -338,6 +361,7 @@ impl Store for MemoryStore {
                 let s = state.summary();
                 if query.status.is_some_and(|st| st != s.status)
                     || query.definition_id.as_ref().is_some_and(|d| *d != s.definition_id)
+                    || query.schedule_id.is_some() && query.schedule_id != s.schedule_id
                 {
                     continue;
                 }
@@ -440,6 +464,7 @@ impl Store for MemoryStore {
         };
         let mut index = lock(&self.index);
         let mut pruned = 0;
+        let mut fired = Vec::new();
         for (ended, id) in candidates {
             let mut shard = self.shard(id);
             // Checked again under the shard lock: a retry may have reopened it since.
@@ -458,7 +483,20 @@ impl Store for MemoryStore {
             if let Some(k) = &summary.idempotency_key {
                 index.idempotency.remove(&(summary.definition_id.clone(), k.clone()));
             }
+            if let Some(schedule) = &summary.schedule_id {
+                if let Some(set) = index.by_schedule.get_mut(schedule) {
+                    set.remove(&id);
+                }
+                if let Some(at) = index.ticks.remove(&id) {
+                    fired.push((schedule.clone(), at));
+                }
+            }
             pruned += 1;
+        }
+        drop(index);
+        let mut schedules = lock(&self.schedules);
+        for (schedule, at) in fired {
+            schedules.forget(&schedule, at);
         }
         Ok(pruned)
     }
@@ -513,6 +551,46 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+
+    async fn put_schedule(&self, schedule: Schedule) -> Result<SchedulePut> {
+        Ok(lock(&self.schedules).put(schedule, self.clock.now()))
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<StoredSchedule> {
+        lock(&self.schedules).get(id).cloned()
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<StoredSchedule>> {
+        Ok(lock(&self.schedules).list())
+    }
+
+    async fn delete_schedule(&self, id: &str) -> Result<()> {
+        lock(&self.schedules).delete(id)
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<StoredSchedule> {
+        lock(&self.schedules).set_paused(id, paused, self.clock.now())
+    }
+
+    async fn fire_schedule(&self, tick: ScheduleTick, mut execution: NewExecution) -> Result<Fired> {
+        let mut schedules = lock(&self.schedules);
+        if let Some(refused) = schedules.refused(&tick)? {
+            return Ok(refused);
+        }
+        execution.schedule_id = Some(tick.schedule_id.clone());
+        let created = {
+            let mut index = lock(&self.index);
+            let created = self.insert(&mut index, execution)?;
+            index.ticks.insert(created.execution_id, tick.at);
+            created
+        };
+        schedules.record(&tick);
+        Ok(Fired::Created(created))
+    }
+
+    async fn skip_schedule_ticks(&self, id: &str, through: DateTime<Utc>) -> Result<()> {
+        lock(&self.schedules).skip(id, through)
     }
 }
 

@@ -293,6 +293,9 @@ pub struct ExecutionSummary {
     /// attempt of its tasks is traced as a child of that span.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<TraceParent>,
+    /// The schedule whose tick started it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
     /// When it must be finished by (from the job's `timeoutMs`).
     pub deadline: Option<DateTime<Utc>>,
     /// When it was created.

@@ -5,6 +5,7 @@ mod builder;
 mod definition;
 mod execution;
 mod output;
+mod schedule;
 mod status;
 mod text;
 mod trace;
@@ -16,6 +17,7 @@ pub use execution::{
     Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent,
     TaskRef, TaskRun,
 };
+pub use schedule::{Cadence, CatchUp, Schedule, SchedulePut, StoredSchedule, DEFAULT_TIMEZONE, MAX_CATCH_UP};
 pub use status::{ExecutionStatus, TaskStatus};
 pub use text::{find_nul, nul_message, without_nul};
 pub use trace::TraceParent;

@@ -88,6 +88,7 @@ impl ExecutionState {
                 error: None,
                 idempotency_key: new.idempotency_key,
                 traceparent: new.traceparent,
+                schedule_id: new.schedule_id,
                 deadline: new.timeout.map(|t| after(now, t)),
                 created_at: now,
                 updated_at: now,

@@ -115,6 +115,9 @@ macro_rules! store_conformance {
                 counts_and_nodes,
                 silent_nodes_are_pruned,
                 the_trace_context_travels_with_the_execution,
+                schedules_are_created_paused_resumed_and_deleted,
+                a_tick_fires_once_when_callers_race,
+                executions_list_by_schedule,
             ]
         );
     };

@@ -147,6 +147,8 @@ pub(crate) struct ListQuery {
     status: Option<String>,
     /// Only executions of this definition.
     definition_id: Option<String>,
+    /// Only executions started by this schedule's ticks.
+    schedule_id: Option<String>,
     /// Page size, 1 to 1000 (default 50).
     #[param(value_type = u32, minimum = 1, maximum = 1000)]
     limit: Option<String>,
@@ -155,7 +157,7 @@ pub(crate) struct ListQuery {
     cursor: Option<String>,
 }
 
-/// `GET /api/v1/jobs?status=&definitionId=&limit=&cursor=`: newest first.
+/// `GET /api/v1/jobs?status=&definitionId=&scheduleId=&limit=&cursor=`: newest first.
 #[utoipa::path(
     get, path = "/api/v1/jobs", tag = "jobs",
     params(ListQuery),
@@ -201,6 +203,7 @@ pub(crate) async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<List
         .executions(&ExecutionQuery {
             status,
             definition_id: q.definition_id,
+            schedule_id: q.schedule_id,
             limit,
             cursor,
         })

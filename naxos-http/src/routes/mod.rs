@@ -4,6 +4,7 @@ pub(crate) mod bulk;
 pub(crate) mod definitions;
 pub(crate) mod events;
 pub(crate) mod jobs;
+pub(crate) mod schedules;
 pub(crate) mod system;
 
 use axum::http::{Method, Uri};

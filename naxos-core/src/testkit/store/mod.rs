@@ -4,9 +4,11 @@
 mod control;
 mod records;
 mod runs;
+mod schedules;
 mod trace;
 
 pub use control::*;
 pub use records::*;
 pub use runs::*;
+pub use schedules::*;
 pub use trace::*;

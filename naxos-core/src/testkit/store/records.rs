@@ -164,6 +164,7 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>, clock: Manual
         params: json!({}),
         idempotency_key: None,
         traceparent: None,
+        schedule_id: None,
         timeout: Some(Duration::from_secs(5)),
         tasks: [crate::backend::NewTask {
             task_id: "only".into(),
