@@ -24,24 +24,26 @@ const MAX_PAGE: usize = 1_000;
 /// commit; the tasks' foreign key is checked at the statement's end, after both inserts). An
 /// idempotency key already used for the definition makes the INSERT do nothing (the UNIQUE
 /// constraint decides, so two racing requests cannot both create), and the existing execution
-/// is returned.
+/// is returned. The execution is created as the state module left it: PENDING, or already
+/// finished when the `when` conditions of its roots left nothing to run (its tasks then carry
+/// their errors and end times).
 const CREATE: &str = "
     WITH execution AS (
         INSERT INTO naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
-             traceparent)
-        VALUES ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $7, $9)
+             traceparent, plain, error, end_time)
+        VALUES ($1, $2, $3, $10, $4, $5, $6, $7, $7, $9, $11, $12, $13)
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
         INSERT INTO naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, queued_at)
+             attempt, queued_at, plan, error, end_time)
         SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
-               r.remaining, r.attempt, r.queued_at
+               r.remaining, r.attempt, r.queued_at, r.plan, r.error, r.end_time
         FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
-             attempt INTEGER, queued_at TIMESTAMPTZ)
+             attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ)
     )
     SELECT id FROM execution";
 
@@ -66,9 +68,13 @@ pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>)
                 "remaining": t.remaining_dependencies,
                 "attempt": t.attempt,
                 "queued_at": t.queued_at,
+                "plan": (!t.plan.is_plain()).then_some(&t.plan),
+                "error": t.error,
+                "end_time": t.end_time,
             })
         })
         .collect();
+    let plain = state.tasks().iter().all(|t| t.plan.is_plain());
     let s = state.summary();
     let inserted: Option<ExecutionId> = sqlx::query_scalar(CREATE)
         .bind(s.id)
@@ -80,6 +86,10 @@ pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>)
         .bind(s.created_at)
         .bind(Value::Array(rows))
         .bind(s.traceparent.map(|t| t.to_string()))
+        .bind(s.status.as_str())
+        .bind(plain)
+        .bind(&s.error)
+        .bind(s.end_time)
         .fetch_optional(pool)
         .await
         .map_err(db)?;

@@ -1,9 +1,10 @@
 //! The data naxos works on: job definitions (the original's JSON format), executions, task runs
-//! and their statuses, and the W3C trace context an execution carries.
+//! and their statuses, task plans (`when` and `trigger`), and the W3C trace context an execution carries.
 
 mod builder;
 mod definition;
 mod execution;
+mod plan;
 mod status;
 mod text;
 mod trace;
@@ -15,6 +16,7 @@ pub use execution::{
     Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent,
     TaskRef, TaskRun,
 };
+pub use plan::{TaskPlan, Trigger};
 pub use status::{ExecutionStatus, TaskStatus};
 pub use text::{find_nul, nul_message, without_nul};
 pub use trace::TraceParent;

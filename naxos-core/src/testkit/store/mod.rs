@@ -1,11 +1,13 @@
 //! Store conformance checks. Each takes a fresh backend and the fake clock it reads, and
 //! panics on a broken rule.
 
+mod conditions;
 mod control;
 mod records;
 mod runs;
 mod trace;
 
+pub use conditions::*;
 pub use control::*;
 pub use records::*;
 pub use runs::*;
