@@ -288,6 +288,7 @@ impl Store for MemoryStore {
         }
         let id = execution.id;
         let (state, changes) = ExecutionState::create(execution, self.clock.now())?;
+        let status = state.summary().status;
         {
             let mut shard = self.shard(id);
             if shard.executions.contains_key(&id) {
@@ -304,7 +305,7 @@ impl Store for MemoryStore {
         Ok(Created {
             execution_id: id,
             created: true,
-            status: ExecutionStatus::Pending,
+            status,
             changes,
         })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::backend::{NewExecution, Store};
+use crate::backend::{Created, ExecutionQuery, NewExecution, Store};
 use crate::clock::ManualClock;
 use crate::model::{Execution, ExecutionId, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus, Trigger};
 use crate::state::rules;
@@ -20,12 +20,17 @@ async fn start(
     params: Value,
     clock: &ManualClock,
 ) -> (ExecutionId, Vec<String>) {
+    let created = create(store, def, params).await;
+    (created.execution_id, described(&created.changes, clock.now()))
+}
+
+/// Registers `def` and creates an execution of it with `params`.
+async fn create(store: &dyn Store, def: JobDefinition, params: Value) -> Created {
     let put = store.put_definition(def).await.expect("put_definition");
-    let created = store
+    store
         .create_execution(NewExecution::new(&put.definition, params))
         .await
-        .expect("create_execution");
-    (created.execution_id, described(&created.changes, clock.now()))
+        .expect("create_execution")
 }
 
 /// Each named task's status and error.
@@ -179,6 +184,32 @@ pub async fn all_success_below_a_condition_is_skipped_not_failed(store: Arc<dyn 
         ExecutionStatus::Completed,
         "condition-skipped tasks and no failure: COMPLETED"
     );
+    // Nothing left to run at all: the execution ends as it is created.
+    let nothing = JobDefinition::builder(unique_id("nothing"))
+        .task(TaskBuilder::new("only", "f").when("params.x > 1"))
+        .build();
+    let created = create(&*store, nothing, json!({"x": 0})).await;
+    assert_eq!(created.status, ExecutionStatus::Completed);
+    assert_eq!(
+        described(&created.changes, clock.now()),
+        [
+            "execution PENDING",
+            "task only#1 SKIPPED: condition false",
+            "execution COMPLETED"
+        ]
+    );
+    let exec = store.get_execution(created.execution_id).await.unwrap();
+    assert_eq!(
+        (exec.status, exec.end_time),
+        (ExecutionStatus::Completed, Some(clock.now()))
+    );
+    let query = ExecutionQuery {
+        status: Some(ExecutionStatus::Completed),
+        definition_id: Some(exec.definition_id.clone()),
+        ..ExecutionQuery::default()
+    };
+    let listed = store.list_executions(&query).await.unwrap();
+    assert_eq!(listed.executions.len(), 1, "listed under its status");
 }
 
 /// `allDone` runs after a failed dependency, and the execution still ends FAILED; `allSuccess`
