@@ -1,5 +1,6 @@
 """The dashboard in a real browser: an execution appears in the list, its DAG's tasks turn
-COMPLETED live (from the event stream, without a reload), and a screenshot is saved.
+COMPLETED live (from the event stream, without a reload), a task skipped by its `when`
+condition is drawn apart from the others, and a screenshot is saved.
 
 Usage: browser_test.py BASE_URL SCREENSHOT_PATH
 """
@@ -64,11 +65,35 @@ try:
     header = driver.find_element(By.ID, "execution-status").text
     assert "COMPLETED" in header, header
 
+    # A branch: the side not taken is SKIPPED by its condition, shown as such.
+    branch = json.dumps({"id": "browser-branch", "tasks": {
+        "a": {"id": "a", "functionName": "echo"},
+        "b": {"id": "b", "functionName": "echo", "when": "params.x > 1"},
+        "c": {"id": "c", "functionName": "echo", "when": "params.x <= 1"},
+        "join": {"id": "join", "functionName": "echo", "trigger": "noneFailed"}},
+        "graph": {"b": ["a"], "c": ["a"], "join": ["b", "c"]}}).encode()
+    urllib.request.urlopen(urllib.request.Request(base + "/api/v1/job-definitions", data=branch,
+                                                  headers={"Content-Type": "application/json"}, method="POST"))
+    request = urllib.request.Request(base + "/api/v1/jobs/browser-branch/execute", data=b'{"x": 2}',
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    branched = json.load(urllib.request.urlopen(request))["executionId"]
+    driver.get(base + f"/#/executions/{branched}")
+    wait("the branch to finish", lambda: "COMPLETED" in driver.find_element(By.ID, "execution-status").text)
+    skipped = wait("the task skipped by its condition", lambda: driver.execute_script(
+        "const n = document.querySelector('#dag [data-task=\"c\"]');"
+        "return n && n.dataset.skip === 'condition' ? n.textContent : null"))
+    assert "condition false" in skipped, skipped
+    row = driver.find_element(By.CSS_SELECTOR, 'tr[data-task-row="c"]').text
+    assert "SKIPPED (condition)" in row and "when params.x <= 1" in row, row
+    join = driver.find_element(By.CSS_SELECTOR, 'tr[data-task-row="join"]').text
+    assert "trigger noneFailed" in join and "COMPLETED" in join, join
+
     driver.save_screenshot(shot)
     with open(shot, "rb") as f:
         size = len(f.read())
     assert size > 5000, f"screenshot is only {size} bytes"
-    print(f"browser: dashboard followed {execution} live through {sorted(seen)}; screenshot {shot} ({size} bytes)")
+    print(f"browser: dashboard followed {execution} live through {sorted(seen)}, showed {branched}'s "
+          f"condition-skipped task apart; screenshot {shot} ({size} bytes)")
 finally:
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)

@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | [`model`] | definitions (JSON + builder), validation, executions, task runs, statuses, events |
 //! | [`dag`] | the compiled graph: indices, dependents, cycle search |
+//! | [`condition`] | `when` conditions: CEL compiled at registration, evaluated by the state module |
 //! | [`task`] | [`TaskContext`], [`TaskError`], the function [`Registry`](task::Registry) |
 //! | [`backend`] | the three traits and their contracts |
 //! | [`clock`] | where "now" comes from: the system, tokio's paused time, or a manual clock |
@@ -50,6 +51,7 @@
 
 pub mod backend;
 pub mod clock;
+pub mod condition;
 pub mod dag;
 pub mod engine;
 mod error;

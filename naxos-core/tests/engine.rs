@@ -722,3 +722,45 @@ async fn one_sweep_prunes_beyond_a_batch_to_keep_the_count_limit() {
     assert_eq!(counts.executions.values().sum::<u64>(), 10, "{counts:?}");
     engine.shutdown().await;
 }
+
+/// Conditions through the engine: an execution whose roots' conditions leave nothing to run
+/// ends at creation, and `wait_for` sees it; a branch calls only the side taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_decide_what_runs_through_the_engine() {
+    use naxos_core::model::Trigger;
+    let engine = engine();
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let c = calls.clone();
+    engine.register("step", move |ctx| {
+        let calls = c.clone();
+        async move {
+            calls.lock().unwrap().push(ctx.task_id().to_string());
+            Ok(json!({ "x": ctx.param::<i64>("x") }))
+        }
+    });
+    let nothing = JobDefinition::builder("nothing")
+        .task(TaskBuilder::new("only", "step").when("params.x > 100"))
+        .build();
+    let branch = JobDefinition::builder("branch")
+        .task(TaskBuilder::new("a", "step"))
+        .task(TaskBuilder::new("big", "step").after(["a"]).when("upstream.a.x > 1"))
+        .task(TaskBuilder::new("small", "step").after(["a"]).when("upstream.a.x <= 1"))
+        .task(
+            TaskBuilder::new("join", "step")
+                .after(["big", "small"])
+                .trigger(Trigger::NoneFailed),
+        )
+        .build();
+    engine.register_definition(nothing).await.unwrap();
+    engine.register_definition(branch).await.unwrap();
+    engine.start().unwrap();
+    let run = engine.execute("nothing", json!({"x": 1})).await.unwrap();
+    assert_eq!(run.status, ExecutionStatus::Completed, "decided at creation");
+    let done = engine.wait_for_timeout(run.execution_id, DEADLINE).await.unwrap();
+    assert_eq!(done.task("only").unwrap().status, TaskStatus::Skipped);
+    let run = engine.execute("branch", json!({"x": 5})).await.unwrap();
+    let done = engine.wait_for_timeout(run.execution_id, DEADLINE).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed, "{:?}", done.error);
+    engine.shutdown().await;
+    assert_eq!(*calls.lock().unwrap(), ["a", "big", "join"]);
+}

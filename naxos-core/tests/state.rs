@@ -1,5 +1,6 @@
-//! Properties of the state machine over random operation sequences on random DAGs (proptest):
-//! the rules every Store inherits from naxos-core's state module.
+//! Properties of the state machine over random operation sequences on random DAGs, half of
+//! them with random `when` conditions and triggers (proptest): the rules every Store inherits
+//! from naxos-core's state module.
 //!
 //! `NAXOS_PROPTEST_CASES` sets the number of cases (default 256).
 
@@ -8,8 +9,9 @@ use std::collections::BTreeSet;
 use naxos_core::backend::Changes;
 use naxos_core::chrono::{DateTime, Utc};
 use naxos_core::model::StoredDefinition;
-use naxos_core::model::{EventKind, Execution, ExecutionStatus, TaskStatus};
-use naxos_core::state::{rules, ExecutionState};
+use naxos_core::model::{EventKind, Execution, ExecutionStatus, TaskStatus, Trigger};
+use naxos_core::state::rules::{self, Outcome};
+use naxos_core::state::{ExecutionState, Graph};
 use naxos_core::testkit::scenario::{
     apply_to_state, cases, clock, config, drain_step, epoch, new_execution, resolve, scenario, Call, Fence, Observed,
     Op, Scenario,
@@ -83,17 +85,18 @@ fn step(
     let (changes, failed) = match observed {
         Observed::Claimed(r) => match r {
             Ok(c) => {
-                // A task starts only when all its dependencies COMPLETED.
+                // A task starts only when its trigger holds, with the outputs of the
+                // dependencies that COMPLETED.
                 let i = state.index_of(&c.task.task_id).expect("claimed task exists");
-                for &d in state.graph().dependencies(i) {
-                    prop_assert_eq!(
-                        state.tasks()[d].status,
-                        TaskStatus::Completed,
-                        "claimed {} early",
-                        c.task
-                    );
-                }
-                prop_assert_eq!(c.upstream.len(), state.graph().dependencies(i).len());
+                let exec = state.snapshot();
+                prop_assert!(trigger(&exec, state.graph(), i).0, "claimed {} early", c.task);
+                let completed = state
+                    .graph()
+                    .dependencies(i)
+                    .iter()
+                    .filter(|&&d| exec.tasks[d].status == TaskStatus::Completed)
+                    .count();
+                prop_assert_eq!(c.upstream.len(), completed);
                 (c.changes, false)
             }
             Err(_) => (Changes::default(), true),
@@ -190,35 +193,63 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
             .iter()
             .filter(|&&d| exec.tasks[d].status != TaskStatus::Completed)
             .count() as u32;
+        let (holds, never) = trigger(&exec, graph, i);
         match t.status {
             TaskStatus::Pending => {
                 prop_assert_eq!(t.remaining_dependencies, not_done, "{}: the fan-in count", &t.task_id);
                 prop_assert!(
-                    not_done > 0 || exec.status.is_terminal(),
-                    "{} waits for nothing",
+                    !(holds || never) || exec.status.is_terminal(),
+                    "{} waits though its trigger is decided",
                     &t.task_id
                 );
             }
             TaskStatus::Queued | TaskStatus::Running | TaskStatus::Retrying | TaskStatus::Completed => {
-                prop_assert_eq!(
-                    not_done,
-                    0,
-                    "{} is {} before its dependencies completed",
+                prop_assert!(
+                    holds,
+                    "{} is {} though its trigger {} does not hold",
                     &t.task_id,
-                    t.status
+                    t.status,
+                    t.plan.trigger
                 );
             }
             TaskStatus::Skipped => {
-                // SKIPPED only below a FAILED task.
-                prop_assert!(
-                    ancestors(graph, i).iter().any(|a| failed.contains(a)),
-                    "{} SKIPPED with no failed task above it",
-                    &t.task_id
-                );
-                prop_assert_eq!(
-                    t.error.as_deref().map(|e| e.starts_with("skipped: upstream task")),
-                    Some(true)
-                );
+                // SKIPPED by its condition when its trigger held, or by its trigger when it
+                // could no longer hold: below a FAILED task (named), or with nothing failed above.
+                let error = t.error.clone().unwrap_or_default();
+                let above = ancestors(graph, i);
+                if error == rules::CONDITION_FALSE {
+                    prop_assert!(holds && t.plan.when.is_some(), "{}: condition false", &t.task_id);
+                } else if error == rules::trigger_unmet(t.plan.trigger) {
+                    // Decided when a dependency was skipped and none had failed (one may have
+                    // failed or been cancelled since: the decision was made at once).
+                    prop_assert!(never, "{}: {error}", &t.task_id);
+                    prop_assert!(
+                        matches!(t.plan.trigger, Trigger::AllSuccess | Trigger::AnySuccess),
+                        "{}: {error}",
+                        &t.task_id
+                    );
+                    prop_assert!(
+                        deps.iter()
+                            .any(|&d| rules::outcome(&exec.tasks[d]) == Some(Outcome::Skipped)),
+                        "{}: {error} with no dependency skipped",
+                        &t.task_id
+                    );
+                } else {
+                    prop_assert!(never, "{}: {error}", &t.task_id);
+                    prop_assert!(
+                        above
+                            .iter()
+                            .any(|&a| failed.contains(&a) && error == rules::skipped_below(&exec.tasks[a].task_id)),
+                        "{} SKIPPED ({error}) with no failed task above it",
+                        &t.task_id
+                    );
+                }
+                prop_assert_eq!(t.attempts, 0, "{}: a skipped task never ran", &t.task_id);
+            }
+            TaskStatus::Failed if t.attempts == 0 => {
+                // Failed without running: its condition did not evaluate.
+                prop_assert!(holds && t.plan.when.is_some(), "{} FAILED without running", &t.task_id);
+                prop_assert!(t.error.as_deref().is_some_and(|e| e.starts_with("`when`")));
             }
             TaskStatus::Failed | TaskStatus::Cancelled => {}
         }
@@ -284,7 +315,11 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
             }
             prop_assert_eq!(
                 status == ExecutionStatus::Completed,
-                exec.tasks.iter().all(|t| t.status == TaskStatus::Completed)
+                exec.tasks
+                    .iter()
+                    .all(|t| matches!(t.status, TaskStatus::Completed | TaskStatus::Skipped))
+                    && failed.is_empty(),
+                "COMPLETED: every task completed or skipped, none failed"
             );
             if !failed.is_empty() {
                 prop_assert_eq!(status, ExecutionStatus::Failed, "an execution with a FAILED task FAILS");
@@ -292,6 +327,28 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
+}
+
+/// What task `i`'s trigger says of its dependencies as they stand: (holds, can no longer hold).
+/// Written from the rules of DESIGN.md §8, apart from the state module's own code.
+fn trigger(exec: &Execution, graph: &Graph, i: usize) -> (bool, bool) {
+    let deps = graph.dependencies(i);
+    if deps.is_empty() {
+        return (true, false);
+    }
+    let count = |o: Option<Outcome>| deps.iter().filter(|&&d| rules::outcome(&exec.tasks[d]) == o).count();
+    let (completed, failed, open) = (
+        count(Some(Outcome::Completed)),
+        count(Some(Outcome::Failed)),
+        count(None),
+    );
+    let all = deps.len();
+    match exec.tasks[i].plan.trigger {
+        Trigger::AllSuccess => (completed == all, completed + open < all),
+        Trigger::AllDone => (open == 0, false),
+        Trigger::NoneFailed => (open == 0 && failed == 0, failed > 0),
+        Trigger::AnySuccess => (completed > 0, completed == 0 && open == 0),
+    }
 }
 
 /// Every task above `i`.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use naxos_core::model::{
     DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StoredDefinition,
-    TaskDefinition, TaskRun, TaskStatus, TraceParent,
+    TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger,
 };
 use naxos_core::ExecutionId;
 use serde::Serialize;
@@ -85,7 +85,14 @@ pub struct TaskView {
     pub retry_count: u32,
     /// The ids it depends on.
     pub dependencies: Vec<String>,
-    /// The last error.
+    /// Its `when` condition, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Its trigger, when not the default `allSuccess`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// The last error. A task SKIPPED by its own condition has `condition false`; one SKIPPED
+    /// below a failure, `skipped: upstream task `…` failed`.
     pub error: Option<String>,
     /// The output (any JSON).
     #[schema(value_type = Option<Object>)]
@@ -125,6 +132,8 @@ impl From<TaskRun> for TaskView {
             status: t.status,
             attempts: t.attempts,
             dependencies: t.dependencies,
+            when: t.plan.when,
+            trigger: Some(t.plan.trigger).filter(|t| !t.is_default()),
             error: t.error,
             output: t.output,
             start_time: t.start_time,

@@ -632,6 +632,19 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
     ] {
         assert!(schemas[name].is_object(), "schema {name}");
     }
+    // The workflow fields of a task, in the definition and in the status.
+    let task = &schemas["TaskDefinition"]["properties"];
+    assert_eq!(task["when"]["type"], json!(["string", "null"]), "{task}");
+    assert_eq!(task["trigger"]["$ref"], "#/components/schemas/Trigger", "{task}");
+    let triggers: Vec<&str> = schemas["Trigger"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(triggers, ["allSuccess", "allDone", "noneFailed", "anySuccess"]);
+    let view = &schemas["TaskView"]["properties"];
+    assert!(view["when"].is_object() && view["trigger"].is_object(), "{view}");
     let create = &doc["paths"]["/api/v1/job-definitions"]["post"]["responses"];
     assert_eq!(
         create["422"]["content"]["application/json"]["schema"]["$ref"],

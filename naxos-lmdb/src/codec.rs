@@ -8,14 +8,18 @@
 //! position in a table, and user values (params, outputs, errors' JSON) as length-prefixed
 //! JSON. Adding a field is a new data format ([`crate::FORMAT`]).
 //!
-//! What a task run never changes — its id, name, function and dependencies — is not in its
-//! row: it is the execution's **plan** row, written once at creation (see `tables.rs`).
+//! What a task run never changes — its id, name, function, dependencies and
+//! [`TaskPlan`] — is not in its row: it is the execution's **plan** row, written once at
+//! creation (see `tables.rs`). The task plans are a section at the end of that row, present
+//! only when some task is not plain, so a plan row written before plans existed reads as all
+//! plain (no new data format): a section tag, then each task's plan as JSON, in task order —
+//! JSON, so that the later task kinds extend [`TaskPlan`] without a new layout.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
-    Attempt, AttemptOutcome, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, TaskRun, TaskStatus,
+    Attempt, AttemptOutcome, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, TaskPlan, TaskRun, TaskStatus,
 };
 use naxos_core::{Error, Result};
 use serde_json::Value;
@@ -250,8 +254,12 @@ pub(crate) fn read_summary(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionSum
     Ok(summary)
 }
 
-/// The plan row: what each task run never changes (id, name, function, dependencies).
-pub(crate) fn plan(tasks: &[TaskRun]) -> Vec<u8> {
+/// The tag of the plan row's section of task plans.
+const PLANS: u8 = 1;
+
+/// The plan row: what each task run never changes (id, name, function, dependencies, and the
+/// section of task plans when some task is not plain).
+pub(crate) fn plan(tasks: &[TaskRun]) -> Result<Vec<u8>> {
     let mut out = Out::default();
     out.var(tasks.len() as u64);
     for t in tasks {
@@ -263,12 +271,22 @@ pub(crate) fn plan(tasks: &[TaskRun]) -> Vec<u8> {
             out.str(d);
         }
     }
-    out.0
+    if !tasks.iter().all(|t| t.plan.is_plain()) {
+        out.byte(PLANS);
+        for t in tasks {
+            out.json(&t.plan)?;
+        }
+    }
+    Ok(out.0)
 }
 
 /// True when `a` and `b` have the same plan.
 pub(crate) fn same_plan(a: &TaskRun, b: &TaskRun) -> bool {
-    a.task_id == b.task_id && a.name == b.name && a.function_name == b.function_name && a.dependencies == b.dependencies
+    a.task_id == b.task_id
+        && a.name == b.name
+        && a.function_name == b.function_name
+        && a.dependencies == b.dependencies
+        && a.plan == b.plan
 }
 
 /// The task runs of a plan row, each with its plan fields and the rest at their defaults, to
@@ -289,7 +307,21 @@ pub(crate) fn read_plan(bytes: &[u8]) -> Result<Vec<TaskRun>> {
         for _ in 0..n {
             dependencies.push(i.string()?);
         }
-        tasks.push(TaskRun::pending(task_id, name, function_name, dependencies));
+        tasks.push(TaskRun::pending(
+            task_id,
+            name,
+            function_name,
+            dependencies,
+            TaskPlan::default(),
+        ));
+    }
+    if !i.bytes.is_empty() {
+        if i.byte()? != PLANS {
+            return Err(i.bad("an unknown section"));
+        }
+        for t in &mut tasks {
+            t.plan = i.json()?;
+        }
     }
     i.end()?;
     Ok(tasks)
@@ -393,6 +425,33 @@ mod tests {
         for (b, o) in AttemptOutcome::ALL.iter().enumerate() {
             assert_eq!(outcome_byte(*o) as usize, b);
         }
+    }
+
+    fn run(id: &str, plan: TaskPlan) -> TaskRun {
+        TaskRun::pending(id.into(), format!("{id} name"), "f".into(), vec!["a".into()], plan)
+    }
+
+    #[test]
+    fn a_plan_row_keeps_the_task_plans_and_reads_old_rows_as_plain() {
+        let plain = vec![run("a", TaskPlan::default()), run("b", TaskPlan::default())];
+        let bytes = plan(&plain).unwrap();
+        assert_eq!(read_plan(&bytes).unwrap(), plain, "a plain plan row has no section");
+        let planned = vec![
+            run("a", TaskPlan::default()),
+            run(
+                "b",
+                TaskPlan {
+                    when: Some("params.x > 1".into()),
+                    trigger: naxos_core::model::Trigger::NoneFailed,
+                },
+            ),
+        ];
+        let with_plans = plan(&planned).unwrap();
+        assert_eq!(read_plan(&with_plans).unwrap(), planned);
+        assert!(with_plans.starts_with(&bytes), "the section follows the old layout");
+        let mut unknown = bytes.clone();
+        unknown.push(9);
+        assert!(read_plan(&unknown).is_err(), "an unknown section is refused");
     }
 
     #[test]

@@ -366,11 +366,12 @@ impl Store for LmdbStore {
             if let Some(k) = &key {
                 tx.put(t.idempotency, k, id.as_bytes())?;
             }
+            let status = state.summary().status;
             tx.keep(state);
             Ok(Created {
                 execution_id: id,
                 created: true,
-                status: ExecutionStatus::Pending,
+                status,
                 changes,
             })
         })

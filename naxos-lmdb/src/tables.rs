@@ -315,7 +315,7 @@ pub(crate) fn write_back(
         }
         let planned = before.is_some_and(|b| b.tasks().iter().zip(a.tasks()).all(|(x, y)| codec::same_plan(x, y)));
         if !planned {
-            tx.put(t.executions, &keys::row(id, keys::PLAN), &codec::plan(a.tasks()))?;
+            tx.put(t.executions, &keys::row(id, keys::PLAN), &codec::plan(a.tasks())?)?;
         }
         if before.is_none() {
             tx.put(t.executions, &keys::row(id, keys::PARAMS), &encode(&**a.params())?)?;

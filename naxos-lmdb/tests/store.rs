@@ -276,3 +276,39 @@ async fn listing_by_status_pages_across_definitions_and_counts_survive_a_reopen(
     assert_eq!(counts.executions.get(&ExecutionStatus::Running), Some(&3));
     assert_eq!(store.pending_executions().await.unwrap(), 5);
 }
+
+/// Task plans are kept in the plan row: after a reopen (nothing decoded in memory), the
+/// completion of `a` still evaluates `b`'s condition and `join`'s trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_plans_survive_a_reopen() {
+    use naxos_core::model::{JobDefinition, TaskBuilder, Trigger};
+    let dir = TestDir::new("plans");
+    let config = LmdbConfig::new(dir.join("store"));
+    let def = JobDefinition::builder("branch")
+        .task(TaskBuilder::new("a", "f"))
+        .task(TaskBuilder::new("b", "f").after(["a"]).when("params.x > 5"))
+        .task(TaskBuilder::new("join", "f").after(["b"]).trigger(Trigger::NoneFailed))
+        .build();
+    let id = {
+        let store = LmdbStore::with_config(config.clone()).unwrap();
+        let put = store.put_definition(def).await.unwrap();
+        store
+            .create_execution(NewExecution::new(&put.definition, json!({"x": 2})))
+            .await
+            .unwrap()
+            .execution_id
+    };
+    let store = LmdbStore::with_config(config).unwrap();
+    let exec = store.get_execution(id).await.unwrap();
+    assert_eq!(exec.task("b").unwrap().plan.when.as_deref(), Some("params.x > 5"));
+    assert_eq!(exec.task("join").unwrap().plan.trigger, Trigger::NoneFailed);
+    let a = TaskRef::new(id, "a", 1);
+    store.claim(claim(&a, Duration::from_secs(30))).await.unwrap();
+    let report = store.finish(vec![done(&a)]).await.unwrap();
+    assert_eq!(report.changes.ready, vec![TaskRef::new(id, "join", 1)]);
+    let b = store.get_execution(id).await.unwrap().task("b").cloned().unwrap();
+    assert_eq!(
+        (b.status, b.error.as_deref()),
+        (TaskStatus::Skipped, Some("condition false"))
+    );
+}

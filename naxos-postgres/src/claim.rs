@@ -1,6 +1,8 @@
 //! The claim and the heartbeat: hot paths written as one statement each, for plain tasks. They
 //! hold to naxos-core's state module (the differential test of the conformance suite checks it):
-//! the same guard, the same effects, the same events and attempt record.
+//! the same guard, the same effects, the same events and attempt record. The claim serves plain
+//! executions only (`plain`, see `settle.rs`); for any other it changes nothing and says so, and
+//! the caller claims through the state module.
 
 use std::sync::Arc;
 
@@ -49,7 +51,7 @@ pub(crate) async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Erro
 /// this node would misread it, and the message goes back for a node of the newer release.
 const CLAIM: &str = "
     WITH ex AS (
-        SELECT e.id, e.definition_id, e.definition_version, e.status, e.params, e.traceparent,
+        SELECT e.id, e.definition_id, e.definition_version, e.status, e.params, e.traceparent, e.plain,
                (SELECT d.format FROM naxos_definitions d
                 WHERE d.id = e.definition_id AND d.version = e.definition_version) AS format
         FROM naxos_executions e WHERE e.id = $1 FOR NO KEY UPDATE
@@ -59,7 +61,7 @@ const CLAIM: &str = "
         FROM ex
         WHERE t.execution_id = $1 AND t.task_id = $2 AND t.attempt = $3
           AND t.status IN ('QUEUED', 'RETRYING') AND ex.status IN ('PENDING', 'RUNNING')
-          AND ex.format <= $7
+          AND ex.format <= $7 AND ex.plain
         RETURNING t.attempts, t.failures, t.dependencies, t.queued_at
     ), touched AS (
         UPDATE naxos_executions e
@@ -72,13 +74,19 @@ const CLAIM: &str = "
         SELECT $1, $2, $3, $4, $6 FROM claimed
         RETURNING attempt
     )
-    SELECT ex.definition_id, ex.definition_version, ex.status, ex.params, ex.format, ex.traceparent,
+    SELECT ex.definition_id, ex.definition_version, ex.status, ex.params, ex.format, ex.traceparent, ex.plain,
            c.attempts, c.failures, c.queued_at,
            (SELECT coalesce(jsonb_object_agg(u.task_id, u.output), '{}'::jsonb) FROM naxos_tasks u
             WHERE u.execution_id = $1 AND u.task_id = ANY(c.dependencies) AND u.output IS NOT NULL) AS upstream
     FROM ex LEFT JOIN claimed c ON true";
 
-pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: DateTime<Utc>) -> Result<ClaimedTask> {
+/// Claims a task of a plain execution in one statement; `Ok(None)`, changing nothing, for a task
+/// of an execution that is not plain (the caller claims it through the state module).
+pub(crate) async fn claim(
+    conn: &mut PgConnection,
+    req: &ClaimRequest,
+    now: DateTime<Utc>,
+) -> Result<Option<ClaimedTask>> {
     let task = &req.task;
     let row = sqlx::query(CLAIM)
         .bind(task.execution_id)
@@ -108,6 +116,9 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: Date
                 format!("definition format {format}"),
                 format!("format {}", JobDefinition::FORMAT),
             ));
+        }
+        if !get::<bool>(&row, "plain")? {
+            return Ok(None);
         }
         return Err(guard_error(conn, task).await);
     };
@@ -146,7 +157,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: Date
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
-    Ok(ClaimedTask {
+    Ok(Some(ClaimedTask {
         task: task.clone(),
         definition_id,
         definition_version: count(&row, "definition_version")?,
@@ -157,7 +168,7 @@ pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: Date
         upstream: upstream.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
         traceparent: traceparent(&row)?,
         changes,
-    })
+    }))
 }
 
 /// A single conditional UPDATE: no transaction or execution lock is needed to move a lease

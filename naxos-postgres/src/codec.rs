@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
-    Attempt, AttemptOutcome, ExecutionStatus, ExecutionSummary, Lease, TaskRun, TaskStatus, TraceParent,
+    Attempt, AttemptOutcome, ExecutionStatus, ExecutionSummary, Lease, TaskPlan, TaskRun, TaskStatus, TraceParent,
 };
 use naxos_core::Result;
 use serde_json::Value;
@@ -14,7 +14,7 @@ use crate::error::{corrupt, db};
 /// The task columns [`task_run`] reads, in a SELECT list.
 pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dependencies, remaining, attempt, \
      attempts, failures, lease_expiries, republished, error, output, lease_owner, lease_expires_at, queued_at, due_at, \
-     start_time, end_time";
+     start_time, end_time, plan";
 
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
@@ -50,6 +50,9 @@ pub(crate) fn task_run(row: &PgRow) -> Result<TaskRun> {
         function_name: get(row, "function_name")?,
         status: task_status(&get::<String>(row, "status")?)?,
         dependencies: get(row, "dependencies")?,
+        plan: get::<Option<sqlx::types::Json<TaskPlan>>>(row, "plan")?
+            .map(|p| p.0)
+            .unwrap_or_default(),
         remaining_dependencies: count(row, "remaining")?,
         attempt: count(row, "attempt")?,
         attempts: count(row, "attempts")?,

@@ -27,26 +27,28 @@ const MAX_PAGE: usize = 1_000;
 /// INSERT do nothing (the UNIQUE constraint decides, so two racing requests cannot both
 /// create), and the existing execution is returned. `$10` and `$11` are the schedule and tick
 /// that start it, if any. `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
-/// is an extra CTE (see [`outbox`]).
+/// is an extra CTE (see [`outbox`]). The execution is created as the state module left it:
+/// PENDING, or already finished when the `when` conditions of its roots left nothing to run
+/// (its tasks then carry their errors and end times).
 fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
     format!(
         "
     WITH gate AS ({gate}), execution AS (
         INSERT INTO {t}naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
-             traceparent, schedule_id, schedule_tick)
-        SELECT $1, $2, $3, 'PENDING', $4, $5, $6, $7, $7, $9, $10, $11 FROM gate
+             traceparent, schedule_id, schedule_tick, plain, error, end_time)
+        SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15 FROM gate
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
         INSERT INTO {t}naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, queued_at)
+             attempt, queued_at, plan, error, end_time)
         SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
-               r.remaining, r.attempt, r.queued_at
+               r.remaining, r.attempt, r.queued_at, r.plan, r.error, r.end_time
         FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
-             attempt INTEGER, queued_at TIMESTAMPTZ)
+             attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ)
     ){outbox}
     SELECT id FROM execution"
     )
@@ -179,9 +181,13 @@ pub(crate) async fn insert(
                 "remaining": t.remaining_dependencies,
                 "attempt": t.attempt,
                 "queued_at": t.queued_at,
+                "plan": (!t.plan.is_plain()).then_some(&t.plan),
+                "error": t.error,
+                "end_time": t.end_time,
             })
         })
         .collect();
+    let plain = state.tasks().iter().all(|t| t.plan.is_plain());
     let s = state.summary();
     let sql = if tick.is_some() { FIRE.clone() } else { tables.create() };
     let inserted: Option<ExecutionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -196,6 +202,10 @@ pub(crate) async fn insert(
         .bind(s.traceparent.map(|t| t.to_string()))
         .bind(&s.schedule_id)
         .bind(tick.map(|t| t.at))
+        .bind(s.status.as_str())
+        .bind(plain)
+        .bind(&s.error)
+        .bind(s.end_time)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;

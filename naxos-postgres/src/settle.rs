@@ -11,6 +11,11 @@
 //! the execution bumps `revision` under the same lock (claims, which only move a task from
 //! QUEUED to RUNNING, do not), so equal revisions mean the snapshot is current for everything
 //! the statement decides on. When they differ the caller runs the general transaction instead.
+//!
+//! It serves **plain** executions only (`plain`, fixed at creation: no task has a `when` or a
+//! trigger other than `allSuccess`): their dependents start when the fan-in count reaches zero,
+//! which SQL can say. For any other execution the statement changes nothing, as for a stale
+//! snapshot, and the caller runs the state module, which evaluates triggers and conditions.
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, HistoryEntry, TaskOutcome};
@@ -43,9 +48,11 @@ macro_rules! tally_columns {
 const SETTLE: &str = concat!(
     "
     WITH ex AS (
-        SELECT id, definition_id, status, revision, traceparent FROM naxos_executions WHERE id = $1 FOR NO KEY UPDATE
+        SELECT id, definition_id, status, revision, traceparent, plain FROM naxos_executions
+        WHERE id = $1 FOR NO KEY UPDATE
     ), fresh AS (
         SELECT ex.id FROM ex JOIN naxos_executions seen ON seen.id = ex.id AND seen.revision = ex.revision
+        WHERE ex.plain
     ), done AS (
         UPDATE naxos_tasks t SET
             status = $4, output = $5, error = $6, due_at = $7, end_time = $8,
@@ -106,8 +113,8 @@ const SETTLE: &str = concat!(
 );
 
 /// Applies a completion or a retryable failure in one statement. `Ok(None)` for what this path
-/// does not take — a final failure (it skips dependents), or a stale snapshot — and nothing
-/// changed: the caller runs the general transaction.
+/// does not take — a final failure (it skips dependents), an execution that is not plain, or a
+/// stale snapshot — and nothing changed: the caller runs the general transaction.
 pub(crate) async fn settle(
     conn: &mut PgConnection,
     task: &TaskRef,

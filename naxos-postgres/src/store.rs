@@ -83,7 +83,13 @@ impl Store for PgStore {
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
         self.within("claim", async {
             let now = self.now().await?;
-            statement!(self.pool, |conn| claim::claim(&mut conn, &request, now).await)
+            let fast = statement!(self.pool, |conn| claim::claim(&mut conn, &request, now).await)?;
+            match fast {
+                Some(claimed) => Ok(claimed),
+                None => transaction!(self.pool, |tx| apply(&mut tx, request.task.execution_id, |s| s
+                    .claim(&request, now))
+                .await),
+            }
         })
         .await
     }

@@ -143,14 +143,15 @@ async fn a_definition_in_a_newer_format_is_refused_not_misread() {
             .bind(def.id.clone())
             .execute(store.pool())
     };
-    set_format(2).await.unwrap();
+    let newer = naxos_core::JobDefinition::FORMAT + 1;
+    set_format(newer as i32).await.unwrap();
 
     let refused = store.get_definition(&def.id, Some(1)).await.unwrap_err();
     let text = refused.to_string();
     assert!(refused.is_newer_version(), "{refused:?}");
     assert!(
         text.contains(&format!("job definition `{}` version 1", def.id))
-            && text.contains("format 2")
+            && text.contains(&format!("format {newer}"))
             && text.ends_with("upgrade this node"),
         "{text}"
     );
@@ -183,7 +184,7 @@ async fn a_definition_in_a_newer_format_is_refused_not_misread() {
     assert_eq!(store.get_definition(&def.id, None).await.unwrap().definition, changed);
     assert!(!store.put_definition(changed).await.unwrap().created);
 
-    // The refusal was the format's doing: at format 1 the same claim goes through.
+    // The refusal was the format's doing: at format 1 (the diamond's) the same claim goes through.
     set_format(1).await.unwrap();
     store.claim(claim).await.unwrap();
 }

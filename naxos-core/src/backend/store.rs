@@ -67,7 +67,8 @@ pub trait Store: Send + Sync + Debug {
     async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>>;
 
     /// Creates an execution with its task runs; tasks without dependencies start QUEUED (and are
-    /// returned in [`Changes::ready`]), the rest PENDING with their dependency counts.
+    /// returned in [`Changes::ready`]) — or as their `when` conditions decide, with what that
+    /// decides below them —, the rest PENDING with their dependency counts.
     ///
     /// With an idempotency key already used for the same definition, creates nothing and returns
     /// the existing execution's id with `created: false` and no changes.
@@ -335,7 +336,8 @@ pub struct Created {
     pub execution_id: ExecutionId,
     /// False when an existing execution was returned.
     pub created: bool,
-    /// Its status: PENDING when new, as it stands when it existed.
+    /// Its status: as the state module left it when new (PENDING, or already finished when the
+    /// `when` conditions of its roots left nothing to run), as it stands when it existed.
     pub status: ExecutionStatus,
     /// The root tasks to publish and the creation events.
     pub changes: Changes,

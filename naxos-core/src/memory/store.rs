@@ -184,6 +184,8 @@ impl MemoryStore {
         let id = execution.id;
         let schedule = execution.schedule_id.clone();
         let (state, changes) = ExecutionState::create(execution, self.clock.now())?;
+        // PENDING, or already finished when the roots' conditions left nothing to run.
+        let status = state.summary().status;
         {
             let mut shard = self.shard(id);
             if shard.executions.contains_key(&id) {
@@ -203,7 +205,7 @@ impl MemoryStore {
         Ok(Created {
             execution_id: id,
             created: true,
-            status: ExecutionStatus::Pending,
+            status,
             changes,
         })
     }

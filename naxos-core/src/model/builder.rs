@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{BackoffPolicy, JobDefinition, TaskDefinition};
+use super::{BackoffPolicy, JobDefinition, TaskDefinition, Trigger};
 
 impl JobDefinition {
     /// Starts a definition with this id.
@@ -98,6 +98,8 @@ impl TaskBuilder {
                 function_name: function_name.into(),
                 timeout_ms: None,
                 backoff: None,
+                when: None,
+                trigger: Trigger::default(),
             },
             after: Vec::new(),
         }
@@ -147,6 +149,34 @@ impl TaskBuilder {
     /// The backoff between attempts.
     pub fn backoff(mut self, backoff: BackoffPolicy) -> Self {
         self.task.backoff = Some(backoff);
+        self
+    }
+
+    /// A condition: a CEL expression over `params` (the execution's params) and `upstream`
+    /// (the outputs of the COMPLETED direct dependencies, by task id; test one with `has()`),
+    /// evaluated once when the trigger holds. False SKIPS the task with error `condition
+    /// false` (its function never runs); an expression that fails or gives no bool FAILS it.
+    /// One that does not compile is refused at registration.
+    ///
+    /// ```
+    /// use naxos_core::model::{JobDefinition, TaskBuilder, Trigger};
+    /// let def = JobDefinition::builder("branch")
+    ///     .task(TaskBuilder::new("a", "fetch"))
+    ///     .task(TaskBuilder::new("big", "bulk").after(["a"]).when("params.x > 1"))
+    ///     .task(TaskBuilder::new("small", "single").after(["a"]).when("params.x <= 1"))
+    ///     .task(TaskBuilder::new("join", "report").after(["big", "small"]).trigger(Trigger::NoneFailed))
+    ///     .build();
+    /// assert_eq!(def.tasks["big"].when.as_deref(), Some("params.x > 1"));
+    /// ```
+    pub fn when(mut self, condition: impl Into<String>) -> Self {
+        self.task.when = Some(condition.into());
+        self
+    }
+
+    /// When the task may start from its dependencies' end states (default
+    /// [`Trigger::AllSuccess`]); see [`Trigger`].
+    pub fn trigger(mut self, trigger: Trigger) -> Self {
+        self.task.trigger = trigger;
         self
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::{TaskPlan, Trigger};
 use crate::dag::Dag;
 
 /// A job: a DAG of named tasks. The JSON form is the original's:
@@ -64,6 +65,14 @@ pub struct TaskDefinition {
     /// Optional retry backoff; [`BackoffPolicy::default`] otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffPolicy>,
+    /// Optional condition (CEL over `params` and `upstream`, giving a bool), evaluated once when
+    /// the trigger holds: false SKIPS the task with error `condition false` and its function
+    /// never runs; an evaluation error FAILS it. See [`crate::condition`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// When the task may start from its dependencies' end states (default `allSuccess`).
+    #[serde(default, skip_serializing_if = "Trigger::is_default")]
+    pub trigger: Trigger,
 }
 
 /// Exponential backoff between attempts: `initialMs × multiplier^(n-1)`, capped at `maxMs`,
@@ -114,15 +123,20 @@ impl JobDefinition {
     /// absence means something else) raises this number, and a reader refuses a definition of
     /// a newer format with [`Error::NewerVersion`](crate::Error::NewerVersion) instead of
     /// running it wrongly.
-    pub const FORMAT: u32 = 1;
+    pub const FORMAT: u32 = 2;
 
     /// The lowest format that carries this definition faithfully: what a Store writes with it.
     ///
     /// Only definitions that use what a newer format adds get that format, so during a rolling
     /// upgrade the older nodes keep reading (and running) every other definition the newer
-    /// nodes register. Every definition this build can express is format 1.
+    /// nodes register: format 1 is the original's JSON and its extensions; format 2 adds task
+    /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly.
     pub fn required_format(&self) -> u32 {
-        1
+        if self.tasks.values().all(|t| TaskPlan::of(t).is_plain()) {
+            1
+        } else {
+            2
+        }
     }
 
     /// Parses the JSON form, rejecting unknown fields with the field's name.
@@ -220,6 +234,8 @@ pub struct NewTask {
     pub dependencies: Vec<String>,
     /// Ids of the tasks that wait for it.
     pub dependents: Vec<String>,
+    /// Its condition and trigger.
+    pub plan: TaskPlan,
 }
 
 impl NewTask {
@@ -236,6 +252,7 @@ impl NewTask {
                 function_name: t.function_name.clone(),
                 dependencies: ids(dag.dependencies(i)),
                 dependents: ids(dag.dependents(i)),
+                plan: TaskPlan::of(t),
             })
             .collect()
     }

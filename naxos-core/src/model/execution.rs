@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ExecutionStatus, TaskStatus, TraceParent};
+use super::{ExecutionStatus, TaskPlan, TaskStatus, TraceParent};
 
 /// An execution's id: a UUIDv7, so ids sort by creation time.
 pub type ExecutionId = Uuid;
@@ -111,6 +111,9 @@ pub struct TaskRun {
     pub status: TaskStatus,
     /// The ids it depends on.
     pub dependencies: Vec<String>,
+    /// Its condition and trigger, fixed when the execution was created (left out when plain).
+    #[serde(default, skip_serializing_if = "TaskPlan::is_plain")]
+    pub plan: TaskPlan,
     /// Dependencies not yet COMPLETED.
     pub remaining_dependencies: u32,
     /// The current dispatch number (see [`TaskRef::attempt`]).
@@ -147,13 +150,20 @@ pub struct TaskRun {
 impl TaskRun {
     /// The task as it starts: PENDING, first attempt to come, nothing recorded; its
     /// `remaining_dependencies` left at 0 for the state module to count.
-    pub fn pending(task_id: String, name: String, function_name: String, dependencies: Vec<String>) -> Self {
+    pub fn pending(
+        task_id: String,
+        name: String,
+        function_name: String,
+        dependencies: Vec<String>,
+        plan: TaskPlan,
+    ) -> Self {
         Self {
             task_id,
             name,
             function_name,
             status: TaskStatus::Pending,
             dependencies,
+            plan,
             remaining_dependencies: 0,
             attempt: 1,
             attempts: 0,

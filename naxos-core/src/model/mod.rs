@@ -1,10 +1,11 @@
 //! The data naxos works on: job definitions (the original's JSON format), executions, task runs
-//! and their statuses, and the W3C trace context an execution carries.
+//! and their statuses, task plans (`when` and `trigger`), and the W3C trace context an execution carries.
 
 mod builder;
 mod definition;
 mod execution;
 mod output;
+mod plan;
 mod schedule;
 mod status;
 mod text;
@@ -17,6 +18,7 @@ pub use execution::{
     Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent,
     TaskRef, TaskRun,
 };
+pub use plan::{TaskPlan, Trigger};
 pub use schedule::{Cadence, CatchUp, Schedule, SchedulePut, StoredSchedule, DEFAULT_TIMEZONE, MAX_CATCH_UP};
 pub use status::{ExecutionStatus, TaskStatus};
 pub use text::{find_nul, nul_message, without_nul};

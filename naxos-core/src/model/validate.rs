@@ -118,8 +118,15 @@ pub enum Problem {
     },
     /// A text field holds the character U+0000, which no Store keeps.
     NulCharacter {
-        /// The field: `name`, `description`, or `tasks.<id>.name`.
+        /// The field: `name`, `description`, `tasks.<id>.name` or `tasks.<id>.when`.
         field: String,
+    },
+    /// A task's `when` is not a condition naxos accepts (see [`crate::condition::check`]).
+    InvalidCondition {
+        /// The task.
+        task: String,
+        /// What is wrong with it (a syntax error names its line and column).
+        reason: String,
     },
 }
 
@@ -152,6 +159,9 @@ impl fmt::Display for Problem {
             Self::NulCharacter { field } => {
                 write!(f, "`{field}` holds the character U+0000, which cannot be stored")
             }
+            Self::InvalidCondition { task, reason } => {
+                write!(f, "task `{task}` has an invalid `when` condition: {reason}")
+            }
         }
     }
 }
@@ -183,10 +193,12 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
         ("name".to_string(), Some(&def.name)),
         ("description".to_string(), def.description.as_ref()),
     ];
-    let task_names = def
-        .tasks
-        .iter()
-        .map(|(k, t)| (format!("tasks.{k}.name"), Some(&t.name)));
+    let task_names = def.tasks.iter().flat_map(|(k, t)| {
+        [
+            (format!("tasks.{k}.name"), Some(&t.name)),
+            (format!("tasks.{k}.when"), t.when.as_ref()),
+        ]
+    });
     for (field, text) in texts.into_iter().chain(task_names) {
         if text.is_some_and(|t| t.contains('\0')) {
             problems.push(Problem::NulCharacter { field });
@@ -229,6 +241,12 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
                 task: key.clone(),
                 max_retry: task.max_retry,
                 max: limits.max_retry,
+            });
+        }
+        if let Some(Err(reason)) = task.when.as_deref().map(crate::condition::check) {
+            problems.push(Problem::InvalidCondition {
+                task: key.clone(),
+                reason,
             });
         }
         if let Some(b) = &task.backoff {
@@ -404,6 +422,22 @@ mod tests {
         assert_eq!(
             problems[0].to_string(),
             "tasks `a`, `b`, `c` depend on each other in a cycle"
+        );
+    }
+
+    #[test]
+    fn conditions_that_do_not_compile_are_named_with_their_task() {
+        let problems = check(
+            r#"{"id":"w","tasks":{"a":{"id":"a","functionName":"f","when":"params.x > 1"},
+                "b":{"id":"b","functionName":"f","when":"params.x >","trigger":"noneFailed"}},
+                "graph":{"b":["a"]}}"#,
+            &["f"],
+        );
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let text = problems[0].to_string();
+        assert!(
+            text.starts_with("task `b` has an invalid `when` condition: line 1, column 11: "),
+            "{text}"
         );
     }
 

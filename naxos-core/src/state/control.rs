@@ -50,10 +50,12 @@ impl ExecutionState {
         })
     }
 
-    /// Re-runs the failed part of a FAILED or CANCELLED execution: its FAILED, SKIPPED and
-    /// CANCELLED tasks start over (next attempt number, fresh retry budget), those whose
-    /// dependencies all COMPLETED become QUEUED, the rest PENDING, and the execution RUNNING
-    /// with a fresh deadline (its timeout counted from now).
+    /// Re-runs the failed part of a FAILED or CANCELLED execution: its FAILED and CANCELLED
+    /// tasks, those SKIPPED below a failure, and every task below one of them, start over (next
+    /// attempt number, fresh retry budget, no output); those whose trigger holds become QUEUED
+    /// (as their condition says), the rest PENDING, and the execution RUNNING with a fresh
+    /// deadline (its timeout counted from now). A task skipped by its own condition, or on a
+    /// branch not taken, with nothing failed above it, stays as it is: its inputs did not change.
     /// `Conflict` for any other execution status.
     pub fn retry(&mut self, now: DateTime<Utc>) -> Result<Changes> {
         if !matches!(
@@ -68,14 +70,19 @@ impl ExecutionState {
         let timeout = self.summary.deadline.map(|d| d - self.summary.created_at);
         self.summary.deadline = timeout.map(|t| now + t);
         self.set_execution(ExecutionStatus::Running, None, now, &mut ch);
-        for i in 0..self.tasks.len() {
-            let t = &mut self.tasks[i];
-            if !matches!(
-                t.status,
-                TaskStatus::Failed | TaskStatus::Skipped | TaskStatus::Cancelled
-            ) {
-                continue;
+        let mut reset = vec![false; self.tasks.len()];
+        let mut stack: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| rules::outcome(&self.tasks[i]) == Some(rules::Outcome::Failed))
+            .collect();
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut reset[i], true) {
+                stack.extend_from_slice(self.graph.dependents(i));
             }
+        }
+        let reset: Vec<usize> = (0..self.tasks.len()).filter(|&i| reset[i]).collect();
+        for &i in &reset {
+            self.outputs[i] = None;
+            let t = &mut self.tasks[i];
             t.attempt += 1;
             t.failures = 0;
             t.lease_expiries = 0;
@@ -86,10 +93,7 @@ impl ExecutionState {
             t.end_time = None;
             t.status = TaskStatus::Pending;
         }
-        for i in 0..self.tasks.len() {
-            if self.tasks[i].status != TaskStatus::Pending {
-                continue;
-            }
+        for &i in &reset {
             let remaining = self
                 .graph
                 .dependencies(i)
@@ -97,12 +101,12 @@ impl ExecutionState {
                 .filter(|&&d| self.tasks[d].status != TaskStatus::Completed)
                 .count() as u32;
             self.tasks[i].remaining_dependencies = remaining;
-            if remaining == 0 {
-                self.enqueue(i, now, &mut ch);
-            } else {
-                self.set_task(i, TaskStatus::Pending, None, now, &mut ch);
-            }
         }
+        // Every task that starts over is announced: QUEUED, decided by its condition or
+        // trigger, or PENDING.
+        self.decide(reset.iter().map(|&i| (i, true)), now);
+        self.announce(reset, now, &mut ch);
+        self.finish_if_done(now, &mut ch);
         Ok(ch)
     }
 }

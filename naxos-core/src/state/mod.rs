@@ -15,12 +15,15 @@
 //! | `run.rs` | claim, heartbeat, finish (complete / retry at / fail), release |
 //! | `control.rs` | stop (cancel, timeout), retry of the failed part |
 //! | `recovery.rs` | lease-expiry recovery, stale-publish take-over |
-//! | `rules.rs` | how an execution ends, error and event texts |
+//! | `trigger.rs` | which waiting tasks a change starts or rules out: triggers, `when` conditions |
+//! | `rules.rs` | how an execution ends, how a finished task counts for triggers, error and event texts |
 //!
 //! The rules it owns: fencing by attempt (a transition names the attempt it is for and fails
-//! with `Conflict` on any other), fan-in counting (a dependent becomes QUEUED when its last
-//! dependency completes, once), FAILED → every transitive dependent still waiting SKIPPED, and
-//! the execution ending exactly once, as [`rules::verdict`] says.
+//! with `Conflict` on any other), fan-in counting (a dependent becomes QUEUED when its trigger
+//! holds — for the default `allSuccess`, when its last dependency completes —, once), `when`
+//! conditions evaluated once when the trigger holds, a task SKIPPED as soon as its trigger can
+//! no longer hold (for `allSuccess`: every transitive dependent of a FAILED task), and the
+//! execution ending exactly once, as [`rules::verdict`] says.
 
 mod changes;
 mod control;
@@ -28,6 +31,7 @@ mod graph;
 mod recovery;
 pub mod rules;
 mod run;
+mod trigger;
 
 use std::sync::Arc;
 
@@ -58,7 +62,9 @@ pub struct ExecutionState {
 }
 
 impl ExecutionState {
-    /// A new PENDING execution, created at `now`, with its root tasks QUEUED.
+    /// A new PENDING execution, created at `now`, with its root tasks QUEUED — or decided by
+    /// their `when` conditions: SKIPPED or FAILED (with what that decides below them), and the
+    /// execution then finished at once if no task is left to run.
     pub fn create(new: NewExecution, now: DateTime<Utc>) -> Result<(Self, Changes)> {
         let mut tasks: Vec<TaskRun> = new
             .tasks
@@ -69,6 +75,7 @@ impl ExecutionState {
                     t.name.clone(),
                     t.function_name.clone(),
                     t.dependencies.clone(),
+                    t.plan.clone(),
                 )
             })
             .collect();
@@ -102,11 +109,13 @@ impl ExecutionState {
         };
         let mut changes = Changes::default();
         changes.events.push(state.execution_event(now));
-        for i in 0..state.tasks.len() {
-            if state.graph.dependencies(i).is_empty() {
-                state.enqueue(i, now, &mut changes);
-            }
-        }
+        let roots: Vec<(usize, bool)> = (0..state.tasks.len())
+            .filter(|&i| state.graph.dependencies(i).is_empty())
+            .map(|i| (i, false))
+            .collect();
+        let moved = state.decide(roots, now);
+        state.announce(moved, now, &mut changes);
+        state.finish_if_done(now, &mut changes);
         Ok((state, changes))
     }
 
@@ -211,38 +220,38 @@ impl ExecutionState {
 
     /// The task becomes QUEUED: announced, and its message to publish.
     fn enqueue(&mut self, i: usize, now: DateTime<Utc>, ch: &mut Changes) {
+        self.mark_queued(i, now);
+        self.announce(vec![i], now, ch);
+    }
+
+    /// The task becomes QUEUED at `now`, not yet announced.
+    fn mark_queued(&mut self, i: usize, now: DateTime<Utc>) {
         let t = &mut self.tasks[i];
+        t.status = TaskStatus::Queued;
         t.lease = None;
         t.queued_at = Some(now);
         t.republished = 0;
-        ch.ready
-            .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
-        self.set_task(i, TaskStatus::Queued, None, now, ch);
     }
 
-    /// FAILED with `error`, and every transitive dependent still waiting SKIPPED.
+    /// FAILED with `error`, and the tasks waiting below it decided (with the default trigger,
+    /// every transitive dependent still waiting SKIPPED).
     fn fail(&mut self, i: usize, error: String, now: DateTime<Utc>, ch: &mut Changes) {
         let t = &mut self.tasks[i];
         t.error = Some(error.clone());
         t.due_at = None;
         self.set_task(i, TaskStatus::Failed, Some(error), now, ch);
-        let why = rules::skipped_below(&self.tasks[i].task_id);
-        let mut below = vec![false; self.tasks.len()];
-        let mut stack = self.graph.dependents(i).to_vec();
-        while let Some(d) = stack.pop() {
-            if !below[d] {
-                below[d] = true;
-                stack.extend_from_slice(self.graph.dependents(d));
-            }
+        self.decide_below(i, true, now, ch);
+    }
+
+    /// Decides the tasks waiting on the task at `i`, which just ended (`scan`: otherwise than
+    /// COMPLETED), and announces what moved.
+    fn decide_below(&mut self, i: usize, scan: bool, now: DateTime<Utc>, ch: &mut Changes) {
+        let below: Vec<(usize, bool)> = self.graph.dependents(i).iter().map(|&d| (d, scan)).collect();
+        if below.is_empty() {
+            return;
         }
-        for d in (0..self.tasks.len()).filter(|&d| below[d]) {
-            if self.tasks[d].status.is_terminal() {
-                continue;
-            }
-            self.tasks[d].error = Some(why.clone());
-            self.tasks[d].end_time = Some(now);
-            self.set_task(d, TaskStatus::Skipped, Some(why.clone()), now, ch);
-        }
+        let moved = self.decide(below, now);
+        self.announce(moved, now, ch);
     }
 
     /// Ends the execution as [`rules::verdict`] says, once every task is terminal.

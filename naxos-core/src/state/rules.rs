@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{EventKind, ExecutionId, ExecutionStatus, StatusEvent, TaskRef, TaskRun, TaskStatus};
+use crate::model::{EventKind, ExecutionId, ExecutionStatus, StatusEvent, TaskRef, TaskRun, TaskStatus, Trigger};
 use crate::Error;
 
 /// How an execution ends once every task is terminal: FAILED naming the first failed task (in
@@ -31,9 +31,48 @@ pub fn task_failed(task_id: &str, error: Option<&str>) -> String {
 /// The error of an execution stopped for running past its deadline.
 pub const TIMED_OUT: &str = "the execution ran past its timeoutMs deadline";
 
+/// The start of the error of a task SKIPPED below a failed one.
+const SKIPPED_BELOW: &str = "skipped: upstream task `";
+
 /// The error of a task SKIPPED below a failed one.
 pub fn skipped_below(failed: &str) -> String {
-    format!("skipped: upstream task `{failed}` failed")
+    format!("{SKIPPED_BELOW}{failed}` failed")
+}
+
+/// The error of a task SKIPPED because its `when` condition was false.
+pub const CONDITION_FALSE: &str = "condition false";
+
+/// The error of a task SKIPPED because its trigger can no longer hold while no dependency had
+/// failed: a dependency was skipped (a branch not taken).
+pub fn trigger_unmet(trigger: Trigger) -> String {
+    format!("skipped: trigger {trigger} can no longer hold: a dependency was skipped")
+}
+
+/// How a finished task counts for the triggers of the tasks below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It COMPLETED.
+    Completed,
+    /// It was SKIPPED by its own condition, or by a trigger that could no longer hold since a
+    /// dependency was skipped, while none counted as failed: a branch not taken.
+    Skipped,
+    /// It FAILED or was CANCELLED, or was SKIPPED below a failure.
+    Failed,
+}
+
+/// How `task` counts for its dependents' triggers; `None` while it is unfinished. A SKIPPED task
+/// counts as failed when its error says it was skipped below a failure ([`skipped_below`]): the
+/// error the state module wrote is the record of why.
+pub fn outcome(task: &TaskRun) -> Option<Outcome> {
+    match task.status {
+        TaskStatus::Completed => Some(Outcome::Completed),
+        TaskStatus::Failed | TaskStatus::Cancelled => Some(Outcome::Failed),
+        TaskStatus::Skipped if task.error.as_deref().is_some_and(|e| e.starts_with(SKIPPED_BELOW)) => {
+            Some(Outcome::Failed)
+        }
+        TaskStatus::Skipped => Some(Outcome::Skipped),
+        _ => None,
+    }
 }
 
 /// The error of a task requeued after its lease ran out.

@@ -81,10 +81,11 @@ impl ExecutionState {
 
     /// Records one attempt's outcome, guarded by its attempt:
     ///
-    /// - completed: store the output and make every dependent whose last dependency this was
-    ///   QUEUED;
+    /// - completed: store the output, count it down in every dependent still waiting, and
+    ///   decide those (QUEUED when their trigger holds and their condition is true);
     /// - failed with `retry_in`: RETRYING under the next attempt number, due that long after `now`;
-    /// - failed without: FAILED, every transitive dependent still waiting SKIPPED.
+    /// - failed without: FAILED, and the tasks waiting below decided (with the default trigger,
+    ///   every transitive dependent still waiting SKIPPED).
     ///
     /// The execution ends when every task is terminal.
     pub fn finish(&mut self, task: &TaskRef, outcome: TaskOutcome, now: DateTime<Utc>) -> Result<Changes> {
@@ -99,18 +100,14 @@ impl ExecutionState {
                 t.error = None;
                 self.outputs[i] = Some(Arc::new(output));
                 self.set_task(i, TaskStatus::Completed, None, now, &mut ch);
-                // Fan-in: only a dependent still waiting counts down; the last one queues it.
+                // Fan-in: only a dependent still waiting counts down, then its trigger decides.
                 for k in 0..self.graph.dependents(i).len() {
-                    let d = self.graph.dependents(i)[k];
-                    let dep = &mut self.tasks[d];
-                    if dep.status != TaskStatus::Pending {
-                        continue;
-                    }
-                    dep.remaining_dependencies = dep.remaining_dependencies.saturating_sub(1);
-                    if dep.remaining_dependencies == 0 {
-                        self.enqueue(d, now, &mut ch);
+                    let dep = &mut self.tasks[self.graph.dependents(i)[k]];
+                    if dep.status == TaskStatus::Pending {
+                        dep.remaining_dependencies = dep.remaining_dependencies.saturating_sub(1);
                     }
                 }
+                self.decide_below(i, false, now, &mut ch);
             }
             TaskOutcome::Failed {
                 error,

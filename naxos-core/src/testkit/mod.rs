@@ -118,6 +118,12 @@ macro_rules! store_conformance {
                 schedules_are_created_paused_resumed_and_deleted,
                 a_tick_fires_once_when_callers_race,
                 executions_list_by_schedule,
+                a_false_condition_skips_and_the_join_runs,
+                a_condition_that_fails_to_evaluate_fails_the_task,
+                all_success_below_a_condition_is_skipped_not_failed,
+                all_done_runs_after_a_failure_and_the_execution_fails,
+                any_success_runs_at_the_first_completion,
+                retry_leaves_the_branch_not_taken,
             ]
         );
     };

@@ -1,6 +1,7 @@
-//! Random scenarios for the state machine: a random DAG and a random sequence of operations on
-//! one execution of it, as proptest strategies, and the drivers that run a scenario against the
-//! pure state module or against any [`Store`].
+//! Random scenarios for the state machine: a random DAG (half of them with random task plans:
+//! `when` conditions that hold, fail or do not evaluate, and every trigger) and a random sequence
+//! of operations on one execution of it, as proptest strategies, and the drivers that run a
+//! scenario against the pure state module or against any [`Store`].
 //!
 //! An [`Op`] picks its task among those it can apply to (a claim among the QUEUED and RETRYING
 //! tasks, a finish among the RUNNING ones, …) and names the current attempt, an older one or a
@@ -20,7 +21,8 @@ use crate::backend::{
 };
 use crate::clock::ManualClock;
 use crate::model::{
-    Execution, ExecutionId, JobDefinition, StoredDefinition, TaskBuilder, TaskRef, TaskStatus, TraceParent,
+    Execution, ExecutionId, JobDefinition, StoredDefinition, TaskBuilder, TaskPlan, TaskRef, TaskStatus, TraceParent,
+    Trigger,
 };
 use crate::state::ExecutionState;
 use crate::{Error, Result};
@@ -33,6 +35,8 @@ pub const MAX_TASKS: usize = 6;
 pub struct Scenario {
     /// For each task, the indices of its dependencies (all lower than its own).
     pub dependencies: Vec<Vec<usize>>,
+    /// For each task, its plan (empty: every task plain).
+    pub plans: Vec<TaskPlan>,
     /// The job's `timeoutMs`, in seconds.
     pub timeout_secs: Option<u8>,
     /// The operations, in order.
@@ -169,14 +173,39 @@ fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
         })
 }
 
-/// Scenarios of up to [`MAX_TASKS`] tasks and up to `max_ops` operations.
+/// The conditions a scenario's tasks may have, over the params `{"n": 1}` its executions get:
+/// true, false, true only once `t0` completed, and two that fail to evaluate (a missing key, a
+/// result that is not a bool).
+pub const CONDITIONS: [&str; 5] = [
+    "params.n == 1",
+    "params.n > 1",
+    "has(upstream.t0)",
+    "params.missing > 0",
+    "params.n",
+];
+
+fn plan() -> impl Strategy<Value = TaskPlan> {
+    let when = prop_oneof![3 => Just(None), 2 => proptest::sample::select(&CONDITIONS[..]).prop_map(Some)];
+    let trigger = prop_oneof![2 => Just(Trigger::AllSuccess), 1 => proptest::sample::select(&Trigger::ALL[..])];
+    (when, trigger).prop_map(|(when, trigger)| TaskPlan {
+        when: when.map(str::to_string),
+        trigger,
+    })
+}
+
+/// Scenarios of up to [`MAX_TASKS`] tasks and up to `max_ops` operations; half of them plain,
+/// half with random task plans.
 pub fn scenario(max_ops: usize) -> impl Strategy<Value = Scenario> {
     (
         dag(),
+        proptest::option::of(proptest::collection::vec(plan(), MAX_TASKS)),
         proptest::option::of(1u8..120),
         proptest::collection::vec(op(), 0..max_ops),
     )
-        .prop_map(|(dependencies, timeout_secs, ops)| Scenario {
+        .prop_map(|(dependencies, plans, timeout_secs, ops)| Scenario {
+            plans: plans
+                .map(|p| p.into_iter().take(dependencies.len()).collect())
+                .unwrap_or_default(),
             dependencies,
             timeout_secs,
             ops,
@@ -202,12 +231,19 @@ pub fn config(cases: u32) -> proptest::test_runner::Config {
 
 impl Scenario {
     /// The scenario's job: tasks `t0`, `t1`, … (so id order is index order), each depending
-    /// on the tasks its [`dependencies`](Self::dependencies) name, under a fresh id, with the
-    /// scenario's timeout.
+    /// on the tasks its [`dependencies`](Self::dependencies) name and with its plan, under a
+    /// fresh id, with the scenario's timeout.
     pub fn definition(&self) -> JobDefinition {
         let mut builder = JobDefinition::builder(super::unique_id("scenario"));
         for (i, deps) in self.dependencies.iter().enumerate() {
-            builder = builder.task(TaskBuilder::new(format!("t{i}"), "f").after(deps.iter().map(|d| format!("t{d}"))));
+            let mut task = TaskBuilder::new(format!("t{i}"), "f").after(deps.iter().map(|d| format!("t{d}")));
+            if let Some(plan) = self.plans.get(i) {
+                task = task.trigger(plan.trigger);
+                if let Some(when) = &plan.when {
+                    task = task.when(when.clone());
+                }
+            }
+            builder = builder.task(task);
         }
         let mut def = builder.build();
         def.timeout_ms = self.timeout_secs.map(|s| u64::from(s) * 1_000);

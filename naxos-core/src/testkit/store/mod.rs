@@ -1,12 +1,14 @@
 //! Store conformance checks. Each takes a fresh backend and the fake clock it reads, and
 //! panics on a broken rule.
 
+mod conditions;
 mod control;
 mod records;
 mod runs;
 mod schedules;
 mod trace;
 
+pub use conditions::*;
 pub use control::*;
 pub use records::*;
 pub use runs::*;

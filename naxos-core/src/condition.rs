@@ -1,0 +1,121 @@
+//! `when` conditions: CEL expressions (the `cel` crate) over an execution's `params` and the
+//! outputs of a task's COMPLETED direct dependencies (`upstream`, by task id).
+//!
+//! A condition is compiled when its definition is registered ([`check`]: a syntax error is a
+//! validation problem naming the task and the field) and evaluated by the state module when the
+//! task's trigger holds ([`evaluate`]). Evaluation is pure — CEL has no I/O and no clock — so
+//! the state module stays a function of its inputs. Compiled programs are kept in a small
+//! bounded cache, so a condition is parsed about once per process, not once per execution.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cel::{Context, Program};
+use serde_json::Value;
+
+use crate::sync::lock;
+
+/// The longest condition accepted, in bytes.
+pub const MAX_LEN: usize = 4_096;
+
+/// Compiled programs kept at most; past it the cache starts over.
+const CACHE_SIZE: usize = 1_024;
+
+static CACHE: Mutex<Option<HashMap<String, Arc<Program>>>> = Mutex::new(None);
+
+/// Checks that `source` is a CEL expression naxos accepts: not longer than [`MAX_LEN`], and one
+/// that parses. The error says what is wrong (a syntax error with its line and column).
+pub fn check(source: &str) -> Result<(), String> {
+    compile(source).map(|_| ())
+}
+
+/// The compiled program of `source`, from the cache or compiled now.
+fn compile(source: &str) -> Result<Arc<Program>, String> {
+    if source.len() > MAX_LEN {
+        return Err(format!(
+            "it is {} bytes long, over the limit of {MAX_LEN}",
+            source.len()
+        ));
+    }
+    if source.trim().is_empty() {
+        return Err("it is empty".into());
+    }
+    if let Some(program) = lock(&CACHE).as_ref().and_then(|c| c.get(source)) {
+        return Ok(program.clone());
+    }
+    let program = Arc::new(Program::compile(source).map_err(|e| {
+        e.errors
+            .iter()
+            .map(|e| format!("line {}, column {}: {}", e.pos.0, e.pos.1, e.msg))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?);
+    let mut cache = lock(&CACHE);
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if cache.len() >= CACHE_SIZE {
+        cache.clear();
+    }
+    cache.insert(source.to_string(), program.clone());
+    Ok(program)
+}
+
+/// Evaluates the condition `source` with `params` and `upstream` (task id → output). The error
+/// is the text a task FAILS with: the evaluation error (a missing key, a type mismatch, …), or
+/// a result that is not a bool.
+pub fn evaluate<'a>(
+    source: &str,
+    params: &Value,
+    upstream: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Result<bool, String> {
+    let program = compile(source).map_err(|e| format!("`when` does not compile: {e}"))?;
+    let upstream: serde_json::Map<String, Value> = upstream
+        .into_iter()
+        .map(|(id, output)| (id.to_string(), output.clone()))
+        .collect();
+    let mut context = Context::default();
+    context
+        .add_variable("params", params)
+        .and_then(|()| context.add_variable("upstream", &upstream))
+        .map_err(|e| format!("`when` could not read its variables: {e}"))?;
+    match program.execute(&context) {
+        Ok(cel::Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("`when` evaluated to a {}, not a bool", other.type_of())),
+        Err(e) => Err(format!("`when` could not be evaluated: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn syntax_errors_are_named_with_their_place() {
+        assert_eq!(check("params.x > 1"), Ok(()));
+        let e = check("params.x >").unwrap_err();
+        assert!(e.starts_with("line 1, column 11: Syntax error"), "{e}");
+        assert_eq!(check("  ").unwrap_err(), "it is empty");
+        assert!(check(&"1".repeat(MAX_LEN + 1)).unwrap_err().contains("over the limit"));
+    }
+
+    #[test]
+    fn conditions_read_params_and_completed_upstream() {
+        let params = json!({"x": 2, "name": "a"});
+        let out = json!({"ok": true});
+        let up = [("a", &out)];
+        assert_eq!(evaluate("params.x > 1", &params, []), Ok(true));
+        assert_eq!(evaluate("params.x <= 1", &params, []), Ok(false));
+        assert_eq!(evaluate("has(upstream.a) && upstream.a.ok", &params, up), Ok(true));
+        assert_eq!(evaluate("has(upstream.b)", &params, up), Ok(false));
+        assert_eq!(
+            evaluate("params.missing > 1", &params, []),
+            Err("`when` could not be evaluated: No such key: missing".into())
+        );
+        assert_eq!(
+            evaluate("params.x", &params, []),
+            Err("`when` evaluated to a uint, not a bool".into())
+        );
+        assert!(evaluate("item == 1", &params, []).unwrap_err().contains("item"));
+    }
+}
