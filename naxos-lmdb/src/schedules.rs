@@ -111,28 +111,11 @@ fn existing(tx: &Tx<'_, '_>, id: &str) -> Result<StoredSchedule> {
 
 pub(crate) fn put(tx: &mut Tx<'_, '_>, schedule: &Schedule) -> Result<SchedulePut> {
     let now = tx.now();
-    let put = match tx.reader().schedule(tx.txn(), &schedule.id)? {
-        None => SchedulePut {
-            schedule: StoredSchedule::new(schedule.clone(), now),
-            created: true,
-            updated: false,
-        },
-        Some(stored) => match stored.updated(schedule.clone(), now) {
-            None => {
-                return Ok(SchedulePut {
-                    schedule: stored,
-                    created: false,
-                    updated: false,
-                })
-            }
-            Some(changed) => SchedulePut {
-                schedule: changed,
-                created: false,
-                updated: true,
-            },
-        },
-    };
-    write(tx, &put.schedule)?;
+    let existing = tx.reader().schedule(tx.txn(), &schedule.id)?;
+    let put = SchedulePut::of(existing, schedule.clone(), now);
+    if put.changed() {
+        write(tx, &put.schedule)?;
+    }
     Ok(put)
 }
 

@@ -84,28 +84,10 @@ pub(crate) async fn put(conn: &mut PgConnection, schedule: Schedule, now: DateTi
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    let put = match locked(conn, &schedule.id).await? {
-        None => SchedulePut {
-            schedule: StoredSchedule::new(schedule, now),
-            created: true,
-            updated: false,
-        },
-        Some(existing) => match existing.updated(schedule, now) {
-            None => {
-                return Ok(SchedulePut {
-                    schedule: existing,
-                    created: false,
-                    updated: false,
-                })
-            }
-            Some(changed) => SchedulePut {
-                schedule: changed,
-                created: false,
-                updated: true,
-            },
-        },
-    };
-    write(conn, &put.schedule).await?;
+    let put = SchedulePut::of(locked(conn, &schedule.id).await?, schedule, now);
+    if put.changed() {
+        write(conn, &put.schedule).await?;
+    }
     Ok(put)
 }
 

@@ -18,32 +18,11 @@ pub(super) struct Schedules {
 
 impl Schedules {
     pub(super) fn put(&mut self, schedule: Schedule, now: DateTime<Utc>) -> SchedulePut {
-        match self.by_id.get(&schedule.id) {
-            None => {
-                let stored = StoredSchedule::new(schedule, now);
-                self.by_id.insert(stored.id().to_string(), stored.clone());
-                SchedulePut {
-                    schedule: stored,
-                    created: true,
-                    updated: false,
-                }
-            }
-            Some(existing) => match existing.updated(schedule, now) {
-                None => SchedulePut {
-                    schedule: existing.clone(),
-                    created: false,
-                    updated: false,
-                },
-                Some(changed) => {
-                    self.by_id.insert(changed.id().to_string(), changed.clone());
-                    SchedulePut {
-                        schedule: changed,
-                        created: false,
-                        updated: true,
-                    }
-                }
-            },
+        let put = SchedulePut::of(self.by_id.get(&schedule.id).cloned(), schedule, now);
+        if put.changed() {
+            self.by_id.insert(put.schedule.id().to_string(), put.schedule.clone());
         }
+        put
     }
 
     pub(super) fn get(&self, id: &str) -> Result<&StoredSchedule> {

@@ -274,6 +274,38 @@ pub struct SchedulePut {
     pub updated: bool,
 }
 
+impl SchedulePut {
+    /// What putting `schedule` at `now` does to `existing` (the stored one, if any): creates
+    /// it, replaces it when it asks for something else, or leaves it as it is. A Store writes
+    /// `schedule` when [`changed`](Self::changed).
+    pub fn of(existing: Option<StoredSchedule>, schedule: Schedule, now: DateTime<Utc>) -> Self {
+        match existing {
+            None => Self {
+                schedule: StoredSchedule::new(schedule, now),
+                created: true,
+                updated: false,
+            },
+            Some(existing) => match existing.updated(schedule, now) {
+                None => Self {
+                    schedule: existing,
+                    created: false,
+                    updated: false,
+                },
+                Some(changed) => Self {
+                    schedule: changed,
+                    created: false,
+                    updated: true,
+                },
+            },
+        }
+    }
+
+    /// True when the put created or replaced the schedule (there is something to write).
+    pub fn changed(&self) -> bool {
+        self.created || self.updated
+    }
+}
+
 /// A compiled cron pattern in a time zone: when a schedule ticks.
 #[derive(Debug, Clone)]
 pub struct Cadence {
