@@ -185,6 +185,25 @@ where
     }
 }
 
+impl<T, F> Request<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send + 'static,
+{
+    /// A request for the writer running `f` (answered early or after its commit), and where
+    /// its answer arrives.
+    fn job(f: F, early: bool) -> (Box<dyn Job>, oneshot::Receiver<Result<T>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Self {
+            f,
+            result: None,
+            reply: Some(reply),
+            early,
+        });
+        (job, answer)
+    }
+}
+
 impl<T, F> Request<T, F> {
     /// Sends the result, once: a request answered early and run again (its group aborted)
     /// answers nothing more.
@@ -374,13 +393,7 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Request {
-            f,
-            result: None,
-            reply: Some(reply),
-            early,
-        });
+        let (job, answer) = Request::job(f, early);
         self.sender
             .as_ref()
             .ok_or(LmdbError::WriterStopped)?
@@ -514,14 +527,7 @@ mod tests {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_, '_>) -> Result<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Request {
-            f,
-            result: None,
-            reply: Some(reply),
-            early,
-        });
-        (job, answer)
+        Request::job(f, early)
     }
 
     /// An early request (a claim) is answered before its group commits; when a later request

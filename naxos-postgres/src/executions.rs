@@ -1,5 +1,6 @@
 //! Creating, reading and listing executions; counts, nodes, pruning.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -106,10 +107,10 @@ impl Tables<'_> {
         }
     }
 
-    fn create(&self) -> String {
+    fn create(&self) -> Cow<'static, str> {
         match self {
-            Tables::Own => CREATE.clone(),
-            Tables::Caller { .. } => create_sql("SELECT 1", &self.prefix(), &outbox(&self.prefix())),
+            Tables::Own => Cow::Borrowed(CREATE.as_str()),
+            Tables::Caller { .. } => Cow::Owned(create_sql("SELECT 1", &self.prefix(), &outbox(&self.prefix()))),
         }
     }
 
@@ -189,7 +190,11 @@ pub(crate) async fn insert(
         .collect();
     let plain = state.tasks().iter().all(|t| t.plan.is_plain());
     let s = state.summary();
-    let sql = if tick.is_some() { FIRE.clone() } else { tables.create() };
+    let sql = if tick.is_some() {
+        Cow::Borrowed(FIRE.as_str())
+    } else {
+        tables.create()
+    };
     let inserted: Option<ExecutionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(s.id)
         .bind(&s.definition_id)
