@@ -1,9 +1,10 @@
-//! `when` conditions: CEL expressions (the `cel` crate) over an execution's `params` and the
-//! outputs of a task's COMPLETED direct dependencies (`upstream`, by task id).
+//! Expressions — `when` conditions and `sleep.until` times: CEL (the `cel` crate) over an
+//! execution's `params` and the outputs of a task's COMPLETED direct dependencies (`upstream`,
+//! by task id).
 //!
-//! A condition is compiled when its definition is registered ([`check`]: a syntax error is a
+//! An expression is compiled when its definition is registered ([`check`]: a syntax error is a
 //! validation problem naming the task and the field) and evaluated by the state module when the
-//! task's trigger holds ([`evaluate`]). Evaluation is pure — CEL has no I/O and no clock — so
+//! task's trigger holds ([`evaluate`], [`evaluate_time`]). Evaluation is pure — CEL has no I/O and no clock — so
 //! the state module stays a function of its inputs. Compiled programs are kept in a small
 //! bounded cache, so a condition is parsed about once per process, not once per execution.
 
@@ -11,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cel::{Context, Program};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::sync::lock;
@@ -67,7 +69,40 @@ pub fn evaluate<'a>(
     params: &Value,
     upstream: impl IntoIterator<Item = (&'a str, &'a Value)>,
 ) -> Result<bool, String> {
-    let program = compile(source).map_err(|e| format!("`when` does not compile: {e}"))?;
+    match run("when", source, params, upstream)? {
+        cel::Value::Bool(b) => Ok(b),
+        other => Err(format!("`when` evaluated to a {}, not a bool", other.type_of())),
+    }
+}
+
+/// Evaluates `source`, the expression of the field `field` (named in errors, e.g.
+/// `sleep.until`), to a point in time: a CEL timestamp, or a string in RFC 3339.
+pub fn evaluate_time<'a>(
+    field: &str,
+    source: &str,
+    params: &Value,
+    upstream: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Result<DateTime<Utc>, String> {
+    match run(field, source, params, upstream)? {
+        cel::Value::Timestamp(t) => Ok(t.with_timezone(&Utc)),
+        cel::Value::String(s) => DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("`{field}` gave \"{s}\", not an RFC 3339 time: {e}")),
+        other => Err(format!(
+            "`{field}` evaluated to a {}, not a timestamp or an RFC 3339 string",
+            other.type_of()
+        )),
+    }
+}
+
+/// Runs the expression `source` of the field `field` over `params` and `upstream`.
+fn run<'a>(
+    field: &str,
+    source: &str,
+    params: &Value,
+    upstream: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Result<cel::Value, String> {
+    let program = compile(source).map_err(|e| format!("`{field}` does not compile: {e}"))?;
     let upstream: serde_json::Map<String, Value> = upstream
         .into_iter()
         .map(|(id, output)| (id.to_string(), output.clone()))
@@ -76,12 +111,10 @@ pub fn evaluate<'a>(
     context
         .add_variable("params", params)
         .and_then(|()| context.add_variable("upstream", &upstream))
-        .map_err(|e| format!("`when` could not read its variables: {e}"))?;
-    match program.execute(&context) {
-        Ok(cel::Value::Bool(b)) => Ok(b),
-        Ok(other) => Err(format!("`when` evaluated to a {}, not a bool", other.type_of())),
-        Err(e) => Err(format!("`when` could not be evaluated: {e}")),
-    }
+        .map_err(|e| format!("`{field}` could not read its variables: {e}"))?;
+    program
+        .execute(&context)
+        .map_err(|e| format!("`{field}` could not be evaluated: {e}"))
 }
 
 #[cfg(test)]
@@ -117,5 +150,20 @@ mod tests {
             Err("`when` evaluated to a uint, not a bool".into())
         );
         assert!(evaluate("item == 1", &params, []).unwrap_err().contains("item"));
+    }
+
+    #[test]
+    fn times_come_from_strings_or_timestamps() {
+        let params = json!({"at": "2026-01-02T03:04:05Z", "n": 1});
+        let at: DateTime<Utc> = "2026-01-02T03:04:05Z".parse().unwrap();
+        assert_eq!(evaluate_time("sleep.until", "params.at", &params, []), Ok(at));
+        assert_eq!(
+            evaluate_time("sleep.until", "timestamp(params.at) + duration('1h')", &params, []),
+            Ok(at + chrono::Duration::hours(1))
+        );
+        let e = evaluate_time("sleep.until", "params.n", &params, []).unwrap_err();
+        assert!(e.starts_with("`sleep.until` evaluated to a"), "{e}");
+        let e = evaluate_time("sleep.until", "'tomorrow'", &params, []).unwrap_err();
+        assert!(e.contains("not an RFC 3339 time"), "{e}");
     }
 }

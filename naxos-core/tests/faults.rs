@@ -102,6 +102,15 @@ impl Store for FaultyStore {
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
         self.inner.take_stale(older_than, limit).await
     }
+    async fn wake(&self, task: &TaskRef) -> Result<Changes> {
+        self.inner.wake(task).await
+    }
+    async fn wake_due(&self, limit: usize) -> Result<Changes> {
+        self.inner.wake_due(limit).await
+    }
+    async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
+        self.inner.signal(id, name, payload).await
+    }
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         self.inner.overdue_executions(limit).await
     }

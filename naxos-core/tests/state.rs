@@ -53,7 +53,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
     }
     // However the operations left it, the execution can be driven to its end.
     for _ in 0..4 * naxos_core::testkit::scenario::MAX_TASKS {
-        let Some(call) = drain_step(&state.snapshot()) else {
+        let Some(call) = drain_step(&state.snapshot(), &time) else {
             break;
         };
         step(&mut state, &call, time.now(), false, &mut seen)?;
@@ -67,7 +67,9 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
 fn fenced_off(op: &Op) -> bool {
     let stale = |f: &Fence| *f != Fence::Current;
     match op {
-        Op::Claim { fence, .. } | Op::Heartbeat { fence, .. } | Op::Release { fence, .. } => stale(fence),
+        Op::Claim { fence, .. } | Op::Heartbeat { fence, .. } | Op::Release { fence, .. } | Op::Wake { fence, .. } => {
+            stale(fence)
+        }
         Op::Finish { outcomes } => outcomes.iter().all(|(_, f, _)| stale(f)),
         _ => false,
     }
@@ -114,6 +116,18 @@ fn step(
             Ok((_, _, c)) => (c, false),
             Err(_) => (Changes::default(), true),
         },
+        Observed::Signalled(r) => match r {
+            Ok((delivered_to, c)) => {
+                // A signal taken now completed a task that waits for it.
+                if let Some(task_id) = delivered_to {
+                    let t = &state.tasks()[state.index_of(&task_id).expect("the task exists")];
+                    prop_assert_eq!(t.status, TaskStatus::Completed);
+                    prop_assert!(t.plan.wait_for.is_some(), "{} took a signal", task_id);
+                }
+                (c, false)
+            }
+            Err(_) => (Changes::default(), true),
+        },
         Observed::Overdue(r) => {
             // Overdue means unfinished and past a deadline.
             let overdue = !r.expect("a pure state answers").is_empty();
@@ -151,6 +165,14 @@ fn check_changes(state: &ExecutionState, changes: &Changes, seen: &mut Seen) -> 
         prop_assert_eq!(
             (t.status, t.attempt, t.due_at),
             (TaskStatus::Retrying, r.attempt, Some(*due))
+        );
+    }
+    for (r, due) in &changes.waiting {
+        // A wait listed for its timer is WAITING until then (it was not completed at once).
+        let t = &state.tasks()[state.index_of(&r.task_id).expect("waiting task exists")];
+        prop_assert_eq!(
+            (t.status, t.attempt, t.due_at),
+            (TaskStatus::Waiting, r.attempt, Some(*due))
         );
     }
     for e in &changes.events {
@@ -203,7 +225,11 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
                     &t.task_id
                 );
             }
-            TaskStatus::Queued | TaskStatus::Running | TaskStatus::Retrying | TaskStatus::Completed => {
+            TaskStatus::Queued
+            | TaskStatus::Running
+            | TaskStatus::Retrying
+            | TaskStatus::Waiting
+            | TaskStatus::Completed => {
                 prop_assert!(
                     holds,
                     "{} is {} though its trigger {} does not hold",
@@ -245,6 +271,21 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
                     );
                 }
                 prop_assert_eq!(t.attempts, 0, "{}: a skipped task never ran", &t.task_id);
+            }
+            TaskStatus::Failed if t.plan.wait_for.is_some() => {
+                // A wait fails only for its timeout, or for its condition.
+                let error = t.error.clone().unwrap_or_default();
+                let timed_out = t
+                    .plan
+                    .wait_for
+                    .as_ref()
+                    .is_some_and(|w| error == rules::signal_timed_out(&w.signal));
+                prop_assert!(
+                    holds && (timed_out || error.starts_with("`when`")),
+                    "{}: {error}",
+                    &t.task_id
+                );
+                prop_assert_eq!(t.attempts, 0, "{}: no worker runs a wait", &t.task_id);
             }
             TaskStatus::Failed if t.attempts == 0 => {
                 // Failed without running: its condition did not evaluate.

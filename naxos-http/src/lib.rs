@@ -112,6 +112,7 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/api/v1/jobs/{id}/events", get(routes::events::stream))
+        .route("/api/v1/jobs/{id}/signals/{name}", post(jobs::signal))
         .route("/api/v1/schedules", post(schedules::create).get(schedules::list))
         .route("/api/v1/schedules/{id}", get(schedules::get).delete(schedules::delete))
         .route("/api/v1/schedules/{id}/pause", post(schedules::pause))

@@ -4,7 +4,7 @@
 use axum::Json;
 use naxos_core::model::{
     BackoffPolicy, CatchUp, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition, NodeInfo, Problem, Schedule,
-    StatusEvent, StoredSchedule, TaskDefinition, TaskStatus, Trigger,
+    Sleep, StatusEvent, StoredSchedule, TaskDefinition, TaskStatus, Trigger, WaitFor,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -14,7 +14,7 @@ use crate::routes::bulk::{BulkAck, BulkFilter};
 use crate::routes::{bulk, definitions, events, jobs, schedules, system};
 use crate::views::{
     BackupView, DefinitionCreated, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView, HealthChecks,
-    HealthView, NodeView, ScheduleView, SummaryView, SystemStatusView, TaskView,
+    HealthView, NodeView, ScheduleView, SignalAck, SummaryView, SystemStatusView, TaskView,
 };
 
 /// The naxos REST API as an OpenAPI document: `ApiDoc::openapi()`.
@@ -27,7 +27,7 @@ use crate::views::{
     ),
     paths(
         definitions::create, definitions::list, definitions::get, definitions::versions,
-        jobs::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, bulk::cancel, bulk::retry, events::stream,
+        jobs::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, jobs::signal, bulk::cancel, bulk::retry, events::stream,
         schedules::create, schedules::list, schedules::get, schedules::delete, schedules::pause, schedules::resume,
         system::status, system::backup, system::health, crate::metrics::render, document,
     ),
@@ -36,7 +36,7 @@ use crate::views::{
         ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, ExecutionAck, ExecutionPageView,
         StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
         ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck, Schedule, StoredSchedule, CatchUp,
-        ScheduleView,
+        ScheduleView, Sleep, WaitFor, SignalAck,
     )),
     modifiers(&BearerToken),
     tags(

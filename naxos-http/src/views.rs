@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 use naxos_core::model::{
-    DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StoredDefinition,
-    TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger,
+    DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, Sleep, StoredDefinition,
+    TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
 };
 use naxos_core::ExecutionId;
 use serde::Serialize;
@@ -64,6 +64,21 @@ pub struct SummaryView {
     pub schedule_id: Option<String>,
 }
 
+/// The answer to a signal.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalAck {
+    /// The execution.
+    #[schema(value_type = String, format = Uuid)]
+    pub execution_id: ExecutionId,
+    /// The signal's name.
+    pub signal: String,
+    /// The task that took the signal now; absent when none waited yet and the signal is kept
+    /// for the first task of its name that will.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<String>,
+}
+
 /// One task in [`ExecutionView`].
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -91,6 +106,15 @@ pub struct TaskView {
     /// Its trigger, when not the default `allSuccess`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
+    /// Its durable sleep, when it sleeps instead of running a function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<Sleep>,
+    /// The signal it waits for, when it waits instead of running a function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<WaitFor>,
+    /// When a WAITING task wakes (a sleep ends, a wait times out) or a RETRYING one retries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
     /// The last error. A task SKIPPED by its own condition has `condition false`; one SKIPPED
     /// below a failure, `skipped: upstream task `…` failed`.
     pub error: Option<String>,
@@ -134,6 +158,9 @@ impl From<TaskRun> for TaskView {
             dependencies: t.dependencies,
             when: t.plan.when,
             trigger: Some(t.plan.trigger).filter(|t| !t.is_default()),
+            sleep: t.plan.sleep,
+            wait_for: t.plan.wait_for,
+            due_at: t.due_at,
             error: t.error,
             output: t.output,
             start_time: t.start_time,

@@ -596,6 +596,7 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
         ("post", "/api/v1/jobs/cancel"),
         ("post", "/api/v1/jobs/retry"),
         ("get", "/api/v1/jobs/{id}/events"),
+        ("post", "/api/v1/jobs/{id}/signals/{name}"),
         ("get", "/api/v1/system/status"),
         ("post", "/api/v1/system/backup"),
         ("post", "/api/v1/schedules"),

@@ -71,6 +71,15 @@ impl Store for UnreachableStore {
     async fn take_stale(&self, _: Duration, _: usize) -> Result<Changes> {
         down()
     }
+    async fn wake(&self, _: &TaskRef) -> Result<Changes> {
+        down()
+    }
+    async fn wake_due(&self, _: usize) -> Result<Changes> {
+        down()
+    }
+    async fn signal(&self, _: ExecutionId, _: &str, _: Value) -> Result<SignalOutcome> {
+        down()
+    }
     async fn overdue_executions(&self, _: usize) -> Result<Vec<ExecutionId>> {
         down()
     }

@@ -27,7 +27,7 @@ use serde_json::Value;
 use crate::error::corrupt;
 
 /// Task statuses by their byte.
-const TASK_STATUSES: [TaskStatus; 8] = [
+const TASK_STATUSES: [TaskStatus; 9] = [
     TaskStatus::Pending,
     TaskStatus::Queued,
     TaskStatus::Running,
@@ -36,6 +36,7 @@ const TASK_STATUSES: [TaskStatus; 8] = [
     TaskStatus::Failed,
     TaskStatus::Skipped,
     TaskStatus::Cancelled,
+    TaskStatus::Waiting,
 ];
 
 /// Bytes being written.
@@ -183,6 +184,7 @@ fn task_status_byte(s: TaskStatus) -> u8 {
         TaskStatus::Failed => 5,
         TaskStatus::Skipped => 6,
         TaskStatus::Cancelled => 7,
+        TaskStatus::Waiting => 8,
     }
 }
 
@@ -443,6 +445,7 @@ mod tests {
                 TaskPlan {
                     when: Some("params.x > 1".into()),
                     trigger: naxos_core::model::Trigger::NoneFailed,
+                    ..TaskPlan::default()
                 },
             ),
         ];

@@ -8,12 +8,14 @@
 //! | | execution id, [`PARAMS`] | its params (JSON) |
 //! | | execution id, [`PLAN`] | each task's id, name, function and dependencies (`codec.rs`) |
 //! | | execution id, [`TASK`], task position (u32) | the rest of the task run, with its output and attempts (`codec.rs`) |
+//! | | execution id, [`SIGNALS`] | signals kept for tasks not yet waiting (JSON list; absent when none) |
 //! | `by_definition` | definition id, `0`, execution id | — |
 //! | `by_definition_status` | definition id, `0`, status (u8), execution id (also the listing by status alone: each definition's range, merged) | — |
 //! | `idempotency` | definition id, `0`, key | execution id |
 //! | `running` | lease expiry, execution id, task position | — |
 //! | `queued` | times republished (u8, capped), queued at, execution id, task position | — |
 //! | `retrying` | due at, execution id, task position | — |
+//! | `waiting` | due at, execution id, task position (WAITING tasks with a due time) | — |
 //! | `deadlines` | deadline, execution id (unfinished executions only) | — |
 //! | `ended` | end time, execution id (finished executions only) | — |
 //! | `nodes` | node id | the node (JSON) |
@@ -52,6 +54,8 @@ pub(crate) const PARAMS: u8 = 1;
 pub(crate) const PLAN: u8 = 2;
 /// See [`SUMMARY`].
 pub(crate) const TASK: u8 = 3;
+/// See [`SUMMARY`]: the signals an execution keeps (absent when none).
+pub(crate) const SIGNALS: u8 = 4;
 
 /// The key of an execution's summary, params or plan row: execution id, then the kind.
 pub(crate) fn row(id: ExecutionId, kind: u8) -> [u8; ID + 1] {

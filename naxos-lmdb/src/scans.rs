@@ -1,4 +1,4 @@
-//! The whole-store scans: lease recovery, stale take-over, deadlines and pruning.
+//! The whole-store scans: lease recovery, stale take-over, due waits, deadlines and pruning.
 //!
 //! Each finds its candidates in a time-ordered index — reading only the entries that are due,
 //! and stopping at the first that is not — then applies the state module's own scan to each
@@ -82,6 +82,14 @@ pub(crate) fn take_stale(tx: &mut Tx<'_, '_>, older_than: Duration, limit: usize
     }
     due(tx, t.retrying, &[], before(now, older_than), limit, &mut ids)?;
     apply_within(tx, ids, limit, |s, budget| s.take_stale(older_than, now, budget))
+}
+
+/// WAITING tasks whose due time has passed: the candidates are the `waiting` index up to now.
+pub(crate) fn wake_due(tx: &mut Tx<'_, '_>, limit: usize) -> Result<Changes> {
+    let now = tx.now();
+    let mut ids = Vec::new();
+    due(tx, tx.tables().waiting, &[], now, limit, &mut ids)?;
+    apply_within(tx, ids, limit, |s, budget| s.wake_due(now, budget))
 }
 
 /// Runs `scan` on each candidate's state in turn (the state module decides what is due) until

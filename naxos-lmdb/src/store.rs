@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use heed::RoTxn;
 use naxos_core::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired,
-    LeaseState, NewExecution, ScheduleTick, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
+    LeaseState, NewExecution, ScheduleTick, SignalOutcome, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
 use naxos_core::clock::before;
 use naxos_core::model::{
@@ -482,6 +482,28 @@ impl Store for LmdbStore {
 
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
         self.write(move |tx| scans::take_stale(tx, older_than, limit)).await
+    }
+
+    async fn wake(&self, task: &TaskRef) -> Result<Changes> {
+        let task = task.clone();
+        self.write(move |tx| {
+            let now = tx.now();
+            transition(tx, task.execution_id, |s| s.wake(&task, now))
+        })
+        .await
+    }
+
+    async fn wake_due(&self, limit: usize) -> Result<Changes> {
+        self.write(move |tx| scans::wake_due(tx, limit)).await
+    }
+
+    async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
+        let name = name.to_string();
+        self.write(move |tx| {
+            let now = tx.now();
+            transition(tx, id, |s| s.signal(&name, payload.clone(), now))
+        })
+        .await
     }
 
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {

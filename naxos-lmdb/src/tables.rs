@@ -28,7 +28,7 @@ use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 15] = [
+pub(crate) const NAMES: [&str; 16] = [
     "definitions",
     "executions",
     "by_definition",
@@ -44,6 +44,7 @@ pub(crate) const NAMES: [&str; 15] = [
     "schedule_ticks",
     "by_schedule",
     "scheduled",
+    "waiting",
 ];
 
 /// The store's databases.
@@ -66,11 +67,13 @@ pub(crate) struct Tables {
     pub(crate) schedule_ticks: Db,
     pub(crate) by_schedule: Db,
     pub(crate) scheduled: Db,
+    /// WAITING tasks with a due time, by due time (see `keys.rs`).
+    pub(crate) waiting: Db,
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 15]) -> Self {
-        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled] =
+    pub(crate) fn new(dbs: [Db; 16]) -> Self {
+        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting] =
             dbs;
         Self {
             definitions,
@@ -88,6 +91,7 @@ impl Tables {
             schedule_ticks,
             by_schedule,
             scheduled,
+            waiting,
         }
     }
 }
@@ -145,9 +149,18 @@ impl<'a> Reader<'a> {
         Ok(Some(Execution { summary, data, tasks }))
     }
 
-    /// An execution as the state module's value.
+    /// An execution as the state module's value, with the signals it keeps.
     pub(crate) fn state(&self, txn: &RoTxn<'_>, id: ExecutionId) -> Result<Option<ExecutionState>> {
-        self.execution(txn, id)?.map(ExecutionState::from_execution).transpose()
+        let Some(execution) = self.execution(txn, id)? else {
+            return Ok(None);
+        };
+        let state = ExecutionState::from_execution(execution)?;
+        Ok(Some(
+            match self.get(txn, self.t.executions, &keys::row(id, keys::SIGNALS))? {
+                Some(v) => state.with_signals(decode(v, "execution signals")?),
+                None => state,
+            },
+        ))
     }
 
     /// A stored definition version, refusing one of a newer format.
@@ -244,6 +257,7 @@ enum TaskMark {
     Running(Vec<u8>),
     Queued(Vec<u8>),
     Retrying(Vec<u8>),
+    Waiting(Vec<u8>),
 }
 
 fn task_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<TaskMark> {
@@ -266,6 +280,7 @@ fn task_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<TaskMark> {
             id,
             Some(index),
         ))),
+        TaskStatus::Waiting => t.due_at.map(|due| TaskMark::Waiting(keys::timed(due, id, Some(index)))),
         _ => None,
     }
 }
@@ -316,6 +331,14 @@ pub(crate) fn write_back(
         let planned = before.is_some_and(|b| b.tasks().iter().zip(a.tasks()).all(|(x, y)| codec::same_plan(x, y)));
         if !planned {
             tx.put(t.executions, &keys::row(id, keys::PLAN), &codec::plan(a.tasks())?)?;
+        }
+        if before.map(|b| b.signals()) != Some(a.signals()) {
+            let key = keys::row(id, keys::SIGNALS);
+            if a.signals().is_empty() {
+                tx.delete(t.executions, &key)?;
+            } else {
+                tx.put(t.executions, &key, &encode(a.signals())?)?;
+            }
         }
         if before.is_none() {
             tx.put(t.executions, &keys::row(id, keys::PARAMS), &encode(&**a.params())?)?;
@@ -397,6 +420,7 @@ pub(crate) fn write_back(
         tx.delete(t.executions, &keys::row(id, keys::SUMMARY))?;
         tx.delete(t.executions, &keys::row(id, keys::PARAMS))?;
         tx.delete(t.executions, &keys::row(id, keys::PLAN))?;
+        tx.delete(t.executions, &keys::row(id, keys::SIGNALS))?;
         tx.delete(t.by_definition, &keys::by_definition(&definition, id))?;
     }
     Ok(())
@@ -407,6 +431,7 @@ fn mark_db(t: &Tables, mark: TaskMark) -> (Db, Vec<u8>) {
         TaskMark::Running(k) => (t.running, k),
         TaskMark::Queued(k) => (t.queued, k),
         TaskMark::Retrying(k) => (t.retrying, k),
+        TaskMark::Waiting(k) => (t.waiting, k),
     }
 }
 

@@ -5,7 +5,7 @@
 //! statement: the execution row (bumping `revision`, see `settle.rs`), every task row that
 //! changed, and the attempt records the transition started or ended.
 
-use naxos_core::model::{Attempt, Execution, ExecutionId, TaskRun};
+use naxos_core::model::{Attempt, Execution, ExecutionId, Signal, TaskRun};
 use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
 use serde::Serialize;
@@ -29,7 +29,7 @@ pub(crate) async fn load(
         "FOR NO KEY UPDATE"
     };
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {EXECUTION_COLUMNS}, params FROM naxos_executions WHERE id = $1 {lock}"
+        "SELECT {EXECUTION_COLUMNS}, params, signals FROM naxos_executions WHERE id = $1 {lock}"
     )))
     .bind(id)
     .fetch_optional(&mut *conn)
@@ -50,7 +50,12 @@ pub(crate) async fn load(
         data: get(&row, "params")?,
         tasks: tasks.iter().map(task_run).collect::<Result<_>>()?,
     };
-    ExecutionState::from_execution(execution).map(Some)
+    let signals: Option<sqlx::types::Json<Vec<Signal>>> = get(&row, "signals")?;
+    let state = ExecutionState::from_execution(execution)?;
+    Ok(Some(match signals {
+        Some(signals) => state.with_signals(signals.0),
+        None => state,
+    }))
 }
 
 /// Runs `transition` on execution `id` under its row lock and writes back what it changed.
@@ -82,7 +87,9 @@ struct TaskRow<'a> {
     republished: u32,
     error: Option<&'a str>,
     set_output: bool,
-    output: Option<&'a Value>,
+    /// The output in a one-element array: `jsonb_to_recordset` reads a JSON `null` field as SQL
+    /// NULL, which would lose an output that is `null`.
+    output: Option<[&'a Value; 1]>,
     lease_owner: Option<&'a str>,
     lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
     queued_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -120,13 +127,14 @@ impl<'a> AttemptRow<'a> {
 const WRITE_BACK: &str = "
     WITH execution AS (
         UPDATE naxos_executions SET status = $2, error = $3, deadline = $4, updated_at = $5, start_time = $6,
-               end_time = $7, revision = revision + 1
+               end_time = $7, revision = revision + 1,
+               signals = CASE WHEN $10 THEN $11 ELSE signals END
         WHERE id = $1
     ), tasks AS (
         UPDATE naxos_tasks t SET status = r.status, remaining = r.remaining, attempt = r.attempt,
                attempts = r.attempts, failures = r.failures, lease_expiries = r.lease_expiries,
                republished = r.republished, error = r.error,
-               output = CASE WHEN r.set_output THEN r.output ELSE t.output END,
+               output = CASE WHEN r.set_output THEN r.output -> 0 ELSE t.output END,
                lease_owner = r.lease_owner, lease_expires_at = r.lease_expires_at, queued_at = r.queued_at,
                due_at = r.due_at, start_time = r.start_time, end_time = r.end_time
         FROM jsonb_to_recordset($8) AS r(task_id TEXT, status TEXT, remaining INTEGER, attempt INTEGER,
@@ -161,7 +169,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
                 republished: new.republished,
                 error: new.error.as_deref(),
                 set_output,
-                output: after.output(i).map(|o| &**o),
+                output: after.output(i).map(|o| [&**o]),
                 lease_owner: new.lease.as_ref().map(|l| l.owner.as_str()),
                 lease_expires_at: new.lease.as_ref().map(|l| l.expires_at),
                 queued_at: new.queued_at,
@@ -174,9 +182,11 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
         attempts.extend(new.history.iter().map(|record| AttemptRow::new(&new.task_id, record)));
     }
     let s = after.summary();
-    if rows.is_empty() && attempts.is_empty() && s == before.summary() {
+    let set_signals = before.signals() != after.signals();
+    if rows.is_empty() && attempts.is_empty() && s == before.summary() && !set_signals {
         return Ok(());
     }
+    let signals = Some(after.signals()).filter(|s| !s.is_empty()).map(sqlx::types::Json);
     sqlx::query(WRITE_BACK)
         .bind(s.id)
         .bind(s.status.as_str())
@@ -187,6 +197,8 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
         .bind(s.end_time)
         .bind(sqlx::types::Json(&rows))
         .bind(sqlx::types::Json(&attempts))
+        .bind(set_signals)
+        .bind(signals)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

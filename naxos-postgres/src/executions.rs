@@ -37,19 +37,20 @@ fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
     WITH gate AS ({gate}), execution AS (
         INSERT INTO {t}naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
-             traceparent, schedule_id, schedule_tick, plain, error, end_time)
-        SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15 FROM gate
+             traceparent, schedule_id, schedule_tick, plain, error, end_time, start_time)
+        SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15, $16 FROM gate
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
         INSERT INTO {t}naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, queued_at, plan, error, end_time)
+             attempt, queued_at, plan, error, end_time, due_at, start_time, output)
         SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
-               r.remaining, r.attempt, r.queued_at, r.plan, r.error, r.end_time
+               r.remaining, r.attempt, r.queued_at, r.plan, r.error, r.end_time, r.due_at, r.start_time, r.output -> 0
         FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
-             attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ)
+             attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ,
+             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, output JSONB)
     ){outbox}
     SELECT id FROM execution"
     )
@@ -185,6 +186,10 @@ pub(crate) async fn insert(
                 "plan": (!t.plan.is_plain()).then_some(&t.plan),
                 "error": t.error,
                 "end_time": t.end_time,
+                "due_at": t.due_at,
+                "start_time": t.start_time,
+                // In a one-element array, so that an output `null` is not read as SQL NULL.
+                "output": state.output(position).map(|o| [&**o]),
             })
         })
         .collect();
@@ -211,6 +216,7 @@ pub(crate) async fn insert(
         .bind(plain)
         .bind(&s.error)
         .bind(s.end_time)
+        .bind(s.start_time)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;

@@ -79,6 +79,26 @@ pub(crate) async fn take_stale(
     .await
 }
 
+/// Wakes WAITING tasks whose due time has passed (sleeps ended, waits timed out), the
+/// executions with the earliest due time first.
+pub(crate) async fn wake_due(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
+    let candidates: Vec<ExecutionId> = sqlx::query_scalar(
+        "SELECT execution_id FROM (
+             SELECT execution_id, min(due_at) AS first FROM (
+                 SELECT execution_id, due_at FROM naxos_tasks
+                 WHERE status = 'WAITING' AND due_at <= $1
+                 ORDER BY due_at LIMIT $2
+             ) due GROUP BY execution_id
+         ) e ORDER BY first",
+    )
+    .bind(now)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    sweep(pool, candidates, limit, |s, budget| s.wake_due(now, budget)).await
+}
+
 /// Applies `scan` to each candidate execution in its own transaction, under its row lock, until
 /// `limit` tasks were taken. An execution another transaction holds is skipped (`SKIP LOCKED`):
 /// its transition is under way, and the next sweep looks again; so is one pruned meanwhile.

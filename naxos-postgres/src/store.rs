@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use naxos_core::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired,
-    LeaseState, NewExecution, ScheduleTick, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
+    LeaseState, NewExecution, ScheduleTick, SignalOutcome, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
 use naxos_core::clock::{after, before};
 use naxos_core::model::{
@@ -204,6 +204,35 @@ impl Store for PgStore {
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
         self.within("take stale", async {
             recovery::take_stale(&self.pool, older_than, self.now().await?, limit).await
+        })
+        .await
+    }
+
+    async fn wake(&self, task: &TaskRef) -> Result<Changes> {
+        self.within("wake", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, |s| s.wake(task, now))
+                .await)
+        })
+        .await
+    }
+
+    async fn wake_due(&self, limit: usize) -> Result<Changes> {
+        self.within("wake due", async {
+            recovery::wake_due(&self.pool, self.now().await?, limit).await
+        })
+        .await
+    }
+
+    async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
+        self.within("signal", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.signal(
+                name,
+                payload.clone(),
+                now
+            ))
+            .await)
         })
         .await
     }

@@ -19,7 +19,7 @@ pub use cache::Cache;
 pub use queue::{Acknowledger, Consumer, Delivery, EventSelector, EventSubscription, Queue, SelectedEvents};
 pub use store::{
     ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired, LeaseState,
-    NewExecution, ScheduleTick, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
+    NewExecution, ScheduleTick, SignalOutcome, StopOutcome, StopReason, Store, StoreCounts, TaskFinish, TaskOutcome,
 };
 
 use std::future::Future;

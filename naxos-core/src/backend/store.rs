@@ -134,6 +134,23 @@ pub trait Store: Send + Sync + Debug {
     /// [`Changes::ready`] for republishing.
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes>;
 
+    /// Wakes the WAITING task `task` (at its attempt) whose due time has come: a `sleep`
+    /// COMPLETES (output `null`), a `waitFor` FAILS as timed out; what that starts below it is
+    /// in the changes. `Conflict` when the task is no longer waiting at that attempt or not due
+    /// yet (a timer that fired twice, or early).
+    async fn wake(&self, task: &TaskRef) -> Result<Changes>;
+
+    /// Wakes up to `limit` WAITING tasks whose due time has passed, as [`wake`](Store::wake)
+    /// does: the sweepers' catch-up for timers that a stopped node held. Safe to call from every
+    /// node at once: each task is woken by one caller.
+    async fn wake_due(&self, limit: usize) -> Result<Changes>;
+
+    /// Sends the signal `name` with `payload` to execution `id`: the first task WAITING for it
+    /// COMPLETES with the payload as output; with none waiting yet, the signal is kept (durably)
+    /// for the first that will. `NotFound` for an unknown execution, `Conflict` when it is
+    /// finished, `InvalidInput` when none of its tasks waits for `name`.
+    async fn signal(&self, id: ExecutionId, name: &str, payload: Value) -> Result<SignalOutcome>;
+
     /// Takes up to `limit` executions that were created outside the engine (in a caller's own
     /// database transaction, e.g. `PgStore::execute_in`) and whose ready tasks were not yet
     /// handed to the Queue, and returns those tasks in [`Changes::ready`] to publish. Each is
@@ -462,6 +479,16 @@ pub struct StopOutcome {
     /// Tasks that were RUNNING (their workers should be told).
     pub running: Vec<TaskRef>,
     /// The status events.
+    pub changes: Changes,
+}
+
+/// What [`Store::signal`] did.
+#[derive(Debug, Clone, Default)]
+pub struct SignalOutcome {
+    /// The `waitFor` task that took the signal now, if one was waiting; none: the signal is
+    /// kept for the first task of its name that starts waiting.
+    pub delivered_to: Option<String>,
+    /// The status changes.
     pub changes: Changes,
 }
 

@@ -13,6 +13,7 @@ use super::admission::Admission;
 use super::announce::Announcer;
 use super::definitions::Definitions;
 use super::events::EventHub;
+use super::timers::{self, Timers};
 use super::{scheduler, sweeper, worker, EngineConfig};
 use crate::backend::{Cache, Changes, Queue, StopReason, Store};
 use crate::model::{ExecutionId, ExecutionStatus, TaskRef};
@@ -30,6 +31,8 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     pub(crate) definitions: Definitions,
     pub(crate) events: Arc<EventHub>,
+    /// Timers of the waits this node started.
+    pub(crate) timers: Timers,
     announcer: Announcer,
     /// Admission control for submits.
     pub(crate) admission: Admission,
@@ -60,6 +63,7 @@ impl Inner {
         Self {
             events: events.clone(),
             announcer: Announcer::new(queue.clone(), events),
+            timers: Timers::default(),
             admission: Admission::default(),
             store,
             queue,
@@ -82,7 +86,7 @@ impl Inner {
     }
 
     /// Passes on what a committed transition changed: its events, then its ready tasks, then
-    /// its retries. The ready tasks wait until the events are out, so that whatever they cause
+    /// its retries, and sets a timer for each wait it started. The ready tasks wait until the events are out, so that whatever they cause
     /// is announced after its cause on any node (see `announce.rs`). A failed publish is logged,
     /// not returned: the Store already holds the truth and the sweeper republishes lost task
     /// messages.
@@ -106,6 +110,9 @@ impl Inner {
             if let Err(e) = self.queue.publish_delayed(task, delay).await {
                 tracing::warn!(error = %e, %task, "delayed publish failed; the sweeper will republish when due");
             }
+        }
+        for (task, due) in changes.waiting {
+            self.timers.add(task, due);
         }
     }
 
@@ -162,6 +169,7 @@ impl Inner {
             tokio::spawn(sweeper::run(self.clone())),
             tokio::spawn(super::outbox::run(self.clone())),
             tokio::spawn(scheduler::run(self.clone())),
+            tokio::spawn(timers::run(self.clone())),
         ];
         if self.config.workers {
             handles.push(tokio::spawn(worker::run(self.clone())));

@@ -24,6 +24,7 @@ mod runners;
 mod scheduler;
 mod schedules;
 mod sweeper;
+mod timers;
 mod worker;
 
 use std::future::Future;
@@ -412,6 +413,23 @@ impl Engine {
         let changes = self.inner.store.retry_execution(id).await?;
         self.inner.dispatch(changes).await;
         Ok(ExecutionStatus::Running)
+    }
+
+    /// Sends the signal `name` with `payload` to execution `id` (`POST
+    /// /api/v1/jobs/{executionId}/signals/{name}`): the first task WAITING for it (a `waitFor`
+    /// task, see [`TaskBuilder::wait_for`](crate::model::TaskBuilder::wait_for)) COMPLETES with
+    /// the payload as its output, and returns its id; when none waits yet, the signal is kept,
+    /// durably, for the first task of that name that will, and this returns `None`. Each signal
+    /// is taken by one task.
+    ///
+    /// `NotFound` for an unknown execution, `Conflict` when it is finished, `InvalidInput` when
+    /// none of its tasks waits for `name`.
+    pub async fn signal<P: Serialize>(&self, id: ExecutionId, name: &str, payload: P) -> Result<Option<String>> {
+        let payload = serde_json::to_value(payload)
+            .map_err(|e| Error::InvalidInput(format!("the payload of signal `{name}`: {e}")))?;
+        let outcome = self.inner.store.signal(id, name, payload).await?;
+        self.inner.dispatch(outcome.changes).await;
+        Ok(outcome.delivered_to)
     }
 
     /// Waits until the execution is finished and returns it.

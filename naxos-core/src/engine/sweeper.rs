@@ -22,6 +22,9 @@ pub struct SweepReport {
     /// Ready tasks of executions created outside the engine, published for the first time
     /// (see [`Store::take_unpublished`](crate::backend::Store::take_unpublished)).
     pub unpublished: usize,
+    /// WAITING tasks woken at their due time (sleeps ended, waits timed out) that no node's
+    /// timer had woken.
+    pub woken: usize,
     /// Executions failed for running past their deadline.
     pub timed_out: usize,
     /// Finished executions deleted after the retention period.
@@ -73,6 +76,22 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
     report.republished = stale.ready.len();
     inner.dispatch(stale).await;
     super::metrics::swept(report.recovered, report.republished);
+
+    let woken = inner.store.wake_due(BATCH).await?;
+    report.woken = woken
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Task {
+                    status: TaskStatus::Completed | TaskStatus::Failed,
+                    ..
+                }
+            )
+        })
+        .count();
+    inner.dispatch(woken).await;
 
     for id in inner.store.overdue_executions(BATCH).await? {
         match inner.stop(id, StopReason::TimedOut).await {

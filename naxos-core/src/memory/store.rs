@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::schedules::Schedules;
 use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired,
-    LeaseState, NewExecution, ScheduleTick, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
+    LeaseState, NewExecution, ScheduleTick, SignalOutcome, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
 use crate::clock::{before, Clock};
 use crate::model::{
@@ -435,6 +435,23 @@ impl Store for MemoryStore {
         let mut changes = Changes::default();
         self.scan_active(limit, |s, budget| changes.extend(s.take_stale(older_than, now, budget)));
         Ok(changes)
+    }
+
+    async fn wake(&self, task: &TaskRef) -> Result<Changes> {
+        let now = self.clock.now();
+        self.with_state(task.execution_id, |s| s.wake(task, now))
+    }
+
+    async fn wake_due(&self, limit: usize) -> Result<Changes> {
+        let now = self.clock.now();
+        let mut changes = Changes::default();
+        self.scan_active(limit, |s, budget| changes.extend(s.wake_due(now, budget)));
+        Ok(changes)
+    }
+
+    async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
+        let now = self.clock.now();
+        self.with_state(id, |s| s.signal(name, payload, now))
     }
 
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{BackoffPolicy, JobDefinition, TaskDefinition, Trigger};
+use super::{BackoffPolicy, JobDefinition, Sleep, TaskDefinition, Trigger, WaitFor};
 
 impl JobDefinition {
     /// Starts a definition with this id.
@@ -100,9 +100,91 @@ impl TaskBuilder {
                 backoff: None,
                 when: None,
                 trigger: Trigger::default(),
+                sleep: None,
+                wait_for: None,
             },
             after: Vec::new(),
         }
+    }
+
+    /// A task `id` that sleeps for `duration` (`"sleep": {"ms": …}`): WAITING, holding no
+    /// worker slot, from when its trigger holds until the time is up (across restarts), then
+    /// COMPLETED with output `null`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use naxos_core::model::{JobDefinition, TaskBuilder};
+    /// let def = JobDefinition::builder("reminder")
+    ///     .task(TaskBuilder::new("order", "place_order"))
+    ///     .task(TaskBuilder::sleep("a_day", Duration::from_secs(86_400)).after(["order"]))
+    ///     .task(TaskBuilder::new("remind", "send_reminder").after(["a_day"]))
+    ///     .build();
+    /// assert_eq!(def.tasks["a_day"].sleep.as_ref().unwrap().ms, Some(86_400_000));
+    /// ```
+    pub fn sleep(id: impl Into<String>, duration: Duration) -> Self {
+        Self::new(id, "").sleeping(Sleep {
+            ms: Some(duration_ms(duration)),
+            until: None,
+        })
+    }
+
+    /// A task `id` that sleeps until the time `expression` gives (`"sleep": {"until": …}`): a
+    /// CEL expression over `params` and `upstream` giving an RFC 3339 time, e.g.
+    /// `"params.sendAt"`. A time past already completes at once; an expression that fails FAILS
+    /// the task.
+    pub fn sleep_until(id: impl Into<String>, expression: impl Into<String>) -> Self {
+        Self::new(id, "").sleeping(Sleep {
+            ms: None,
+            until: Some(expression.into()),
+        })
+    }
+
+    fn sleeping(self, sleep: Sleep) -> Self {
+        self.kind(Some(sleep), None)
+    }
+
+    /// Makes the task a sleep or a wait instead of a function (for scenario generators; the
+    /// constructors above are the way to build one).
+    #[doc(hidden)]
+    pub fn kind(mut self, sleep: Option<Sleep>, wait_for: Option<WaitFor>) -> Self {
+        if sleep.is_some() || wait_for.is_some() {
+            self.task.function_name.clear();
+        }
+        self.task.sleep = sleep;
+        self.task.wait_for = wait_for;
+        self
+    }
+
+    /// A task `id` that waits for the signal `signal` (`"waitFor": {"signal": …}`): WAITING,
+    /// holding no worker slot, until [`Engine::signal`](crate::Engine::signal) (or `POST
+    /// /api/v1/jobs/{executionId}/signals/{name}`) sends it, then COMPLETED with the signal's
+    /// payload as its output. A signal sent before the task waits is kept for it. Bound the
+    /// wait with [`signal_timeout`](Self::signal_timeout).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use naxos_core::model::{JobDefinition, TaskBuilder};
+    /// let def = JobDefinition::builder("refund")
+    ///     .task(TaskBuilder::wait_for("approval", "approve").signal_timeout(Duration::from_secs(3_600)))
+    ///     .task(TaskBuilder::new("pay", "pay_refund").after(["approval"]))
+    ///     .build();
+    /// assert_eq!(def.tasks["approval"].wait_for.as_ref().unwrap().signal, "approve");
+    /// ```
+    pub fn wait_for(id: impl Into<String>, signal: impl Into<String>) -> Self {
+        let wait = WaitFor {
+            signal: signal.into(),
+            timeout_ms: None,
+        };
+        Self::new(id, "").kind(None, Some(wait))
+    }
+
+    /// How long a [`wait_for`](Self::wait_for) task waits (`timeoutMs`), from when it starts
+    /// waiting: past it the task FAILS with `signal <name> timed out`. No effect on other tasks.
+    pub fn signal_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(w) = self.task.wait_for.as_mut() {
+            w.timeout_ms = Some(duration_ms(timeout));
+        }
+        self
     }
 
     /// Sets the human-readable name.

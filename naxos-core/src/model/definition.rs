@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{TaskPlan, Trigger};
+use super::{Sleep, TaskPlan, Trigger, WaitFor};
 use crate::dag::Dag;
 
 /// A job: a DAG of named tasks. The JSON form is the original's:
@@ -57,7 +57,9 @@ pub struct TaskDefinition {
     /// Extra attempts after a retryable failure (`maxRetry + 1` attempts in all).
     #[serde(default)]
     pub max_retry: u32,
-    /// The name a task function was registered under.
+    /// The name a task function was registered under. Empty (left out) for a task that
+    /// `sleep`s or `waitFor`s a signal instead: a task has exactly one of the three.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub function_name: String,
     /// Optional per-attempt time limit; an attempt past it fails (retryably).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +75,12 @@ pub struct TaskDefinition {
     /// When the task may start from its dependencies' end states (default `allSuccess`).
     #[serde(default, skip_serializing_if = "Trigger::is_default")]
     pub trigger: Trigger,
+    /// A durable sleep instead of a function (see [`Sleep`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<Sleep>,
+    /// A wait for a named signal instead of a function (see [`WaitFor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<WaitFor>,
 }
 
 /// Exponential backoff between attempts: `initialMs × multiplier^(n-1)`, capped at `maxMs`,
@@ -123,20 +131,17 @@ impl JobDefinition {
     /// absence means something else) raises this number, and a reader refuses a definition of
     /// a newer format with [`Error::NewerVersion`](crate::Error::NewerVersion) instead of
     /// running it wrongly.
-    pub const FORMAT: u32 = 2;
+    pub const FORMAT: u32 = 3;
 
     /// The lowest format that carries this definition faithfully: what a Store writes with it.
     ///
     /// Only definitions that use what a newer format adds get that format, so during a rolling
     /// upgrade the older nodes keep reading (and running) every other definition the newer
     /// nodes register: format 1 is the original's JSON and its extensions; format 2 adds task
-    /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly.
+    /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly;
+    /// format 3 adds tasks that `sleep` or `waitFor` a signal.
     pub fn required_format(&self) -> u32 {
-        if self.tasks.values().all(|t| TaskPlan::of(t).is_plain()) {
-            1
-        } else {
-            2
-        }
+        self.tasks.values().map(|t| TaskPlan::of(t).format()).max().unwrap_or(1)
     }
 
     /// Parses the JSON form, rejecting unknown fields with the field's name.

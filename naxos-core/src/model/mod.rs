@@ -7,6 +7,7 @@ mod execution;
 mod output;
 mod plan;
 mod schedule;
+mod signal;
 mod status;
 mod text;
 mod trace;
@@ -18,9 +19,10 @@ pub use execution::{
     Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent,
     TaskRef, TaskRun,
 };
-pub use plan::{TaskPlan, Trigger};
+pub use plan::{Sleep, TaskKind, TaskPlan, Trigger, WaitFor};
 pub use schedule::{Cadence, CatchUp, Schedule, SchedulePut, StoredSchedule, DEFAULT_TIMEZONE, MAX_CATCH_UP};
+pub use signal::{Signal, MAX_PENDING_SIGNALS};
 pub use status::{ExecutionStatus, TaskStatus};
 pub use text::{find_nul, nul_message, without_nul};
 pub use trace::TraceParent;
-pub use validate::{is_valid_id, validate, Limits, Problem};
+pub use validate::{is_valid_id, validate, Limits, Problem, MAX_WAIT_MS};

@@ -74,8 +74,52 @@ impl fmt::Display for Trigger {
     }
 }
 
-/// What a task run needs of its definition besides its function: its condition and trigger.
-/// JSON: `{"when"?: "<CEL>", "trigger"?: "<trigger>"}`, each left out at its default.
+/// A durable pause (`"sleep"`, instead of `functionName`): the task is WAITING, holding no
+/// worker slot, until its due time, then COMPLETED with output `null`. JSON: `{"ms": N}` or
+/// `{"until": "<CEL → RFC 3339 time>"}` — exactly one of the two.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sleep {
+    /// How long to sleep, in milliseconds, from when the task's trigger holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<u64>,
+    /// Until when: a CEL expression over `params` and `upstream` giving an RFC 3339 time
+    /// (evaluated once, when the trigger holds; a time in the past completes at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// A wait for a named signal (`"waitFor"`, instead of `functionName`): the task is WAITING,
+/// holding no worker slot, until a signal of that name is sent to its execution, then
+/// COMPLETED with the signal's payload as its output; past `timeoutMs` it FAILS with
+/// `signal <name> timed out`. JSON: `{"signal": "<name>", "timeoutMs"?: N}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaitFor {
+    /// The signal's name (`[A-Za-z0-9_.-]{1,128}`).
+    pub signal: String,
+    /// How long to wait, from when the task starts waiting; none: as long as it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// What runs a task: a registered function (the default), a durable sleep, or a wait for a
+/// signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind<'a> {
+    /// The function named by the task's `functionName`, run by a worker.
+    Function,
+    /// A durable sleep.
+    Sleep(&'a Sleep),
+    /// A wait for a signal.
+    WaitFor(&'a WaitFor),
+}
+
+/// What a task run needs of its definition besides its function: its condition, its trigger,
+/// and what runs it when it is not a function. JSON: `{"when"?: "<CEL>", "trigger"?:
+/// "<trigger>", "sleep"?: {…}, "waitFor"?: {…}}`, each left out at its default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskPlan {
@@ -85,6 +129,12 @@ pub struct TaskPlan {
     /// When the task may start.
     #[serde(default, skip_serializing_if = "Trigger::is_default")]
     pub trigger: Trigger,
+    /// A durable sleep instead of a function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<Sleep>,
+    /// A wait for a signal instead of a function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<WaitFor>,
 }
 
 impl TaskPlan {
@@ -93,13 +143,36 @@ impl TaskPlan {
         Self {
             when: task.when.clone(),
             trigger: task.trigger,
+            sleep: task.sleep.clone(),
+            wait_for: task.wait_for.clone(),
         }
     }
 
-    /// True for the default plan: no condition, the default trigger. A plain task behaves as
-    /// tasks did before plans existed.
+    /// True for the default plan: no condition, the default trigger, a function. A plain task
+    /// behaves as tasks did before plans existed.
     pub fn is_plain(&self) -> bool {
-        self.when.is_none() && self.trigger.is_default()
+        self.when.is_none() && self.trigger.is_default() && self.sleep.is_none() && self.wait_for.is_none()
+    }
+
+    /// What runs the task.
+    pub fn kind(&self) -> TaskKind<'_> {
+        match (&self.sleep, &self.wait_for) {
+            (Some(s), _) => TaskKind::Sleep(s),
+            (None, Some(w)) => TaskKind::WaitFor(w),
+            (None, None) => TaskKind::Function,
+        }
+    }
+
+    /// The definition format that carries this plan (see [`JobDefinition::FORMAT`](super::JobDefinition::FORMAT)):
+    /// 1 when plain, 2 with a condition or trigger, 3 with a sleep or a wait.
+    pub fn format(&self) -> u32 {
+        if self.sleep.is_some() || self.wait_for.is_some() {
+            3
+        } else if self.is_plain() {
+            1
+        } else {
+            2
+        }
     }
 }
 
@@ -125,10 +198,37 @@ mod tests {
         let plan = TaskPlan {
             when: Some("params.x > 1".into()),
             trigger: Trigger::NoneFailed,
+            ..TaskPlan::default()
         };
         assert!(!plan.is_plain());
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(json, r#"{"when":"params.x > 1","trigger":"noneFailed"}"#);
         assert_eq!(serde_json::from_str::<TaskPlan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn waits_have_their_json_names_and_format() {
+        let json = r#"{"waitFor":{"signal":"approve","timeoutMs":5000}}"#;
+        let plan: TaskPlan = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            plan.kind(),
+            TaskKind::WaitFor(&WaitFor {
+                signal: "approve".into(),
+                timeout_ms: Some(5_000)
+            })
+        );
+        assert_eq!((plan.is_plain(), plan.format()), (false, 3));
+        assert_eq!(serde_json::to_string(&plan).unwrap(), json);
+        let plan: TaskPlan = serde_json::from_str(r#"{"sleep":{"until":"params.at"}}"#).unwrap();
+        assert!(matches!(
+            plan.kind(),
+            TaskKind::Sleep(Sleep {
+                ms: None,
+                until: Some(_)
+            })
+        ));
+        let err = serde_json::from_str::<TaskPlan>(r#"{"sleep":{"seconds":1}}"#).unwrap_err();
+        assert!(err.to_string().contains("seconds"), "{err}");
+        assert_eq!(TaskPlan::default().format(), 1);
     }
 }

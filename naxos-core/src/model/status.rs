@@ -34,6 +34,8 @@ pub enum TaskStatus {
     Running,
     /// Failed retryably; waits for its backoff before the next attempt.
     Retrying,
+    /// A `sleep` or `waitFor` task waiting for its due time or its signal, holding no worker.
+    Waiting,
     /// Finished with an output.
     Completed,
     /// Failed for good.
@@ -78,11 +80,12 @@ impl ExecutionStatus {
 
 impl TaskStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Pending,
         Self::Queued,
         Self::Running,
         Self::Retrying,
+        Self::Waiting,
         Self::Completed,
         Self::Failed,
         Self::Skipped,
@@ -101,6 +104,7 @@ impl TaskStatus {
             Self::Queued => "QUEUED",
             Self::Running => "RUNNING",
             Self::Retrying => "RETRYING",
+            Self::Waiting => "WAITING",
             Self::Completed => "COMPLETED",
             Self::Failed => "FAILED",
             Self::Skipped => "SKIPPED",

@@ -59,10 +59,26 @@ pub enum Problem {
         /// The `id` inside.
         id: String,
     },
-    /// A task has an empty `functionName`.
+    /// A task has no `functionName` (nor a `sleep` or `waitFor` instead).
     MissingFunctionName {
         /// The task.
         task: String,
+    },
+    /// A task has more than one of `functionName`, `sleep` and `waitFor`.
+    ConflictingKinds {
+        /// The task.
+        task: String,
+        /// The fields it has, of the three.
+        fields: Vec<String>,
+    },
+    /// A task's `sleep` or `waitFor` makes no sense.
+    InvalidWait {
+        /// The task.
+        task: String,
+        /// The field: `sleep`, `sleep.until`, `waitFor.signal` or `waitFor.timeoutMs`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A task's `functionName` is not registered with the engine.
     UnregisteredFunction {
@@ -138,7 +154,15 @@ impl fmt::Display for Problem {
             Self::TooManyTasks { count, max } => write!(f, "the job has {count} tasks, over the limit of {max}"),
             Self::InvalidTaskId { task } => write!(f, "task id `{task}` must match [A-Za-z0-9_.-]{{1,128}}"),
             Self::TaskIdMismatch { key, id } => write!(f, "task `{key}` has id `{id}`; the id must equal its key"),
-            Self::MissingFunctionName { task } => write!(f, "task `{task}` has no functionName"),
+            Self::MissingFunctionName { task } => {
+                write!(f, "task `{task}` has no functionName (nor a sleep or waitFor instead)")
+            }
+            Self::ConflictingKinds { task, fields } => write!(
+                f,
+                "task `{task}` has {}; a task has exactly one of functionName, sleep and waitFor",
+                quoted(fields).replace(", ", " and ")
+            ),
+            Self::InvalidWait { task, field, reason } => write!(f, "task `{task}` has an invalid `{field}`: {reason}"),
             Self::UnregisteredFunction { task, function } => {
                 write!(f, "task `{task}` uses function `{function}`, which is not registered")
             }
@@ -197,6 +221,10 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
         [
             (format!("tasks.{k}.name"), Some(&t.name)),
             (format!("tasks.{k}.when"), t.when.as_ref()),
+            (
+                format!("tasks.{k}.sleep.until"),
+                t.sleep.as_ref().and_then(|s| s.until.as_ref()),
+            ),
         ]
     });
     for (field, text) in texts.into_iter().chain(task_names) {
@@ -223,9 +251,24 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
                 id: task.id.clone(),
             });
         }
-        if task.function_name.is_empty() {
+        let kinds: Vec<String> = [
+            (!task.function_name.is_empty(), "functionName"),
+            (task.sleep.is_some(), "sleep"),
+            (task.wait_for.is_some(), "waitFor"),
+        ]
+        .into_iter()
+        .filter(|&(has, _)| has)
+        .map(|(_, field)| field.to_string())
+        .collect();
+        problems.extend(wait_problems(key, task));
+        if kinds.len() > 1 {
+            problems.push(Problem::ConflictingKinds {
+                task: key.clone(),
+                fields: kinds,
+            });
+        } else if kinds.is_empty() {
             problems.push(Problem::MissingFunctionName { task: key.clone() });
-        } else if !is_registered(&task.function_name) {
+        } else if !task.function_name.is_empty() && !is_registered(&task.function_name) {
             problems.push(Problem::UnregisteredFunction {
                 task: key.clone(),
                 function: task.function_name.clone(),
@@ -296,6 +339,51 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
         })
     }
 }
+
+/// What is wrong with a task's `sleep` and `waitFor`.
+fn wait_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
+    let problem = |field: &str, reason: String| Problem::InvalidWait {
+        task: key.to_string(),
+        field: field.to_string(),
+        reason,
+    };
+    let mut problems = Vec::new();
+    if let Some(sleep) = &task.sleep {
+        match (sleep.ms, sleep.until.as_deref()) {
+            (Some(_), Some(_)) => problems.push(problem("sleep", "it has both `ms` and `until`; give one".into())),
+            (None, None) => problems.push(problem("sleep", "it needs `ms` or `until`".into())),
+            (Some(ms), None) if ms > MAX_WAIT_MS => {
+                problems.push(problem("sleep.ms", format!("{ms} is over the limit of {MAX_WAIT_MS}")))
+            }
+            (None, Some(until)) => {
+                if let Err(reason) = crate::condition::check(until) {
+                    problems.push(problem("sleep.until", reason));
+                }
+            }
+            (Some(_), None) => {}
+        }
+    }
+    if let Some(wait) = &task.wait_for {
+        if !is_valid_id(&wait.signal) {
+            problems.push(problem(
+                "waitFor.signal",
+                format!("`{}` must match [A-Za-z0-9_.-]{{1,128}}", wait.signal),
+            ));
+        }
+        match wait.timeout_ms {
+            Some(0) => problems.push(problem("waitFor.timeoutMs", "it is 0".into())),
+            Some(ms) if ms > MAX_WAIT_MS => problems.push(problem(
+                "waitFor.timeoutMs",
+                format!("{ms} is over the limit of {MAX_WAIT_MS}"),
+            )),
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// The longest `sleep.ms` or `waitFor.timeoutMs`: ten years.
+pub const MAX_WAIT_MS: u64 = 10 * 366 * 24 * 3_600 * 1_000;
 
 fn backoff_problem(b: &super::BackoffPolicy) -> Option<String> {
     if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {

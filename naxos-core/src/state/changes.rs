@@ -5,13 +5,16 @@ use chrono::{DateTime, Utc};
 use crate::model::{Attempt, ExecutionId, StatusEvent, TaskRef};
 
 /// Effects of a committed transition. The engine publishes `ready`, `delayed` and `events`
-/// after the commit; a Store that keeps rows persists `history`.
+/// after the commit, and sets a timer for each of `waiting`; a Store that keeps rows persists `history`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     /// Tasks now QUEUED: publish a message for each.
     pub ready: Vec<TaskRef>,
     /// Tasks now RETRYING: publish each at its due time.
     pub delayed: Vec<(TaskRef, DateTime<Utc>)>,
+    /// Tasks now WAITING (a `sleep`, or a `waitFor` with a timeout) with their due time: wake
+    /// each then ([`Store::wake`](crate::backend::Store::wake)).
+    pub waiting: Vec<(TaskRef, DateTime<Utc>)>,
     /// Status changes, in order.
     pub events: Vec<StatusEvent>,
     /// Attempt records started or ended, each as it now stands (keyed by execution, task and
@@ -22,7 +25,11 @@ pub struct Changes {
 impl Changes {
     /// True when there is nothing to pass on or persist.
     pub fn is_empty(&self) -> bool {
-        self.ready.is_empty() && self.delayed.is_empty() && self.events.is_empty() && self.history.is_empty()
+        self.ready.is_empty()
+            && self.delayed.is_empty()
+            && self.waiting.is_empty()
+            && self.events.is_empty()
+            && self.history.is_empty()
     }
 
     /// Appends `other`.
@@ -33,6 +40,7 @@ impl Changes {
         }
         self.ready.extend(other.ready);
         self.delayed.extend(other.delayed);
+        self.waiting.extend(other.waiting);
         self.events.extend(other.events);
         self.history.extend(other.history);
     }

@@ -16,6 +16,7 @@
 //! | `control.rs` | stop (cancel, timeout), retry of the failed part |
 //! | `recovery.rs` | lease-expiry recovery, stale-publish take-over |
 //! | `trigger.rs` | which waiting tasks a change starts or rules out: triggers, `when` conditions |
+//! | `wait.rs` | durable waits: `sleep` and `waitFor` tasks woken when due, signals |
 //! | `rules.rs` | how an execution ends, how a finished task counts for triggers, error and event texts |
 //!
 //! The rules it owns: fencing by attempt (a transition names the attempt it is for and fails
@@ -32,6 +33,7 @@ mod recovery;
 pub mod rules;
 mod run;
 mod trigger;
+mod wait;
 
 use std::sync::Arc;
 
@@ -45,7 +47,7 @@ pub use recovery::{republish_wait, MAX_DOUBLINGS};
 use crate::backend::NewExecution;
 use crate::clock::after;
 use crate::model::{
-    Attempt, AttemptOutcome, Execution, ExecutionStatus, ExecutionSummary, TaskRef, TaskRun, TaskStatus,
+    Attempt, AttemptOutcome, Execution, ExecutionStatus, ExecutionSummary, Signal, TaskRef, TaskRun, TaskStatus,
 };
 use crate::{Error, Result};
 
@@ -59,6 +61,8 @@ pub struct ExecutionState {
     tasks: Vec<TaskRun>,
     outputs: Vec<Option<Arc<Value>>>,
     graph: Graph,
+    /// Signals received that no task consumed yet, in order.
+    signals: Vec<Signal>,
 }
 
 impl ExecutionState {
@@ -106,6 +110,7 @@ impl ExecutionState {
             outputs: vec![None; tasks.len()],
             tasks,
             graph,
+            signals: Vec::new(),
         };
         let mut changes = Changes::default();
         changes.events.push(state.execution_event(now));
@@ -137,6 +142,7 @@ impl ExecutionState {
             tasks,
             outputs,
             graph,
+            signals: Vec::new(),
         })
     }
 
@@ -233,6 +239,34 @@ impl ExecutionState {
         t.republished = 0;
     }
 
+    /// COMPLETED with `output`: counted down in every dependent still waiting, and those
+    /// decided (QUEUED when their trigger holds and their condition is true).
+    fn complete(&mut self, i: usize, output: Arc<Value>, now: DateTime<Utc>, ch: &mut Changes) {
+        let t = &mut self.tasks[i];
+        t.lease = None;
+        t.end_time = Some(now);
+        t.error = None;
+        t.due_at = None;
+        self.outputs[i] = Some(output);
+        self.set_task(i, TaskStatus::Completed, None, now, ch);
+        // Fan-in: only a dependent still waiting counts down, then its trigger decides.
+        for k in 0..self.graph.dependents(i).len() {
+            let dep = &mut self.tasks[self.graph.dependents(i)[k]];
+            if dep.status == TaskStatus::Pending {
+                dep.remaining_dependencies = dep.remaining_dependencies.saturating_sub(1);
+            }
+        }
+        self.decide_below(i, false, now, ch);
+    }
+
+    /// The outputs of the COMPLETED direct dependencies of the task at `i`, by task id.
+    fn completed_upstream(&self, i: usize) -> impl Iterator<Item = (&str, &Value)> {
+        self.graph
+            .dependencies(i)
+            .iter()
+            .filter_map(|&d| Some((self.tasks[d].task_id.as_str(), &**self.outputs[d].as_ref()?)))
+    }
+
     /// FAILED with `error`, and the tasks waiting below it decided (with the default trigger,
     /// every transitive dependent still waiting SKIPPED).
     fn fail(&mut self, i: usize, error: String, now: DateTime<Utc>, ch: &mut Changes) {
@@ -252,6 +286,14 @@ impl ExecutionState {
         }
         let moved = self.decide(below, now);
         self.announce(moved, now, ch);
+    }
+
+    /// A PENDING execution becomes RUNNING: a task of it started (claimed, or waiting).
+    fn mark_started(&mut self, now: DateTime<Utc>, ch: &mut Changes) {
+        self.summary.start_time.get_or_insert(now);
+        if self.summary.status == ExecutionStatus::Pending {
+            self.set_execution(ExecutionStatus::Running, None, now, ch);
+        }
     }
 
     /// Ends the execution as [`rules::verdict`] says, once every task is terminal.

@@ -75,6 +75,11 @@ pub fn outcome(task: &TaskRun) -> Option<Outcome> {
     }
 }
 
+/// The error of a `waitFor` task whose signal did not come within its `timeoutMs`.
+pub fn signal_timed_out(signal: &str) -> String {
+    format!("signal {signal} timed out")
+}
+
 /// The error of a task requeued after its lease ran out.
 pub fn lease_expired(owner: &str) -> String {
     format!("the lease held by node `{owner}` expired; requeued")

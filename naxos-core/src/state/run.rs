@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{rules, Changes, ExecutionState};
 use crate::backend::{ClaimRequest, ClaimedTask, LeaseState, TaskOutcome};
 use crate::clock::after;
-use crate::model::{AttemptOutcome, ExecutionStatus, Lease, TaskRef, TaskStatus};
+use crate::model::{AttemptOutcome, Lease, TaskRef, TaskStatus};
 use crate::Result;
 
 impl ExecutionState {
@@ -34,10 +34,7 @@ impl ExecutionState {
         t.end_time = None;
         t.due_at = None;
         let (attempts, failures, queued_at) = (t.attempts, t.failures, t.queued_at);
-        self.summary.start_time.get_or_insert(now);
-        if self.summary.status == ExecutionStatus::Pending {
-            self.set_execution(ExecutionStatus::Running, None, now, &mut changes);
-        }
+        self.mark_started(now, &mut changes);
         self.set_task(i, TaskStatus::Running, None, now, &mut changes);
         self.begin_attempt(i, &req.owner, now, &mut changes);
         Ok(ClaimedTask {
@@ -94,20 +91,7 @@ impl ExecutionState {
         match outcome {
             TaskOutcome::Completed(output) => {
                 self.end_attempt(i, AttemptOutcome::Completed, None, now, &mut ch);
-                let t = &mut self.tasks[i];
-                t.lease = None;
-                t.end_time = Some(now);
-                t.error = None;
-                self.outputs[i] = Some(Arc::new(output));
-                self.set_task(i, TaskStatus::Completed, None, now, &mut ch);
-                // Fan-in: only a dependent still waiting counts down, then its trigger decides.
-                for k in 0..self.graph.dependents(i).len() {
-                    let dep = &mut self.tasks[self.graph.dependents(i)[k]];
-                    if dep.status == TaskStatus::Pending {
-                        dep.remaining_dependencies = dep.remaining_dependencies.saturating_sub(1);
-                    }
-                }
-                self.decide_below(i, false, now, &mut ch);
+                self.complete(i, Arc::new(output), now, &mut ch);
             }
             TaskOutcome::Failed {
                 error,

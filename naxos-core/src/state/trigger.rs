@@ -55,11 +55,13 @@ impl ExecutionState {
             let (status, error) = match self.readiness(i, scan) {
                 Readiness::Wait => continue,
                 Readiness::Ready => match self.condition(i) {
-                    Ok(true) => {
-                        self.mark_queued(i, now);
-                        moved.push(i);
-                        continue;
-                    }
+                    Ok(true) => match self.start(i, now) {
+                        Ok(()) => {
+                            moved.push(i);
+                            continue;
+                        }
+                        Err(error) => (TaskStatus::Failed, error),
+                    },
                     Ok(false) => (TaskStatus::Skipped, rules::CONDITION_FALSE.to_string()),
                     Err(error) => (TaskStatus::Failed, error),
                 },
@@ -85,11 +87,16 @@ impl ExecutionState {
     }
 
     /// Announces the tasks of `moved` in task order, each as it now stands: its status event
-    /// (with its error when SKIPPED or FAILED) and, when QUEUED, its message to publish.
+    /// (with its error when SKIPPED or FAILED) and, when QUEUED, its message to publish. Then
+    /// each that became WAITING is settled: completed at once when it can, else its due time
+    /// listed (see `wait.rs`).
     pub(super) fn announce(&mut self, mut moved: Vec<usize>, now: DateTime<Utc>, ch: &mut Changes) {
         moved.sort_unstable();
         moved.dedup();
-        for i in moved {
+        if moved.iter().any(|&i| self.tasks[i].status == TaskStatus::Waiting) {
+            self.mark_started(now, ch);
+        }
+        for &i in &moved {
             let t = &self.tasks[i];
             let status = t.status;
             if status == TaskStatus::Queued {
@@ -101,6 +108,11 @@ impl ExecutionState {
                 _ => None,
             };
             self.set_task(i, status, error, now, ch);
+        }
+        for i in moved {
+            if self.tasks[i].status == TaskStatus::Waiting {
+                self.settle_wait(i, now, ch);
+            }
         }
     }
 
@@ -145,12 +157,7 @@ impl ExecutionState {
         let Some(source) = self.tasks[i].plan.when.as_deref() else {
             return Ok(true);
         };
-        let upstream = self
-            .graph
-            .dependencies(i)
-            .iter()
-            .filter_map(|&d| Some((self.tasks[d].task_id.as_str(), &**self.outputs[d].as_ref()?)));
-        crate::condition::evaluate(source, &self.params, upstream)
+        crate::condition::evaluate(source, &self.params, self.completed_upstream(i))
     }
 
     /// The FAILED (or CANCELLED) task whose failure reaches the task at `i` through its

@@ -11,7 +11,7 @@ use super::fault::{Fault, StoreCall};
 use super::node::Node;
 use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
-    LeaseState, NewExecution, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
+    LeaseState, NewExecution, SignalOutcome, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
 use crate::model::{DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, StoredDefinition, TaskRef};
 use crate::Result;
@@ -98,6 +98,27 @@ impl Store for FaultyStore {
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
         self.node.alive().await;
         let out = self.inner.take_stale(older_than, limit).await;
+        self.node.alive().await;
+        out
+    }
+
+    async fn wake(&self, task: &TaskRef) -> Result<Changes> {
+        self.node.alive().await;
+        let out = self.inner.wake(task).await;
+        self.node.alive().await;
+        out
+    }
+
+    async fn wake_due(&self, limit: usize) -> Result<Changes> {
+        self.node.alive().await;
+        let out = self.inner.wake_due(limit).await;
+        self.node.alive().await;
+        out
+    }
+
+    async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
+        self.node.alive().await;
+        let out = self.inner.signal(id, name, payload).await;
         self.node.alive().await;
         out
     }

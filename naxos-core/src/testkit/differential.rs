@@ -65,7 +65,7 @@ pub async fn check(store: &dyn Store, clock: &ManualClock, scenario: &Scenario) 
     // Drive the execution to its end, so completions, fan-ins and the verdict are compared too.
     for _ in 0..4 * super::scenario::MAX_TASKS {
         let snapshot = reference.get_execution(id).await.map_err(|e| e.to_string())?;
-        let Some(call) = drain_step(&snapshot) else {
+        let Some(call) = drain_step(&snapshot, clock) else {
             break;
         };
         step += 1;

@@ -99,7 +99,8 @@ pub(crate) async fn run_ok(store: &dyn Store, execution: ExecutionId, id: &str) 
 
 /// A transition's changes as short lines, for exact comparisons with readable failures:
 /// `execution RUNNING`, `task b#1 QUEUED`, `task b#1 FAILED: boom`, `ready b#1`,
-/// `delayed a#2 at +5s`, `attempt a#1 COMPLETED on node-a` (times relative to `now`).
+/// `delayed a#2 at +5s`, `waiting s#1 until +60s`, `attempt a#1 COMPLETED on node-a` (times
+/// relative to `now`).
 pub(crate) fn described(changes: &Changes, now: DateTime<Utc>) -> Vec<String> {
     let mut lines = Vec::new();
     for e in &changes.events {
@@ -122,6 +123,14 @@ pub(crate) fn described(changes: &Changes, now: DateTime<Utc>) -> Vec<String> {
     lines.extend(changes.delayed.iter().map(|(t, due)| {
         format!(
             "delayed {}#{} at +{}s",
+            t.task_id,
+            t.attempt,
+            (*due - now).num_seconds()
+        )
+    }));
+    lines.extend(changes.waiting.iter().map(|(t, due)| {
+        format!(
+            "waiting {}#{} until +{}s",
             t.task_id,
             t.attempt,
             (*due - now).num_seconds()

@@ -124,6 +124,9 @@ macro_rules! store_conformance {
                 all_done_runs_after_a_failure_and_the_execution_fails,
                 any_success_runs_at_the_first_completion,
                 retry_leaves_the_branch_not_taken,
+                a_sleep_waits_until_due_then_completes_once,
+                a_signal_completes_the_waiting_task_or_is_kept_for_it,
+                a_wait_past_its_timeout_fails_once,
             ]
         );
     };

@@ -21,8 +21,8 @@ use crate::backend::{
 };
 use crate::clock::ManualClock;
 use crate::model::{
-    Execution, ExecutionId, JobDefinition, StoredDefinition, TaskBuilder, TaskPlan, TaskRef, TaskStatus, TraceParent,
-    Trigger,
+    Execution, ExecutionId, JobDefinition, Sleep, StoredDefinition, TaskBuilder, TaskPlan, TaskRef, TaskStatus,
+    TraceParent, Trigger, WaitFor,
 };
 use crate::state::ExecutionState;
 use crate::{Error, Result};
@@ -113,6 +113,20 @@ pub enum Op {
     },
     /// Ask which executions are past their deadline.
     Overdue,
+    /// Wake a WAITING task (due or not).
+    Wake {
+        /// Which task.
+        pick: u8,
+        /// Which attempt.
+        fence: Fence,
+    },
+    /// Wake every WAITING task that is due.
+    WakeDue,
+    /// Send the signal `s<name % 2>` (a name the job may or may not wait for).
+    Signal {
+        /// Which name.
+        name: u8,
+    },
 }
 
 /// How a finished attempt ended.
@@ -149,6 +163,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..3).prop_map(|max_expiries| Op::Recover { max_expiries }),
         2 => (0u8..30).prop_map(|older_secs| Op::TakeStale { older_secs }),
         1 => Just(Op::Overdue),
+        1 => (any::<u8>(), fence()).prop_map(|(pick, fence)| Op::Wake { pick, fence }),
+        2 => Just(Op::WakeDue),
+        2 => any::<u8>().prop_map(|name| Op::Signal { name }),
     ]
 }
 
@@ -184,12 +201,27 @@ pub const CONDITIONS: [&str; 5] = [
     "params.n",
 ];
 
+/// What runs a task in a scenario: a function (mostly), a sleep of 1–59 s, or a wait for the
+/// signal `s0` or `s1` with or without a timeout of 1–59 s.
+fn task_kind() -> impl Strategy<Value = (Option<Sleep>, Option<WaitFor>)> {
+    prop_oneof![
+        6 => Just((None, None)),
+        1 => (1u64..60).prop_map(|s| (Some(Sleep { ms: Some(s * 1_000), until: None }), None)),
+        1 => (0u8..2, proptest::option::of(1u64..60)).prop_map(|(n, timeout)| {
+            let wait = WaitFor { signal: format!("s{n}"), timeout_ms: timeout.map(|s| s * 1_000) };
+            (None, Some(wait))
+        }),
+    ]
+}
+
 fn plan() -> impl Strategy<Value = TaskPlan> {
     let when = prop_oneof![3 => Just(None), 2 => proptest::sample::select(&CONDITIONS[..]).prop_map(Some)];
     let trigger = prop_oneof![2 => Just(Trigger::AllSuccess), 1 => proptest::sample::select(&Trigger::ALL[..])];
-    (when, trigger).prop_map(|(when, trigger)| TaskPlan {
+    (when, trigger, task_kind()).prop_map(|(when, trigger, (sleep, wait_for))| TaskPlan {
         when: when.map(str::to_string),
         trigger,
+        sleep,
+        wait_for,
     })
 }
 
@@ -238,6 +270,11 @@ impl Scenario {
         for (i, deps) in self.dependencies.iter().enumerate() {
             let mut task = TaskBuilder::new(format!("t{i}"), "f").after(deps.iter().map(|d| format!("t{d}")));
             if let Some(plan) = self.plans.get(i) {
+                task = match (&plan.sleep, &plan.wait_for) {
+                    (Some(sleep), _) => task.kind(Some(sleep.clone()), None),
+                    (None, Some(wait)) => task.kind(None, Some(wait.clone())),
+                    (None, None) => task,
+                };
                 task = task.trigger(plan.trigger);
                 if let Some(when) = &plan.when {
                     task = task.when(when.clone());
@@ -285,6 +322,12 @@ pub enum Call {
     TakeStale(std::time::Duration),
     /// [`Store::overdue_executions`].
     Overdue,
+    /// [`Store::wake`].
+    Wake(TaskRef),
+    /// [`Store::wake_due`].
+    WakeDue,
+    /// [`Store::signal`] (execution, name, payload).
+    Signal(ExecutionId, String, Value),
 }
 
 /// Scans look at this many tasks at most.
@@ -358,15 +401,36 @@ pub fn resolve(op: &Op, execution: &Execution, clock: &ManualClock) -> Option<Ca
         Op::Recover { max_expiries } => Call::Recover(u32::from(*max_expiries)),
         Op::TakeStale { older_secs } => Call::TakeStale(secs(*older_secs)),
         Op::Overdue => Call::Overdue,
+        Op::Wake { pick, fence } => Call::Wake(task(*pick, *fence, &[TaskStatus::Waiting])),
+        Op::WakeDue => Call::WakeDue,
+        Op::Signal { name } => Call::Signal(execution.id, format!("s{}", name % 2), json!({ "signal": name })),
     })
 }
 
 /// The next call that moves a stuck-free execution towards its end: complete the first RUNNING
-/// task, else claim the first QUEUED or RETRYING one. `None` when the execution is finished or
-/// (a bug) nothing can move.
-pub fn drain_step(execution: &Execution) -> Option<Call> {
+/// task, else claim the first QUEUED or RETRYING one, else signal the first task WAITING for a
+/// signal, else move `clock` to the first sleep's due time and wake what is due. `None` when the
+/// execution is finished or (a bug) nothing can move.
+pub fn drain_step(execution: &Execution, clock: &ManualClock) -> Option<Call> {
     if execution.status.is_terminal() {
         return None;
+    }
+    let waiting = || execution.tasks.iter().filter(|t| t.status == TaskStatus::Waiting);
+    if execution.tasks.iter().all(|t| {
+        !matches!(
+            t.status,
+            TaskStatus::Running | TaskStatus::Queued | TaskStatus::Retrying
+        )
+    }) {
+        if let Some(w) = waiting().find_map(|t| t.plan.wait_for.as_ref()) {
+            return Some(Call::Signal(execution.id, w.signal.clone(), json!("drain")));
+        }
+        if let Some(due) = waiting().filter_map(|t| t.due_at).min() {
+            if due > clock.now() {
+                clock.set(due);
+            }
+            return Some(Call::WakeDue);
+        }
     }
     if let Some(t) = execution.tasks.iter().find(|t| t.status == TaskStatus::Running) {
         let task = t.task_ref(execution.id);
@@ -399,6 +463,8 @@ pub enum Observed {
     Stopped(std::result::Result<(crate::ExecutionStatus, Vec<TaskRef>, Changes), ErrorKind>),
     /// The overdue executions.
     Overdue(std::result::Result<Vec<ExecutionId>, ErrorKind>),
+    /// A signal: the task that took it, and the changes.
+    Signalled(std::result::Result<(Option<String>, Changes), ErrorKind>),
 }
 
 /// A [`ClaimedTask`] without its `Arc`s.
@@ -487,6 +553,11 @@ pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc
         } else {
             Vec::new()
         })),
+        Call::Wake(task) => Observed::Changed(observe(state.wake(&task, now), |c| c)),
+        Call::WakeDue => Observed::Changed(Ok(state.wake_due(now, &mut SCAN_LIMIT.clone()))),
+        Call::Signal(_, name, payload) => Observed::Signalled(observe(state.signal(&name, payload, now), |s| {
+            (s.delivered_to, s.changes)
+        })),
     }
 }
 
@@ -512,6 +583,11 @@ pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
             Observed::Changed(observe(store.take_stale(older_than, SCAN_LIMIT).await, |c| c))
         }
         Call::Overdue => Observed::Overdue(observe(store.overdue_executions(SCAN_LIMIT).await, |v| v)),
+        Call::Wake(task) => Observed::Changed(observe(store.wake(&task).await, |c| c)),
+        Call::WakeDue => Observed::Changed(observe(store.wake_due(SCAN_LIMIT).await, |c| c)),
+        Call::Signal(id, name, payload) => Observed::Signalled(observe(store.signal(id, &name, payload).await, |s| {
+            (s.delivered_to, s.changes)
+        })),
     }
 }
 
@@ -532,11 +608,16 @@ pub fn new_execution(definition: &Arc<StoredDefinition>) -> NewExecution {
 pub fn trace_contexts(observed: &Observed) -> Vec<Option<TraceParent>> {
     fn of(changes: &Changes) -> impl Iterator<Item = Option<TraceParent>> + '_ {
         let ready = changes.ready.iter().map(|t| t.traceparent);
-        ready.chain(changes.delayed.iter().map(|(t, _)| t.traceparent))
+        let waiting = changes.waiting.iter().map(|(t, _)| t.traceparent);
+        ready
+            .chain(changes.delayed.iter().map(|(t, _)| t.traceparent))
+            .chain(waiting)
     }
     match observed {
         Observed::Claimed(Ok(c)) => std::iter::once(c.traceparent).chain(of(&c.changes)).collect(),
-        Observed::Finished(_, changes) | Observed::Changed(Ok(changes)) => of(changes).collect(),
+        Observed::Finished(_, changes) | Observed::Changed(Ok(changes)) | Observed::Signalled(Ok((_, changes))) => {
+            of(changes).collect()
+        }
         Observed::Stopped(Ok((_, running, changes))) => {
             running.iter().map(|t| t.traceparent).chain(of(changes)).collect()
         }

@@ -1,4 +1,4 @@
-//! `/api/v1/jobs`: execute, status, list, cancel, retry.
+//! `/api/v1/jobs`: execute, status, list, cancel, retry, signals.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,7 +15,7 @@ use super::definitions::parse_version;
 use super::execution_id;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::views::{ExecutionAck, ExecutionPageView, ExecutionView, SummaryView};
+use crate::views::{ExecutionAck, ExecutionPageView, ExecutionView, SignalAck, SummaryView};
 use crate::{body, AppState};
 
 /// The largest page a listing returns.
@@ -257,6 +257,51 @@ pub(crate) async fn retry(State(app): State<AppState>, ApiPath(id): ApiPath<Stri
         execution_id: id,
         status,
         message: "Failed tasks re-queued".into(),
+    };
+    Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
+}
+
+/// `POST /api/v1/jobs/{executionId}/signals/{name}`: 202; the body (any JSON, empty = `null`)
+/// is the payload the waiting task completes with.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/{id}/signals/{name}", tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The execution id"),
+        ("name" = String, Path, description = "The signal's name, as a `waitFor` task of the execution names it"),
+    ),
+    request_body(content = Object, description = "The payload: any JSON (an empty body means null)"),
+    responses(
+        (status = 202, description = "Taken by a waiting task (`deliveredTo`), or kept for the first task of its \
+            name that will wait", body = SignalAck),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "The execution is finished, or keeps too many signals no task took", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 422, description = "No task of the execution waits for this signal", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn signal(
+    State(app): State<AppState>,
+    ApiPath((id, name)): ApiPath<(String, String)>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let id = execution_id(&id)?;
+    let bytes = body::bytes(raw, app.config.max_body_bytes)?;
+    let payload = if bytes.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Null
+    } else {
+        body::json(&bytes, StatusCode::BAD_REQUEST, "bad_request")?
+    };
+    let delivered_to = app.engine.signal(id, &name, payload).await.map_err(|e| match e {
+        Error::InvalidInput(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_signal", m),
+        other => other.into(),
+    })?;
+    let ack = SignalAck {
+        execution_id: id,
+        signal: name,
+        delivered_to,
     };
     Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
 }

@@ -7,6 +7,7 @@ mod records;
 mod runs;
 mod schedules;
 mod trace;
+mod waits;
 
 pub use conditions::*;
 pub use control::*;
@@ -14,3 +15,4 @@ pub use records::*;
 pub use runs::*;
 pub use schedules::*;
 pub use trace::*;
+pub use waits::*;
