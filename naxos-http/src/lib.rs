@@ -29,9 +29,11 @@
 
 mod auth;
 mod body;
+mod dashboard;
 mod error;
 mod extract;
 mod metrics;
+mod mount;
 mod openapi;
 mod routes;
 pub mod views;
@@ -47,6 +49,9 @@ use naxos_core::Engine;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+/// The axum this crate is built on, for mounting [`router`] in a host's app with the same
+/// version: `naxos::http::axum::Router`.
+pub use axum;
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail, ProblemView};
 pub use metrics::install_prometheus;
 pub use metrics_exporter_prometheus::PrometheusHandle;
@@ -119,7 +124,7 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/system/status", get(system::status))
         .route("/api/v1/system/backup", post(system::backup))
         .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/", get(dashboard))
+        .route("/", get(dashboard::page))
         .route("/health", get(system::health))
         .route("/metrics", get(metrics::render))
         .fallback(routes::not_found)
@@ -171,10 +176,4 @@ pub async fn serve(
     stop.notify_one();
     let (served, ()) = tokio::join!(server, engine.shutdown());
     served
-}
-
-/// `GET /`: the dashboard, one self-contained page (no CDN). The page itself is open; the
-/// data it loads comes from the `/api/` routes, which need the token when one is set.
-async fn dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("../assets/dashboard.html"))
 }
