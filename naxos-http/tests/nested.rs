@@ -144,6 +144,7 @@ fn fixed_api_paths(html: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_answers_at_the_prefix_and_loads_its_data_from_under_it() {
+    let fetches = regex::Regex::new(r"fetch\(([^,]+),").unwrap();
     for mounting in [Mounting::Nest, Mounting::NestService] {
         let host = Host::start(mounting, HttpConfig::default()).await;
         let (status, headers, html) = host.get("/naxos").await;
@@ -153,7 +154,6 @@ async fn the_dashboard_answers_at_the_prefix_and_loads_its_data_from_under_it() 
 
         // Every call of the page's script goes through the base: `fetch` is only ever called
         // on `BASE + …`, and the fixed paths it loads answer under the prefix.
-        let fetches = regex::Regex::new(r"fetch\(([^,]+),").unwrap();
         let targets: Vec<&str> = fetches
             .captures_iter(&html)
             .map(|c| c.get(1).unwrap().as_str())
