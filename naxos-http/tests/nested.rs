@@ -282,3 +282,21 @@ async fn unnested_the_page_and_the_document_name_no_prefix() {
         json!([{"url": "/", "description": "This API, where its host's app mounts it"}])
     );
 }
+
+#[tokio::test]
+async fn a_prefix_with_a_capture_is_the_path_the_request_had() {
+    let engine = Engine::in_memory();
+    let app = Router::new().nest_service("/{tenant}/naxos", router(engine, HttpConfig::default()));
+    for path in ["/acme/naxos", "/acme/naxos/"] {
+        let request = axum::http::Request::get(path).body(Body::empty()).unwrap();
+        let response = tower::ServiceExt::oneshot(app.clone(), request).await.unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(page_base(std::str::from_utf8(&bytes).unwrap()), "/acme/naxos", "{path}");
+    }
+    let request = axum::http::Request::get("/acme/naxos/api/v1/openapi.json")
+        .body(Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+    let doc: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(doc["servers"][0]["url"], "/acme/naxos");
+}
