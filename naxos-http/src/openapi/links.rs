@@ -7,9 +7,17 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{OpenApi, RefOr};
 use utoipa::Modify;
 
-/// Each source operation, the field of its answer that holds the id, and the operations that
-/// take that id as their `id` path parameter.
+/// Each source operation, where its answer holds the id (a JSON pointer without its leading
+/// `/`), and the operations that take that id as their `id` path parameter. The listing of
+/// definitions (its first one) lets a client start from what a server registers at start (the
+/// bundled server's samples) instead of guessing ids; executions and schedules are reached from
+/// their creation, where the id is always there.
 const LINKS: &[(&str, &str, &[&str])] = &[
+    (
+        "listDefinitions",
+        "0/id",
+        &["getDefinition", "listDefinitionVersions", "executeJob"],
+    ),
     (
         "executeJob",
         "executionId",
@@ -62,7 +70,7 @@ impl Modify for Links {
                 for target in *targets {
                     let mut link = LinkBuilder::new()
                         .parameter("path.id", format!("$response.body#/{field}"))
-                        .description(format!("`{field}` of this answer is the `id` of {target}"))
+                        .description(format!("`/{field}` of this answer is the `id` of {target}"))
                         .build();
                     // utoipa 5 writes `Link::operation_id` as `operation_id`, which no reader
                     // knows: the field goes out under its OpenAPI name through the map that
