@@ -3,6 +3,31 @@
 //! [`AmqpQueue`]: the naxos [`Queue`] on RabbitMQ, through a
 //! deadpool-lapin connection pool.
 //!
+//! **Wiring it.** Connect (which declares the topology below), and hand it to the engine
+//! beside a Store that every node shares (`naxos-postgres`'s `PgStore` in a cluster); through
+//! the facade with the `amqp` feature, this is `naxos::amqp::{AmqpConfig, AmqpQueue}`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use naxos_amqp::{AmqpConfig, AmqpQueue};
+//! use naxos_core::backend::Store;
+//! use naxos_core::Engine;
+//!
+//! /// One node of a cluster: `store` is the one every node shares.
+//! async fn node(store: Arc<dyn Store>) -> naxos_core::Result<Engine> {
+//!     let queue = AmqpQueue::with_config(AmqpConfig {
+//!         prefix: "billing".into(),
+//!         ..AmqpConfig::new("amqp://guest:guest@127.0.0.1:5672/%2f")
+//!     })
+//!     .await?;
+//!     let engine = Engine::builder().store(store).queue(Arc::new(queue)).concurrency(32).build()?;
+//!     engine.register("charge", |_ctx| async { Ok(naxos_core::serde_json::json!("charged")) });
+//!     engine.start()?;
+//!     Ok(engine)
+//! }
+//! ```
+//!
 //! Topology, declared idempotently on connect (names start with [`AmqpConfig::prefix`]):
 //!
 //! | name | kind | what for |

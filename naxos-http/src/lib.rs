@@ -26,12 +26,87 @@
 //!
 //! [`router`] builds the service (test it in-process with `tower::ServiceExt::oneshot`);
 //! [`serve`] runs it on a listener until a shutdown future resolves.
+//!
+//! The OpenAPI document is for client generators: every operation has an `operationId`
+//! (`executeJob`, `getExecutionStatus`, `cancelExecution`, …); the answer of execute links
+//! (OpenAPI `links`, `$response.body#/executionId`) to status, cancel, retry and events, as
+//! status, cancel and retry link to each other and the creation of a definition or a schedule
+//! to the operations on it; and the definition schemas carry the rules validation applies, with
+//! this engine's limits and registered functions ([`ApiDoc::served`]).
+//!
+//! # Embedding naxos in your axum service
+//!
+//! The router is an ordinary axum [`Router`]: mount it under a prefix of your app, behind your
+//! own auth, next to your own routes. This crate re-exports its [`axum`], so your app and naxos
+//! agree on the version (through the facade: `naxos::http::axum`).
+//!
+//! ```no_run
+//! use naxos_core::Engine;
+//! use naxos_http::axum::extract::Request;
+//! use naxos_http::axum::http::StatusCode;
+//! use naxos_http::axum::middleware::{self, Next};
+//! use naxos_http::axum::response::{IntoResponse, Response};
+//! use naxos_http::axum::routing::get;
+//! use naxos_http::axum::Router;
+//! use naxos_http::HttpConfig;
+//!
+//! /// Your own auth: here a header your gateway sets; a session or a JWT check works the same.
+//! async fn staff_only(request: Request, next: Next) -> Response {
+//!     match request.headers().get("x-staff-user") {
+//!         Some(_) => next.run(request).await,
+//!         None => StatusCode::FORBIDDEN.into_response(),
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let engine = Engine::in_memory();
+//!     engine.register("send-invoice", |_ctx| async { Ok(serde_json::json!({"sent": true})) });
+//!     engine.start()?;
+//!
+//!     let app = Router::new()
+//!         .route("/", get(|| async { "the service's own page" }))
+//!         // The dashboard at /naxos (and /naxos/), the API at /naxos/api/v1/…
+//!         .nest_service("/naxos", naxos_http::router(engine.clone(), HttpConfig::default()))
+//!         .layer(middleware::from_fn(staff_only));
+//!
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//!     // Serves the whole app; on Ctrl-C the engine stops taking work and hands back what
+//!     // it runs, together with the server finishing its requests.
+//!     let shutdown = async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     };
+//!     naxos_http::serve(listener, app, engine, shutdown).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - **Mounting.** `nest_service("/naxos", …)` answers `/naxos`, `/naxos/` and everything
+//!   below, in a host `Router` of any state type. `Router::nest("/naxos", …)` works too (in a
+//!   `Router<()>`), except that axum then leaves `/naxos/`, with the slash, to your app's
+//!   fallback.
+//! - **Under the prefix.** The dashboard is written out with the prefix it was requested under
+//!   (from axum's `OriginalUri`), so its API calls and its live event stream go to
+//!   `/naxos/api/v1/…`; the OpenAPI document's `servers` is `[{"url": "/naxos"}]`. A prefix
+//!   with captures works the same with `nest_service("/{tenant}/naxos", …)` (axum refuses to
+//!   `nest` a router that has its own fallback there). A reverse proxy in front that strips or
+//!   rewrites the path must hand your app the path the browser used: naxos reads no
+//!   `X-Forwarded-Prefix`.
+//! - **Auth.** A layer of your app (as above) runs before every naxos route. Put it on the
+//!   naxos router alone (`naxos_http::router(…).layer(…)` before nesting) to leave your own
+//!   routes out. [`HttpConfig::api_token`] adds naxos's own bearer token on top for `/api/`
+//!   (the dashboard asks for it); `/health` and `/metrics` are under your layer too, so
+//!   probes and scrapers must pass it, or get them from a [`health_router`] mounted elsewhere.
+//! - **Shutdown.** [`serve`] runs your whole app and stops the engine with it. With your own
+//!   `axum::serve`, call [`Engine::shutdown`] when it returns.
 
 mod auth;
 mod body;
+mod dashboard;
 mod error;
 mod extract;
 mod metrics;
+mod mount;
 mod openapi;
 mod routes;
 pub mod views;
@@ -47,6 +122,9 @@ use naxos_core::Engine;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+/// The axum this crate is built on, for mounting [`router`] in a host's app with the same
+/// version: `naxos::http::axum::Router`.
+pub use axum;
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail, ProblemView};
 pub use metrics::install_prometheus;
 pub use metrics_exporter_prometheus::PrometheusHandle;
@@ -120,7 +198,7 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/system/status", get(system::status))
         .route("/api/v1/system/backup", post(system::backup))
         .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/", get(dashboard))
+        .route("/", get(dashboard::page))
         .route("/health", get(system::health))
         .route("/metrics", get(metrics::render))
         .fallback(routes::not_found)
@@ -172,10 +250,4 @@ pub async fn serve(
     stop.notify_one();
     let (served, ()) = tokio::join!(server, engine.shutdown());
     served
-}
-
-/// `GET /`: the dashboard, one self-contained page (no CDN). The page itself is open; the
-/// data it loads comes from the `/api/` routes, which need the token when one is set.
-async fn dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("../assets/dashboard.html"))
 }

@@ -50,7 +50,7 @@ pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
 
 /// Prometheus metrics.
 #[utoipa::path(
-    get, path = "/metrics", tag = "system",
+    get, path = "/metrics", operation_id = "getMetrics", tag = "system",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
         (status = 404, description = "No metrics recorder configured", body = ErrorBody),

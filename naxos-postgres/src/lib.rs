@@ -6,6 +6,43 @@
 //! The rules are not written here: they are naxos-core's state module
 //! ([`naxos_core::state`]), and this crate persists what it decides.
 //!
+//! **Wiring it.** Connect (which creates the schema and applies the migrations), hand the
+//! store to the engine, and start it; through the facade with the `postgres` feature, these are
+//! `naxos::postgres::{PgConfig, PgStore}` and `naxos::Engine`. Nodes that share the database
+//! share the work; give them a shared Queue too (`naxos-amqp`), since the engine's default
+//! in-memory one reaches only its own node.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use naxos_core::serde_json::json;
+//! use naxos_core::{Engine, ExecuteRequest};
+//! use naxos_postgres::{PgConfig, PgStore};
+//!
+//! # async fn wire() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PgStore::with_config(PgConfig {
+//!     schema: Some("naxos".into()),
+//!     ..PgConfig::new("postgres://app:secret@127.0.0.1:5432/app")
+//! })
+//! .await?;
+//! let engine = Engine::builder().store(Arc::new(store.clone())).node_id("billing-1").build()?;
+//! engine.register("charge", |ctx| async move { Ok(json!({ "order": ctx.params()["order"] })) });
+//! engine.start()?;
+//!
+//! // An order and the workflow that fulfils it commit together, or neither does
+//! // (`fulfil-order`: a definition registered earlier, whose tasks call `charge`).
+//! let mut tx = store.pool().begin().await?;
+//! sqlx::query("INSERT INTO app_orders (id) VALUES ($1)").bind(42).execute(&mut *tx).await?;
+//! let submitted = store
+//!     .execute_in(&mut tx, ExecuteRequest::new("fulfil-order", json!({ "order": 42 })))
+//!     .await?;
+//! tx.commit().await?;
+//! let done = engine.wait_for(submitted.execution_id).await?;
+//! # let _ = done;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! - **Cold transitions** (release, stop, retry, a final failure, a batch of finishes, lease
 //!   recovery, stale take-over) lock the execution's row (`SELECT … FOR NO KEY UPDATE`), load
 //!   it, apply the state function, and write back what changed in one statement (`apply.rs`).

@@ -36,7 +36,7 @@ pub(crate) struct BulkAck {
 
 /// `POST /api/v1/jobs/cancel`: cancels every unfinished execution the filter matches.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/cancel", tag = "jobs",
+    post, path = "/api/v1/jobs/cancel", operation_id = "cancelExecutions", tag = "jobs",
     request_body(content = BulkFilter, description = "Which executions: at least one of definitionId, status, createdBefore"),
     responses(
         (status = 200, description = "How many were cancelled (finished ones are not counted)", body = BulkAck),
@@ -54,7 +54,7 @@ pub(crate) async fn cancel(State(app): State<AppState>, raw: Result<Bytes, Bytes
 
 /// `POST /api/v1/jobs/retry`: retries every FAILED or CANCELLED execution the filter matches.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/retry", tag = "jobs",
+    post, path = "/api/v1/jobs/retry", operation_id = "retryExecutions", tag = "jobs",
     request_body(content = BulkFilter, description = "Which executions: at least one of definitionId, status, createdBefore"),
     responses(
         (status = 200, description = "How many were retried (only FAILED or CANCELLED ones are)", body = BulkAck),

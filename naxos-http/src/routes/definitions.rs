@@ -16,7 +16,7 @@ use crate::{body, AppState};
 
 /// `POST /api/v1/job-definitions`: 201 with the new version, 200 when identical to the latest.
 #[utoipa::path(
-    post, path = "/api/v1/job-definitions", tag = "definitions",
+    post, path = "/api/v1/job-definitions", operation_id = "createDefinition", tag = "definitions",
     request_body(content = JobDefinition, description = "A job definition in the original naxos format"),
     responses(
         (status = 201, description = "A new version", body = DefinitionCreated),
@@ -49,7 +49,7 @@ pub(crate) async fn create(State(app): State<AppState>, raw: Result<Bytes, Bytes
 
 /// `GET /api/v1/job-definitions`: the latest version of each, by id.
 #[utoipa::path(
-    get, path = "/api/v1/job-definitions", tag = "definitions",
+    get, path = "/api/v1/job-definitions", operation_id = "listDefinitions", tag = "definitions",
     responses(
         (status = 200, description = "The latest version of every definition", body = Vec<naxos_core::model::DefinitionSummary>),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
@@ -70,7 +70,7 @@ pub(crate) struct VersionQuery {
 
 /// `GET /api/v1/job-definitions/{id}[?version=N]`.
 #[utoipa::path(
-    get, path = "/api/v1/job-definitions/{id}", tag = "definitions",
+    get, path = "/api/v1/job-definitions/{id}", operation_id = "getDefinition", tag = "definitions",
     params(("id" = String, Path, description = "The definition id"), VersionQuery),
     responses(
         (status = 200, description = "One version", body = DefinitionView),
@@ -92,7 +92,7 @@ pub(crate) async fn get(
 
 /// `GET /api/v1/job-definitions/{id}/versions`: every version, oldest first.
 #[utoipa::path(
-    get, path = "/api/v1/job-definitions/{id}/versions", tag = "definitions",
+    get, path = "/api/v1/job-definitions/{id}/versions", operation_id = "listDefinitionVersions", tag = "definitions",
     params(("id" = String, Path, description = "The definition id")),
     responses(
         (status = 200, description = "Every version, oldest first", body = Vec<DefinitionView>),

@@ -28,7 +28,7 @@ const RECHECK: Duration = Duration::from_secs(2);
 
 /// Server-sent status events for one execution.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/{id}/events", tag = "jobs",
+    get, path = "/api/v1/jobs/{id}/events", operation_id = "streamExecutionEvents", tag = "jobs",
     params(("id" = String, Path, description = "The execution id")),
     responses(
         (status = 200, description = "`text/event-stream`: `snapshot` events, then `status` events, each `data:` a StatusEvent; ends when the execution finishes", content_type = "text/event-stream", body = StatusEvent),

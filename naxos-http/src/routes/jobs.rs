@@ -40,7 +40,7 @@ pub(crate) struct ExecuteQuery {
 /// in silence there is found missing only much later, while a 400 points at the broken
 /// client or proxy at once — as for any other bad input here.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/{id}/execute", tag = "jobs",
+    post, path = "/api/v1/jobs/{id}/execute", operation_id = "executeJob", tag = "jobs",
     params(
         ("id" = String, Path, description = "The definition to run"),
         ExecuteQuery,
@@ -121,7 +121,7 @@ fn traceparent(headers: &HeaderMap) -> ApiResult<Option<TraceParent>> {
 
 /// `GET /api/v1/jobs/{executionId}/status`.
 #[utoipa::path(
-    get, path = "/api/v1/jobs/{id}/status", tag = "jobs",
+    get, path = "/api/v1/jobs/{id}/status", operation_id = "getExecutionStatus", tag = "jobs",
     params(("id" = String, Path, description = "The execution id")),
     responses(
         (status = 200, description = "The execution and every task", body = ExecutionView),
@@ -159,7 +159,7 @@ pub(crate) struct ListQuery {
 
 /// `GET /api/v1/jobs?status=&definitionId=&scheduleId=&limit=&cursor=`: newest first.
 #[utoipa::path(
-    get, path = "/api/v1/jobs", tag = "jobs",
+    get, path = "/api/v1/jobs", operation_id = "listExecutions", tag = "jobs",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of executions", body = ExecutionPageView),
@@ -217,7 +217,7 @@ pub(crate) async fn list(State(app): State<AppState>, ApiQuery(q): ApiQuery<List
 
 /// `POST /api/v1/jobs/{executionId}/cancel`: 200, or 409 when already finished.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+    post, path = "/api/v1/jobs/{id}/cancel", operation_id = "cancelExecution", tag = "jobs",
     params(("id" = String, Path, description = "The execution id")),
     responses(
         (status = 200, description = "Cancelled", body = ExecutionAck),
@@ -240,7 +240,7 @@ pub(crate) async fn cancel(State(app): State<AppState>, ApiPath(id): ApiPath<Str
 
 /// `POST /api/v1/jobs/{executionId}/retry`: 202, or 409 unless FAILED or CANCELLED.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
+    post, path = "/api/v1/jobs/{id}/retry", operation_id = "retryExecution", tag = "jobs",
     params(("id" = String, Path, description = "The execution id")),
     responses(
         (status = 202, description = "The failed part is queued again", body = ExecutionAck),

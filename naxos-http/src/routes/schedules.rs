@@ -20,7 +20,7 @@ fn view(app: &AppState, schedule: StoredSchedule) -> ScheduleView {
 /// `POST /api/v1/schedules`: 201 when new, 200 when it exists (identical: unchanged, its
 /// paused state kept; otherwise replaced, its ticks starting from now).
 #[utoipa::path(
-    post, path = "/api/v1/schedules", tag = "schedules",
+    post, path = "/api/v1/schedules", operation_id = "createSchedule", tag = "schedules",
     request_body(content = Schedule, description = "`cron` has 5 fields, or 6 with seconds first; `timezone` \
         defaults to UTC; `catchUp` (`skip`, `one`, `all`) to `skip`; `params` to `{}`"),
     responses(
@@ -48,7 +48,7 @@ pub(crate) async fn create(State(app): State<AppState>, raw: Result<Bytes, Bytes
 
 /// `GET /api/v1/schedules`: every schedule, by id, with its next tick.
 #[utoipa::path(
-    get, path = "/api/v1/schedules", tag = "schedules",
+    get, path = "/api/v1/schedules", operation_id = "listSchedules", tag = "schedules",
     responses(
         (status = 200, description = "Every schedule, by id", body = Vec<ScheduleView>),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
@@ -62,7 +62,7 @@ pub(crate) async fn list(State(app): State<AppState>) -> ApiResult<Json<Vec<Sche
 
 /// `GET /api/v1/schedules/{id}`.
 #[utoipa::path(
-    get, path = "/api/v1/schedules/{id}", tag = "schedules",
+    get, path = "/api/v1/schedules/{id}", operation_id = "getSchedule", tag = "schedules",
     params(("id" = String, Path, description = "The schedule id")),
     responses(
         (status = 200, description = "The schedule", body = ScheduleView),
@@ -78,7 +78,7 @@ pub(crate) async fn get(State(app): State<AppState>, ApiPath(id): ApiPath<String
 
 /// `DELETE /api/v1/schedules/{id}`: 204; the executions it started stay.
 #[utoipa::path(
-    delete, path = "/api/v1/schedules/{id}", tag = "schedules",
+    delete, path = "/api/v1/schedules/{id}", operation_id = "deleteSchedule", tag = "schedules",
     params(("id" = String, Path, description = "The schedule id")),
     responses(
         (status = 204, description = "Deleted: no tick of it fires any more"),
@@ -95,7 +95,7 @@ pub(crate) async fn delete(State(app): State<AppState>, ApiPath(id): ApiPath<Str
 /// `POST /api/v1/schedules/{id}/pause`: no tick fires until resumed; the ticks that pass
 /// meanwhile are never caught up.
 #[utoipa::path(
-    post, path = "/api/v1/schedules/{id}/pause", tag = "schedules",
+    post, path = "/api/v1/schedules/{id}/pause", operation_id = "pauseSchedule", tag = "schedules",
     params(("id" = String, Path, description = "The schedule id")),
     responses(
         (status = 200, description = "Paused (or already so)", body = ScheduleView),
@@ -111,7 +111,7 @@ pub(crate) async fn pause(State(app): State<AppState>, ApiPath(id): ApiPath<Stri
 
 /// `POST /api/v1/schedules/{id}/resume`: its next tick after now fires.
 #[utoipa::path(
-    post, path = "/api/v1/schedules/{id}/resume", tag = "schedules",
+    post, path = "/api/v1/schedules/{id}/resume", operation_id = "resumeSchedule", tag = "schedules",
     params(("id" = String, Path, description = "The schedule id")),
     responses(
         (status = 200, description = "Resumed (or already running)", body = ScheduleView),

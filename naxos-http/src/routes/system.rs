@@ -16,7 +16,7 @@ const ACTIVE_SHOWN: usize = 100;
 
 /// `GET /api/v1/system/status`.
 #[utoipa::path(
-    get, path = "/api/v1/system/status", tag = "system",
+    get, path = "/api/v1/system/status", operation_id = "getSystemStatus", tag = "system",
     responses(
         (status = 200, description = "Counts, active executions and nodes", body = SystemStatusView),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
@@ -72,7 +72,7 @@ pub(crate) async fn status(State(app): State<AppState>) -> ApiResult<Json<System
 /// after the time (`20261130T061500.123Z`). 404 when backups are not enabled; 501 when the
 /// Store has tools of its own for this (PostgreSQL).
 #[utoipa::path(
-    post, path = "/api/v1/system/backup", tag = "system",
+    post, path = "/api/v1/system/backup", operation_id = "backupStore", tag = "system",
     responses(
         (status = 201, description = "The copy was written", body = BackupView),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
@@ -100,7 +100,7 @@ pub(crate) async fn backup(State(app): State<AppState>) -> ApiResult<Response> {
 
 /// `GET /health`: pings the Store and the Queue for real; 503 naming whichever is down.
 #[utoipa::path(
-    get, path = "/health", tag = "system",
+    get, path = "/health", operation_id = "getHealth", tag = "system",
     responses(
         (status = 200, description = "Store and Queue answer", body = HealthView),
         (status = 503, description = "Something is down; `error.message` names it", body = HealthView),

@@ -1,23 +1,44 @@
 //! The OpenAPI document, generated from the handlers' annotations and the Rust types, so it
-//! cannot drift from the code.
+//! cannot drift from the code; then the rules of a valid definition ([`rules`]), the links
+//! between operations ([`links`]) and, as served, `servers` naming where the router is mounted.
 
+mod links;
+mod rules;
+
+use links::Links;
+use rules::DefaultRules;
+
+use axum::extract::State;
 use axum::Json;
 use naxos_core::model::{
     BackoffPolicy, CatchUp, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition, NodeInfo, Problem, Schedule,
     Sleep, StatusEvent, StoredSchedule, TaskDefinition, TaskStatus, Trigger, WaitFor,
 };
+use naxos_core::Engine;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::server::ServerBuilder;
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail, ProblemView};
+use crate::mount::Mount;
 use crate::routes::bulk::{BulkAck, BulkFilter};
 use crate::routes::{bulk, definitions, events, jobs, schedules, system};
 use crate::views::{
     BackupView, DefinitionCreated, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView, HealthChecks,
     HealthView, NodeView, ScheduleView, SignalAck, SummaryView, SystemStatusView, TaskView,
 };
+use crate::AppState;
 
-/// The naxos REST API as an OpenAPI document: `ApiDoc::openapi()`.
+/// The naxos REST API as an OpenAPI document: `ApiDoc::openapi()` under the default settings,
+/// [`ApiDoc::served`] as a router serves it.
+///
+/// Every operation has an `operationId`; the answers of execute, status, cancel and retry
+/// link (OpenAPI `links`) to the operations that take the execution's id, as do those of
+/// creating a definition or a schedule; the schemas of definitions and schedules carry the
+/// rules validation applies (id pattern and length, task count, `maxRetry` ceiling, the
+/// registered functions), so that a definition valid by the schema is accepted unless it
+/// breaks a rule across fields (a task's `id` equals its key, dependencies name tasks, no
+/// cycles, `initialMs` ≤ `maxMs`, `when` compiles), which the descriptions state.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -25,6 +46,7 @@ use crate::views::{
         description = "Durable DAG job orchestration. Errors are `{\"error\":{\"code\",\"message\"}}`. \
                        When the server has an API token, every `/api/` route needs `Authorization: Bearer <token>`."
     ),
+    servers((url = "/", description = "This API where it is served; a router nested in a host's app serves its prefix here")),
     paths(
         definitions::create, definitions::list, definitions::get, definitions::versions,
         jobs::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, jobs::signal, bulk::cancel, bulk::retry, events::stream,
@@ -38,7 +60,7 @@ use crate::views::{
         ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck, Schedule, StoredSchedule, CatchUp,
         ScheduleView, Sleep, WaitFor, SignalAck,
     )),
-    modifiers(&BearerToken),
+    modifiers(&BearerToken, &Links, &DefaultRules),
     tags(
         (name = "definitions", description = "Job definitions and their versions"),
         (name = "jobs", description = "Executions: run, watch, cancel, retry"),
@@ -60,11 +82,34 @@ impl Modify for BearerToken {
     }
 }
 
+impl ApiDoc {
+    /// The document [`router`](crate::router)`(engine, config)` serves when mounted at
+    /// `prefix` (`""` at the root, `/naxos` when nested there): the engine's definition
+    /// limits and registered functions and the body limit in the schemas, and `servers`
+    /// naming the prefix.
+    pub fn served(engine: &Engine, config: &crate::HttpConfig, prefix: &str) -> utoipa::openapi::OpenApi {
+        let mut doc = Self::openapi();
+        let functions = engine.registry().names();
+        rules::Rules {
+            limits: engine.config().limits,
+            max_body_bytes: config.max_body_bytes,
+            functions: &functions,
+        }
+        .modify(&mut doc);
+        let url = if prefix.is_empty() { "/" } else { prefix };
+        doc.servers = Some(vec![ServerBuilder::new()
+            .url(url)
+            .description(Some("This API, where its host's app mounts it"))
+            .build()]);
+        doc
+    }
+}
+
 /// `GET /api/v1/openapi.json`.
 #[utoipa::path(
-    get, path = "/api/v1/openapi.json", tag = "system",
+    get, path = "/api/v1/openapi.json", operation_id = "getOpenApiDocument", tag = "system",
     responses((status = 200, description = "This document", body = Object))
 )]
-pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub(crate) async fn document(State(app): State<AppState>, Mount(prefix): Mount) -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::served(&app.engine, &app.config, &prefix))
 }
