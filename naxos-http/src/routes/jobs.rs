@@ -264,7 +264,7 @@ pub(crate) async fn retry(State(app): State<AppState>, ApiPath(id): ApiPath<Stri
 /// `POST /api/v1/jobs/{executionId}/signals/{name}`: 202; the body (any JSON, empty = `null`)
 /// is the payload the waiting task completes with.
 #[utoipa::path(
-    post, path = "/api/v1/jobs/{id}/signals/{name}", tag = "jobs",
+    post, path = "/api/v1/jobs/{id}/signals/{name}", operation_id = "signalExecution", tag = "jobs",
     params(
         ("id" = String, Path, description = "The execution id"),
         ("name" = String, Path, description = "The signal's name, as a `waitFor` task of the execution names it"),
