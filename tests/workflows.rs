@@ -158,3 +158,84 @@ async fn conditions_and_triggers(env: &[(&str, &str)]) {
     server.child.kill().await.unwrap();
     let _ = std::fs::remove_file(&log);
 }
+
+/// `a → (b, c) → d`, every task `echo`.
+const DIAMOND: &str = r#"{ "id": "echo-diamond", "tasks": {
+    "a": {"id": "a", "functionName": "echo"}, "b": {"id": "b", "functionName": "echo"},
+    "c": {"id": "c", "functionName": "echo"}, "d": {"id": "d", "functionName": "echo"} },
+  "graph": { "b": ["a"], "c": ["a"], "d": ["b", "c"] } }"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_a_task_over_http_in_memory() {
+    restart_from_a_task(&[("NAXOS_STORE", "memory")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_a_task_over_http_on_postgres() {
+    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let db = fresh_database(&url, "naxos_retry_from").await;
+    restart_from_a_task(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+}
+
+/// A COMPLETED diamond restarted from `b`: `b` and `d` run again, `a` and `c` do not (the call
+/// log says so) and `d` sees `c`'s kept output; 409 while an execution runs, 404 for a task
+/// that does not exist.
+async fn restart_from_a_task(env: &[(&str, &str)]) {
+    let log = scratch_dir("calls");
+    let log_str = log.display().to_string();
+    let mut all = env.to_vec();
+    all.push(("NAXOS_CALL_LOG", log_str.as_str()));
+    let mut server = start_with(&all).await;
+    let base = server.base.clone();
+    let (status, body) = register(&base, DIAMOND).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = execute(&base, "echo-diamond", json!({"n": 1})).await;
+    let first = finished(&base, &id).await;
+    assert_eq!(first["status"], "COMPLETED", "{first}");
+
+    let retry = |from: &str| format!("/api/v1/jobs/{id}/retry?from={from}");
+    let (status, body) = call(&base, Method::POST, &retry("nope"), "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = call(&base, Method::POST, &retry("b"), "").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "RUNNING");
+    let again = finished(&base, &id).await;
+    assert_eq!(again["status"], "COMPLETED", "{again}");
+    let mine: Vec<String> = calls(&log)
+        .into_iter()
+        .filter(|(e, _)| *e == id)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(mine.len(), 6, "{mine:?}");
+    let mut rerun = mine[4..].to_vec();
+    rerun.sort();
+    assert_eq!(rerun, ["b", "d"], "only b and d ran again: {mine:?}");
+    assert_eq!(task(&again, "a")["attempts"], 1);
+    assert_eq!(task(&again, "b")["attempts"], 2, "b started twice");
+    assert_eq!(
+        task(&again, "d")["output"]["upstream"]["c"],
+        task(&first, "c")["output"],
+        "d saw c's kept output"
+    );
+
+    // Not while it runs.
+    let slow = r#"{ "id": "slow", "tasks": { "s": {"id": "s", "functionName": "sleep"} } }"#;
+    let (status, body) = register(&base, slow).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let running = execute(&base, "slow", json!({"ms": 3_000})).await;
+    let path = format!("/api/v1/jobs/{running}/retry?from=s");
+    let (status, body) = call(&base, Method::POST, &path, "").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs a finished execution"),
+        "{body}"
+    );
+
+    server.child.kill().await.unwrap();
+    let _ = std::fs::remove_file(&log);
+}

@@ -102,6 +102,9 @@ impl Store for FaultyStore {
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
         self.inner.take_stale(older_than, limit).await
     }
+    async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes> {
+        self.inner.retry_from(id, task_id).await
+    }
     async fn wake(&self, task: &TaskRef) -> Result<Changes> {
         self.inner.wake(task).await
     }

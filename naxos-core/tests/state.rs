@@ -209,6 +209,11 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
     let failed: BTreeSet<usize> = (0..exec.tasks.len())
         .filter(|&i| exec.tasks[i].status == TaskStatus::Failed)
         .collect();
+    // What a SKIPPED task may be skipped below: a FAILED task, or a CANCELLED one (a task
+    // restarted below a cancelled one).
+    let stopped: BTreeSet<usize> = (0..exec.tasks.len())
+        .filter(|&i| matches!(exec.tasks[i].status, TaskStatus::Failed | TaskStatus::Cancelled))
+        .collect();
     for (i, t) in exec.tasks.iter().enumerate() {
         let deps = graph.dependencies(i);
         let not_done = deps
@@ -265,12 +270,19 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
                     prop_assert!(
                         above
                             .iter()
-                            .any(|&a| failed.contains(&a) && error == rules::skipped_below(&exec.tasks[a].task_id)),
+                            .any(|&a| stopped.contains(&a) && error == rules::skipped_below(&exec.tasks[a].task_id)),
                         "{} SKIPPED ({error}) with no failed task above it",
                         &t.task_id
                     );
                 }
-                prop_assert_eq!(t.attempts, 0, "{}: a skipped task never ran", &t.task_id);
+                // Skipped in this attempt: no worker holds it, and every earlier run (before a
+                // restart from a task above) has ended.
+                prop_assert!(t.lease.is_none(), "{}: a skipped task is not leased", &t.task_id);
+                prop_assert!(
+                    t.history.iter().all(|a| a.ended_at.is_some() && a.attempt < t.attempt),
+                    "{}: a skipped task does not run in this attempt",
+                    &t.task_id
+                );
             }
             TaskStatus::Failed if t.plan.wait_for.is_some() => {
                 // A wait fails only for its timeout, or for its condition.

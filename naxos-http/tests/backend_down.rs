@@ -71,6 +71,9 @@ impl Store for UnreachableStore {
     async fn take_stale(&self, _: Duration, _: usize) -> Result<Changes> {
         down()
     }
+    async fn retry_from(&self, _: ExecutionId, _: &str) -> Result<Changes> {
+        down()
+    }
     async fn wake(&self, _: &TaskRef) -> Result<Changes> {
         down()
     }

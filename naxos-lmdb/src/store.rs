@@ -475,6 +475,15 @@ impl Store for LmdbStore {
         .await
     }
 
+    async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes> {
+        let task_id = task_id.to_string();
+        self.write(move |tx| {
+            let now = tx.now();
+            transition(tx, id, |s| s.retry_from(&task_id, now))
+        })
+        .await
+    }
+
     async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
         self.write(move |tx| scans::recover_expired(tx, max_lease_expiries, limit))
             .await

@@ -193,6 +193,14 @@ impl Store for PgStore {
         .await
     }
 
+    async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes> {
+        self.within("retry from a task", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.retry_from(task_id, now)).await)
+        })
+        .await
+    }
+
     async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
         self.within("recover expired", async {
             let now = self.now().await?;

@@ -123,6 +123,11 @@ pub trait Store: Send + Sync + Debug {
     /// all COMPLETED become QUEUED, and the execution RUNNING. `Conflict` otherwise.
     async fn retry_execution(&self, id: ExecutionId) -> Result<Changes>;
 
+    /// Re-runs the task `task_id` of a finished execution (COMPLETED, FAILED or CANCELLED) and
+    /// every task below it, keeping the outputs of the others; the execution becomes RUNNING.
+    /// `Conflict` on a PENDING or RUNNING execution, `NotFound` for an unknown execution or task.
+    async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes>;
+
     /// Recovers RUNNING tasks whose lease expired before now: each becomes QUEUED with the
     /// next attempt number, or FAILED once it has expired more than `max_lease_expiries`
     /// times. Safe to call from every node at once: each task is recovered by one caller.

@@ -432,6 +432,19 @@ impl Engine {
         Ok(outcome.delivered_to)
     }
 
+    /// Re-runs the task `task_id` of a finished execution (COMPLETED, FAILED or CANCELLED) and
+    /// every task below it, keeping the outputs of the tasks above (`POST
+    /// /api/v1/jobs/{executionId}/retry?from=<taskId>`); returns its new status (RUNNING). A
+    /// task beside the re-run part keeps its end state: one that failed or was cancelled still
+    /// decides how the execution ends.
+    ///
+    /// `Conflict` on a PENDING or RUNNING execution; `NotFound` for an unknown execution or task.
+    pub async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<ExecutionStatus> {
+        let changes = self.inner.store.retry_from(id, task_id).await?;
+        self.inner.dispatch(changes).await;
+        Ok(ExecutionStatus::Running)
+    }
+
     /// Waits until the execution is finished and returns it.
     ///
     /// On an engine that was never [started](Self::start), an unfinished execution can only

@@ -421,6 +421,11 @@ impl Store for MemoryStore {
         self.with_state(id, |s| s.retry(now))
     }
 
+    async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes> {
+        let now = self.clock.now();
+        self.with_state(id, |s| s.retry_from(task_id, now))
+    }
+
     async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
         let now = self.clock.now();
         let mut changes = Changes::default();

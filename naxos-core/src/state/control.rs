@@ -1,4 +1,5 @@
-//! Operator actions on a whole execution: stop (cancel, timeout) and retry of the failed part.
+//! Operator actions on a whole execution: stop (cancel, timeout), retry of the failed part, and
+//! restart from a task.
 
 use chrono::{DateTime, Utc};
 
@@ -64,16 +65,38 @@ impl ExecutionState {
         ) {
             return Err(rules::not_retryable(self.summary.id, self.summary.status));
         }
+        let failed = (0..self.tasks.len())
+            .filter(|&i| rules::outcome(&self.tasks[i]) == Some(rules::Outcome::Failed))
+            .collect();
+        Ok(self.restart(failed, now))
+    }
+
+    /// Re-runs the task `task_id` and every task below it, keeping what the others did (their
+    /// outputs feed the re-run): on a FAILED, CANCELLED or COMPLETED execution, which becomes
+    /// RUNNING with a fresh deadline. The task starts over as [`retry`](Self::retry) starts
+    /// tasks over (QUEUED when its trigger holds, as its condition says); a task elsewhere that
+    /// failed or was cancelled stays so, and decides the execution's end as before.
+    /// `Conflict` on a PENDING or RUNNING execution; `NotFound` for an unknown task.
+    pub fn retry_from(&mut self, task_id: &str, now: DateTime<Utc>) -> Result<Changes> {
+        if !self.summary.status.is_terminal() {
+            return Err(rules::not_restartable(self.summary.id, self.summary.status));
+        }
+        let i = self
+            .index_of(task_id)
+            .ok_or_else(|| rules::no_task(self.summary.id, task_id))?;
+        Ok(self.restart(vec![i], now))
+    }
+
+    /// Starts over the tasks of `roots` and every task below them, and the execution.
+    fn restart(&mut self, roots: Vec<usize>, now: DateTime<Utc>) -> Changes {
         let mut ch = Changes::default();
         self.summary.end_time = None;
         // The job's timeout counts again from the retry: the old deadline has passed, or is near.
         let timeout = self.summary.deadline.map(|d| d - self.summary.created_at);
         self.summary.deadline = timeout.map(|t| now + t);
         self.set_execution(ExecutionStatus::Running, None, now, &mut ch);
+        let mut stack = roots;
         let mut reset = vec![false; self.tasks.len()];
-        let mut stack: Vec<usize> = (0..self.tasks.len())
-            .filter(|&i| rules::outcome(&self.tasks[i]) == Some(rules::Outcome::Failed))
-            .collect();
         while let Some(i) = stack.pop() {
             if !std::mem::replace(&mut reset[i], true) {
                 stack.extend_from_slice(self.graph.dependents(i));
@@ -107,6 +130,6 @@ impl ExecutionState {
         self.decide(reset.iter().map(|&i| (i, true)), now);
         self.announce(reset, now, &mut ch);
         self.finish_if_done(now, &mut ch);
-        Ok(ch)
+        ch
     }
 }

@@ -13,7 +13,7 @@
 //! | file | transitions |
 //! | --- | --- |
 //! | `run.rs` | claim, heartbeat, finish (complete / retry at / fail), release |
-//! | `control.rs` | stop (cancel, timeout), retry of the failed part |
+//! | `control.rs` | stop (cancel, timeout), retry of the failed part, restart from a task |
 //! | `recovery.rs` | lease-expiry recovery, stale-publish take-over |
 //! | `trigger.rs` | which waiting tasks a change starts or rules out: triggers, `when` conditions |
 //! | `wait.rs` | durable waits: `sleep` and `waitFor` tasks woken when due, signals |

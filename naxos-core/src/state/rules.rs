@@ -112,6 +112,13 @@ pub fn not_retryable(id: ExecutionId, status: ExecutionStatus) -> Error {
     ))
 }
 
+/// A restart from a task of an execution that is not finished.
+pub fn not_restartable(id: ExecutionId, status: ExecutionStatus) -> Error {
+    Error::conflict(format!(
+        "execution {id} is {status}; a restart from a task needs a finished execution (COMPLETED, FAILED or CANCELLED)"
+    ))
+}
+
 /// No task `task_id` in execution `id`.
 pub fn no_task(id: ExecutionId, task_id: &str) -> Error {
     Error::not_found("task", format!("{id}/{task_id}"))

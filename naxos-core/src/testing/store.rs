@@ -88,6 +88,13 @@ impl Store for FaultyStore {
         out
     }
 
+    async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes> {
+        self.node.alive().await;
+        let out = self.inner.retry_from(id, task_id).await;
+        self.node.alive().await;
+        out
+    }
+
     async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
         self.node.alive().await;
         let out = self.inner.recover_expired(max_lease_expiries, limit).await;

@@ -109,6 +109,7 @@ macro_rules! store_conformance {
                 a_waiting_task_is_republished_ever_more_rarely,
                 release_requeues_with_a_new_attempt,
                 retry_execution_reruns_the_failed_part,
+                retry_from_reruns_the_task_and_below_only,
                 a_retried_execution_gets_a_fresh_deadline,
                 listing_pages_and_filters,
                 overdue_executions_and_pruning,

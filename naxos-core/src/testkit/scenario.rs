@@ -96,6 +96,11 @@ pub enum Op {
     TimeOut,
     /// Retry the failed part.
     Retry,
+    /// Restart from a task.
+    RetryFrom {
+        /// Which task (any).
+        pick: u8,
+    },
     /// Move the clock forward.
     Advance {
         /// By how many seconds.
@@ -159,6 +164,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Cancel),
         1 => Just(Op::TimeOut),
         1 => Just(Op::Retry),
+        1 => any::<u8>().prop_map(|pick| Op::RetryFrom { pick }),
         2 => (1u8..90).prop_map(|secs| Op::Advance { secs }),
         2 => (0u8..3).prop_map(|max_expiries| Op::Recover { max_expiries }),
         2 => (0u8..30).prop_map(|older_secs| Op::TakeStale { older_secs }),
@@ -316,6 +322,8 @@ pub enum Call {
     Stop(ExecutionId, StopReason),
     /// [`Store::retry_execution`].
     Retry(ExecutionId),
+    /// [`Store::retry_from`].
+    RetryFrom(ExecutionId, String),
     /// [`Store::recover_expired`] (max expiries).
     Recover(u32),
     /// [`Store::take_stale`] (how old).
@@ -394,6 +402,10 @@ pub fn resolve(op: &Op, execution: &Execution, clock: &ManualClock) -> Option<Ca
         Op::Cancel => Call::Stop(execution.id, StopReason::Cancelled),
         Op::TimeOut => Call::Stop(execution.id, StopReason::TimedOut),
         Op::Retry => Call::Retry(execution.id),
+        Op::RetryFrom { pick } => Call::RetryFrom(
+            execution.id,
+            execution.tasks[*pick as usize % execution.tasks.len()].task_id.clone(),
+        ),
         Op::Advance { secs: s } => {
             clock.advance(secs(*s));
             return None;
@@ -544,6 +556,7 @@ pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc
             Observed::Stopped(observe(state.stop(reason, now), |s| (s.status, s.running, s.changes)))
         }
         Call::Retry(_) => Observed::Changed(observe(state.retry(now), |c| c)),
+        Call::RetryFrom(_, task) => Observed::Changed(observe(state.retry_from(&task, now), |c| c)),
         Call::Recover(max) => Observed::Changed(Ok(state.recover_expired(now, max, &mut SCAN_LIMIT.clone()))),
         Call::TakeStale(older_than) => {
             Observed::Changed(Ok(state.take_stale(older_than, now, &mut SCAN_LIMIT.clone())))
@@ -578,6 +591,7 @@ pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
             (s.status, s.running, s.changes)
         })),
         Call::Retry(id) => Observed::Changed(observe(store.retry_execution(id).await, |c| c)),
+        Call::RetryFrom(id, task) => Observed::Changed(observe(store.retry_from(id, &task).await, |c| c)),
         Call::Recover(max) => Observed::Changed(observe(store.recover_expired(max, SCAN_LIMIT).await, |c| c)),
         Call::TakeStale(older_than) => {
             Observed::Changed(observe(store.take_stale(older_than, SCAN_LIMIT).await, |c| c))

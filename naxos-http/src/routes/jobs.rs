@@ -238,25 +238,47 @@ pub(crate) async fn cancel(State(app): State<AppState>, ApiPath(id): ApiPath<Str
     Ok(Json(ack).into_response())
 }
 
-/// `POST /api/v1/jobs/{executionId}/retry`: 202, or 409 unless FAILED or CANCELLED.
+/// The query of a retry.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RetryQuery {
+    /// Re-run this task and every task below it, keeping the outputs above it (on a COMPLETED,
+    /// FAILED or CANCELLED execution). Without it: the failed part of a FAILED or CANCELLED one.
+    from: Option<String>,
+}
+
+/// `POST /api/v1/jobs/{executionId}/retry[?from=<taskId>]`: 202, or 409 unless the execution's
+/// status allows it.
 #[utoipa::path(
     post, path = "/api/v1/jobs/{id}/retry", operation_id = "retryExecution", tag = "jobs",
-    params(("id" = String, Path, description = "The execution id")),
+    params(("id" = String, Path, description = "The execution id"), RetryQuery),
     responses(
-        (status = 202, description = "The failed part is queued again", body = ExecutionAck),
+        (status = 202, description = "The failed part (or the task named by `from` and all below it) is queued again",
+            body = ExecutionAck),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
-        (status = 404, description = "No such execution", body = ErrorBody),
-        (status = 409, description = "Not FAILED or CANCELLED", body = ErrorBody),
+        (status = 404, description = "No such execution, or no task `from` in it", body = ErrorBody),
+        (status = 409, description = "Not FAILED or CANCELLED; with `from`, not finished (PENDING or RUNNING)",
+            body = ErrorBody),
         (status = 503, description = "A backend is unavailable", body = ErrorBody),
     )
 )]
-pub(crate) async fn retry(State(app): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
+pub(crate) async fn retry(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<RetryQuery>,
+) -> ApiResult<Response> {
     let id = execution_id(&id)?;
-    let status = app.engine.retry(id).await?;
+    let (status, message) = match q.from.as_deref() {
+        None => (app.engine.retry(id).await?, "Failed tasks re-queued".to_string()),
+        Some(task) => (
+            app.engine.retry_from(id, task).await?,
+            format!("Task `{task}` and the tasks below it re-queued"),
+        ),
+    };
     let ack = ExecutionAck {
         execution_id: id,
         status,
-        message: "Failed tasks re-queued".into(),
+        message,
     };
     Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
 }

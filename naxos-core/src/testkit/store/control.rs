@@ -97,6 +97,57 @@ pub async fn retry_execution_reruns_the_failed_part(store: Arc<dyn Store>, clock
     );
 }
 
+/// A COMPLETED diamond restarted from `b`: `b` and `d` run again (next attempt), `a` and `c`
+/// keep their outputs and feed the re-run; refused while the execution runs, and for a task
+/// that does not exist.
+pub async fn retry_from_reruns_the_task_and_below_only(store: Arc<dyn Store>, clock: ManualClock) {
+    let now = clock.now();
+    let id = new_diamond(&*store).await;
+    let running = store.retry_from(id, "b").await.unwrap_err();
+    assert!(running.is_conflict(), "a PENDING execution: {running}");
+    for t in ["a", "b", "c", "d"] {
+        run_ok(&*store, id, t).await;
+    }
+    assert_eq!(
+        store.get_execution(id).await.unwrap().status,
+        ExecutionStatus::Completed
+    );
+    let unknown = store.retry_from(id, "nope").await.unwrap_err();
+    assert!(unknown.is_not_found(), "{unknown}");
+    let changes = store.retry_from(id, "b").await.unwrap();
+    assert_eq!(
+        described(&changes, now),
+        ["execution RUNNING", "task b#2 QUEUED", "task d#2 PENDING", "ready b#2"],
+        "b starts over, d waits for it; a and c stay done"
+    );
+    let exec = store.get_execution(id).await.unwrap();
+    assert_eq!(
+        (exec.task("a").unwrap().status, exec.task("c").unwrap().output.clone()),
+        (TaskStatus::Completed, Some(json!({"from": "c"}))),
+        "the outputs above and beside are kept"
+    );
+    assert_eq!(exec.task("d").unwrap().output, None);
+    let b2 = task(id, "b", 2);
+    let claimed = claim(&*store, &b2).await;
+    assert_eq!(
+        claimed.upstream["a"].as_ref(),
+        &json!({"from": "a"}),
+        "b reads a's kept output"
+    );
+    let report = store.finish(vec![done(&b2, json!("again"))]).await.unwrap();
+    assert_eq!(report.changes.ready, vec![task(id, "d", 2)]);
+    let d2 = task(id, "d", 2);
+    let claimed = claim(&*store, &d2).await;
+    assert_eq!(
+        (claimed.upstream["b"].as_ref(), claimed.upstream["c"].as_ref()),
+        (&json!("again"), &json!({"from": "c"}))
+    );
+    store.finish(vec![done(&d2, json!(4))]).await.unwrap();
+    let exec = store.get_execution(id).await.unwrap();
+    assert_eq!(exec.status, ExecutionStatus::Completed);
+    assert_eq!(exec.task("a").unwrap().attempts, 1, "a never ran again");
+}
+
 /// A lease that ran out is recovered by exactly one of two racing sweepers, with a new
 /// attempt; the presumed-dead worker's result is then refused.
 pub async fn expired_lease_is_recovered_once(store: Arc<dyn Store>, clock: ManualClock) {
