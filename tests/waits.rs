@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, finished, fresh_database, scratch_dir, start_with};
+use common::{call, execute, finished, fresh_database, scratch_dir, start_with, task};
 use hyper::{Method, StatusCode};
 use naxos::chrono::{self, DateTime, Utc};
 use naxos::serde_json::{json, Value};
@@ -42,24 +42,8 @@ async fn signals_and_sleeps_over_http_on_postgres() {
     signals_and_sleeps(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
 }
 
-fn task<'a>(exec: &'a Value, id: &str) -> &'a Value {
-    exec["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["taskId"] == id)
-        .unwrap_or_else(|| panic!("no task {id} in {exec}"))
-}
-
 fn time(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap_or_else(|| panic!("not a time: {v}")).parse().unwrap()
-}
-
-async fn execute(base: &str, definition: &str, params: Value) -> String {
-    let path = format!("/api/v1/jobs/{definition}/execute");
-    let (status, body) = call(base, Method::POST, &path, &params.to_string()).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    body["executionId"].as_str().unwrap().to_string()
 }
 
 async fn signal(base: &str, id: &str, name: &str, body: &str) -> (StatusCode, Value) {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call, finished, fresh_database, scratch_dir, start_with};
+use common::{call, execute, finished, fresh_database, scratch_dir, start_with, task};
 use hyper::{Method, StatusCode};
 use naxos::serde_json::{json, Value};
 
@@ -54,24 +54,8 @@ fn calls(log: &std::path::Path) -> Vec<(String, String)> {
         .collect()
 }
 
-fn task<'a>(exec: &'a Value, id: &str) -> &'a Value {
-    exec["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["taskId"] == id)
-        .unwrap_or_else(|| panic!("no task {id} in {exec}"))
-}
-
 async fn register(base: &str, definition: &str) -> (StatusCode, Value) {
     call(base, Method::POST, "/api/v1/job-definitions", definition).await
-}
-
-async fn execute(base: &str, definition: &str, params: Value) -> String {
-    let path = format!("/api/v1/jobs/{definition}/execute");
-    let (status, body) = call(base, Method::POST, &path, &params.to_string()).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    body["executionId"].as_str().unwrap().to_string()
 }
 
 async fn conditions_and_triggers(env: &[(&str, &str)]) {

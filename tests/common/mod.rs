@@ -210,3 +210,21 @@ pub fn both_services() -> Option<(String, String)> {
     let amqp = naxos_core::testkit::service_url("NAXOS_TEST_AMQP_URL");
     pg.zip(amqp)
 }
+
+/// The task `id` of an execution's status JSON.
+pub fn task<'a>(exec: &'a Value, id: &str) -> &'a Value {
+    exec["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["taskId"] == id)
+        .unwrap_or_else(|| panic!("no task {id} in {exec}"))
+}
+
+/// Starts an execution of `definition` with `params`, expects 202, returns its id.
+pub async fn execute(base: &str, definition: &str, params: Value) -> String {
+    let path = format!("/api/v1/jobs/{definition}/execute");
+    let (status, body) = call(base, Method::POST, &path, &params.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["executionId"].as_str().unwrap().to_string()
+}

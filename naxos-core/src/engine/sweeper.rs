@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::inner::Inner;
-use crate::backend::StopReason;
+use crate::backend::{Changes, StopReason};
 use crate::model::{EventKind, NodeInfo, TaskStatus};
 use crate::Result;
 
@@ -49,25 +49,22 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     }
 }
 
+/// How many task events of `changes` are to one of `statuses`.
+fn tasks_now(changes: &Changes, statuses: &[TaskStatus]) -> usize {
+    changes
+        .events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Task { status, .. } if statuses.contains(status)))
+        .count()
+}
+
 /// One pass. Every Store call here is safe to run on several nodes at once: each recovered or
 /// republished task goes to exactly one sweeper.
 pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
     let config = &inner.config;
     let mut report = SweepReport::default();
     let recovered = inner.store.recover_expired(config.max_lease_expiries, BATCH).await?;
-    report.recovered = recovered
-        .events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.kind,
-                EventKind::Task {
-                    status: TaskStatus::Queued | TaskStatus::Failed,
-                    ..
-                }
-            )
-        })
-        .count();
+    report.recovered = tasks_now(&recovered, &[TaskStatus::Queued, TaskStatus::Failed]);
     inner.dispatch(recovered).await;
 
     report.unpublished = super::outbox::drain(inner).await?;
@@ -78,19 +75,7 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
     super::metrics::swept(report.recovered, report.republished);
 
     let woken = inner.store.wake_due(BATCH).await?;
-    report.woken = woken
-        .events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.kind,
-                EventKind::Task {
-                    status: TaskStatus::Completed | TaskStatus::Failed,
-                    ..
-                }
-            )
-        })
-        .count();
+    report.woken = tasks_now(&woken, &[TaskStatus::Completed, TaskStatus::Failed]);
     inner.dispatch(woken).await;
 
     for id in inner.store.overdue_executions(BATCH).await? {
