@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{TaskPlan, Trigger};
+use super::{Retention, TaskPlan, Trigger};
 use crate::dag::Dag;
 
 /// A job: a DAG of named tasks. The JSON form is the original's:
@@ -37,6 +37,10 @@ pub struct JobDefinition {
     /// Optional limit on a whole execution's run time; past it the execution FAILS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Optional retention of its finished executions by end state (`completedMs`, `failedMs`);
+    /// what it leaves out follows the server's default. See [`Retention`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
     /// The tasks, keyed by their id.
     pub tasks: BTreeMap<String, TaskDefinition>,
     /// Dependencies: task id → the ids it waits for.
@@ -123,16 +127,19 @@ impl JobDefinition {
     /// absence means something else) raises this number, and a reader refuses a definition of
     /// a newer format with [`Error::NewerVersion`](crate::Error::NewerVersion) instead of
     /// running it wrongly.
-    pub const FORMAT: u32 = 2;
+    pub const FORMAT: u32 = 3;
 
     /// The lowest format that carries this definition faithfully: what a Store writes with it.
     ///
     /// Only definitions that use what a newer format adds get that format, so during a rolling
     /// upgrade the older nodes keep reading (and running) every other definition the newer
     /// nodes register: format 1 is the original's JSON and its extensions; format 2 adds task
-    /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly.
+    /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly;
+    /// format 3 adds the job-level `retention`, which a node of format 2 cannot read.
     pub fn required_format(&self) -> u32 {
-        if self.tasks.values().all(|t| TaskPlan::of(t).is_plain()) {
+        if self.retention.is_some() {
+            3
+        } else if self.tasks.values().all(|t| TaskPlan::of(t).is_plain()) {
             1
         } else {
             2
@@ -320,6 +327,22 @@ mod tests {
         assert_eq!(def.timeout(), Some(Duration::from_secs(5)));
         let b = def.tasks["t"].backoff_policy();
         assert_eq!((b.initial_ms, b.max_ms, b.multiplier, b.jitter), (10, 40, 3.0, 0.2));
+    }
+
+    #[test]
+    fn a_retention_round_trips_and_needs_format_3() {
+        let def = JobDefinition::from_json(
+            r#"{"id":"a","retention":{"completedMs":60000},"tasks":{"t":{"id":"t","functionName":"f"}}}"#,
+        )
+        .unwrap();
+        let retention = def.retention.unwrap();
+        assert_eq!((retention.completed_ms, retention.failed_ms), (Some(60_000), None));
+        assert_eq!(def.required_format(), 3);
+        let json = serde_json::to_value(&def).unwrap();
+        assert_eq!(json["retention"], serde_json::json!({"completedMs": 60000}));
+        assert_eq!(JobDefinition::from_json(&json.to_string()).unwrap(), def);
+        let err = JobDefinition::from_json(r#"{"id":"a","retention":{"completed":1},"tasks":{}}"#).unwrap_err();
+        assert!(err.to_string().contains("completed"), "{err}");
     }
 
     #[test]

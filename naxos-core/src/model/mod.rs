@@ -6,6 +6,7 @@ mod definition;
 mod execution;
 mod output;
 mod plan;
+mod retention;
 mod schedule;
 mod status;
 mod text;
@@ -19,6 +20,7 @@ pub use execution::{
     TaskRef, TaskRun,
 };
 pub use plan::{TaskPlan, Trigger};
+pub use retention::{Expiry, ExpiryClass, Retention, RetentionDefaults, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, SchedulePut, StoredSchedule, DEFAULT_TIMEZONE, MAX_CATCH_UP};
 pub use status::{ExecutionStatus, TaskStatus};
 pub use text::{find_nul, nul_message, without_nul};

@@ -4,6 +4,7 @@
 mod conditions;
 mod control;
 mod records;
+mod retention;
 mod runs;
 mod schedules;
 mod trace;
@@ -11,6 +12,7 @@ mod trace;
 pub use conditions::*;
 pub use control::*;
 pub use records::*;
+pub use retention::*;
 pub use runs::*;
 pub use schedules::*;
 pub use trace::*;
