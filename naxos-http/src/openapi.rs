@@ -3,8 +3,8 @@
 
 use axum::Json;
 use naxos_core::model::{
-    BackoffPolicy, CatchUp, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition, NodeInfo, Problem, Schedule,
-    StatusEvent, StoredSchedule, TaskDefinition, TaskStatus, Trigger,
+    BackoffPolicy, CatchUp, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition, NodeInfo, Problem, Retention,
+    Schedule, StatusEvent, StoredSchedule, TaskDefinition, TaskStatus, Trigger,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -32,7 +32,7 @@ use crate::views::{
         system::status, system::backup, system::health, crate::metrics::render, document,
     ),
     components(schemas(
-        JobDefinition, TaskDefinition, Trigger, BackoffPolicy, DefinitionSummary, DefinitionView, DefinitionCreated,
+        JobDefinition, TaskDefinition, Trigger, BackoffPolicy, Retention, DefinitionSummary, DefinitionView, DefinitionCreated,
         ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, ExecutionAck, ExecutionPageView,
         StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
         ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck, Schedule, StoredSchedule, CatchUp,
