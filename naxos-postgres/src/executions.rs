@@ -354,7 +354,9 @@ const DUE: [(ExpiryClass, &str); 4] = [
 
 /// Deletes up to `limit` finished executions due at `now` (their tasks, attempts and outbox
 /// rows cascade), one statement per class of [`DUE`] until the limit is reached: each a range
-/// scan of its index and a short transaction over the rows it deletes.
+/// scan of its index and a short transaction over the rows it deletes. The ids go through an
+/// array so that the rows are deleted by primary key (an `IN (subquery)` was planned as a hash
+/// join over a sequential scan of the whole table).
 ///
 /// The candidates are locked `FOR UPDATE SKIP LOCKED`: a row another transaction holds (a
 /// retry making it RUNNING, another node's prune) is passed over, and a row changed after the
@@ -368,8 +370,8 @@ pub(crate) async fn prune(pool: &PgPool, defaults: RetentionDefaults, now: DateT
             break;
         }
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM naxos_executions WHERE id IN (
-                 SELECT id FROM naxos_executions WHERE {due} LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            "DELETE FROM naxos_executions WHERE id = ANY(ARRAY(
+                 SELECT id FROM naxos_executions WHERE {due} LIMIT $2 FOR UPDATE SKIP LOCKED))"
         )))
         .bind(defaults.cutoff(class, now))
         .bind(left as i64)
