@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use naxos::backend::ExecutionQuery;
 use naxos::model::{JobDefinition, TaskBuilder};
 use naxos::serde_json::json;
-use naxos::{Engine, ExecutionStatus};
+use naxos::{Engine, ExecutionStatus, RetentionDefaults};
 
 const BATCH: u64 = 1_000;
 
@@ -119,7 +119,8 @@ fn memory_store(c: &mut Criterion) {
         b.to_async(&rt).iter(|| store.list_executions(&nothing))
     });
     group.bench_function("prune_nothing_old", |b| {
-        b.to_async(&rt).iter(|| store.prune(Duration::from_secs(3_600), 1_000))
+        let hour = RetentionDefaults::uniform(Duration::from_secs(3_600));
+        b.to_async(&rt).iter(|| store.prune(hour, 1_000))
     });
     group.bench_function("recovery_sweep", |b| {
         b.to_async(&rt).iter(|| store.recover_expired(3, 1_000))

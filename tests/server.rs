@@ -99,6 +99,8 @@ async fn bad_configuration_stops_start_up_naming_the_variable() {
             "NAXOS_STORE",
         ),
         (&[("NAXOS_LMDB_MAP_SIZE", "0")], "NAXOS_LMDB_MAP_SIZE"),
+        (&[("NAXOS_RETENTION_COMPLETED_MS", "0")], "NAXOS_RETENTION_COMPLETED_MS"),
+        (&[("NAXOS_RETENTION_FAILED_MS", "soon")], "NAXOS_RETENTION_FAILED_MS"),
         (&[("NAXOS_API_TOKEN", "short")], "NAXOS_API_TOKEN"),
     ] {
         let out = command(env).output().await.unwrap();

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example loadgen -- [--stack memory|lmdb|postgres|full] [--via api|http]
 //!     [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency C] [--submitters S] [--alone R] [--json FILE]
+//!     [--seed-finished N [--prune]]
 //! ```
 //!
 //! It submits `count` executions from `submitters` concurrent clients (the burst: throughput,
@@ -16,10 +17,14 @@
 //! in-memory queue); `full` also needs `NAXOS_AMQP_URL` (PgStore + AmqpQueue). Each run uses its
 //! own directory, schema and queue names.
 //!
+//! `--seed-finished N` (PostgreSQL stacks) writes N finished executions before the burst, and
+//! `--prune` prunes them during it (see `prune.rs`): throughput with and without a prune.
+//!
 //! `loadgen soak --url URL --server-pid PID ...` is the other mode: a fixed rate for a set
 //! time against a running server, watching its memory per execution (see `soak.rs`;
 //! `scripts/soak.sh` runs it).
 
+mod prune;
 mod soak;
 mod workloads;
 
@@ -42,11 +47,13 @@ struct Args {
     submitters: usize,
     alone: usize,
     json: Option<String>,
+    seed_finished: usize,
+    prune: bool,
 }
 
 const USAGE: &str = "usage: loadgen [--stack memory|lmdb|postgres|full] [--via api|http]
                [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency N]
-               [--submitters N] [--alone N] [--json FILE]
+               [--submitters N] [--alone N] [--json FILE] [--seed-finished N [--prune]]
        loadgen soak --help   (a fixed rate against a running server, watching its memory)
 The postgres and full stacks read NAXOS_POSTGRES_URL (and NAXOS_AMQP_URL for full).";
 
@@ -60,6 +67,8 @@ fn args() -> anyhow::Result<Args> {
         submitters: 8,
         alone: 200,
         json: None,
+        seed_finished: 0,
+        prune: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +85,8 @@ fn args() -> anyhow::Result<Args> {
             "--alone" => a.alone = value()?.parse()?,
             "--submitters" => a.submitters = value()?.parse::<usize>()?.max(1),
             "--json" => a.json = Some(value()?),
+            "--seed-finished" => a.seed_finished = value()?.parse()?,
+            "--prune" => a.prune = true,
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -87,15 +98,26 @@ fn args() -> anyhow::Result<Args> {
     {
         bail!("--stack is memory|lmdb|postgres|full, --via is api|http");
     }
+    if (a.seed_finished > 0 || a.prune) && !matches!(a.stack.as_str(), "postgres" | "full") {
+        bail!("--seed-finished and --prune need --stack postgres or full");
+    }
     Ok(a)
 }
 
-async fn engine(a: &Args) -> anyhow::Result<Engine> {
+/// The engine, and its PostgreSQL store on the PostgreSQL stacks.
+async fn engine(a: &Args) -> anyhow::Result<(Engine, Option<Arc<naxos_postgres::PgStore>>)> {
     let run = &naxos::uuid::Uuid::new_v4().simple().to_string()[..8];
-    let mut builder = Engine::builder().config(EngineConfig {
+    let mut config = EngineConfig {
         concurrency: a.concurrency,
         ..EngineConfig::default()
-    });
+    };
+    if a.seed_finished > 0 {
+        // The seeded executions are pruned by `--prune` alone, never by the sweeper.
+        config.retention_completed = std::time::Duration::from_secs(30 * 24 * 3600);
+        config.retention_failed = config.retention_completed;
+    }
+    let mut builder = Engine::builder().config(config);
+    let mut pg = None;
     if a.stack == "lmdb" {
         let store = naxos_lmdb::LmdbStore::with_config(naxos_lmdb::LmdbConfig::temporary())?;
         let cache = naxos_lmdb::LmdbCache::with_config(naxos_lmdb::LmdbCacheConfig::temporary())?;
@@ -106,7 +128,9 @@ async fn engine(a: &Args) -> anyhow::Result<Engine> {
         let mut config = naxos_postgres::PgConfig::new(url);
         config.schema = Some(format!("loadgen_{run}"));
         config.max_connections = a.concurrency as u32 + 8;
-        builder = builder.store(Arc::new(naxos_postgres::PgStore::with_config(config).await?));
+        let store = Arc::new(naxos_postgres::PgStore::with_config(config).await?);
+        pg = Some(store.clone());
+        builder = builder.store(store);
     }
     if a.stack == "full" {
         let url = std::env::var("NAXOS_AMQP_URL").context("NAXOS_AMQP_URL is needed for the full stack")?;
@@ -118,7 +142,7 @@ async fn engine(a: &Args) -> anyhow::Result<Engine> {
     workloads::register(&engine);
     engine.register_definition(a.workload.definition()).await?;
     engine.start()?;
-    Ok(engine)
+    Ok((engine, pg))
 }
 
 /// Submits through the library, or over HTTP to an in-process server on loopback.
@@ -202,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
         return soak::main(std::env::args().skip(2)).await;
     }
     let a = args()?;
-    let engine = engine(&a).await?;
+    let (engine, pg) = engine(&a).await?;
     let submitter = Arc::new(Submitter::new(engine.clone(), &a.via).await?);
     let definition = a.workload.definition().id;
     // Warm up: connections, caches, the first allocation of everything.
@@ -210,11 +234,25 @@ async fn main() -> anyhow::Result<()> {
         let id = submitter.submit(&definition).await?;
         engine.wait_for(id).await?;
     }
+    if a.seed_finished > 0 {
+        let store = pg.as_ref().context("a PostgreSQL stack")?;
+        let seeding = Instant::now();
+        prune::seed(store, &definition, a.seed_finished).await?;
+        eprintln!(
+            "seeded {} finished executions in {:.1} s",
+            a.seed_finished,
+            seeding.elapsed().as_secs_f64()
+        );
+    }
     let bar = ProgressBar::new(a.count as u64).with_style(
         ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} executions  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
+    let pruner = match (&pg, a.prune) {
+        (Some(store), true) => Some(tokio::spawn(prune::run(store.clone()))),
+        _ => None,
+    };
     // Several submitters at once, as many clients would; each execution is then awaited.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut submitters = tokio::task::JoinSet::new();
@@ -258,6 +296,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let wall = started.elapsed();
     bar.finish_and_clear();
+    let pruned = match pruner {
+        Some(p) => p.await??,
+        None => Value::Null,
+    };
     // Closed loop: one execution at a time, for the latency of an unloaded system.
     let mut alone = Histogram::<u64>::new(3)?;
     let mut alone_hop = Histogram::<u64>::new(3)?;
@@ -285,6 +327,8 @@ async fn main() -> anyhow::Result<()> {
             "hopMs": { "p50": ms(&alone_hop, 0.5), "p90": ms(&alone_hop, 0.9), "p99": ms(&alone_hop, 0.99) },
         },
         "peakRssMb": peak_rss_mb(),
+        "seededFinished": a.seed_finished,
+        "prune": pruned,
     });
     println!(
         "loadgen {} via {} {} x{} (concurrency {}): {:.0} executions/s, {:.0} tasks/s; burst submit->complete p50 {:.1} ms p99 {:.1} ms; \
@@ -295,6 +339,13 @@ async fn main() -> anyhow::Result<()> {
         ms(&alone, 0.5), ms(&alone, 0.9), ms(&alone, 0.99), ms(&alone_hop, 0.5), ms(&alone_hop, 0.99), peak_rss_mb(),
         if failed > 0 { format!(" ({failed} NOT COMPLETED)") } else { String::new() }
     );
+    if !pruned.is_null() {
+        println!(
+            "prune: {} executions in {:.1} s ({} batches; batch p50 {} ms, p99 {} ms, max {} ms), during a burst of {:.1} s",
+            pruned["pruned"], pruned["seconds"].as_f64().unwrap_or_default(), pruned["batches"],
+            pruned["batchMs"]["p50"], pruned["batchMs"]["p99"], pruned["batchMs"]["max"], wall.as_secs_f64()
+        );
+    }
     if let Some(path) = &a.json {
         std::fs::write(path, naxos::serde_json::to_string_pretty(&report)? + "\n")?;
     }

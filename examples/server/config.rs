@@ -75,6 +75,10 @@ pub(crate) struct ServerConfig {
     pub(crate) sweep_interval_ms: Option<usize>,
     /// On shutdown, how long running tasks may take before they are handed back.
     pub(crate) shutdown_grace_ms: Option<usize>,
+    /// How long finished executions are kept by end state when their definition sets no
+    /// `retention` (engine default when unset).
+    pub(crate) retention_completed_ms: Option<usize>,
+    pub(crate) retention_failed_ms: Option<usize>,
     /// Unstarted executions above which submits answer 503 (engine default when unset).
     pub(crate) max_pending_executions: Option<usize>,
     /// A file each demo function call is appended to (for crash tests).
@@ -195,6 +199,8 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         republish_after_ms: optional(get("NAXOS_REPUBLISH_AFTER_MS"), "NAXOS_REPUBLISH_AFTER_MS")?,
         sweep_interval_ms: optional(get("NAXOS_SWEEP_INTERVAL_MS"), "NAXOS_SWEEP_INTERVAL_MS")?,
         shutdown_grace_ms: optional(get("NAXOS_SHUTDOWN_GRACE_MS"), "NAXOS_SHUTDOWN_GRACE_MS")?,
+        retention_completed_ms: optional(get("NAXOS_RETENTION_COMPLETED_MS"), "NAXOS_RETENTION_COMPLETED_MS")?,
+        retention_failed_ms: optional(get("NAXOS_RETENTION_FAILED_MS"), "NAXOS_RETENTION_FAILED_MS")?,
         max_pending_executions: optional(get("NAXOS_MAX_PENDING_EXECUTIONS"), "NAXOS_MAX_PENDING_EXECUTIONS")?,
         call_log: get("NAXOS_CALL_LOG").map(PathBuf::from),
     })

@@ -9,7 +9,8 @@
 //! `NAXOS_LMDB_MAP_SIZE`, `NAXOS_BACKUP_DIR`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
 //! `NAXOS_AMQP_PREFIX`, `NAXOS_API_TOKEN`,
 //! `NAXOS_LEASE_TTL_MS`, `NAXOS_REPUBLISH_AFTER_MS`, `NAXOS_SWEEP_INTERVAL_MS`,
-//! `NAXOS_SHUTDOWN_GRACE_MS`, `NAXOS_MAX_PENDING_EXECUTIONS`, `NAXOS_CALL_LOG`); a bad value
+//! `NAXOS_SHUTDOWN_GRACE_MS`, `NAXOS_RETENTION_COMPLETED_MS`, `NAXOS_RETENTION_FAILED_MS`,
+//! `NAXOS_MAX_PENDING_EXECUTIONS`, `NAXOS_CALL_LOG`); a bad value
 //! stops it at start with a message naming the variable. Logs go to stderr (`RUST_LOG` filters them); the one-line
 //! banner goes to stdout.
 
@@ -83,6 +84,12 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
     }
     if let Some(grace) = config.shutdown_grace_ms {
         engine_config.shutdown_grace = ms(grace);
+    }
+    if let Some(keep) = config.retention_completed_ms {
+        engine_config.retention_completed = ms(keep);
+    }
+    if let Some(keep) = config.retention_failed_ms {
+        engine_config.retention_failed = ms(keep);
     }
     if let Some(limit) = config.max_pending_executions {
         engine_config.max_pending_executions = Some(limit as u64);

@@ -72,7 +72,8 @@ pub use engine::{
 };
 pub use error::{BackendErrorKind, Error, Result};
 pub use model::{
-    BackoffPolicy, DefinitionBuilder, Execution, ExecutionId, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus,
+    BackoffPolicy, DefinitionBuilder, Execution, ExecutionId, ExecutionStatus, JobDefinition, Retention,
+    RetentionDefaults, TaskBuilder, TaskStatus,
 };
 pub use task::{ResultExt, TaskContext, TaskError, UpstreamError};
 

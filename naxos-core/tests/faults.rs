@@ -117,8 +117,8 @@ impl Store for FaultyStore {
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         self.inner.overdue_executions(limit).await
     }
-    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
-        self.inner.prune(older_than, limit).await
+    async fn prune(&self, defaults: RetentionDefaults, limit: usize) -> Result<u64> {
+        self.inner.prune(defaults, limit).await
     }
     async fn counts(&self) -> Result<StoreCounts> {
         self.inner.counts().await

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 use naxos_core::model::{
-    DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, Sleep, StoredDefinition,
-    TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
+    DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, Retention, Sleep,
+    StoredDefinition, TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
 };
 use naxos_core::ExecutionId;
 use serde::Serialize;
@@ -195,6 +195,10 @@ pub struct DefinitionView {
     /// The job's time limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// How long its finished executions are kept, by end state (the server's default for what
+    /// it leaves out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
     /// The tasks, keyed by id.
     pub tasks: BTreeMap<String, TaskDefinition>,
     /// Dependencies: task id → the ids it waits for.
@@ -213,6 +217,7 @@ impl From<&StoredDefinition> for DefinitionView {
             name: def.name.clone(),
             description: def.description.clone(),
             timeout_ms: def.timeout_ms,
+            retention: def.retention,
             tasks: def.tasks.clone(),
             graph: def.graph.clone(),
             version: d.version,

@@ -633,6 +633,17 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
     ] {
         assert!(schemas[name].is_object(), "schema {name}");
     }
+    // The job-level retention, by end state.
+    let retention = &schemas["JobDefinition"]["properties"]["retention"];
+    assert!(
+        retention.to_string().contains("#/components/schemas/Retention"),
+        "{retention}"
+    );
+    let periods = &schemas["Retention"]["properties"];
+    assert!(
+        periods["completedMs"].is_object() && periods["failedMs"].is_object(),
+        "{periods}"
+    );
     // The workflow fields of a task, in the definition and in the status.
     let task = &schemas["TaskDefinition"]["properties"];
     assert_eq!(task["when"]["type"], json!(["string", "null"]), "{task}");

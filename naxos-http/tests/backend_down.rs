@@ -86,7 +86,7 @@ impl Store for UnreachableStore {
     async fn overdue_executions(&self, _: usize) -> Result<Vec<ExecutionId>> {
         down()
     }
-    async fn prune(&self, _: Duration, _: usize) -> Result<u64> {
+    async fn prune(&self, _: RetentionDefaults, _: usize) -> Result<u64> {
         down()
     }
     async fn counts(&self) -> Result<StoreCounts> {

@@ -18,6 +18,7 @@
 //! | `waiting` | due at, execution id, task position (WAITING tasks with a due time) | — |
 //! | `deadlines` | deadline, execution id (unfinished executions only) | — |
 //! | `ended` | end time, execution id (finished executions only) | — |
+//! | `retained`, `expiring` | see `retention.rs` | |
 //! | `nodes` | node id | the node (JSON) |
 //!
 //! Times are microseconds since the epoch with the sign bit flipped (so negative times sort

@@ -75,6 +75,7 @@ mod codec;
 mod env;
 mod error;
 mod keys;
+mod retention;
 mod scans;
 mod schedules;
 mod store;

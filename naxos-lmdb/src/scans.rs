@@ -1,4 +1,5 @@
-//! The whole-store scans: lease recovery, stale take-over, due waits, deadlines and pruning.
+//! The whole-store scans: lease recovery, stale take-over, due waits and deadlines (pruning is
+//! `retention.rs`'s).
 //!
 //! Each finds its candidates in a time-ordered index — reading only the entries that are due,
 //! and stopping at the first that is not — then applies the state module's own scan to each
@@ -16,7 +17,7 @@ use naxos_core::Result;
 
 use crate::env::Db;
 use crate::keys;
-use crate::tables::{apply, write_back, Reader};
+use crate::tables::{apply, Reader};
 use crate::writer::Tx;
 
 /// One key and value of a scan.
@@ -134,36 +135,4 @@ pub(crate) fn overdue(r: Reader<'_>, txn: &RoTxn<'_>, now: DateTime<Utc>, limit:
         }
     }
     Ok(overdue)
-}
-
-/// Deletes finished executions that ended before `older_than` ago, with their tasks, index
-/// entries and idempotency key.
-pub(crate) fn prune(tx: &mut Tx<'_, '_>, older_than: Duration, limit: usize) -> Result<u64> {
-    let ended_before = before(tx.now(), older_than);
-    let t = *tx.tables();
-    let mut ids = Vec::new();
-    due(tx, t.ended, &[], ended_before, limit, &mut ids)?;
-    let mut pruned = 0;
-    for id in ids {
-        let Some(state) = tx.load(id)? else { continue };
-        let s = state.summary();
-        if !state.is_finished() || s.end_time.is_none_or(|end| end >= ended_before) {
-            tx.keep(state);
-            continue;
-        }
-        write_back(tx, Some(&state), None)?;
-        if s.schedule_id.is_some() {
-            crate::schedules::forget_execution(tx, id)?;
-        }
-        if let Some(k) = &s.idempotency_key {
-            let key = keys::idempotency(&s.definition_id, k)?;
-            let reader = tx.reader();
-            if reader.get(tx.txn(), t.idempotency, &key)? == Some(id.as_bytes()) {
-                tx.delete(t.idempotency, &key)?;
-            }
-        }
-        tx.forget(id);
-        pruned += 1;
-    }
-    Ok(pruned)
 }

@@ -176,6 +176,7 @@ pub(crate) fn fire(tx: &mut Tx<'_, '_>, tick: &ScheduleTick, new: &NewExecution)
     }
     let mut new = new.clone();
     new.schedule_id = Some(tick.schedule_id.clone());
+    crate::retention::retain(tx, id, new.retention.as_ref())?;
     let (state, changes) = ExecutionState::create(new, tx.now())?;
     write_back(tx, None, Some(&state))?;
     let status = state.summary().status;

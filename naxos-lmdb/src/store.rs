@@ -20,8 +20,8 @@ use naxos_core::backend::{
 };
 use naxos_core::clock::before;
 use naxos_core::model::{
-    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, Schedule, SchedulePut,
-    StoredDefinition, StoredSchedule, TaskRef,
+    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, RetentionDefaults, Schedule,
+    SchedulePut, StoredDefinition, StoredSchedule, TaskRef,
 };
 use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
@@ -86,6 +86,7 @@ impl LmdbStore {
             NAMES,
         )?;
         let tables = Tables::new(dbs);
+        crate::retention::backfill(&env, &tables)?;
         let by_status = count_by_status(&env, &tables)?;
         let shared = Arc::new(Shared {
             env,
@@ -361,6 +362,7 @@ impl Store for LmdbStore {
             if tx.reader().summary(tx.txn(), id)?.is_some() {
                 return Err(Error::conflict(format!("execution {id} already exists")));
             }
+            crate::retention::retain(tx, id, execution.retention.as_ref())?;
             let (state, changes) = ExecutionState::create(execution.clone(), tx.now())?;
             write_back(tx, None, Some(&state))?;
             if let Some(k) = &key {
@@ -519,8 +521,8 @@ impl Store for LmdbStore {
         self.read(move |r, txn, now| scans::overdue(r, txn, now, limit)).await
     }
 
-    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
-        self.write(move |tx| scans::prune(tx, older_than, limit)).await
+    async fn prune(&self, defaults: RetentionDefaults, limit: usize) -> Result<u64> {
+        self.write(move |tx| crate::retention::prune(tx, defaults, limit)).await
     }
 
     async fn counts(&self) -> Result<StoreCounts> {

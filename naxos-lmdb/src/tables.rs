@@ -28,7 +28,7 @@ use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 16] = [
+pub(crate) const NAMES: [&str; 18] = [
     "definitions",
     "executions",
     "by_definition",
@@ -45,6 +45,8 @@ pub(crate) const NAMES: [&str; 16] = [
     "by_schedule",
     "scheduled",
     "waiting",
+    "retained",
+    "expiring",
 ];
 
 /// The store's databases.
@@ -69,11 +71,14 @@ pub(crate) struct Tables {
     pub(crate) scheduled: Db,
     /// WAITING tasks with a due time, by due time (see `keys.rs`).
     pub(crate) waiting: Db,
+    /// Retention: own periods, and finished executions by expiry (see `retention.rs`).
+    pub(crate) retained: Db,
+    pub(crate) expiring: Db,
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 16]) -> Self {
-        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting] =
+    pub(crate) fn new(dbs: [Db; 18]) -> Self {
+        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting, retained, expiring] =
             dbs;
         Self {
             definitions,
@@ -92,6 +97,8 @@ impl Tables {
             by_schedule,
             scheduled,
             waiting,
+            retained,
+            expiring,
         }
     }
 }
@@ -291,6 +298,8 @@ struct ExecutionMark {
     status: ExecutionStatus,
     deadline: Option<Vec<u8>>,
     ended: Option<Vec<u8>>,
+    /// How it ended, for its `expiring` entry (see `retention.rs`).
+    end: Option<(ExecutionStatus, DateTime<Utc>)>,
 }
 
 fn execution_mark(s: &ExecutionSummary) -> ExecutionMark {
@@ -299,6 +308,7 @@ fn execution_mark(s: &ExecutionSummary) -> ExecutionMark {
         status: s.status,
         deadline: s.deadline.filter(|_| !finished).map(|d| keys::timed(d, s.id, None)),
         ended: s.end_time.filter(|_| finished).map(|t| keys::timed(t, s.id, None)),
+        end: s.end_time.filter(|_| finished).map(|t| (s.status, t)),
     }
 }
 
@@ -406,6 +416,8 @@ pub(crate) fn write_back(
                 tx.put(t.deadlines, &k, &[])?;
             }
         }
+        let (old_end, new_end) = (old.as_ref().and_then(|m| m.end), new.as_ref().and_then(|m| m.end));
+        crate::retention::moved(tx, id, old_end, new_end, false)?;
         let (old_ended, new_ended) = (old.and_then(|m| m.ended), new.and_then(|m| m.ended));
         if old_ended != new_ended {
             if let Some(k) = old_ended {
@@ -417,6 +429,7 @@ pub(crate) fn write_back(
         }
     }
     if after.is_none() {
+        crate::retention::moved(tx, id, None, None, true)?;
         tx.delete(t.executions, &keys::row(id, keys::SUMMARY))?;
         tx.delete(t.executions, &keys::row(id, keys::PARAMS))?;
         tx.delete(t.executions, &keys::row(id, keys::PLAN))?;

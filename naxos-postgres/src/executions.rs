@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, Created, ExecutionPage, ExecutionQuery, NewExecution, StoreCounts};
-use naxos_core::model::{Execution, ExecutionId, NodeInfo, TaskRun};
+use naxos_core::model::{Execution, ExecutionId, ExpiryClass, NodeInfo, RetentionDefaults, TaskRun};
 use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ const MAX_PAGE: usize = 1_000;
 /// the CTE `gate` gives a row. An idempotency key already used for the definition makes the
 /// INSERT do nothing (the UNIQUE constraint decides, so two racing requests cannot both
 /// create), and the existing execution is returned. `$10` and `$11` are the schedule and tick
-/// that start it, if any. `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
+/// that start it, if any; `$16` and `$17` its definition's own retention periods (ms), if any. `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
 /// is an extra CTE (see [`outbox`]). The execution is created as the state module left it:
 /// PENDING, or already finished when the `when` conditions of its roots left nothing to run
 /// (its tasks then carry their errors and end times).
@@ -37,8 +37,9 @@ fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
     WITH gate AS ({gate}), execution AS (
         INSERT INTO {t}naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
-             traceparent, schedule_id, schedule_tick, plain, error, end_time, start_time)
-        SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15, $16 FROM gate
+             traceparent, schedule_id, schedule_tick, plain, error, end_time, start_time, retention_completed_ms,
+             retention_failed_ms)
+        SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15, $16, $17, $18 FROM gate
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
@@ -164,6 +165,8 @@ pub(crate) async fn insert(
     tick: Option<Tick<'_>>,
 ) -> Result<Option<Created>> {
     new.schedule_id = tick.as_ref().map(|t| t.schedule_id.to_string());
+    let retention = new.retention.unwrap_or_default();
+    let ms = |ms: Option<u64>| ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
     let dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
     let (state, changes) = ExecutionState::create(new, now)?;
     let rows: Vec<Value> = state
@@ -217,6 +220,8 @@ pub(crate) async fn insert(
         .bind(&s.error)
         .bind(s.end_time)
         .bind(s.start_time)
+        .bind(ms(retention.completed_ms))
+        .bind(ms(retention.failed_ms))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
@@ -329,24 +334,60 @@ pub(crate) async fn overdue(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> 
     .map_err(db)
 }
 
-/// Deletes finished executions (their tasks and attempts cascade). The conditions stand in the
-/// DELETE's own WHERE too: a row changed while the DELETE waited for its lock (a retry made it
-/// RUNNING) is re-checked against them, and spared; the sub-select alone is not re-checked.
-pub(crate) async fn prune(pool: &PgPool, ended_before: DateTime<Utc>, limit: usize) -> Result<u64> {
-    let done = sqlx::query(
-        "DELETE FROM naxos_executions
-         WHERE id IN (
-             SELECT id FROM naxos_executions
-             WHERE end_time < $1 AND status IN ('COMPLETED', 'FAILED', 'CANCELLED')
-             LIMIT $2)
-           AND end_time < $1 AND status IN ('COMPLETED', 'FAILED', 'CANCELLED')",
-    )
-    .bind(ended_before)
-    .bind(limit as i64)
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected())
+/// The finished executions of one class that are due, by the class's partial index (see
+/// migration 0011): what follows `WHERE`, with the class's cutoff as `$1`, oldest first.
+const DUE: [(ExpiryClass, &str); 4] = [
+    (
+        ExpiryClass::Completed,
+        "status = 'COMPLETED' AND retention_completed_ms IS NULL AND end_time < $1 ORDER BY end_time",
+    ),
+    (
+        ExpiryClass::Failed,
+        "status IN ('FAILED', 'CANCELLED') AND retention_failed_ms IS NULL AND end_time < $1 ORDER BY end_time",
+    ),
+    (
+        ExpiryClass::Own,
+        "status = 'COMPLETED' AND retention_completed_ms IS NOT NULL
+         AND naxos_plus_ms(end_time, retention_completed_ms) < $1
+         ORDER BY naxos_plus_ms(end_time, retention_completed_ms)",
+    ),
+    (
+        ExpiryClass::Own,
+        "status IN ('FAILED', 'CANCELLED') AND retention_failed_ms IS NOT NULL
+         AND naxos_plus_ms(end_time, retention_failed_ms) < $1
+         ORDER BY naxos_plus_ms(end_time, retention_failed_ms)",
+    ),
+];
+
+/// Deletes up to `limit` finished executions due at `now` (their tasks, attempts and outbox
+/// rows cascade), one statement per class of [`DUE`] until the limit is reached: each a range
+/// scan of its index and a short transaction over the rows it deletes. The ids go through an
+/// array so that the rows are deleted by primary key (an `IN (subquery)` was planned as a hash
+/// join over a sequential scan of the whole table).
+///
+/// The candidates are locked `FOR UPDATE SKIP LOCKED`: a row another transaction holds (a
+/// retry making it RUNNING, another node's prune) is passed over, and a row changed after the
+/// statement began is checked against the class's conditions again as it is locked, so one
+/// made RUNNING meanwhile is spared.
+pub(crate) async fn prune(pool: &PgPool, defaults: RetentionDefaults, now: DateTime<Utc>, limit: usize) -> Result<u64> {
+    let mut pruned = 0;
+    for (class, due) in DUE {
+        let left = limit as u64 - pruned;
+        if left == 0 {
+            break;
+        }
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM naxos_executions WHERE id = ANY(ARRAY(
+                 SELECT id FROM naxos_executions WHERE {due} LIMIT $2 FOR UPDATE SKIP LOCKED))"
+        )))
+        .bind(defaults.cutoff(class, now))
+        .bind(left as i64)
+        .execute(pool)
+        .await
+        .map_err(db)?;
+        pruned += done.rows_affected();
+    }
+    Ok(pruned)
 }
 
 pub(crate) async fn counts(pool: &PgPool) -> Result<StoreCounts> {

@@ -10,8 +10,8 @@ use naxos_core::backend::{
 };
 use naxos_core::clock::{after, before};
 use naxos_core::model::{
-    DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, Schedule, SchedulePut, StoredDefinition,
-    StoredSchedule, TaskRef,
+    DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, RetentionDefaults, Schedule, SchedulePut,
+    StoredDefinition, StoredSchedule, TaskRef,
 };
 use naxos_core::Result;
 
@@ -252,10 +252,9 @@ impl Store for PgStore {
         .await
     }
 
-    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
+    async fn prune(&self, defaults: RetentionDefaults, limit: usize) -> Result<u64> {
         self.within("prune", async {
-            let ended_before = before(self.now().await?, older_than);
-            executions::prune(&self.pool, ended_before, limit).await
+            executions::prune(&self.pool, defaults, self.now().await?, limit).await
         })
         .await
     }

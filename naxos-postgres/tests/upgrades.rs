@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use naxos_core::backend::{ClaimRequest, ExecutionQuery, Store};
 use naxos_core::memory::MemoryQueue;
-use naxos_core::model::{AttemptOutcome, JobDefinition, TaskRef, TaskStatus};
+use naxos_core::model::{AttemptOutcome, JobDefinition, RetentionDefaults, TaskRef, TaskStatus};
 use naxos_core::serde_json::{json, Value};
 use naxos_core::testkit::service_url;
 use naxos_core::{Engine, EngineConfig, Error, ExecutionId, ExecutionStatus};
@@ -432,6 +432,9 @@ async fn data_of_every_older_schema_migrates_forward_and_runs_on() {
         let store = store_in(&schema).await.expect("the remaining migrations apply");
         assert_eq!(applied(&mut conn).await.len(), total, "from {older} migrations");
         assert_reads_back(&store, running, failed, older).await;
+        // 0011: rows from before it follow the server's default retention (ended 40 minutes ago).
+        let a_day = RetentionDefaults::uniform(Duration::from_secs(24 * 3600));
+        assert_eq!(store.prune(a_day, 10).await.unwrap(), 0, "from {older}");
 
         let engine = engine_on(store.clone());
         engine.start().unwrap();
@@ -465,6 +468,9 @@ async fn data_of_every_older_schema_migrates_forward_and_runs_on() {
         );
         assert_eq!(done.task("task1").unwrap().history.len(), 3);
         engine.shutdown().await;
+        // Both finished now, in rows written before 0011: pruned by the default, like any other.
+        let none = RetentionDefaults::uniform(Duration::ZERO);
+        assert_eq!(store.prune(none, 10).await.unwrap(), 2, "from {older}");
 
         // A definition registered now is in this build's format and reads back.
         let again = store

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::model::{
     DefinitionSummary, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NewTask, NodeInfo,
-    Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef, TraceParent,
+    Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef, TraceParent,
 };
 use crate::state::Changes;
 use crate::Result;
@@ -174,9 +174,17 @@ pub trait Store: Send + Sync + Debug {
     /// Unfinished executions whose deadline has passed.
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>>;
 
-    /// Deletes up to `limit` finished executions that ended more than `older_than` ago;
-    /// returns how many.
-    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64>;
+    /// Deletes up to `limit` finished executions that are due for pruning, with everything
+    /// kept for them (tasks, attempts, idempotency key, schedule tick); returns how many.
+    ///
+    /// An execution is due once it is finished and its end time is older than its own
+    /// retention for its end state ([`NewExecution::retention`], its definition version's),
+    /// else than `defaults`' for that state; CANCELLED counts as failed (the rule is
+    /// [`RetentionDefaults::expiry`] and [`RetentionDefaults::is_due`]). One call is one small
+    /// batch: it finds its candidates through an index (never by reading every finished
+    /// execution), holds no lock longer than the batch, and re-checks each candidate as it
+    /// deletes it, so that one made RUNNING again meanwhile (a retry) is spared.
+    async fn prune(&self, defaults: RetentionDefaults, limit: usize) -> Result<u64>;
 
     /// Counts for the system status.
     async fn counts(&self) -> Result<StoreCounts>;
@@ -327,6 +335,9 @@ pub struct NewExecution {
     pub schedule_id: Option<String>,
     /// How long it may run: its deadline is this long after its creation.
     pub timeout: Option<Duration>,
+    /// Its definition version's own retention (the job-level `retention`), which the Store
+    /// keeps with it for [`Store::prune`]; `None` (or periods left out) for the default.
+    pub retention: Option<Retention>,
     /// The tasks, in the definition's sorted order (a task's index is its position), shared
     /// by every execution of the version (see [`StoredDefinition::new_tasks`]).
     pub tasks: Arc<[NewTask]>,
@@ -334,7 +345,7 @@ pub struct NewExecution {
 
 impl NewExecution {
     /// An execution of `definition` with `params`: a fresh UUIDv7, the definition's tasks and
-    /// dependencies, its `timeoutMs`, and no idempotency key or trace context.
+    /// dependencies, its `timeoutMs` and `retention`, and no idempotency key or trace context.
     pub fn new(definition: &StoredDefinition, params: Value) -> Self {
         let def = &definition.definition;
         Self {
@@ -346,6 +357,7 @@ impl NewExecution {
             traceparent: None,
             schedule_id: None,
             timeout: def.timeout(),
+            retention: def.retention.filter(|r| !r.is_empty()),
             tasks: definition.new_tasks(),
         }
     }

@@ -109,6 +109,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Keeps finished executions `period` after they ended, whatever their end state, when
+    /// their definition sets no `retention` of its own: both
+    /// [`retention_completed`](Self::retention_completed) and
+    /// [`retention_failed`](Self::retention_failed).
+    pub fn retention(self, period: Duration) -> Self {
+        self.retention_completed(period).retention_failed(period)
+    }
+
     settings! {
         /// Whether [`Engine::start`] runs a worker pool here ([`EngineConfig::workers`];
         /// default true). An API-only node sets false.
@@ -126,8 +134,13 @@ impl EngineBuilder {
         /// How many lease expiries a task may have before it FAILS
         /// ([`EngineConfig::max_lease_expiries`]; default 3).
         max_lease_expiries: u32,
-        /// How long finished executions are kept ([`EngineConfig::retention`]; default 7 days).
-        retention: Duration,
+        /// How long COMPLETED executions are kept after they ended when their definition sets
+        /// no `retention.completedMs` ([`EngineConfig::retention_completed`]; default 7 days).
+        retention_completed: Duration,
+        /// How long FAILED and CANCELLED executions are kept after they ended when their
+        /// definition sets no `retention.failedMs` ([`EngineConfig::retention_failed`];
+        /// default 7 days).
+        retention_failed: Duration,
         /// How long a silent node stays in the node registry
         /// ([`EngineConfig::node_retention`]; default 1 hour).
         node_retention: Duration,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 pub use crate::clock::Clock;
 
-use crate::model::Limits;
+use crate::model::{Limits, RetentionDefaults};
 use crate::{Error, Result};
 
 /// How an engine (one node) behaves. `Default` gives production-minded values.
@@ -40,8 +40,12 @@ pub struct EngineConfig {
     /// node ran the scheduler then), and its schedule's `catchUp` decides whether it runs.
     /// One fired later than its time, but within this, runs as usual. Default 60 s.
     pub schedule_grace: Duration,
-    /// Finished executions older than this are pruned. Default 7 days.
-    pub retention: Duration,
+    /// How long COMPLETED executions are kept after they ended, unless their definition says
+    /// otherwise (its `retention.completedMs`). Default 7 days.
+    pub retention_completed: Duration,
+    /// How long FAILED and CANCELLED executions are kept after they ended, unless their
+    /// definition says otherwise (its `retention.failedMs`). Default 7 days.
+    pub retention_failed: Duration,
     /// Nodes not heard from for longer than this leave the node registry. Default 1 hour.
     pub node_retention: Duration,
     /// Executions not yet started (PENDING) across the whole Store above which a submit is
@@ -80,7 +84,8 @@ impl Default for EngineConfig {
             max_lease_expiries: 3,
             schedule_interval: Duration::from_secs(1),
             schedule_grace: Duration::from_secs(60),
-            retention: Duration::from_secs(7 * 24 * 3600),
+            retention_completed: Duration::from_secs(7 * 24 * 3600),
+            retention_failed: Duration::from_secs(7 * 24 * 3600),
             node_retention: Duration::from_secs(3600),
             max_pending_executions: Some(100_000),
             max_output_bytes: 1 << 20,
@@ -99,6 +104,14 @@ impl EngineConfig {
         self.heartbeat_interval.unwrap_or(self.lease_ttl / 3)
     }
 
+    /// The server's default retention by end state, as [`Store::prune`](crate::backend::Store::prune) takes it.
+    pub fn retention(&self) -> RetentionDefaults {
+        RetentionDefaults {
+            completed: self.retention_completed,
+            failed: self.retention_failed,
+        }
+    }
+
     /// Refuses settings the engine cannot run with, naming the first one found.
     pub fn validate(&self) -> Result<()> {
         let positive = [
@@ -108,7 +121,8 @@ impl EngineConfig {
             ("republish_after", self.republish_after),
             ("schedule_interval", self.schedule_interval),
             ("schedule_grace", self.schedule_grace),
-            ("retention", self.retention),
+            ("retention_completed", self.retention_completed),
+            ("retention_failed", self.retention_failed),
             ("node_retention", self.node_retention),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, d)| d.is_zero()) {

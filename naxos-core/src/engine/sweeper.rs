@@ -27,7 +27,7 @@ pub struct SweepReport {
     pub woken: usize,
     /// Executions failed for running past their deadline.
     pub timed_out: usize,
-    /// Finished executions deleted after the retention period.
+    /// Finished executions deleted after their retention period.
     pub pruned: u64,
 }
 
@@ -89,7 +89,7 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
     // Batches, so that no one statement holds long locks, and as many as it takes (up to a
     // bound) to keep up with a node that finishes more than a batch a sweep.
     for _ in 0..MAX_PRUNE_BATCHES {
-        let pruned = inner.store.prune(config.retention, BATCH).await?;
+        let pruned = inner.store.prune(config.retention(), BATCH).await?;
         report.pruned += pruned;
         if pruned < BATCH as u64 {
             break;

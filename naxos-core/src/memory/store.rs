@@ -15,8 +15,8 @@ use crate::backend::{
 };
 use crate::clock::{before, Clock};
 use crate::model::{
-    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, Schedule, SchedulePut,
-    StoredDefinition, StoredSchedule, TaskRef, TaskStatus,
+    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, Expiry, ExpiryClass, JobDefinition, NodeInfo,
+    Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef, TaskStatus,
 };
 use crate::state::ExecutionState;
 use crate::sync::{lock, read, write};
@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_FINISHED: usize = 100_000;
 /// by status and pruning by end time read indexes kept up to date by every transition, so a
 /// store full of finished executions does not slow a status poll or a sweep.
 ///
-/// Memory is bounded by a count as well as by the engine's retention: past
+/// Memory is bounded by a count as well as by retention: past
 /// [`DEFAULT_MAX_FINISHED`] finished executions (or the number given to
 /// [`with_max_finished`](MemoryStore::with_max_finished)), each prune also removes the ones
 /// that ended first, so a node that runs for days at a steady rate holds a steady amount.
@@ -60,6 +60,8 @@ struct Shard {
     executions: HashMap<ExecutionId, ExecutionState>,
     /// Executions not yet finished: what the recovery scans look at.
     active: HashSet<ExecutionId>,
+    /// The own retention of the executions whose definition version has one.
+    retained: HashMap<ExecutionId, Retention>,
 }
 
 /// Creation order, idempotency keys, and executions by schedule. Lock order: `index`, then a
@@ -73,11 +75,13 @@ struct Index {
     ticks: HashMap<ExecutionId, DateTime<Utc>>,
 }
 
-/// Executions by status, and finished ones by end time (what pruning walks).
+/// Executions by status, and finished ones by end time (what the count limit walks) and by
+/// [`Expiry`] (what pruning by retention walks, one range per class).
 #[derive(Debug, Default)]
 struct Statuses {
     by_status: HashMap<ExecutionStatus, BTreeSet<ExecutionId>>,
     ended: BTreeSet<(DateTime<Utc>, ExecutionId)>,
+    expiring: BTreeSet<(Expiry, ExecutionId)>,
 }
 
 /// What the indexes know of one execution.
@@ -86,15 +90,20 @@ struct Mark {
     status: ExecutionStatus,
     finished: bool,
     ended: Option<DateTime<Utc>>,
+    expiry: Option<Expiry>,
 }
 
 impl Mark {
-    fn of(state: &ExecutionState) -> Self {
+    /// The marks of `state`, whose definition version's own retention is `own`.
+    fn of(state: &ExecutionState, own: Option<&Retention>) -> Self {
         let finished = state.is_finished();
+        let s = state.summary();
+        let ended = s.end_time.filter(|_| finished);
         Self {
-            status: state.summary().status,
+            status: s.status,
             finished,
-            ended: state.summary().end_time.filter(|_| finished),
+            ended,
+            expiry: ended.and_then(|t| RetentionDefaults::expiry(s.status, t, own)),
         }
     }
 }
@@ -119,11 +128,17 @@ impl Shard {
             if let Some(t) = m.ended {
                 statuses.ended.remove(&(t, id));
             }
+            if let Some(e) = m.expiry {
+                statuses.expiring.remove(&(e, id));
+            }
         }
         if let Some(m) = after {
             statuses.by_status.entry(m.status).or_default().insert(id);
             if let Some(t) = m.ended {
                 statuses.ended.insert((t, id));
+            }
+            if let Some(e) = m.expiry {
+                statuses.expiring.insert((e, id));
             }
         }
     }
@@ -183,6 +198,7 @@ impl MemoryStore {
         }
         let id = execution.id;
         let schedule = execution.schedule_id.clone();
+        let own = execution.retention;
         let (state, changes) = ExecutionState::create(execution, self.clock.now())?;
         // PENDING, or already finished when the roots' conditions left nothing to run.
         let status = state.summary().status;
@@ -191,8 +207,11 @@ impl MemoryStore {
             if shard.executions.contains_key(&id) {
                 return Err(Error::conflict(format!("execution {id} already exists")));
             }
-            let mark = Mark::of(&state);
+            let mark = Mark::of(&state, own.as_ref());
             shard.executions.insert(id, state);
+            if let Some(own) = own {
+                shard.retained.insert(id, own);
+            }
             shard.track(&self.statuses, id, None, Some(mark));
         }
         index.order.insert(id);
@@ -213,13 +232,14 @@ impl MemoryStore {
     /// Runs `f` on one execution's state, keeping the indexes in step.
     fn with_state<T>(&self, id: ExecutionId, f: impl FnOnce(&mut ExecutionState) -> Result<T>) -> Result<T> {
         let mut shard = self.shard(id);
+        let own = shard.retained.get(&id).copied();
         let state = shard
             .executions
             .get_mut(&id)
             .ok_or_else(|| Error::not_found("execution", id))?;
-        let before = Mark::of(state);
+        let before = Mark::of(state, own.as_ref());
         let out = f(state);
-        let after = Mark::of(state);
+        let after = Mark::of(state, own.as_ref());
         shard.track(&self.statuses, id, Some(before), Some(after));
         out
     }
@@ -234,12 +254,13 @@ impl MemoryStore {
                 if budget == 0 {
                     return limit;
                 }
+                let own = shard.retained.get(&id).copied();
                 let Some(state) = shard.executions.get_mut(&id) else {
                     continue;
                 };
-                let before = Mark::of(state);
+                let before = Mark::of(state, own.as_ref());
                 scan(state, &mut budget);
-                let after = Mark::of(state);
+                let after = Mark::of(state, own.as_ref());
                 shard.track(&self.statuses, id, Some(before), Some(after));
             }
         }
@@ -471,35 +492,54 @@ impl Store for MemoryStore {
         Ok(overdue)
     }
 
-    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
-        let ended_before = before(self.clock.now(), older_than);
-        // Past their retention, or beyond the count kept: the ones that ended first either way.
-        let candidates: Vec<(DateTime<Utc>, ExecutionId)> = {
+    async fn prune(&self, defaults: RetentionDefaults, limit: usize) -> Result<u64> {
+        let now = self.clock.now();
+        // Beyond the count kept, the ones that ended first (`Some(end time)`); then the ones
+        // past their retention, one range of `expiring` per class (`None`).
+        let candidates: Vec<(ExecutionId, Option<DateTime<Utc>>)> = {
             let statuses = lock(&self.statuses);
             let over = statuses.ended.len().saturating_sub(self.max_finished);
-            statuses
+            let mut picked: Vec<_> = statuses
                 .ended
                 .iter()
-                .enumerate()
-                .take_while(|(i, (t, _))| *i < over || *t < ended_before)
-                .take(limit)
-                .map(|(_, &entry)| entry)
-                .collect()
+                .take(over.min(limit))
+                .map(|&(t, id)| (id, Some(t)))
+                .collect();
+            for class in ExpiryClass::ALL {
+                let from = Expiry {
+                    class,
+                    at: DateTime::<Utc>::MIN_UTC,
+                };
+                let due = statuses
+                    .expiring
+                    .range((from, ExecutionId::nil())..)
+                    .take_while(|(e, _)| e.class == class && defaults.is_due(*e, now))
+                    .take(limit.saturating_sub(picked.len()))
+                    .map(|&(_, id)| (id, None));
+                picked.extend(due);
+            }
+            picked
         };
         let mut index = lock(&self.index);
         let mut pruned = 0;
         let mut fired = Vec::new();
-        for (ended, id) in candidates {
+        for (id, ended) in candidates {
             let mut shard = self.shard(id);
             // Checked again under the shard lock: a retry may have reopened it since.
+            let own = shard.retained.get(&id).copied();
             let Some(state) = shard.executions.get(&id) else {
                 continue;
             };
-            let mark = Mark::of(state);
-            if mark.ended != Some(ended) {
+            let mark = Mark::of(state, own.as_ref());
+            let due = match ended {
+                Some(ended) => mark.ended == Some(ended),
+                None => mark.expiry.is_some_and(|e| defaults.is_due(e, now)),
+            };
+            if !due {
                 continue;
             }
             let state = shard.executions.remove(&id).expect("checked above");
+            shard.retained.remove(&id);
             shard.track(&self.statuses, id, Some(mark), None);
             drop(shard);
             let summary = state.summary();
@@ -648,7 +688,7 @@ mod tests {
             .await
             .unwrap()
             .execution_id;
-        let week = Duration::from_secs(7 * 24 * 3600);
+        let week = RetentionDefaults::uniform(Duration::from_secs(7 * 24 * 3600));
         assert_eq!(store.prune(week, 1_000).await.unwrap(), 2);
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(store.get_execution(*id).await.is_ok(), i >= 2, "execution {i}");

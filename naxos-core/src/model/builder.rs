@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::{BackoffPolicy, JobDefinition, Sleep, TaskDefinition, Trigger, WaitFor};
+use super::{BackoffPolicy, JobDefinition, Retention, Sleep, TaskDefinition, Trigger, WaitFor};
 
 impl JobDefinition {
     /// Starts a definition with this id.
@@ -27,6 +27,7 @@ impl JobDefinition {
                 name: String::new(),
                 description: None,
                 timeout_ms: None,
+                retention: None,
                 tasks: BTreeMap::new(),
                 graph: BTreeMap::new(),
             },
@@ -57,6 +58,25 @@ impl DefinitionBuilder {
     /// Sets a time limit on each whole execution.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.def.timeout_ms = Some(duration_ms(timeout));
+        self
+    }
+
+    /// Keeps this definition's finished executions for their own periods instead of the
+    /// server's default: the job-level `retention` (see [`Retention`]; a period it leaves out
+    /// follows the default, and CANCELLED executions follow `failed_ms`).
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use std::time::Duration;
+    /// use naxos::{JobDefinition, Retention, TaskBuilder};
+    /// let def = JobDefinition::builder("nightly")
+    ///     .retention(Retention::new(Duration::from_secs(3_600), Duration::from_secs(30 * 86_400)))
+    ///     .task(TaskBuilder::new("report", "report"))
+    ///     .build();
+    /// assert_eq!(def.retention.unwrap().completed_ms, Some(3_600_000));
+    /// ```
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.def.retention = Some(retention);
         self
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Sleep, TaskPlan, Trigger, WaitFor};
+use super::{Retention, Sleep, TaskPlan, Trigger, WaitFor};
 use crate::dag::Dag;
 
 /// A job: a DAG of named tasks. The JSON form is the original's:
@@ -37,6 +37,10 @@ pub struct JobDefinition {
     /// Optional limit on a whole execution's run time; past it the execution FAILS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Optional retention of its finished executions by end state (`completedMs`, `failedMs`);
+    /// what it leaves out follows the server's default. See [`Retention`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
     /// The tasks, keyed by their id.
     pub tasks: BTreeMap<String, TaskDefinition>,
     /// Dependencies: task id → the ids it waits for.
@@ -139,9 +143,15 @@ impl JobDefinition {
     /// upgrade the older nodes keep reading (and running) every other definition the newer
     /// nodes register: format 1 is the original's JSON and its extensions; format 2 adds task
     /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly;
-    /// format 3 adds tasks that `sleep` or `waitFor` a signal.
+    /// format 3 adds tasks that `sleep` or `waitFor` a signal, and the job-level `retention`,
+    /// which a node of format 2 cannot read.
     pub fn required_format(&self) -> u32 {
-        self.tasks.values().map(|t| TaskPlan::of(t).format()).max().unwrap_or(1)
+        let tasks = self.tasks.values().map(|t| TaskPlan::of(t).format()).max().unwrap_or(1);
+        if self.retention.is_some() {
+            tasks.max(3)
+        } else {
+            tasks
+        }
     }
 
     /// Parses the JSON form, rejecting unknown fields with the field's name.
@@ -325,6 +335,22 @@ mod tests {
         assert_eq!(def.timeout(), Some(Duration::from_secs(5)));
         let b = def.tasks["t"].backoff_policy();
         assert_eq!((b.initial_ms, b.max_ms, b.multiplier, b.jitter), (10, 40, 3.0, 0.2));
+    }
+
+    #[test]
+    fn a_retention_round_trips_and_needs_format_3() {
+        let def = JobDefinition::from_json(
+            r#"{"id":"a","retention":{"completedMs":60000},"tasks":{"t":{"id":"t","functionName":"f"}}}"#,
+        )
+        .unwrap();
+        let retention = def.retention.unwrap();
+        assert_eq!((retention.completed_ms, retention.failed_ms), (Some(60_000), None));
+        assert_eq!(def.required_format(), 3);
+        let json = serde_json::to_value(&def).unwrap();
+        assert_eq!(json["retention"], serde_json::json!({"completedMs": 60000}));
+        assert_eq!(JobDefinition::from_json(&json.to_string()).unwrap(), def);
+        let err = JobDefinition::from_json(r#"{"id":"a","retention":{"completed":1},"tasks":{}}"#).unwrap_err();
+        assert!(err.to_string().contains("completed"), "{err}");
     }
 
     #[test]

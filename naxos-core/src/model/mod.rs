@@ -6,6 +6,7 @@ mod definition;
 mod execution;
 mod output;
 mod plan;
+mod retention;
 mod schedule;
 mod signal;
 mod status;
@@ -20,6 +21,7 @@ pub use execution::{
     TaskRef, TaskRun,
 };
 pub use plan::{Sleep, TaskKind, TaskPlan, Trigger, WaitFor};
+pub use retention::{Expiry, ExpiryClass, Retention, RetentionDefaults, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, SchedulePut, StoredSchedule, DEFAULT_TIMEZONE, MAX_CATCH_UP};
 pub use signal::{Signal, MAX_PENDING_SIGNALS};
 pub use status::{ExecutionStatus, TaskStatus};

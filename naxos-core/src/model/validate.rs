@@ -144,6 +144,13 @@ pub enum Problem {
         /// What is wrong with it (a syntax error names its line and column).
         reason: String,
     },
+    /// A `retention` period of zero or above [`MAX_RETENTION_MS`](super::MAX_RETENTION_MS).
+    InvalidRetention {
+        /// The field: `retention.completedMs` or `retention.failedMs`.
+        field: String,
+        /// The period as given, in milliseconds.
+        ms: u64,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -186,6 +193,11 @@ impl fmt::Display for Problem {
             Self::InvalidCondition { task, reason } => {
                 write!(f, "task `{task}` has an invalid `when` condition: {reason}")
             }
+            Self::InvalidRetention { field, ms } => write!(
+                f,
+                "`{field}` is {ms}; it must be between 1 and {} (100 years)",
+                super::MAX_RETENTION_MS
+            ),
         }
     }
 }
@@ -212,6 +224,16 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
     }
     if def.timeout_ms == Some(0) {
         problems.push(Problem::InvalidTimeout { task: None });
+    }
+    if let Some(r) = &def.retention {
+        for (field, ms) in [("completedMs", r.completed_ms), ("failedMs", r.failed_ms)] {
+            if let Some(ms) = ms.filter(|ms| *ms == 0 || *ms > super::MAX_RETENTION_MS) {
+                problems.push(Problem::InvalidRetention {
+                    field: format!("retention.{field}"),
+                    ms,
+                });
+            }
+        }
     }
     let texts = [
         ("name".to_string(), Some(&def.name)),
@@ -527,6 +549,33 @@ mod tests {
             text.starts_with("task `b` has an invalid `when` condition: line 1, column 11: "),
             "{text}"
         );
+    }
+
+    #[test]
+    fn retention_periods_are_positive_and_bounded() {
+        let job = |retention: &str| {
+            format!(r#"{{"id":"r","retention":{retention},"tasks":{{"a":{{"id":"a","functionName":"f"}}}}}}"#)
+        };
+        assert_eq!(check(&job(r#"{"completedMs":1,"failedMs":5000}"#), &["f"]), vec![]);
+        assert_eq!(check(&job("{}"), &["f"]), vec![]);
+        let too_long = crate::model::MAX_RETENTION_MS + 1;
+        let problems = check(&job(&format!(r#"{{"completedMs":0,"failedMs":{too_long}}}"#)), &["f"]);
+        assert_eq!(
+            problems,
+            vec![
+                Problem::InvalidRetention {
+                    field: "retention.completedMs".into(),
+                    ms: 0
+                },
+                Problem::InvalidRetention {
+                    field: "retention.failedMs".into(),
+                    ms: too_long
+                },
+            ]
+        );
+        assert!(problems[0]
+            .to_string()
+            .starts_with("`retention.completedMs` is 0; it must be between 1 and "));
     }
 
     #[test]

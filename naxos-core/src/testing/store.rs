@@ -13,7 +13,9 @@ use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport,
     LeaseState, NewExecution, SignalOutcome, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
 };
-use crate::model::{DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, StoredDefinition, TaskRef};
+use crate::model::{
+    DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, RetentionDefaults, StoredDefinition, TaskRef,
+};
 use crate::Result;
 
 #[derive(Debug)]
@@ -137,9 +139,9 @@ impl Store for FaultyStore {
         out
     }
 
-    async fn prune(&self, older_than: Duration, limit: usize) -> Result<u64> {
+    async fn prune(&self, defaults: RetentionDefaults, limit: usize) -> Result<u64> {
         self.node.alive().await;
-        let out = self.inner.prune(older_than, limit).await;
+        let out = self.inner.prune(defaults, limit).await;
         self.node.alive().await;
         out
     }

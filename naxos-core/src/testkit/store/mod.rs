@@ -4,6 +4,7 @@
 mod conditions;
 mod control;
 mod records;
+mod retention;
 mod runs;
 mod schedules;
 mod trace;
@@ -12,6 +13,7 @@ mod waits;
 pub use conditions::*;
 pub use control::*;
 pub use records::*;
+pub use retention::*;
 pub use runs::*;
 pub use schedules::*;
 pub use trace::*;

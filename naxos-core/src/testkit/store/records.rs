@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::backend::{ExecutionQuery, StopReason, Store};
 use crate::clock::ManualClock;
-use crate::model::{ExecutionStatus, NodeInfo, TaskStatus};
+use crate::model::{ExecutionStatus, NodeInfo, RetentionDefaults, TaskStatus};
 use crate::testkit::fixtures::{claim, create, described, diamond, done, new_diamond, run_ok, secs, task, unique_id};
 
 /// Identical content keeps its version; changed content gets the next; versions stay readable.
@@ -166,6 +166,7 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>, clock: Manual
         traceparent: None,
         schedule_id: None,
         timeout: Some(Duration::from_secs(5)),
+        retention: None,
         tasks: [crate::backend::NewTask {
             task_id: "only".into(),
             name: "only".into(),
@@ -194,7 +195,7 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>, clock: Manual
     let t = task(done_id, "only", 1);
     claim(&*store, &t).await;
     store.finish(vec![done(&t, json!(1))]).await.unwrap();
-    let second = Duration::from_secs(1);
+    let second = RetentionDefaults::uniform(Duration::from_secs(1));
     store.prune(second, 1_000).await.unwrap();
     assert!(store.get_execution(done_id).await.is_ok(), "too recent to prune");
     clock.advance(Duration::from_secs(2));

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::backend::{ExecutionQuery, Fired, NewExecution, ScheduleTick, StopReason, Store};
 use crate::clock::{after, ManualClock};
-use crate::model::{CatchUp, ExecutionId, Schedule, StoredDefinition};
+use crate::model::{CatchUp, ExecutionId, RetentionDefaults, Schedule, StoredDefinition};
 use crate::testkit::fixtures::{diamond, unique_id};
 
 /// A registered diamond and a schedule of it, every 10 seconds, stored.
@@ -262,7 +262,12 @@ pub async fn executions_list_by_schedule(store: Arc<dyn Store>, clock: ManualClo
         store.stop_execution(*id, StopReason::Cancelled).await.unwrap();
     }
     clock.advance(Duration::from_secs(3600));
-    while store.prune(Duration::from_secs(60), 1_000).await.unwrap() > 0 {}
+    while store
+        .prune(RetentionDefaults::uniform(Duration::from_secs(60)), 1_000)
+        .await
+        .unwrap()
+        > 0
+    {}
     let after_prune = store
         .list_executions(&ExecutionQuery {
             schedule_id: Some(schedule.id.clone()),
