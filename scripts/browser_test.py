@@ -1,6 +1,7 @@
 """The dashboard in a real browser: an execution appears in the list, its DAG's tasks turn
 COMPLETED live (from the event stream, without a reload), a task skipped by its `when`
-condition is drawn apart from the others, and a screenshot is saved.
+condition is drawn apart from the others, a fan-out shows its instances folded under it, and a
+screenshot is saved.
 
 Usage: browser_test.py BASE_URL SCREENSHOT_PATH
 """
@@ -88,12 +89,29 @@ try:
     join = driver.find_element(By.CSS_SELECTOR, 'tr[data-task-row="join"]').text
     assert "trigger noneFailed" in join and "COMPLETED" in join, join
 
+    # A fan-out: its instances counted on its node and folded in one row under it.
+    fan = json.dumps({"id": "browser-fanout", "tasks": {
+        "each": {"id": "each", "functionName": "echo", "forEach": "params.items"}}}).encode()
+    urllib.request.urlopen(urllib.request.Request(base + "/api/v1/job-definitions", data=fan,
+                                                  headers={"Content-Type": "application/json"}, method="POST"))
+    request = urllib.request.Request(base + "/api/v1/jobs/browser-fanout/execute", data=b'{"items": [1, 2, 3]}',
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    fanned = json.load(urllib.request.urlopen(request))["executionId"]
+    driver.get(base + f"/#/executions/{fanned}")
+    wait("the fan-out to finish", lambda: "COMPLETED" in driver.find_element(By.ID, "execution-status").text)
+    node = wait("the fan-out's node", lambda: driver.execute_script(
+        "const n = document.querySelector('#dag [data-task=\"each\"]'); return n ? n.textContent : null"))
+    assert "3/3 COMPLETED" in node, node
+    assert not driver.find_elements(By.CSS_SELECTOR, '#dag [data-task="each[0]"]'), "instances are not graph nodes"
+    folded = driver.find_element(By.CSS_SELECTOR, 'tr[data-instances-of="each"] summary').text
+    assert "3 instances" in folded, folded
+
     driver.save_screenshot(shot)
     with open(shot, "rb") as f:
         size = len(f.read())
     assert size > 5000, f"screenshot is only {size} bytes"
     print(f"browser: dashboard followed {execution} live through {sorted(seen)}, showed {branched}'s "
-          f"condition-skipped task apart; screenshot {shot} ({size} bytes)")
+          f"condition-skipped task apart and {fanned}'s instances folded; screenshot {shot} ({size} bytes)")
 finally:
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)

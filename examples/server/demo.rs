@@ -22,7 +22,8 @@ pub(crate) fn samples() -> Vec<JobDefinition> {
         .collect()
 }
 
-/// Registers `Task1`..`Task4`, `echo`, `sleep`, `flaky` and `fail`; with a call log, each call
+/// Registers `Task1`..`Task4`, `echo` (in a fan-out, with its `item` and `index`), `sleep`,
+/// `flaky` and `fail`; with a call log, each call
 /// is recorded there before it returns.
 pub(crate) fn register(engine: &Engine, log: Option<CallLog>) {
     for name in ["Task1", "Task2", "Task3", "Task4"] {
@@ -40,7 +41,13 @@ pub(crate) fn register(engine: &Engine, log: Option<CallLog>) {
     }
     add(engine, &log, "echo", |ctx| async move {
         let upstream: Map<String, Value> = ctx.upstream_all().map(|(k, v)| (k.to_string(), v.clone())).collect();
-        Ok(json!({ "params": ctx.params(), "upstream": upstream }))
+        let mut out = json!({ "params": ctx.params(), "upstream": upstream });
+        // An instance of a fan-out also echoes its item and index.
+        if let (Some(item), Some(index)) = (ctx.item(), ctx.index()) {
+            out["item"] = item.clone();
+            out["index"] = json!(index);
+        }
+        Ok(out)
     });
     add(engine, &log, "sleep", |ctx| async move {
         let ms = ctx.param::<u64>("ms").unwrap_or(0);

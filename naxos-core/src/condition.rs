@@ -31,6 +31,21 @@ pub fn check(source: &str) -> Result<(), String> {
     compile(source).map(|_| ())
 }
 
+/// Checks a `when` condition or a `forEach` list: as [`check`], and it reads no `item` or
+/// `index` — those are an instance's, and these are evaluated once for the whole task,
+/// before any instance exists.
+pub fn check_when(source: &str) -> Result<(), String> {
+    let program = compile(source)?;
+    let references = program.references();
+    match ["item", "index"].into_iter().find(|v| references.has_variable(v)) {
+        Some(v) => Err(format!(
+            "it reads `{v}`, which only a fan-out's instances have (their function reads it); \
+             this expression is evaluated once for the whole task"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The compiled program of `source`, from the cache or compiled now.
 fn compile(source: &str) -> Result<Arc<Program>, String> {
     if source.len() > MAX_LEN {
@@ -92,6 +107,25 @@ pub fn evaluate_time<'a>(
             "`{field}` evaluated to a {}, not a timestamp or an RFC 3339 string",
             other.type_of()
         )),
+    }
+}
+
+/// Evaluates the `forEach` expression `source` to its list of items (as JSON). The error is
+/// the text the task FAILS with.
+pub fn evaluate_list<'a>(
+    source: &str,
+    params: &Value,
+    upstream: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Result<Vec<Value>, String> {
+    match run("forEach", source, params, upstream)? {
+        cel::Value::List(items) => items
+            .iter()
+            .map(|item| {
+                item.json()
+                    .map_err(|e| format!("`forEach` gave an item that is not JSON: {e}"))
+            })
+            .collect(),
+        other => Err(format!("`forEach` evaluated to a {}, not a list", other.type_of())),
     }
 }
 

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use naxos_core::backend::Changes;
 use naxos_core::chrono::{DateTime, Utc};
 use naxos_core::model::StoredDefinition;
-use naxos_core::model::{EventKind, Execution, ExecutionStatus, TaskStatus, Trigger};
+use naxos_core::model::{EventKind, Execution, ExecutionStatus, TaskRun, TaskStatus, Trigger};
+use naxos_core::serde_json;
 use naxos_core::state::rules::{self, Outcome};
 use naxos_core::state::{ExecutionState, Graph};
 use naxos_core::testkit::scenario::{
@@ -89,8 +90,13 @@ fn step(
             Ok(c) => {
                 // A task starts only when its trigger holds, with the outputs of the
                 // dependencies that COMPLETED.
-                let i = state.index_of(&c.task.task_id).expect("claimed task exists");
+                let mut i = state.index_of(&c.task.task_id).expect("claimed task exists");
                 let exec = state.snapshot();
+                // An instance reads its fan-out's upstream, and carries its item.
+                if let Some(x) = &exec.tasks[i].plan.instance {
+                    prop_assert_eq!(c.instance.as_ref().map(|(index, _)| *index), Some(x.index));
+                    i = state.index_of(&x.of).expect("the fan-out exists");
+                }
                 prop_assert!(trigger(&exec, state.graph(), i).0, "claimed {} early", c.task);
                 let completed = state
                     .graph()
@@ -215,6 +221,9 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
         .filter(|&i| matches!(exec.tasks[i].status, TaskStatus::Failed | TaskStatus::Cancelled))
         .collect();
     for (i, t) in exec.tasks.iter().enumerate() {
+        if t.plan.instance.is_some() || t.plan.for_each.is_some() {
+            check_fan_out(&exec, i)?;
+        }
         let deps = graph.dependencies(i);
         let not_done = deps
             .iter()
@@ -242,6 +251,10 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
                     t.status,
                     t.plan.trigger
                 );
+            }
+            TaskStatus::Skipped if t.plan.instance.is_some() => {
+                prop_assert_eq!(t.error.as_deref(), Some(rules::NOT_IN_LIST), "{}", &t.task_id);
+                prop_assert!(t.lease.is_none());
             }
             TaskStatus::Skipped => {
                 // SKIPPED by its condition when its trigger held, or by its trigger when it
@@ -299,6 +312,17 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
                 );
                 prop_assert_eq!(t.attempts, 0, "{}: no worker runs a wait", &t.task_id);
             }
+            TaskStatus::Failed if t.plan.for_each.is_some() => {
+                // A fan-out fails for an instance, its list, or its condition.
+                let error = t.error.clone().unwrap_or_default();
+                prop_assert!(
+                    ["instance ", "forEach gave ", "`forEach`", "`when`"]
+                        .iter()
+                        .any(|p| error.starts_with(p)),
+                    "{}: {error}",
+                    &t.task_id
+                );
+            }
             TaskStatus::Failed if t.attempts == 0 => {
                 // Failed without running: its condition did not evaluate.
                 prop_assert!(holds && t.plan.when.is_some(), "{} FAILED without running", &t.task_id);
@@ -314,7 +338,10 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
             &t.task_id
         );
         let open: Vec<_> = t.history.iter().filter(|r| r.ended_at.is_none()).collect();
-        if t.status == TaskStatus::Running {
+        if t.plan.for_each.is_some() {
+            prop_assert_eq!(t.attempts, 0, "{}: no worker runs a fan-out", &t.task_id);
+            prop_assert!(t.lease.is_none(), "{}: a fan-out holds no lease", &t.task_id);
+        } else if t.status == TaskStatus::Running {
             prop_assert!(t.lease.is_some(), "{} RUNNING without a lease", &t.task_id);
             prop_assert_eq!(open.len(), 1);
             prop_assert_eq!(open[0].attempt, t.attempt, "the open record is the current attempt's");
@@ -378,6 +405,82 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
                 prop_assert_eq!(status, ExecutionStatus::Failed, "an execution with a FAILED task FAILS");
             }
         }
+    }
+    Ok(())
+}
+
+/// The rules of a fan-out (DESIGN.md §8), for the fan-out or the instance at `i`.
+fn check_fan_out(exec: &Execution, i: usize) -> Result<(), TestCaseError> {
+    let t = &exec.tasks[i];
+    let find = |id: &str| exec.tasks.iter().find(|t| t.task_id == id);
+    if let Some(x) = &t.plan.instance {
+        let of = find(&x.of).expect("an instance's fan-out exists");
+        prop_assert_eq!(&t.task_id, &format!("{}[{}]", x.of, x.index));
+        prop_assert!(
+            t.status != TaskStatus::Pending,
+            "{}: an instance is never PENDING",
+            &t.task_id
+        );
+        let running = of.status == TaskStatus::Running;
+        match t.status {
+            // Queued again only while its fan-out runs.
+            TaskStatus::Queued | TaskStatus::Retrying => {
+                prop_assert!(running, "{} is {} under a {} fan-out", &t.task_id, t.status, of.status)
+            }
+            // One that was running when its fan-out failed may finish.
+            TaskStatus::Running => prop_assert!(running || of.status == TaskStatus::Failed),
+            _ => {}
+        }
+        return Ok(());
+    }
+    // The fan-out: its live instances (not past the end of its list), in index order.
+    let mut live: Vec<&TaskRun> = exec
+        .tasks
+        .iter()
+        .filter(|r| r.plan.instance.as_ref().is_some_and(|x| x.of == t.task_id) && r.status != TaskStatus::Skipped)
+        .collect();
+    live.sort_by_key(|r| r.plan.instance.as_ref().map(|x| x.index));
+    let indices: Vec<u32> = live
+        .iter()
+        .filter_map(|r| r.plan.instance.as_ref().map(|x| x.index))
+        .collect();
+    prop_assert_eq!(
+        indices,
+        (0..live.len() as u32).collect::<Vec<_>>(),
+        "{}: instances 0..n",
+        &t.task_id
+    );
+    match t.status {
+        TaskStatus::Running => {
+            prop_assert!(
+                !live.is_empty() && !live.iter().all(|r| r.status == TaskStatus::Completed),
+                "{}: RUNNING though every instance completed (the fan-in was missed)",
+                &t.task_id
+            );
+            prop_assert!(
+                !live.iter().any(|r| r.status == TaskStatus::Failed),
+                "{}: RUNNING though an instance FAILED",
+                &t.task_id
+            );
+        }
+        TaskStatus::Completed => {
+            let outputs: Vec<_> = live.iter().map(|r| r.output.clone().unwrap_or_default()).collect();
+            prop_assert!(live.iter().all(|r| r.status == TaskStatus::Completed));
+            prop_assert_eq!(
+                t.output.clone(),
+                Some(serde_json::Value::Array(outputs)),
+                "{}: the outputs in order",
+                &t.task_id
+            );
+        }
+        TaskStatus::Failed if t.error.as_deref().is_some_and(|e| e.starts_with("instance ")) => {
+            prop_assert!(
+                live.iter().any(|r| r.status == TaskStatus::Failed),
+                "{}: failed for an instance that did not",
+                &t.task_id
+            );
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -112,6 +112,16 @@ pub struct TaskView {
     /// The signal it waits for, when it waits instead of running a function.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait_for: Option<WaitFor>,
+    /// Its fan-out list (CEL), when it runs its function once per item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// The most instances its fan-out may start, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_fan_out: Option<u32>,
+    /// A fan-out's instances, in item order, once it started (those of an earlier, longer
+    /// list left out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Vec<InstanceView>>,
     /// When a WAITING task wakes (a sleep ends, a wait times out) or a RETRYING one retries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub due_at: Option<DateTime<Utc>>,
@@ -125,6 +135,23 @@ pub struct TaskView {
     pub start_time: Option<DateTime<Utc>>,
     /// When it finished.
     pub end_time: Option<DateTime<Utc>>,
+}
+
+/// One instance of a fan-out, in [`TaskView::instances`].
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceView {
+    /// Its position in the list (from 0); its task id is `task[index]`.
+    pub index: u32,
+    /// Its status.
+    pub status: TaskStatus,
+    /// How many times it started.
+    pub attempts: u32,
+    /// Its output, once COMPLETED.
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<Value>,
+    /// Its last error.
+    pub error: Option<String>,
 }
 
 impl From<&ExecutionSummary> for SummaryView {
@@ -160,6 +187,9 @@ impl From<TaskRun> for TaskView {
             trigger: Some(t.plan.trigger).filter(|t| !t.is_default()),
             sleep: t.plan.sleep,
             wait_for: t.plan.wait_for,
+            for_each: t.plan.for_each,
+            max_fan_out: t.plan.max_fan_out,
+            instances: None,
             due_at: t.due_at,
             error: t.error,
             output: t.output,
@@ -174,9 +204,40 @@ impl From<Execution> for ExecutionView {
         Self {
             summary: SummaryView::from(&e.summary),
             data: e.data,
-            tasks: e.tasks.into_iter().map(TaskView::from).collect(),
+            tasks: tasks_folded(e.tasks),
         }
     }
+}
+
+/// The task views of an execution's runs, each fan-out instance folded under its task.
+fn tasks_folded(runs: Vec<TaskRun>) -> Vec<TaskView> {
+    let (runs, instances): (Vec<TaskRun>, Vec<TaskRun>) = runs.into_iter().partition(|t| t.plan.instance.is_none());
+    let mut views: Vec<TaskView> = runs.into_iter().map(TaskView::from).collect();
+    let mut folded: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
+    for run in instances {
+        let Some(instance) = run.plan.instance else {
+            continue;
+        };
+        if run.status == TaskStatus::Skipped {
+            continue; // past the end of the current list
+        }
+        folded.entry(instance.of).or_default().push(InstanceView {
+            index: instance.index,
+            status: run.status,
+            attempts: run.attempts,
+            output: run.output,
+            error: run.error,
+        });
+    }
+    for view in &mut views {
+        if let Some(mut instances) = folded.remove(&view.task_id) {
+            instances.sort_by_key(|i| i.index);
+            view.instances = Some(instances);
+        } else if view.for_each.is_some() && view.start_time.is_some() {
+            view.instances = Some(Vec::new()); // an empty list
+        }
+    }
+    views
 }
 
 /// A definition version: the definition's own fields plus `version` and `createdAt`. (Spelled

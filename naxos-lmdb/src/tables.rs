@@ -338,7 +338,10 @@ pub(crate) fn write_back(
         if before.map(|b| b.summary()) != Some(s) {
             tx.put(t.executions, &keys::row(id, keys::SUMMARY), &codec::summary(s)?)?;
         }
-        let planned = before.is_some_and(|b| b.tasks().iter().zip(a.tasks()).all(|(x, y)| codec::same_plan(x, y)));
+        // A transition may add runs (a fan-out's instances), after the others.
+        let planned = before.is_some_and(|b| {
+            b.tasks().len() == a.tasks().len() && b.tasks().iter().zip(a.tasks()).all(|(x, y)| codec::same_plan(x, y))
+        });
         if !planned {
             tx.put(t.executions, &keys::row(id, keys::PLAN), &codec::plan(a.tasks())?)?;
         }
@@ -355,14 +358,16 @@ pub(crate) fn write_back(
             tx.put(t.by_definition, &keys::by_definition(&definition, id), &[])?;
         }
     }
-    let count = any.tasks().len();
+    let count = before
+        .map_or(0, |b| b.tasks().len())
+        .max(after.map_or(0, |a| a.tasks().len()));
     for i in 0..count {
-        let old = before.map(|b| &b.tasks()[i]);
-        let new = after.map(|a| &a.tasks()[i]);
+        let old = before.and_then(|b| b.tasks().get(i));
+        let new = after.and_then(|a| a.tasks().get(i));
         match (before, after) {
             (_, Some(a)) => {
-                let changed =
-                    before.is_none_or(|b| b.tasks()[i] != a.tasks()[i] || !same_output(b.output(i), a.output(i)));
+                let changed = old
+                    .is_none_or(|o| *o != a.tasks()[i] || !same_output(before.and_then(|b| b.output(i)), a.output(i)));
                 if changed {
                     let record = codec::task(&a.tasks()[i], a.output(i).map(|o| &**o))?;
                     tx.put(t.executions, &keys::task(id, i), &record)?;

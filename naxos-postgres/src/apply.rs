@@ -5,7 +5,7 @@
 //! statement: the execution row (bumping `revision`, see `settle.rs`), every task row that
 //! changed, and the attempt records the transition started or ended.
 
-use naxos_core::model::{Attempt, Execution, ExecutionId, Signal, TaskRun};
+use naxos_core::model::{Attempt, Execution, ExecutionId, Signal, TaskPlan, TaskRun};
 use naxos_core::state::ExecutionState;
 use naxos_core::{Error, Result};
 use serde::Serialize;
@@ -96,6 +96,26 @@ struct TaskRow<'a> {
     due_at: Option<chrono::DateTime<chrono::Utc>>,
     start_time: Option<chrono::DateTime<chrono::Utc>>,
     end_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The plan, when it changed (a fan-out instance that starts over on another item).
+    set_plan: bool,
+    plan: Option<&'a TaskPlan>,
+}
+
+/// A task run the transition added (a fan-out instance), as the write-back inserts it.
+#[derive(Serialize)]
+struct AddedRow<'a> {
+    task_id: &'a str,
+    position: usize,
+    name: &'a str,
+    function_name: &'a str,
+    status: &'static str,
+    attempt: u32,
+    queued_at: Option<chrono::DateTime<chrono::Utc>>,
+    plan: &'a TaskPlan,
+    error: Option<&'a str>,
+    due_at: Option<chrono::DateTime<chrono::Utc>>,
+    start_time: Option<chrono::DateTime<chrono::Utc>>,
+    end_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An attempt record as the write-back statement reads it from JSON.
@@ -136,13 +156,23 @@ const WRITE_BACK: &str = "
                republished = r.republished, error = r.error,
                output = CASE WHEN r.set_output THEN r.output -> 0 ELSE t.output END,
                lease_owner = r.lease_owner, lease_expires_at = r.lease_expires_at, queued_at = r.queued_at,
-               due_at = r.due_at, start_time = r.start_time, end_time = r.end_time
+               due_at = r.due_at, start_time = r.start_time, end_time = r.end_time,
+               plan = CASE WHEN r.set_plan THEN r.plan ELSE t.plan END
         FROM jsonb_to_recordset($8) AS r(task_id TEXT, status TEXT, remaining INTEGER, attempt INTEGER,
              attempts INTEGER, failures INTEGER, lease_expiries INTEGER, republished INTEGER, error TEXT,
              set_output BOOLEAN,
              output JSONB, lease_owner TEXT, lease_expires_at TIMESTAMPTZ, queued_at TIMESTAMPTZ,
-             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, end_time TIMESTAMPTZ)
+             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, set_plan BOOLEAN, plan JSONB)
         WHERE t.execution_id = $1 AND t.task_id = r.task_id
+    ), added AS (
+        INSERT INTO naxos_tasks
+            (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
+             attempt, queued_at, plan, error, due_at, start_time, end_time)
+        SELECT $1, r.task_id, r.position, r.name, r.function_name, r.status, '{}', '{}', 0, r.attempt,
+               r.queued_at, r.plan, r.error, r.due_at, r.start_time, r.end_time
+        FROM jsonb_to_recordset($12) AS r(task_id TEXT, position INTEGER, name TEXT, function_name TEXT,
+             status TEXT, attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, due_at TIMESTAMPTZ,
+             start_time TIMESTAMPTZ, end_time TIMESTAMPTZ)
     )
     INSERT INTO naxos_attempts (execution_id, task_id, attempt, node, started_at, ended_at, outcome, error)
     SELECT $1, r.task_id, r.attempt, r.node, r.started_at, r.ended_at, r.outcome, r.error
@@ -157,7 +187,8 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
     let mut attempts = Vec::new();
     for (i, (old, new)) in before.tasks().iter().zip(after.tasks()).enumerate() {
         let set_output = before.output(i) != after.output(i);
-        if set_output || !same_row(old, new) {
+        let set_plan = old.plan != new.plan;
+        if set_output || set_plan || !same_row(old, new) {
             rows.push(TaskRow {
                 task_id: &new.task_id,
                 status: new.status.as_str(),
@@ -176,14 +207,37 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
                 due_at: new.due_at,
                 start_time: new.start_time,
                 end_time: new.end_time,
+                set_plan,
+                plan: set_plan.then_some(&new.plan),
             });
         }
         // The loaded state had no history: every record in it now is one this transition wrote.
         attempts.extend(new.history.iter().map(|record| AttemptRow::new(&new.task_id, record)));
     }
+    // Runs a transition added: a fan-out's instances, after the runs there were.
+    let added: Vec<AddedRow> = after
+        .tasks()
+        .iter()
+        .enumerate()
+        .skip(before.tasks().len())
+        .map(|(position, t)| AddedRow {
+            task_id: &t.task_id,
+            position,
+            name: &t.name,
+            function_name: &t.function_name,
+            status: t.status.as_str(),
+            attempt: t.attempt,
+            queued_at: t.queued_at,
+            plan: &t.plan,
+            error: t.error.as_deref(),
+            due_at: t.due_at,
+            start_time: t.start_time,
+            end_time: t.end_time,
+        })
+        .collect();
     let s = after.summary();
     let set_signals = before.signals() != after.signals();
-    if rows.is_empty() && attempts.is_empty() && s == before.summary() && !set_signals {
+    if rows.is_empty() && added.is_empty() && attempts.is_empty() && s == before.summary() && !set_signals {
         return Ok(());
     }
     let signals = Some(after.signals()).filter(|s| !s.is_empty()).map(sqlx::types::Json);
@@ -199,6 +253,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
         .bind(sqlx::types::Json(&attempts))
         .bind(set_signals)
         .bind(signals)
+        .bind(sqlx::types::Json(&added))
         .execute(&mut *conn)
         .await
         .map_err(db)?;

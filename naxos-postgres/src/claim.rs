@@ -166,6 +166,7 @@ pub(crate) async fn claim(
         queued_at: get(&row, "queued_at")?,
         params: Arc::new(get(&row, "params")?),
         upstream: upstream.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        instance: None,
         traceparent: traceparent(&row)?,
         changes,
     }))
@@ -177,6 +178,7 @@ pub(crate) async fn heartbeat(pool: &PgPool, task: &TaskRef, until: DateTime<Utc
     let row = sqlx::query(
         "UPDATE naxos_tasks SET lease_expires_at = $4
          WHERE execution_id = $1 AND task_id = $2 AND attempt = $3 AND status = 'RUNNING'
+           AND lease_owner IS NOT NULL
          RETURNING 1 AS ok",
     )
     .bind(task.execution_id)

@@ -167,8 +167,10 @@ pub(crate) async fn insert(
     new.schedule_id = tick.as_ref().map(|t| t.schedule_id.to_string());
     let retention = new.retention.unwrap_or_default();
     let ms = |ms: Option<u64>| ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
-    let dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
+    let mut dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
     let (state, changes) = ExecutionState::create(new, now)?;
+    // A root fan-out's instances, after the definition's tasks, have no dependents.
+    dependents.resize(state.tasks().len(), Vec::new());
     let rows: Vec<Value> = state
         .tasks()
         .iter()

@@ -93,6 +93,11 @@ pub async fn start_with(env: &[(&str, &str)]) -> Server {
     }
     all.extend_from_slice(env);
     let mut child = command(&all).spawn().expect("spawn server");
+    // Its log is read to the end and dropped: a server that logs more than a pipe holds (64 KiB)
+    // would otherwise block on its next line.
+    if let Some(mut stderr) = child.stderr.take() {
+        tokio::spawn(async move { tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await });
+    }
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let banner = tokio::time::timeout(DEADLINE, lines.next_line())
@@ -136,6 +141,11 @@ pub async fn submit_sample_2(base: &str, params: &str) -> String {
 
 /// Polls an execution's status until it is finished, within the deadline.
 pub async fn finished(base: &str, id: &str) -> Value {
+    finished_within(base, id, DEADLINE).await
+}
+
+/// Polls an execution's status until it is finished, within `deadline`.
+pub async fn finished_within(base: &str, id: &str, deadline: Duration) -> Value {
     let started = Instant::now();
     loop {
         let (status, exec) = call(base, Method::GET, &format!("/api/v1/jobs/{id}/status"), "").await;
@@ -143,7 +153,7 @@ pub async fn finished(base: &str, id: &str) -> Value {
         if matches!(exec["status"].as_str(), Some("COMPLETED" | "FAILED" | "CANCELLED")) {
             return exec;
         }
-        assert!(started.elapsed() < DEADLINE, "not finished in time: {exec}");
+        assert!(started.elapsed() < deadline, "not finished in time: {exec}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

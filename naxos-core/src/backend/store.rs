@@ -429,8 +429,10 @@ pub struct ClaimedTask {
     pub queued_at: Option<DateTime<Utc>>,
     /// The execution's params.
     pub params: Arc<Value>,
-    /// Outputs of the direct dependencies, by task id.
+    /// Outputs of the direct dependencies, by task id (of the fan-out's, for an instance).
     pub upstream: BTreeMap<String, Arc<Value>>,
+    /// For an instance of a fan-out: its index and its item (see [`crate::model::Instance`]).
+    pub instance: Option<(u32, Value)>,
     /// The execution's trace context ([`ExecutionSummary::traceparent`]), so that the worker
     /// traces the attempt in the submitting request's trace without another read.
     pub traceparent: Option<TraceParent>,

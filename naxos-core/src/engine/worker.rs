@@ -230,7 +230,8 @@ async fn attempt_ending(
             )
         }
     };
-    let Some(task_def) = def.definition.tasks.get(&claimed.task.task_id) else {
+    let task_id = crate::model::Instance::definition_task(&claimed.task.task_id);
+    let Some(task_def) = def.definition.tasks.get(task_id) else {
         let error = format!(
             "task `{}` is not in definition `{}` version {}",
             claimed.task.task_id, claimed.definition_id, claimed.definition_version
@@ -267,7 +268,8 @@ async fn attempt_ending(
         attempt: claimed.attempts,
         params: claimed.params.clone(),
         upstream: Arc::new(claimed.upstream.clone()),
-        dependencies: def.definition.dependencies(&claimed.task.task_id).into(),
+        dependencies: def.definition.dependencies(task_id).into(),
+        instance: claimed.instance.clone().map(|(index, item)| (index, Arc::new(item))),
         cancel: token.clone(),
         heartbeat: Some(heartbeat.clone()),
         traceparent: trace,

@@ -122,6 +122,8 @@ impl TaskBuilder {
                 trigger: Trigger::default(),
                 sleep: None,
                 wait_for: None,
+                for_each: None,
+                max_fan_out: None,
             },
             after: Vec::new(),
         }
@@ -204,6 +206,37 @@ impl TaskBuilder {
         if let Some(w) = self.task.wait_for.as_mut() {
             w.timeout_ms = Some(duration_ms(timeout));
         }
+        self
+    }
+
+    /// A fan-out (`"forEach"`): `list` is a CEL expression over `params` and `upstream` giving
+    /// a list, evaluated once when the task starts. The function runs once per element — an
+    /// instance with its own attempts and retries, which reads its element with
+    /// [`TaskContext::item`](crate::TaskContext::item) and its position with
+    /// [`TaskContext::index`](crate::TaskContext::index) — and the task's output is the list
+    /// of the instances' outputs, in order; the tasks below start when every instance
+    /// COMPLETED. An empty list completes at once with `[]`; the first instance that FAILS for
+    /// good FAILS the task (the instances not yet started are CANCELLED). At most
+    /// [`max_fan_out`](Self::max_fan_out) instances (default 1,000).
+    ///
+    /// ```
+    /// use naxos_core::model::{JobDefinition, TaskBuilder};
+    /// let def = JobDefinition::builder("thumbnails")
+    ///     .task(TaskBuilder::new("list", "list_images"))
+    ///     .task(TaskBuilder::new("resize", "resize").after(["list"]).for_each("upstream.list.images"))
+    ///     .task(TaskBuilder::new("publish", "publish").after(["resize"]))
+    ///     .build();
+    /// assert_eq!(def.tasks["resize"].for_each.as_deref(), Some("upstream.list.images"));
+    /// ```
+    pub fn for_each(mut self, list: impl Into<String>) -> Self {
+        self.task.for_each = Some(list.into());
+        self
+    }
+
+    /// The most instances a [`for_each`](Self::for_each) may start (`maxFanOut`; default
+    /// 1,000, at most 10,000): a longer list FAILS the task naming its length.
+    pub fn max_fan_out(mut self, max: u32) -> Self {
+        self.task.max_fan_out = Some(max);
         self
     }
 

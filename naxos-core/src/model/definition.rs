@@ -85,7 +85,25 @@ pub struct TaskDefinition {
     /// A wait for a named signal instead of a function (see [`WaitFor`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for: Option<WaitFor>,
+    /// A fan-out: a CEL expression over `params` and `upstream` giving a list, evaluated once
+    /// when the task starts; the task's function then runs once per element (an **instance**,
+    /// which sees `item` and `index`, with its own attempts and retries) and the task's output
+    /// is the list of the instances' outputs, in order. An empty list COMPLETES the task with
+    /// `[]`; the first instance that FAILS for good FAILS the task. See
+    /// [`crate::state`]'s `fanout.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// The most instances a `forEach` may start (default [`DEFAULT_MAX_FAN_OUT`], at most
+    /// [`MAX_FAN_OUT`]): a longer list FAILS the task naming its length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fan_out: Option<u32>,
 }
+
+/// The default `maxFanOut` of a `forEach` task.
+pub const DEFAULT_MAX_FAN_OUT: u32 = 1_000;
+
+/// The highest `maxFanOut` a definition may set.
+pub const MAX_FAN_OUT: u32 = 10_000;
 
 /// Exponential backoff between attempts: `initialMs × multiplier^(n-1)`, capped at `maxMs`,
 /// minus up to `jitter` (a fraction, 0–1) of it at random.
@@ -135,7 +153,7 @@ impl JobDefinition {
     /// absence means something else) raises this number, and a reader refuses a definition of
     /// a newer format with [`Error::NewerVersion`](crate::Error::NewerVersion) instead of
     /// running it wrongly.
-    pub const FORMAT: u32 = 3;
+    pub const FORMAT: u32 = 4;
 
     /// The lowest format that carries this definition faithfully: what a Store writes with it.
     ///
@@ -144,7 +162,7 @@ impl JobDefinition {
     /// nodes register: format 1 is the original's JSON and its extensions; format 2 adds task
     /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly;
     /// format 3 adds tasks that `sleep` or `waitFor` a signal, and the job-level `retention`,
-    /// which a node of format 2 cannot read.
+    /// which a node of format 2 cannot read; format 4 adds fan-outs (`forEach`).
     pub fn required_format(&self) -> u32 {
         let tasks = self.tasks.values().map(|t| TaskPlan::of(t).format()).max().unwrap_or(1);
         if self.retention.is_some() {

@@ -15,12 +15,15 @@ mod trace;
 mod validate;
 
 pub use builder::{DefinitionBuilder, TaskBuilder};
-pub use definition::{BackoffPolicy, DefinitionSummary, JobDefinition, NewTask, StoredDefinition, TaskDefinition};
+pub use definition::{
+    BackoffPolicy, DefinitionSummary, JobDefinition, NewTask, StoredDefinition, TaskDefinition, DEFAULT_MAX_FAN_OUT,
+    MAX_FAN_OUT,
+};
 pub use execution::{
     Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent,
     TaskRef, TaskRun,
 };
-pub use plan::{Sleep, TaskKind, TaskPlan, Trigger, WaitFor};
+pub use plan::{Instance, Sleep, TaskKind, TaskPlan, Trigger, WaitFor};
 pub use retention::{Expiry, ExpiryClass, Retention, RetentionDefaults, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, SchedulePut, StoredSchedule, DEFAULT_TIMEZONE, MAX_CATCH_UP};
 pub use signal::{Signal, MAX_PENDING_SIGNALS};

@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::TaskDefinition;
+use super::{TaskDefinition, DEFAULT_MAX_FAN_OUT};
 
 /// When a task may start, from its dependencies' end states.
 ///
@@ -105,21 +105,51 @@ pub struct WaitFor {
     pub timeout_ms: Option<u64>,
 }
 
-/// What runs a task: a registered function (the default), a durable sleep, or a wait for a
-/// signal.
+/// What runs a task: a registered function (the default), a fan-out of it, a durable sleep, or
+/// a wait for a signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind<'a> {
-    /// The function named by the task's `functionName`, run by a worker.
+    /// The function named by the task's `functionName`, run by a worker (also what runs each
+    /// instance of a fan-out).
     Function,
+    /// A fan-out: the function runs once per item of the list the CEL expression gives.
+    ForEach(&'a str),
     /// A durable sleep.
     Sleep(&'a Sleep),
     /// A wait for a signal.
     WaitFor(&'a WaitFor),
 }
 
+/// One instance of a fan-out: which task it is of, its position in the list, and its item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Instance {
+    /// The `forEach` task it is an instance of.
+    pub of: String,
+    /// Its position in the list (from 0).
+    pub index: u32,
+    /// Its element of the list.
+    pub item: serde_json::Value,
+}
+
+impl Instance {
+    /// The task id of instance `index` of the task `of`: `of[index]` (task ids never hold a
+    /// `[`, so it names no task of a definition).
+    pub fn task_id(of: &str, index: u32) -> String {
+        format!("{of}[{index}]")
+    }
+
+    /// The task of the definition that runs the task `task_id`: the `forEach` task of an
+    /// instance, else the task itself.
+    pub fn definition_task(task_id: &str) -> &str {
+        task_id.split_once('[').map_or(task_id, |(of, _)| of)
+    }
+}
+
 /// What a task run needs of its definition besides its function: its condition, its trigger,
 /// and what runs it when it is not a function. JSON: `{"when"?: "<CEL>", "trigger"?:
-/// "<trigger>", "sleep"?: {…}, "waitFor"?: {…}}`, each left out at its default.
+/// "<trigger>", "sleep"?: {…}, "waitFor"?: {…}, "forEach"?: "<CEL>", "maxFanOut"?: N,
+/// "instance"?: {…}}`, each left out at its default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskPlan {
@@ -135,6 +165,16 @@ pub struct TaskPlan {
     /// A wait for a signal instead of a function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for: Option<WaitFor>,
+    /// A fan-out of the function over the list this CEL expression gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// The most instances the fan-out may start (none: [`DEFAULT_MAX_FAN_OUT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fan_out: Option<u32>,
+    /// Set on the run of one instance of a fan-out (a run the state module adds when the
+    /// fan-out starts, not a task of the definition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<Instance>,
 }
 
 impl TaskPlan {
@@ -145,28 +185,44 @@ impl TaskPlan {
             trigger: task.trigger,
             sleep: task.sleep.clone(),
             wait_for: task.wait_for.clone(),
+            for_each: task.for_each.clone(),
+            max_fan_out: task.max_fan_out,
+            instance: None,
         }
     }
 
     /// True for the default plan: no condition, the default trigger, a function. A plain task
     /// behaves as tasks did before plans existed.
     pub fn is_plain(&self) -> bool {
-        self.when.is_none() && self.trigger.is_default() && self.sleep.is_none() && self.wait_for.is_none()
+        self.when.is_none()
+            && self.trigger.is_default()
+            && self.sleep.is_none()
+            && self.wait_for.is_none()
+            && self.for_each.is_none()
+            && self.instance.is_none()
+    }
+
+    /// The most instances this fan-out may start.
+    pub fn max_fan_out(&self) -> u32 {
+        self.max_fan_out.unwrap_or(DEFAULT_MAX_FAN_OUT)
     }
 
     /// What runs the task.
     pub fn kind(&self) -> TaskKind<'_> {
-        match (&self.sleep, &self.wait_for) {
-            (Some(s), _) => TaskKind::Sleep(s),
-            (None, Some(w)) => TaskKind::WaitFor(w),
-            (None, None) => TaskKind::Function,
+        match (&self.sleep, &self.wait_for, &self.for_each) {
+            (Some(s), _, _) => TaskKind::Sleep(s),
+            (None, Some(w), _) => TaskKind::WaitFor(w),
+            (None, None, Some(list)) => TaskKind::ForEach(list),
+            (None, None, None) => TaskKind::Function,
         }
     }
 
     /// The definition format that carries this plan (see [`JobDefinition::FORMAT`](super::JobDefinition::FORMAT)):
-    /// 1 when plain, 2 with a condition or trigger, 3 with a sleep or a wait.
+    /// 1 when plain, 2 with a condition or trigger, 3 with a sleep or a wait, 4 with a fan-out.
     pub fn format(&self) -> u32 {
-        if self.sleep.is_some() || self.wait_for.is_some() {
+        if self.for_each.is_some() || self.instance.is_some() {
+            4
+        } else if self.sleep.is_some() || self.wait_for.is_some() {
             3
         } else if self.is_plain() {
             1

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::JobDefinition;
+use super::{JobDefinition, MAX_FAN_OUT};
 use crate::dag::Dag;
 use crate::{Error, Result};
 
@@ -144,6 +144,15 @@ pub enum Problem {
         /// What is wrong with it (a syntax error names its line and column).
         reason: String,
     },
+    /// A task's `forEach` or `maxFanOut` makes no sense.
+    InvalidFanOut {
+        /// The task.
+        task: String,
+        /// The field: `forEach` or `maxFanOut`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A `retention` period of zero or above [`MAX_RETENTION_MS`](super::MAX_RETENTION_MS).
     InvalidRetention {
         /// The field: `retention.completedMs` or `retention.failedMs`.
@@ -192,6 +201,9 @@ impl fmt::Display for Problem {
             }
             Self::InvalidCondition { task, reason } => {
                 write!(f, "task `{task}` has an invalid `when` condition: {reason}")
+            }
+            Self::InvalidFanOut { task, field, reason } => {
+                write!(f, "task `{task}` has an invalid `{field}`: {reason}")
             }
             Self::InvalidRetention { field, ms } => write!(
                 f,
@@ -308,7 +320,8 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
                 max: limits.max_retry,
             });
         }
-        if let Some(Err(reason)) = task.when.as_deref().map(crate::condition::check) {
+        problems.extend(fan_out_problems(key, task));
+        if let Some(Err(reason)) = task.when.as_deref().map(crate::condition::check_when) {
             problems.push(Problem::InvalidCondition {
                 task: key.clone(),
                 reason,
@@ -399,6 +412,37 @@ fn wait_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
                 format!("{ms} is over the limit of {MAX_WAIT_MS}"),
             )),
             _ => {}
+        }
+    }
+    problems
+}
+
+/// What is wrong with a task's `forEach` and `maxFanOut`.
+fn fan_out_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
+    let problem = |field: &str, reason: String| Problem::InvalidFanOut {
+        task: key.to_string(),
+        field: field.to_string(),
+        reason,
+    };
+    let mut problems = Vec::new();
+    match (&task.for_each, task.max_fan_out) {
+        (None, Some(_)) => problems.push(problem("maxFanOut", "it needs a `forEach`".into())),
+        (_, Some(0)) => problems.push(problem("maxFanOut", "it is 0".into())),
+        (_, Some(max)) if max > MAX_FAN_OUT => problems.push(problem(
+            "maxFanOut",
+            format!("{max} is over the limit of {MAX_FAN_OUT}"),
+        )),
+        _ => {}
+    }
+    if let Some(list) = &task.for_each {
+        if let Err(reason) = crate::condition::check_when(list) {
+            problems.push(problem("forEach", reason));
+        }
+        if task.sleep.is_some() || task.wait_for.is_some() {
+            problems.push(problem(
+                "forEach",
+                "a fan-out runs a function per item: it needs a `functionName`, not a `sleep` or `waitFor`".into(),
+            ));
         }
     }
     problems

@@ -21,7 +21,8 @@ impl ExecutionState {
             if status.is_terminal() {
                 continue;
             }
-            if status == TaskStatus::Running {
+            // A fan-out is RUNNING without a lease: no worker runs it (its instances are tasks).
+            if status == TaskStatus::Running && self.tasks[i].lease.is_some() {
                 running.push(
                     self.tasks[i]
                         .task_ref(self.summary.id)
@@ -65,10 +66,12 @@ impl ExecutionState {
         ) {
             return Err(rules::not_retryable(self.summary.id, self.summary.status));
         }
-        let failed = (0..self.tasks.len())
+        // A failed instance starts over with its fan-out (which failed too), keeping the
+        // instances that completed.
+        let failed = (0..self.defined)
             .filter(|&i| rules::outcome(&self.tasks[i]) == Some(rules::Outcome::Failed))
             .collect();
-        Ok(self.restart(failed, now))
+        Ok(self.restart(failed, true, now))
     }
 
     /// Re-runs the task `task_id` and every task below it, keeping what the others did (their
@@ -83,12 +86,15 @@ impl ExecutionState {
         }
         let i = self
             .index_of(task_id)
+            .filter(|&i| i < self.defined)
             .ok_or_else(|| rules::no_task(self.summary.id, task_id))?;
-        Ok(self.restart(vec![i], now))
+        Ok(self.restart(vec![i], false, now))
     }
 
-    /// Starts over the tasks of `roots` and every task below them, and the execution.
-    fn restart(&mut self, roots: Vec<usize>, now: DateTime<Utc>) -> Changes {
+    /// Starts over the tasks of `roots` (of the definition) and every task below them, and the
+    /// execution. A fan-out among them starts over with its list evaluated again; with
+    /// `keep_completed`, its instances that completed on the same item are kept.
+    fn restart(&mut self, roots: Vec<usize>, keep_completed: bool, now: DateTime<Utc>) -> Changes {
         let mut ch = Changes::default();
         self.summary.end_time = None;
         // The job's timeout counts again from the retry: the old deadline has passed, or is near.
@@ -102,7 +108,12 @@ impl ExecutionState {
                 stack.extend_from_slice(self.graph.dependents(i));
             }
         }
-        let reset: Vec<usize> = (0..self.tasks.len()).filter(|&i| reset[i]).collect();
+        let reset: Vec<usize> = (0..self.defined).filter(|&i| reset[i]).collect();
+        for &i in &reset {
+            if self.tasks[i].plan.for_each.is_some() {
+                self.discard_instances_of(i, keep_completed, now);
+            }
+        }
         for &i in &reset {
             self.outputs[i] = None;
             let t = &mut self.tasks[i];

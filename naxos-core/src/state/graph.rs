@@ -39,6 +39,12 @@ impl Graph {
         })
     }
 
+    /// Adds `n` tasks without dependencies or dependents after the others (fan-out instances).
+    pub fn grow(&mut self, n: usize) {
+        self.dependencies.resize(self.dependencies.len() + n, Vec::new());
+        self.dependents.resize(self.dependents.len() + n, Vec::new());
+    }
+
     /// Indices of the tasks `task` waits for.
     pub fn dependencies(&self, task: usize) -> &[usize] {
         &self.dependencies[task]

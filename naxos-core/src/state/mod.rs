@@ -17,6 +17,7 @@
 //! | `recovery.rs` | lease-expiry recovery, stale-publish take-over |
 //! | `trigger.rs` | which waiting tasks a change starts or rules out: triggers, `when` conditions |
 //! | `wait.rs` | durable waits: `sleep` and `waitFor` tasks woken when due, signals |
+//! | `fanout.rs` | `forEach` tasks: their instances, and the fan-in when those end |
 //! | `rules.rs` | how an execution ends, how a finished task counts for triggers, error and event texts |
 //!
 //! The rules it owns: fencing by attempt (a transition names the attempt it is for and fails
@@ -28,6 +29,7 @@
 
 mod changes;
 mod control;
+mod fanout;
 mod graph;
 mod recovery;
 pub mod rules;
@@ -51,14 +53,19 @@ use crate::model::{
 };
 use crate::{Error, Result};
 
-/// One execution: its summary, params, task runs (in sorted id order) with their outputs and
-/// attempt history, and its dependency graph.
+/// One execution: its summary, params, task runs with their outputs and attempt history, and
+/// its dependency graph.
+///
+/// The task runs are the definition's tasks in sorted id order, then the instances of its
+/// fan-outs (see `fanout.rs`) in the order they were added — the order of a Store's positions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionState {
     summary: ExecutionSummary,
     params: Arc<Value>,
     /// The task runs; their `output` is kept in `outputs` instead.
     tasks: Vec<TaskRun>,
+    /// How many of `tasks` are the definition's (the rest are fan-out instances).
+    defined: usize,
     outputs: Vec<Option<Arc<Value>>>,
     graph: Graph,
     /// Signals received that no task consumed yet, in order.
@@ -90,6 +97,7 @@ impl ExecutionState {
         for (i, t) in tasks.iter_mut().enumerate() {
             t.remaining_dependencies = graph.dependencies(i).len() as u32;
         }
+        let defined = tasks.len();
         let mut state = Self {
             summary: ExecutionSummary {
                 id: new.id,
@@ -109,6 +117,7 @@ impl ExecutionState {
             params: Arc::new(new.params),
             outputs: vec![None; tasks.len()],
             tasks,
+            defined,
             graph,
             signals: Vec::new(),
         };
@@ -126,20 +135,23 @@ impl ExecutionState {
 
     /// The state of a stored execution, as [`Store::get_execution`](crate::backend::Store::get_execution)
     /// returns it (outputs in the task runs; the history may be left out, since transitions only
-    /// append to it).
+    /// append to it). Fan-out instances keep the order they come in: a Store gives them in the
+    /// order of their positions, which is the order they were added.
     pub fn from_execution(execution: Execution) -> Result<Self> {
-        let Execution {
-            summary,
-            data,
-            mut tasks,
-        } = execution;
+        let Execution { summary, data, tasks } = execution;
+        let (mut tasks, instances): (Vec<TaskRun>, Vec<TaskRun>) =
+            tasks.into_iter().partition(|t| t.plan.instance.is_none());
         tasks.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-        let graph = graph_of(&tasks)?;
+        let defined = tasks.len();
+        let mut graph = graph_of(&tasks)?;
+        graph.grow(instances.len());
+        tasks.extend(instances);
         let outputs = tasks.iter_mut().map(|t| t.output.take().map(Arc::new)).collect();
         Ok(Self {
             summary,
             params: Arc::new(data),
             tasks,
+            defined,
             outputs,
             graph,
             signals: Vec::new(),
@@ -189,9 +201,14 @@ impl ExecutionState {
         &self.graph
     }
 
-    /// The index of a task id.
+    /// The index of a task id (of the definition's tasks, or of a fan-out instance).
     pub fn index_of(&self, task_id: &str) -> Option<usize> {
-        self.tasks.binary_search_by(|t| t.task_id.as_str().cmp(task_id)).ok()
+        if task_id.contains('[') {
+            return (self.defined..self.tasks.len()).find(|&k| self.tasks[k].task_id == task_id);
+        }
+        self.tasks[..self.defined]
+            .binary_search_by(|t| t.task_id.as_str().cmp(task_id))
+            .ok()
     }
 
     /// True once the execution reached a terminal status.
@@ -205,12 +222,14 @@ impl ExecutionState {
     }
 
     /// The index of `task` if it is at `task.attempt` in one of `statuses`; the fencing guard.
+    /// A fan-out is RUNNING without a lease, and no worker's: it is never a running task here.
     fn guard(&self, task: &TaskRef, statuses: &[TaskStatus]) -> Result<usize> {
         let i = self
             .index_of(&task.task_id)
             .ok_or_else(|| rules::no_task(self.summary.id, &task.task_id))?;
         let t = &self.tasks[i];
-        if t.attempt != task.attempt || !statuses.contains(&t.status) {
+        let fan_out = t.status == TaskStatus::Running && t.lease.is_none();
+        if t.attempt != task.attempt || !statuses.contains(&t.status) || fan_out {
             return Err(rules::stale(task, t.status, t.attempt));
         }
         Ok(i)
@@ -257,6 +276,7 @@ impl ExecutionState {
             }
         }
         self.decide_below(i, false, now, ch);
+        self.instance_ended(i, now, ch);
     }
 
     /// The outputs of the COMPLETED direct dependencies of the task at `i`, by task id.
@@ -275,6 +295,7 @@ impl ExecutionState {
         t.due_at = None;
         self.set_task(i, TaskStatus::Failed, Some(error), now, ch);
         self.decide_below(i, true, now, ch);
+        self.instance_ended(i, now, ch);
     }
 
     /// Decides the tasks waiting on the task at `i`, which just ended (`scan`: otherwise than

@@ -24,6 +24,7 @@ impl ExecutionState {
                 continue;
             }
             *budget -= 1;
+            let orphaned = self.orphaned(i);
             self.end_attempt(
                 i,
                 AttemptOutcome::Expired,
@@ -39,6 +40,8 @@ impl ExecutionState {
             if t.lease_expiries > max_expiries {
                 let error = rules::lease_gave_up(t.lease_expiries, &owner);
                 self.fail(i, error, now, &mut ch);
+            } else if orphaned {
+                self.cancel_orphan(i, now, &mut ch);
             } else {
                 t.error = Some(rules::lease_expired(&owner));
                 self.enqueue(i, now, &mut ch);

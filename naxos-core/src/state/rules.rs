@@ -75,6 +75,20 @@ pub fn outcome(task: &TaskRun) -> Option<Outcome> {
     }
 }
 
+/// The error of a fan-out instance that is past the end of its task's current list (the list
+/// was longer in an earlier run of the task).
+pub const NOT_IN_LIST: &str = "skipped: not in the task's forEach list any more";
+
+/// The error of a `forEach` task whose list is longer than its `maxFanOut`.
+pub fn too_many_items(count: usize, max: u32) -> String {
+    format!("forEach gave {count} items, more than maxFanOut {max}")
+}
+
+/// The error of a `forEach` task whose instance `index` FAILED with `error`.
+pub fn instance_failed(index: u32, error: Option<&str>) -> String {
+    format!("instance {index} failed: {}", error.unwrap_or("unknown error"))
+}
+
 /// The error of a `waitFor` task whose signal did not come within its `timeoutMs`.
 pub fn signal_timed_out(signal: &str) -> String {
     format!("signal {signal} timed out")

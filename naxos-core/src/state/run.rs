@@ -34,6 +34,7 @@ impl ExecutionState {
         t.end_time = None;
         t.due_at = None;
         let (attempts, failures, queued_at) = (t.attempts, t.failures, t.queued_at);
+        let instance = t.plan.instance.as_ref().map(|x| (x.index, x.item.clone()));
         self.mark_started(now, &mut changes);
         self.set_task(i, TaskStatus::Running, None, now, &mut changes);
         self.begin_attempt(i, &req.owner, now, &mut changes);
@@ -46,13 +47,19 @@ impl ExecutionState {
             queued_at,
             params: self.params.clone(),
             upstream: self.upstream(i),
+            instance,
             traceparent: self.summary.traceparent,
             changes,
         })
     }
 
-    /// The outputs of the direct dependencies of the task at `i` that have one, by task id.
+    /// The outputs of the direct dependencies of the task at `i` that have one, by task id (of
+    /// its fan-out's, for an instance).
     fn upstream(&self, i: usize) -> BTreeMap<String, Arc<Value>> {
+        let i = match &self.tasks[i].plan.instance {
+            Some(x) => self.index_of(&x.of).unwrap_or(i),
+            None => i,
+        };
         self.graph
             .dependencies(i)
             .iter()
@@ -80,7 +87,8 @@ impl ExecutionState {
     ///
     /// - completed: store the output, count it down in every dependent still waiting, and
     ///   decide those (QUEUED when their trigger holds and their condition is true);
-    /// - failed with `retry_in`: RETRYING under the next attempt number, due that long after `now`;
+    /// - failed with `retry_in`: RETRYING under the next attempt number, due that long after `now`
+    ///   (an instance whose fan-out already failed: CANCELLED instead);
     /// - failed without: FAILED, and the tasks waiting below decided (with the default trigger,
     ///   every transitive dependent still waiting SKIPPED).
     ///
@@ -92,6 +100,13 @@ impl ExecutionState {
             TaskOutcome::Completed(output) => {
                 self.end_attempt(i, AttemptOutcome::Completed, None, now, &mut ch);
                 self.complete(i, Arc::new(output), now, &mut ch);
+            }
+            TaskOutcome::Failed {
+                error,
+                retry_in: Some(_),
+            } if self.orphaned(i) => {
+                self.end_attempt(i, AttemptOutcome::Failed, Some(error), now, &mut ch);
+                self.cancel_orphan(i, now, &mut ch);
             }
             TaskOutcome::Failed {
                 error,
@@ -129,7 +144,12 @@ impl ExecutionState {
         let mut ch = Changes::default();
         self.end_attempt(i, AttemptOutcome::Released, None, now, &mut ch);
         self.tasks[i].attempt += 1;
-        self.enqueue(i, now, &mut ch);
+        if self.orphaned(i) {
+            self.cancel_orphan(i, now, &mut ch);
+            self.finish_if_done(now, &mut ch);
+        } else {
+            self.enqueue(i, now, &mut ch);
+        }
         Ok(ch)
     }
 }

@@ -89,11 +89,15 @@ impl ExecutionState {
     /// Announces the tasks of `moved` in task order, each as it now stands: its status event
     /// (with its error when SKIPPED or FAILED) and, when QUEUED, its message to publish. Then
     /// each that became WAITING is settled: completed at once when it can, else its due time
-    /// listed (see `wait.rs`).
+    /// listed (see `wait.rs`); and each fan-out that started (RUNNING) announces its instances
+    /// (see `fanout.rs`).
     pub(super) fn announce(&mut self, mut moved: Vec<usize>, now: DateTime<Utc>, ch: &mut Changes) {
         moved.sort_unstable();
         moved.dedup();
-        if moved.iter().any(|&i| self.tasks[i].status == TaskStatus::Waiting) {
+        if moved
+            .iter()
+            .any(|&i| matches!(self.tasks[i].status, TaskStatus::Waiting | TaskStatus::Running))
+        {
             self.mark_started(now, ch);
         }
         for &i in &moved {
@@ -110,8 +114,10 @@ impl ExecutionState {
             self.set_task(i, status, error, now, ch);
         }
         for i in moved {
-            if self.tasks[i].status == TaskStatus::Waiting {
-                self.settle_wait(i, now, ch);
+            match self.tasks[i].status {
+                TaskStatus::Waiting => self.settle_wait(i, now, ch),
+                TaskStatus::Running => self.settle_fan_out(i, now, ch),
+                _ => {}
             }
         }
     }

@@ -107,13 +107,18 @@ impl ExecutionState {
     }
 
     /// Starts the task at `i`, whose trigger holds and whose condition is true, as its kind
-    /// says: QUEUED for a function, WAITING for a sleep or a wait (not yet announced). The
-    /// error is what the task FAILS with: a `sleep.until` that could not be evaluated.
+    /// says: QUEUED for a function, WAITING for a sleep or a wait, RUNNING with its instances
+    /// QUEUED for a fan-out (not yet announced). The error is what the task FAILS with: a
+    /// `sleep.until` or `forEach` that could not be evaluated, a list over `maxFanOut`.
     pub(super) fn start(&mut self, i: usize, now: DateTime<Utc>) -> std::result::Result<(), String> {
         let due = match self.tasks[i].plan.kind() {
             TaskKind::Function => {
                 self.mark_queued(i, now);
                 return Ok(());
+            }
+            TaskKind::ForEach(list) => {
+                let list = list.to_string();
+                return self.start_fan_out(i, &list, now);
             }
             TaskKind::Sleep(sleep) => match (sleep.ms, sleep.until.as_deref()) {
                 (_, Some(until)) => Some(

@@ -25,6 +25,8 @@ pub struct TaskContext {
     pub(crate) upstream: Arc<BTreeMap<String, Arc<Value>>>,
     /// The ids of the task's direct dependencies, as the definition lists them.
     pub(crate) dependencies: Arc<[String]>,
+    /// In a fan-out: this instance's index and item.
+    pub(crate) instance: Option<(u32, Arc<Value>)>,
     pub(crate) cancel: CancellationToken,
     pub(crate) heartbeat: Option<Heartbeat>,
     pub(crate) traceparent: Option<TraceParent>,
@@ -59,10 +61,28 @@ impl TaskContext {
             params: Arc::new(params),
             upstream: Arc::new(upstream.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
             dependencies,
+            instance: None,
             cancel: CancellationToken::new(),
             heartbeat: None,
             traceparent: None,
         }
+    }
+
+    /// The same context as instance `index` of a fan-out on `item` (task id `test[index]`),
+    /// e.g. to test a function that a `forEach` runs.
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use std::collections::BTreeMap;
+    /// use naxos::{serde_json::json, TaskContext};
+    /// let ctx = TaskContext::for_test(json!({}), BTreeMap::new()).with_item(2, json!("c.png"));
+    /// assert_eq!((ctx.index(), ctx.item()), (Some(2), Some(&json!("c.png"))));
+    /// ```
+    #[must_use]
+    pub fn with_item(mut self, index: u32, item: Value) -> Self {
+        self.task.task_id = crate::model::Instance::task_id(&self.task.task_id, index);
+        self.instance = Some((index, Arc::new(item)));
+        self
     }
 
     /// The same context with `dependencies` added to the task's direct dependencies (those
@@ -98,9 +118,44 @@ impl TaskContext {
         self.task.execution_id
     }
 
-    /// The task's id in the definition.
+    /// The task's id: its id in the definition, or `task[index]` for an instance of a
+    /// fan-out (see [`definition_task_id`](Self::definition_task_id)).
     pub fn task_id(&self) -> &str {
         &self.task.task_id
+    }
+
+    /// The task's id in the definition (for an instance of a fan-out, its `forEach` task's).
+    pub fn definition_task_id(&self) -> &str {
+        crate::model::Instance::definition_task(&self.task.task_id)
+    }
+
+    /// In a fan-out (`forEach`): this instance's element of the list; `None` in any other task.
+    pub fn item(&self) -> Option<&Value> {
+        self.instance.as_ref().map(|(_, item)| &**item)
+    }
+
+    /// In a fan-out: this instance's element, deserialized into `T`; a fatal error naming the
+    /// task and the problem when it does not fit, or when the task is no fan-out.
+    pub fn item_as<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        let Some(item) = self.item() else {
+            return Err(TaskError::fatal(format!(
+                "task `{}` is not an instance of a forEach: it has no item",
+                self.task.task_id
+            )));
+        };
+        serde_path_to_error::deserialize(item).map_err(|e| {
+            let path = e.path().to_string();
+            TaskError::fatal(format!(
+                "task `{}`: its item does not fit at `{path}`: {}",
+                self.task.task_id,
+                e.into_inner()
+            ))
+        })
+    }
+
+    /// In a fan-out: this instance's position in the list (from 0); `None` in any other task.
+    pub fn index(&self) -> Option<u32> {
+        self.instance.as_ref().map(|(index, _)| *index)
     }
 
     /// Which start of the task this is: 1 for the first, 2 after one retry or recovery, …

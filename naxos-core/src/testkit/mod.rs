@@ -132,6 +132,9 @@ macro_rules! store_conformance {
                 a_sleep_waits_until_due_then_completes_once,
                 a_signal_completes_the_waiting_task_or_is_kept_for_it,
                 a_wait_past_its_timeout_fails_once,
+                a_fan_out_runs_an_instance_per_item_and_fans_in_once,
+                a_failed_instance_fails_the_fan_out_and_a_retry_keeps_the_completed,
+                fan_outs_too_long_empty_or_not_a_list,
             ]
         );
     };

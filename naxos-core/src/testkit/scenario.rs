@@ -21,8 +21,8 @@ use crate::backend::{
 };
 use crate::clock::ManualClock;
 use crate::model::{
-    Execution, ExecutionId, JobDefinition, Sleep, StoredDefinition, TaskBuilder, TaskPlan, TaskRef, TaskStatus,
-    TraceParent, Trigger, WaitFor,
+    Execution, ExecutionId, JobDefinition, Sleep, StoredDefinition, TaskBuilder, TaskPlan, TaskRef, TaskRun,
+    TaskStatus, TraceParent, Trigger, WaitFor,
 };
 use crate::state::ExecutionState;
 use crate::{Error, Result};
@@ -207,27 +207,40 @@ pub const CONDITIONS: [&str; 5] = [
     "params.n",
 ];
 
-/// What runs a task in a scenario: a function (mostly), a sleep of 1–59 s, or a wait for the
-/// signal `s0` or `s1` with or without a timeout of 1–59 s.
-fn task_kind() -> impl Strategy<Value = (Option<Sleep>, Option<WaitFor>)> {
+/// The `forEach` lists a scenario's fan-outs may have: three items, none, one from the params,
+/// and one that fails to evaluate.
+pub const LISTS: [&str; 4] = ["[1, 2, 3]", "[]", "[params.n]", "params.missing"];
+
+/// A task's kind in a scenario: its sleep, its wait, its fan-out (list and `maxFanOut`).
+type Kind = (Option<Sleep>, Option<WaitFor>, Option<(String, Option<u32>)>);
+
+/// What runs a task in a scenario: a function (mostly), a sleep of 1–59 s, a wait for the
+/// signal `s0` or `s1` with or without a timeout of 1–59 s, or a fan-out over one of [`LISTS`]
+/// (sometimes with a `maxFanOut` of 2, which three items exceed).
+fn task_kind() -> impl Strategy<Value = Kind> {
     prop_oneof![
-        6 => Just((None, None)),
-        1 => (1u64..60).prop_map(|s| (Some(Sleep { ms: Some(s * 1_000), until: None }), None)),
+        6 => Just((None, None, None)),
+        1 => (1u64..60).prop_map(|s| (Some(Sleep { ms: Some(s * 1_000), until: None }), None, None)),
         1 => (0u8..2, proptest::option::of(1u64..60)).prop_map(|(n, timeout)| {
             let wait = WaitFor { signal: format!("s{n}"), timeout_ms: timeout.map(|s| s * 1_000) };
-            (None, Some(wait))
+            (None, Some(wait), None)
         }),
+        2 => (proptest::sample::select(&LISTS[..]), proptest::option::of(Just(2u32)))
+            .prop_map(|(list, max)| (None, None, Some((list.to_string(), max)))),
     ]
 }
 
 fn plan() -> impl Strategy<Value = TaskPlan> {
     let when = prop_oneof![3 => Just(None), 2 => proptest::sample::select(&CONDITIONS[..]).prop_map(Some)];
     let trigger = prop_oneof![2 => Just(Trigger::AllSuccess), 1 => proptest::sample::select(&Trigger::ALL[..])];
-    (when, trigger, task_kind()).prop_map(|(when, trigger, (sleep, wait_for))| TaskPlan {
+    (when, trigger, task_kind()).prop_map(|(when, trigger, (sleep, wait_for, fan_out))| TaskPlan {
         when: when.map(str::to_string),
         trigger,
         sleep,
         wait_for,
+        max_fan_out: fan_out.as_ref().and_then(|(_, max)| *max),
+        for_each: fan_out.map(|(list, _)| list),
+        instance: None,
     })
 }
 
@@ -284,6 +297,12 @@ impl Scenario {
                 task = task.trigger(plan.trigger);
                 if let Some(when) = &plan.when {
                     task = task.when(when.clone());
+                }
+                if let Some(list) = &plan.for_each {
+                    task = task.for_each(list.clone());
+                }
+                if let Some(max) = plan.max_fan_out {
+                    task = task.max_fan_out(max);
                 }
             }
             builder = builder.task(task);
@@ -428,12 +447,12 @@ pub fn drain_step(execution: &Execution, clock: &ManualClock) -> Option<Call> {
         return None;
     }
     let waiting = || execution.tasks.iter().filter(|t| t.status == TaskStatus::Waiting);
-    if execution.tasks.iter().all(|t| {
-        !matches!(
-            t.status,
-            TaskStatus::Running | TaskStatus::Queued | TaskStatus::Retrying
-        )
-    }) {
+    // What a worker could take or finish (a fan-out is RUNNING without a lease: its instances are).
+    let workable = |t: &TaskRun| {
+        matches!(t.status, TaskStatus::Queued | TaskStatus::Retrying)
+            || t.status == TaskStatus::Running && t.lease.is_some()
+    };
+    if !execution.tasks.iter().any(workable) {
         if let Some(w) = waiting().find_map(|t| t.plan.wait_for.as_ref()) {
             return Some(Call::Signal(execution.id, w.signal.clone(), json!("drain")));
         }
@@ -444,7 +463,11 @@ pub fn drain_step(execution: &Execution, clock: &ManualClock) -> Option<Call> {
             return Some(Call::WakeDue);
         }
     }
-    if let Some(t) = execution.tasks.iter().find(|t| t.status == TaskStatus::Running) {
+    if let Some(t) = execution
+        .tasks
+        .iter()
+        .find(|t| t.status == TaskStatus::Running && t.lease.is_some())
+    {
         let task = t.task_ref(execution.id);
         let outcome = TaskOutcome::Completed(json!({ "by": task.task_id, "at": task.attempt }));
         return Some(Call::Finish(vec![TaskFinish { task, outcome }]));
@@ -464,7 +487,7 @@ pub fn drain_step(execution: &Execution, clock: &ManualClock) -> Option<Call> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observed {
     /// A claim: the claimed task's inputs and the claim's changes.
-    Claimed(std::result::Result<Claimed, ErrorKind>),
+    Claimed(std::result::Result<Box<Claimed>, ErrorKind>),
     /// A heartbeat.
     Lease(std::result::Result<LeaseState, ErrorKind>),
     /// A finish: each item's result, and the changes.
@@ -494,6 +517,8 @@ pub struct Claimed {
     pub params: Value,
     /// The upstream outputs.
     pub upstream: BTreeMap<String, Value>,
+    /// A fan-out instance's index and item.
+    pub instance: Option<(u32, Value)>,
     /// The execution's trace context.
     pub traceparent: Option<TraceParent>,
     /// The claim's changes.
@@ -509,6 +534,7 @@ impl From<ClaimedTask> for Claimed {
             queued_at: c.queued_at,
             params: (*c.params).clone(),
             upstream: c.upstream.into_iter().map(|(k, v)| (k, (*v).clone())).collect(),
+            instance: c.instance,
             traceparent: c.traceparent,
             changes: c.changes,
         }
@@ -541,7 +567,7 @@ fn observe<T, U>(r: Result<T>, f: impl FnOnce(T) -> U) -> std::result::Result<U,
 /// Applies `call` to a pure execution state at `now`.
 pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc>) -> Observed {
     match call.clone() {
-        Call::Claim(req) => Observed::Claimed(observe(state.claim(&req, now), Claimed::from)),
+        Call::Claim(req) => Observed::Claimed(observe(state.claim(&req, now), |c| Box::new(Claimed::from(c)))),
         Call::Heartbeat(task, lease) => Observed::Lease(observe(state.heartbeat(&task, lease, now), |l| l)),
         Call::Finish(items) => {
             let mut changes = Changes::default();
@@ -577,7 +603,7 @@ pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc
 /// Applies `call` to a Store.
 pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
     match call.clone() {
-        Call::Claim(req) => Observed::Claimed(observe(store.claim(req).await, Claimed::from)),
+        Call::Claim(req) => Observed::Claimed(observe(store.claim(req).await, |c| Box::new(Claimed::from(c)))),
         Call::Heartbeat(task, lease) => Observed::Lease(observe(store.heartbeat(&task, lease).await, |l| l)),
         Call::Finish(items) => match store.finish(items).await {
             Ok(report) => Observed::Finished(

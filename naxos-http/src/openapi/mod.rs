@@ -25,7 +25,7 @@ use crate::routes::bulk::{BulkAck, BulkFilter};
 use crate::routes::{bulk, definitions, events, jobs, schedules, system};
 use crate::views::{
     BackupView, DefinitionCreated, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView, HealthChecks,
-    HealthView, NodeView, ScheduleView, SignalAck, SummaryView, SystemStatusView, TaskView,
+    HealthView, InstanceView, NodeView, ScheduleView, SignalAck, SummaryView, SystemStatusView, TaskView,
 };
 use crate::AppState;
 
@@ -55,7 +55,7 @@ use crate::AppState;
     ),
     components(schemas(
         JobDefinition, TaskDefinition, Trigger, BackoffPolicy, DefinitionSummary, DefinitionView, DefinitionCreated,
-        ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, ExecutionAck, ExecutionPageView,
+        ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, InstanceView, ExecutionAck, ExecutionPageView,
         StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
         ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck, Schedule, StoredSchedule, CatchUp,
         ScheduleView, Sleep, WaitFor, SignalAck,

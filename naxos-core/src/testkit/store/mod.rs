@@ -3,6 +3,7 @@
 
 mod conditions;
 mod control;
+mod fanout;
 mod records;
 mod retention;
 mod runs;
@@ -12,6 +13,7 @@ mod waits;
 
 pub use conditions::*;
 pub use control::*;
+pub use fanout::*;
 pub use records::*;
 pub use retention::*;
 pub use runs::*;
