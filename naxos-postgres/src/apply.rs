@@ -127,7 +127,7 @@ impl<'a> AttemptRow<'a> {
 const WRITE_BACK: &str = "
     WITH execution AS (
         UPDATE naxos_executions SET status = $2, error = $3, deadline = $4, updated_at = $5, start_time = $6,
-               end_time = $7, revision = revision + 1,
+               end_time = $7, scheduled_for = $12, revision = revision + 1,
                signals = CASE WHEN $10 THEN $11 ELSE signals END
         WHERE id = $1
     ), tasks AS (
@@ -199,6 +199,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
         .bind(sqlx::types::Json(&attempts))
         .bind(set_signals)
         .bind(signals)
+        .bind(s.scheduled_for)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

@@ -132,6 +132,10 @@ macro_rules! store_conformance {
                 a_sleep_waits_until_due_then_completes_once,
                 a_signal_completes_the_waiting_task_or_is_kept_for_it,
                 a_wait_past_its_timeout_fails_once,
+                a_delayed_execution_starts_at_its_time_once,
+                wake_due_starts_due_delayed_executions_once,
+                a_delayed_execution_cancelled_before_its_time_never_starts,
+                a_delay_too_far_ahead_is_refused,
             ]
         );
     };

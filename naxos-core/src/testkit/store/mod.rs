@@ -3,6 +3,7 @@
 
 mod conditions;
 mod control;
+mod delays;
 mod records;
 mod retention;
 mod runs;
@@ -12,6 +13,7 @@ mod waits;
 
 pub use conditions::*;
 pub use control::*;
+pub use delays::*;
 pub use records::*;
 pub use retention::*;
 pub use runs::*;
