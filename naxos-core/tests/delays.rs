@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use common::fast_config;
 use naxos_core::memory::{MemoryQueue, MemoryStore};
 use naxos_core::model::{Execution, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
@@ -110,7 +110,7 @@ async fn the_nodes_timer_starts_a_run_at_execution() {
     let calls = Arc::new(AtomicUsize::new(0));
     let engine = engine(without_sweeps(), Arc::new(MemoryStore::new()), calls.clone()).await;
     engine.start().unwrap();
-    let at = Utc::now() + chrono::Duration::milliseconds(300);
+    let at = (Utc::now() + chrono::Duration::milliseconds(300)).trunc_subsecs(6);
     let submitted = engine.submit(later().run_at(at)).await.unwrap();
     assert_eq!(submitted.scheduled_for, Some(at));
     let done = engine.wait_for_timeout(submitted.execution_id, LIMIT).await.unwrap();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::MAX_WAIT_MS;
 use crate::clock::after;
@@ -35,6 +35,9 @@ impl Delay {
     /// When an execution created at `now` with this delay starts: `None` for at once (a delay
     /// of zero, a time not after `now`). [`Error::InvalidInput`] naming the parameter when it
     /// is more than [`Delay::MAX`] after `now`.
+    ///
+    /// The time is cut to whole microseconds, which every Store keeps (PostgreSQL keeps no
+    /// finer), so that the time a submit answers is the one every later read shows.
     pub fn start(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
         let at = match *self {
             Self::For(d) if d > Self::MAX => return Err(self.too_far()),
@@ -42,6 +45,7 @@ impl Delay {
             Self::Until(at) if at > after(now, Self::MAX) => return Err(self.too_far()),
             Self::Until(at) => at,
         };
+        let at = at.trunc_subsecs(6);
         Ok((at > now).then_some(at))
     }
 
@@ -59,7 +63,7 @@ mod tests {
 
     #[test]
     fn a_delay_starts_later_at_once_or_is_refused_naming_its_parameter() {
-        let now = Utc::now();
+        let now = Utc::now().trunc_subsecs(6);
         let secs = chrono::Duration::seconds;
         assert_eq!(
             Delay::For(Duration::from_secs(5)).start(now).unwrap(),
@@ -70,6 +74,12 @@ mod tests {
         assert_eq!(Delay::Until(now).start(now).unwrap(), None);
         assert_eq!(Delay::Until(now + secs(9)).start(now).unwrap(), Some(now + secs(9)));
         assert_eq!(Delay::For(Delay::MAX).start(now).unwrap(), Some(after(now, Delay::MAX)));
+        let precise = now + chrono::Duration::nanoseconds(1_500);
+        assert_eq!(
+            Delay::Until(precise).start(now).unwrap(),
+            Some(now + chrono::Duration::microseconds(1)),
+            "cut to microseconds"
+        );
         let far = Delay::For(Delay::MAX + Duration::from_millis(1))
             .start(now)
             .unwrap_err();
