@@ -387,7 +387,9 @@ impl Engine {
     }
 
     /// Runs a job as `request` says. The execution and its first tasks are in the Store when
-    /// this returns; their messages are published, or will be by a sweeper if that fails.
+    /// this returns; their messages are published, or will be by a sweeper if that fails. A
+    /// delayed execution ([`ExecuteRequest::delay`]) is in the Store with its tasks PENDING; this
+    /// node starts it at its time, or any node's sweeper if this one has stopped.
     ///
     /// Traced as an `execution` span (`definition_id`, `execution_id`, and with a trace context
     /// `trace_id` and `parent_span_id`); every attempt of its tasks, on any node, is a `task`

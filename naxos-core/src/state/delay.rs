@@ -24,15 +24,12 @@ impl ExecutionState {
     pub fn start_delayed(&mut self, now: DateTime<Utc>) -> Result<Changes> {
         self.unfinished()?;
         let id = self.summary.id;
-        if !self.summary.is_delayed() {
+        let Some(at) = self.summary.scheduled_for.filter(|_| self.summary.is_delayed()) else {
             return Err(Error::conflict(format!("execution {id} is not waiting to start")));
-        }
-        match self.summary.scheduled_for {
-            Some(at) if at <= now => {}
-            at => {
-                let at = at.map_or_else(String::new, |at| at.to_rfc3339());
-                return Err(Error::conflict(format!("execution {id} starts at {at}, not yet")));
-            }
+        };
+        if at > now {
+            let at = at.to_rfc3339();
+            return Err(Error::conflict(format!("execution {id} starts at {at}, not yet")));
         }
         let mut ch = Changes::default();
         self.begin(now, &mut ch);

@@ -34,6 +34,7 @@ pub(crate) struct ExecuteQuery {
     /// Start the execution this many milliseconds from now (at most ten years): it is created at
     /// once, PENDING with `scheduledFor` and no task queued until then; its `timeoutMs` counts
     /// from that start. 0 starts it at once. Not with `runAt`.
+    // The maximum is `MAX_WAIT_MS` (an attribute takes no constant; tests/delays.rs holds them equal).
     #[param(value_type = u64, minimum = 0, maximum = 316_224_000_000_u64)]
     delay_ms: Option<String>,
     /// Start the execution at this time (RFC 3339, e.g. `2030-01-01T09:00:00Z`; at most ten
