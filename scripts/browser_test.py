@@ -1,6 +1,7 @@
 """The dashboard in a real browser: an execution appears in the list, its DAG's tasks turn
 COMPLETED live (from the event stream, without a reload), a task skipped by its `when`
-condition is drawn apart from the others, a fan-out shows its instances folded under it, and a
+condition is drawn apart from the others, a delayed execution shows when it starts, a fan-out
+shows its instances folded under it, and a
 screenshot is saved.
 
 Usage: browser_test.py BASE_URL SCREENSHOT_PATH
@@ -89,6 +90,20 @@ try:
     join = driver.find_element(By.CSS_SELECTOR, 'tr[data-task-row="join"]').text
     assert "trigger noneFailed" in join and "COMPLETED" in join, join
 
+    # A delayed execution waits PENDING and says when it starts, in the list and on its page.
+    request = urllib.request.Request(base + "/api/v1/jobs/sample-2/execute?delayMs=600000", data=b"{}",
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    later = json.load(urllib.request.urlopen(request))
+    driver.get(base + "/#/")
+    listed = wait("the delayed execution's time in the list", lambda: driver.find_elements(
+        By.CSS_SELECTOR, f'tr[data-execution="{later["executionId"]}"] [data-scheduled]'))
+    assert listed[0].get_attribute("data-scheduled") == later["scheduledFor"], listed[0].get_attribute("data-scheduled")
+    assert listed[0].text.startswith("starts "), listed[0].text
+    driver.get(base + f"/#/executions/{later['executionId']}")
+    header = wait("the delayed execution's page", lambda: driver.find_element(By.ID, "execution-status").text)
+    assert "PENDING" in header and "starts " in header, header
+    urllib.request.urlopen(urllib.request.Request(base + f"/api/v1/jobs/{later['executionId']}/cancel",
+                                                  data=b"", method="POST"))
     # A fan-out: its instances counted on its node and folded in one row under it.
     fan = json.dumps({"id": "browser-fanout", "tasks": {
         "each": {"id": "each", "functionName": "echo", "forEach": "params.items"}}}).encode()
@@ -111,7 +126,8 @@ try:
         size = len(f.read())
     assert size > 5000, f"screenshot is only {size} bytes"
     print(f"browser: dashboard followed {execution} live through {sorted(seen)}, showed {branched}'s "
-          f"condition-skipped task apart and {fanned}'s instances folded; screenshot {shot} ({size} bytes)")
+          f"condition-skipped task apart, when {later['executionId']} starts and {fanned}'s instances folded; "
+          f"screenshot {shot} ({size} bytes)")
 finally:
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)

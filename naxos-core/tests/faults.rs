@@ -111,6 +111,9 @@ impl Store for FaultyStore {
     async fn wake_due(&self, limit: usize) -> Result<Changes> {
         self.inner.wake_due(limit).await
     }
+    async fn start_delayed(&self, id: ExecutionId) -> Result<Changes> {
+        self.inner.start_delayed(id).await
+    }
     async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
         self.inner.signal(id, name, payload).await
     }

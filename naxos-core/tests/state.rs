@@ -14,8 +14,7 @@ use naxos_core::serde_json;
 use naxos_core::state::rules::{self, Outcome};
 use naxos_core::state::{ExecutionState, Graph};
 use naxos_core::testkit::scenario::{
-    apply_to_state, cases, clock, config, drain_step, epoch, new_execution, resolve, scenario, Call, Fence, Observed,
-    Op, Scenario,
+    apply_to_state, cases, clock, config, drain_step, epoch, resolve, scenario, Call, Fence, Observed, Op, Scenario,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -41,7 +40,7 @@ struct Seen {
 fn run(s: &Scenario) -> Result<(), TestCaseError> {
     let def = s.definition();
     let stored = std::sync::Arc::new(StoredDefinition::new(1, epoch(), def));
-    let (mut state, created) = ExecutionState::create(new_execution(&stored), epoch()).map_err(fail)?;
+    let (mut state, created) = ExecutionState::create(s.execution(&stored), epoch()).map_err(fail)?;
     let mut seen = Seen::default();
     check_changes(&state, &created, &mut seen)?;
     check_state(&state)?;
@@ -138,7 +137,10 @@ fn step(
             // Overdue means unfinished and past a deadline.
             let overdue = !r.expect("a pure state answers").is_empty();
             let s = state.summary();
-            prop_assert_eq!(overdue, !s.status.is_terminal() && s.deadline.is_some_and(|d| d < now));
+            prop_assert_eq!(
+                overdue,
+                !s.status.is_terminal() && !s.is_delayed() && s.deadline.is_some_and(|d| d < now)
+            );
             (Changes::default(), false)
         }
     };
@@ -172,6 +174,13 @@ fn check_changes(state: &ExecutionState, changes: &Changes, seen: &mut Seen) -> 
             (t.status, t.attempt, t.due_at),
             (TaskStatus::Retrying, r.attempt, Some(*due))
         );
+    }
+    for (execution, at) in &changes.scheduled {
+        // A delayed execution listed for its timer waits for that time.
+        let s = state.summary();
+        prop_assert_eq!(*execution, id);
+        prop_assert!(s.is_delayed(), "scheduled, but not waiting to start");
+        prop_assert_eq!(s.scheduled_for, Some(*at));
     }
     for (r, due) in &changes.waiting {
         // A wait listed for its timer is WAITING until then (it was not completed at once).
@@ -234,7 +243,7 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
             TaskStatus::Pending => {
                 prop_assert_eq!(t.remaining_dependencies, not_done, "{}: the fan-in count", &t.task_id);
                 prop_assert!(
-                    !(holds || never) || exec.status.is_terminal(),
+                    !(holds || never) || exec.status.is_terminal() || exec.summary.is_delayed(),
                     "{} waits though its trigger is decided",
                     &t.task_id
                 );
@@ -373,6 +382,15 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
             t.failures as usize <= failures,
             "{}: more failures than failed attempts",
             &t.task_id
+        );
+    }
+    // A delayed execution waiting for its time has started nothing.
+    if exec.summary.is_delayed() {
+        prop_assert!(
+            exec.tasks
+                .iter()
+                .all(|t| t.status == TaskStatus::Pending && t.history.is_empty()),
+            "a delayed execution started a task before its time"
         );
     }
     // How the execution stands agrees with its tasks.

@@ -43,7 +43,8 @@ pub struct SummaryView {
     pub status: ExecutionStatus,
     /// Why it failed.
     pub error: Option<String>,
-    /// When the first task started.
+    /// When it started: its first task started, or for a delayed execution, its time came and
+    /// its first tasks were queued.
     pub start_time: Option<DateTime<Utc>>,
     /// When it finished.
     pub end_time: Option<DateTime<Utc>>,
@@ -62,6 +63,11 @@ pub struct SummaryView {
     /// The schedule whose tick started it; absent for other executions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<String>,
+    /// The time a delayed execution (`delayMs`, `runAt`) was to start at: until then it is
+    /// PENDING with no task queued and no `startTime`. Kept once it started (or was cancelled
+    /// before it did); absent for an execution that started at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
 /// The answer to a signal.
@@ -169,6 +175,7 @@ impl From<&ExecutionSummary> for SummaryView {
             idempotency_key: s.idempotency_key.clone(),
             traceparent: s.traceparent,
             schedule_id: s.schedule_id.clone(),
+            scheduled_for: s.scheduled_for,
         }
     }
 }
@@ -350,6 +357,9 @@ pub struct ExecutionAck {
     pub status: ExecutionStatus,
     /// What happened, in words.
     pub message: String,
+    /// When a new delayed execution (`delayMs`, `runAt`) starts; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
 }
 
 /// `GET /api/v1/jobs`: a page, newest first.

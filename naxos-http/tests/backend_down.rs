@@ -80,6 +80,9 @@ impl Store for UnreachableStore {
     async fn wake_due(&self, _: usize) -> Result<Changes> {
         down()
     }
+    async fn start_delayed(&self, _: ExecutionId) -> Result<Changes> {
+        down()
+    }
     async fn signal(&self, _: ExecutionId, _: &str, _: Value) -> Result<SignalOutcome> {
         down()
     }

@@ -221,8 +221,17 @@ pub(crate) fn summary(s: &ExecutionSummary) -> Result<Vec<u8>> {
     out.time(s.updated_at);
     out.opt(s.start_time, Out::time);
     out.opt(s.end_time, Out::time);
+    if let Some(at) = s.scheduled_for {
+        out.byte(SCHEDULED_FOR);
+        out.time(at);
+    }
     Ok(out.0)
 }
+
+/// The tag of a summary row's trailing section: a delayed execution's time. Written only for a
+/// delayed execution, so a row without it reads as one that started at once (as every row
+/// written before delays existed does) and no other row changes shape.
+const SCHEDULED_FOR: u8 = 1;
 
 /// An execution summary from its id and row.
 pub(crate) fn read_summary(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionSummary> {
@@ -251,6 +260,17 @@ pub(crate) fn read_summary(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionSum
         updated_at: i.time()?,
         start_time: i.opt(In::time)?,
         end_time: i.opt(In::time)?,
+        scheduled_for: None,
+    };
+    let summary = ExecutionSummary {
+        scheduled_for: match i.bytes.is_empty() {
+            true => None,
+            false => match i.byte()? {
+                SCHEDULED_FOR => Some(i.time()?),
+                _ => return Err(i.bad("an unknown section")),
+            },
+        },
+        ..summary
     };
     i.end()?;
     Ok(summary)
@@ -455,6 +475,40 @@ mod tests {
         let mut unknown = bytes.clone();
         unknown.push(9);
         assert!(read_plan(&unknown).is_err(), "an unknown section is refused");
+    }
+
+    #[test]
+    fn a_summary_row_keeps_a_delay_and_reads_old_rows_as_started_at_once() {
+        let now = Utc::now();
+        let id = ExecutionId::now_v7();
+        let started = ExecutionSummary {
+            id,
+            definition_id: "d".into(),
+            definition_version: 1,
+            status: ExecutionStatus::Pending,
+            error: None,
+            idempotency_key: None,
+            traceparent: None,
+            schedule_id: None,
+            deadline: None,
+            created_at: now,
+            updated_at: now,
+            start_time: None,
+            end_time: None,
+            scheduled_for: None,
+        };
+        let bytes = summary(&started).unwrap();
+        assert_eq!(read_summary(id, &bytes).unwrap(), started, "no section without a delay");
+        let delayed = ExecutionSummary {
+            scheduled_for: Some(now + chrono::Duration::seconds(60)),
+            ..started
+        };
+        let with_delay = summary(&delayed).unwrap();
+        assert_eq!(read_summary(id, &with_delay).unwrap(), delayed);
+        assert!(with_delay.starts_with(&bytes), "the section follows the old layout");
+        let mut unknown = bytes.clone();
+        unknown.push(9);
+        assert!(read_summary(id, &unknown).is_err(), "an unknown section is refused");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | `queued` | times republished (u8, capped), queued at, execution id, task position | — |
 //! | `retrying` | due at, execution id, task position | — |
 //! | `waiting` | due at, execution id, task position (WAITING tasks with a due time) | — |
+//! | | scheduled for, execution id (delayed executions not yet started) | — |
 //! | `deadlines` | deadline, execution id (unfinished executions only) | — |
 //! | `ended` | end time, execution id (finished executions only) | — |
 //! | `retained`, `expiring` | see `retention.rs` | |

@@ -43,9 +43,10 @@
 //! - **Indexes in the same transaction**: executions by creation (their UUIDv7 keys), by
 //!   definition, by definition and status (which, merged over definitions, also lists by status
 //!   alone); RUNNING tasks by lease expiry, QUEUED ones by when they were queued, RETRYING ones
-//!   by due time, unfinished executions by deadline, finished ones by end time. Task counts are
-//!   LMDB entry counts; execution counts by status are kept by the writer (counted at open,
-//!   moved by each commit). The key layout is in `keys.rs`.
+//!   by due time, WAITING ones and delayed executions by due time, unfinished executions by
+//!   deadline, finished ones by end time. Task counts are LMDB entry counts; execution counts
+//!   by status are kept by the writer (counted at open, moved by each commit). The key layout
+//!   is in `keys.rs`.
 //! - **Format.** The environment records what it holds (store or cache) and its data format
 //!   ([`FORMAT`]); a newer format is refused with
 //!   [`Error::NewerVersion`](naxos_core::Error::NewerVersion), something else at the path with

@@ -1,5 +1,5 @@
-//! The whole-store scans: lease recovery, stale take-over, due waits and deadlines (pruning is
-//! `retention.rs`'s).
+//! The whole-store scans: lease recovery, stale take-over, due waits and delayed starts, and
+//! deadlines (pruning is `retention.rs`'s).
 //!
 //! Each finds its candidates in a time-ordered index — reading only the entries that are due,
 //! and stopping at the first that is not — then applies the state module's own scan to each
@@ -85,7 +85,8 @@ pub(crate) fn take_stale(tx: &mut Tx<'_, '_>, older_than: Duration, limit: usize
     apply_within(tx, ids, limit, |s, budget| s.take_stale(older_than, now, budget))
 }
 
-/// WAITING tasks whose due time has passed: the candidates are the `waiting` index up to now.
+/// WAITING tasks whose due time has passed, and delayed executions whose time has come: the
+/// candidates are the `waiting` index up to now.
 pub(crate) fn wake_due(tx: &mut Tx<'_, '_>, limit: usize) -> Result<Changes> {
     let now = tx.now();
     let mut ids = Vec::new();
@@ -127,9 +128,7 @@ pub(crate) fn overdue(r: Reader<'_>, txn: &RoTxn<'_>, now: DateTime<Utc>, limit:
             break;
         }
         let id = keys::id_at(key, keys::TIME)?;
-        let overdue_now = r
-            .summary(txn, id)?
-            .is_some_and(|s| !s.status.is_terminal() && s.deadline.is_some_and(|d| d < now));
+        let overdue_now = r.summary(txn, id)?.is_some_and(|s| s.is_overdue(now));
         if overdue_now {
             overdue.push(id);
         }

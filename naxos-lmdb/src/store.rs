@@ -508,6 +508,14 @@ impl Store for LmdbStore {
         self.write(move |tx| scans::wake_due(tx, limit)).await
     }
 
+    async fn start_delayed(&self, id: ExecutionId) -> Result<Changes> {
+        self.write(move |tx| {
+            let now = tx.now();
+            transition(tx, id, |s| s.start_delayed(now))
+        })
+        .await
+    }
+
     async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
         let name = name.to_string();
         self.write(move |tx| {

@@ -69,7 +69,8 @@ pub(crate) struct Tables {
     pub(crate) schedule_ticks: Db,
     pub(crate) by_schedule: Db,
     pub(crate) scheduled: Db,
-    /// WAITING tasks with a due time, by due time (see `keys.rs`).
+    /// WAITING tasks with a due time, and delayed executions waiting for theirs, by time (see
+    /// `keys.rs`).
     pub(crate) waiting: Db,
     /// Retention: own periods, and finished executions by expiry (see `retention.rs`).
     pub(crate) retained: Db,
@@ -297,6 +298,9 @@ fn task_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<TaskMark> {
 struct ExecutionMark {
     status: ExecutionStatus,
     deadline: Option<Vec<u8>>,
+    /// A delayed execution waiting for its time: its entry in `waiting` (time, execution id —
+    /// no task position, unlike a task's entry there).
+    delayed: Option<Vec<u8>>,
     ended: Option<Vec<u8>>,
     /// How it ended, for its `expiring` entry (see `retention.rs`).
     end: Option<(ExecutionStatus, DateTime<Utc>)>,
@@ -307,6 +311,10 @@ fn execution_mark(s: &ExecutionSummary) -> ExecutionMark {
     ExecutionMark {
         status: s.status,
         deadline: s.deadline.filter(|_| !finished).map(|d| keys::timed(d, s.id, None)),
+        delayed: s
+            .scheduled_for
+            .filter(|_| s.is_delayed())
+            .map(|at| keys::timed(at, s.id, None)),
         ended: s.end_time.filter(|_| finished).map(|t| keys::timed(t, s.id, None)),
         end: s.end_time.filter(|_| finished).map(|t| (s.status, t)),
     }
@@ -419,6 +427,18 @@ pub(crate) fn write_back(
             }
             if let Some(k) = new_deadline {
                 tx.put(t.deadlines, &k, &[])?;
+            }
+        }
+        let (old_delayed, new_delayed) = (
+            old.as_ref().and_then(|m| m.delayed.clone()),
+            new.as_ref().and_then(|m| m.delayed.clone()),
+        );
+        if old_delayed != new_delayed {
+            if let Some(k) = old_delayed {
+                tx.delete(t.waiting, &k)?;
+            }
+            if let Some(k) = new_delayed {
+                tx.put(t.waiting, &k, &[])?;
             }
         }
         let (old_end, new_end) = (old.as_ref().and_then(|m| m.end), new.as_ref().and_then(|m| m.end));

@@ -147,7 +147,7 @@ impl<'a> AttemptRow<'a> {
 const WRITE_BACK: &str = "
     WITH execution AS (
         UPDATE naxos_executions SET status = $2, error = $3, deadline = $4, updated_at = $5, start_time = $6,
-               end_time = $7, revision = revision + 1,
+               end_time = $7, scheduled_for = $12, revision = revision + 1,
                signals = CASE WHEN $10 THEN $11 ELSE signals END
         WHERE id = $1
     ), tasks AS (
@@ -170,7 +170,7 @@ const WRITE_BACK: &str = "
              attempt, queued_at, plan, error, due_at, start_time, end_time)
         SELECT $1, r.task_id, r.position, r.name, r.function_name, r.status, '{}', '{}', 0, r.attempt,
                r.queued_at, r.plan, r.error, r.due_at, r.start_time, r.end_time
-        FROM jsonb_to_recordset($12) AS r(task_id TEXT, position INTEGER, name TEXT, function_name TEXT,
+        FROM jsonb_to_recordset($13) AS r(task_id TEXT, position INTEGER, name TEXT, function_name TEXT,
              status TEXT, attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, due_at TIMESTAMPTZ,
              start_time TIMESTAMPTZ, end_time TIMESTAMPTZ)
     )
@@ -253,6 +253,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
         .bind(sqlx::types::Json(&attempts))
         .bind(set_signals)
         .bind(signals)
+        .bind(s.scheduled_for)
         .bind(sqlx::types::Json(&added))
         .execute(&mut *conn)
         .await

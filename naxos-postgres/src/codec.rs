@@ -18,7 +18,7 @@ pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dep
 
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
-     traceparent, schedule_id, deadline, created_at, updated_at, start_time, end_time";
+     traceparent, schedule_id, deadline, created_at, updated_at, start_time, end_time, scheduled_for";
 
 pub(crate) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T>
 where
@@ -105,6 +105,7 @@ pub(crate) fn execution_summary(row: &PgRow) -> Result<ExecutionSummary> {
         updated_at: get(row, "updated_at")?,
         start_time: get(row, "start_time")?,
         end_time: get(row, "end_time")?,
+        scheduled_for: get(row, "scheduled_for")?,
     })
 }
 

@@ -27,7 +27,8 @@ const MAX_PAGE: usize = 1_000;
 /// the CTE `gate` gives a row. An idempotency key already used for the definition makes the
 /// INSERT do nothing (the UNIQUE constraint decides, so two racing requests cannot both
 /// create), and the existing execution is returned. `$10` and `$11` are the schedule and tick
-/// that start it, if any; `$16` and `$17` its definition's own retention periods (ms), if any. `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
+/// that start it, if any; `$17` and `$18` its definition's own retention periods (ms), if any;
+/// `$19` the time a delayed execution starts at. `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
 /// is an extra CTE (see [`outbox`]). The execution is created as the state module left it:
 /// PENDING, or already finished when the `when` conditions of its roots left nothing to run
 /// (its tasks then carry their errors and end times).
@@ -38,8 +39,8 @@ fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
         INSERT INTO {t}naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
              traceparent, schedule_id, schedule_tick, plain, error, end_time, start_time, retention_completed_ms,
-             retention_failed_ms)
-        SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15, $16, $17, $18 FROM gate
+             retention_failed_ms, scheduled_for)
+        SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15, $16, $17, $18, $19 FROM gate
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
@@ -224,6 +225,7 @@ pub(crate) async fn insert(
         .bind(s.start_time)
         .bind(ms(retention.completed_ms))
         .bind(ms(retention.failed_ms))
+        .bind(s.scheduled_for)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
@@ -259,9 +261,13 @@ pub(crate) async fn get_one(pool: &PgPool, id: ExecutionId) -> Result<Execution>
     .fetch_all(pool)
     .await
     .map_err(db)?;
+    // By id: the runs come in position order, which is not id order once a fan-out added its
+    // instances after the definition's tasks.
+    let index: std::collections::HashMap<String, usize> =
+        tasks.iter().enumerate().map(|(i, t)| (t.task_id.clone(), i)).collect();
     for row in &history {
         let task_id: String = get(row, "task_id")?;
-        if let Ok(i) = tasks.binary_search_by(|t| t.task_id.cmp(&task_id)) {
+        if let Some(&i) = index.get(&task_id) {
             tasks[i].history.push(attempt(row)?);
         }
     }
@@ -323,10 +329,13 @@ pub(crate) async fn list(pool: &PgPool, query: &ExecutionQuery) -> Result<Execut
     })
 }
 
+/// Unfinished executions past their deadline, oldest deadline first; not a delayed one still
+/// waiting for its time (naxos-core's `ExecutionSummary::is_overdue`).
 pub(crate) async fn overdue(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>> {
     sqlx::query_scalar(
         "SELECT id FROM naxos_executions
          WHERE deadline IS NOT NULL AND status IN ('PENDING', 'RUNNING') AND deadline < $1
+           AND NOT (status = 'PENDING' AND start_time IS NULL AND scheduled_for IS NOT NULL)
          ORDER BY deadline LIMIT $2",
     )
     .bind(now)

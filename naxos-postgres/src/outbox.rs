@@ -8,8 +8,10 @@
 //! one node, and publishes its ready tasks. A crash between the caller's commit and that
 //! publish leaves the row: the next sweep of any node takes it. A crash after the row was
 //! taken and before the publish loses the message like any other: the stale-message sweep sends
-//! it again.
+//! it again. A delayed execution created so has nothing to publish: the node that takes it sets
+//! a timer for its time (and any sweeper starts it if that node stops).
 
+use chrono::{DateTime, Utc};
 use naxos_core::backend::Changes;
 use naxos_core::model::{ExecutionId, TaskRef};
 use naxos_core::{ExecuteRequest, Result, Submitted};
@@ -21,7 +23,8 @@ use crate::error::db;
 use crate::executions::{create_on, Tables};
 use crate::PgStore;
 
-/// Takes up to `$1` outbox rows (each by one caller) and returns their executions' QUEUED tasks.
+/// Takes up to `$1` outbox rows (each by one caller) and returns their executions' QUEUED tasks,
+/// and the time of each that is delayed and not yet started (one row with no task).
 const TAKE: &str = "
     WITH taken AS (
         DELETE FROM naxos_outbox WHERE execution_id IN (
@@ -29,11 +32,12 @@ const TAKE: &str = "
         )
         RETURNING execution_id
     )
-    SELECT t.execution_id, t.task_id, t.attempt, e.traceparent
+    SELECT e.id AS execution_id, t.task_id, t.attempt, e.traceparent,
+           CASE WHEN e.status = 'PENDING' AND e.start_time IS NULL THEN e.scheduled_for END AS scheduled_for
     FROM taken
-    JOIN naxos_tasks t ON t.execution_id = taken.execution_id AND t.status = 'QUEUED'
     JOIN naxos_executions e ON e.id = taken.execution_id
-    ORDER BY t.execution_id, t.position";
+    LEFT JOIN naxos_tasks t ON t.execution_id = taken.execution_id AND t.status = 'QUEUED'
+    ORDER BY e.id, t.position";
 
 impl PgStore {
     /// Creates an execution **inside the caller's transaction** (`conn`: e.g. `&mut *tx` of a
@@ -69,6 +73,7 @@ impl PgStore {
             execution_id: created.execution_id,
             created: created.created,
             status: created.status,
+            scheduled_for: created.changes.scheduled.first().map(|&(_, at)| at),
         })
     }
 }
@@ -89,11 +94,16 @@ pub(crate) async fn take(pool: &PgPool, limit: usize) -> Result<Changes> {
     let mut changes = Changes::default();
     for row in &rows {
         let id: ExecutionId = get(row, "execution_id")?;
+        if let Some(at) = get::<Option<DateTime<Utc>>>(row, "scheduled_for")? {
+            changes.scheduled.push((id, at));
+        }
+        let Some(task_id) = row.try_get::<Option<String>, _>("task_id").map_err(db)? else {
+            continue;
+        };
         let attempt: i32 = get(row, "attempt")?;
-        changes.ready.push(
-            TaskRef::new(id, row.try_get::<String, _>("task_id").map_err(db)?, attempt as u32)
-                .with_traceparent(traceparent(row)?),
-        );
+        changes
+            .ready
+            .push(TaskRef::new(id, task_id, attempt as u32).with_traceparent(traceparent(row)?));
     }
     Ok(changes)
 }

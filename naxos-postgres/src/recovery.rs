@@ -79,8 +79,9 @@ pub(crate) async fn take_stale(
     .await
 }
 
-/// Wakes WAITING tasks whose due time has passed (sleeps ended, waits timed out), the
-/// executions with the earliest due time first.
+/// Wakes WAITING tasks whose due time has passed (sleeps ended, waits timed out) and starts the
+/// delayed executions whose time has come, the executions with the earliest due time first.
+/// Each kind is found through its partial index (migrations 0010 and 0012).
 pub(crate) async fn wake_due(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
     let candidates: Vec<ExecutionId> = sqlx::query_scalar(
         "SELECT execution_id FROM (
@@ -89,7 +90,11 @@ pub(crate) async fn wake_due(pool: &PgPool, now: DateTime<Utc>, limit: usize) ->
                  WHERE status = 'WAITING' AND due_at <= $1
                  ORDER BY due_at LIMIT $2
              ) due GROUP BY execution_id
-         ) e ORDER BY first",
+             UNION ALL
+             (SELECT id, scheduled_for FROM naxos_executions
+              WHERE status = 'PENDING' AND start_time IS NULL AND scheduled_for IS NOT NULL AND scheduled_for <= $1
+              ORDER BY scheduled_for LIMIT $2)
+         ) e ORDER BY first LIMIT $2",
     )
     .bind(now)
     .bind(limit as i64)

@@ -232,6 +232,14 @@ impl Store for PgStore {
         .await
     }
 
+    async fn start_delayed(&self, id: ExecutionId) -> Result<Changes> {
+        self.within("start delayed execution", async {
+            let now = self.now().await?;
+            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.start_delayed(now)).await)
+        })
+        .await
+    }
+
     async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
         self.within("signal", async {
             let now = self.now().await?;

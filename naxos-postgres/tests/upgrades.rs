@@ -432,6 +432,15 @@ async fn data_of_every_older_schema_migrates_forward_and_runs_on() {
         let store = store_in(&schema).await.expect("the remaining migrations apply");
         assert_eq!(applied(&mut conn).await.len(), total, "from {older} migrations");
         assert_reads_back(&store, running, failed, older).await;
+        // 0012: rows from before it started at once; none waits for a time, none is started.
+        for id in [running, failed] {
+            let exec = store.get_execution(id).await.unwrap();
+            assert!(
+                exec.scheduled_for.is_none() && !exec.summary.is_delayed(),
+                "from {older}"
+            );
+        }
+        assert!(store.wake_due(10).await.unwrap().ready.is_empty(), "from {older}");
         // 0011: rows from before it follow the server's default retention (ended 40 minutes ago).
         let a_day = RetentionDefaults::uniform(Duration::from_secs(24 * 3600));
         assert_eq!(store.prune(a_day, 10).await.unwrap(), 0, "from {older}");

@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::model::{
-    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NewTask, NodeInfo,
-    Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef, TraceParent,
+    DefinitionSummary, Delay, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NewTask,
+    NodeInfo, Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef,
+    TraceParent,
 };
 use crate::state::Changes;
 use crate::Result;
@@ -69,6 +70,11 @@ pub trait Store: Send + Sync + Debug {
     /// Creates an execution with its task runs; tasks without dependencies start QUEUED (and are
     /// returned in [`Changes::ready`]) — or as their `when` conditions decide, with what that
     /// decides below them —, the rest PENDING with their dependency counts.
+    ///
+    /// With a [`NewExecution::delay`] still ahead by the Store's clock, every task stays PENDING
+    /// and the execution waits for its time ([`ExecutionSummary::scheduled_for`], returned in
+    /// [`Changes::scheduled`]); `InvalidInput` naming the parameter for a delay beyond
+    /// [`Delay::MAX`].
     ///
     /// With an idempotency key already used for the same definition, creates nothing and returns
     /// the existing execution's id with `created: false` and no changes.
@@ -146,9 +152,18 @@ pub trait Store: Send + Sync + Debug {
     async fn wake(&self, task: &TaskRef) -> Result<Changes>;
 
     /// Wakes up to `limit` WAITING tasks whose due time has passed, as [`wake`](Store::wake)
-    /// does: the sweepers' catch-up for timers that a stopped node held. Safe to call from every
-    /// node at once: each task is woken by one caller.
+    /// does, and starts the delayed executions whose time has come, as
+    /// [`start_delayed`](Store::start_delayed) does (each counts as one against `limit`): the
+    /// sweepers' catch-up for timers that a stopped node held. Safe to call from every node at
+    /// once: each task is woken, and each execution started, by one caller.
     async fn wake_due(&self, limit: usize) -> Result<Changes>;
+
+    /// Starts the delayed execution `id` whose time ([`ExecutionSummary::scheduled_for`]) has
+    /// come: its root tasks are decided as at a creation (QUEUED, or as their `when` conditions
+    /// say), its `start_time` is now and its deadline counts from now. `Conflict` when it is
+    /// not waiting for its time (started already, cancelled, never delayed) or its time has not
+    /// come (a timer that fired twice, or early); `NotFound` for an unknown execution.
+    async fn start_delayed(&self, id: ExecutionId) -> Result<Changes>;
 
     /// Sends the signal `name` with `payload` to execution `id`: the first task WAITING for it
     /// COMPLETES with the payload as output; with none waiting yet, the signal is kept (durably)
@@ -158,8 +173,9 @@ pub trait Store: Send + Sync + Debug {
 
     /// Takes up to `limit` executions that were created outside the engine (in a caller's own
     /// database transaction, e.g. `PgStore::execute_in`) and whose ready tasks were not yet
-    /// handed to the Queue, and returns those tasks in [`Changes::ready`] to publish. Each is
-    /// taken by one caller however many nodes ask. The default has none.
+    /// handed to the Queue, and returns those tasks in [`Changes::ready`] to publish (and each
+    /// such execution that is delayed, in [`Changes::scheduled`]). Each is taken by one caller
+    /// however many nodes ask. The default has none.
     async fn take_unpublished(&self, limit: usize) -> Result<Changes> {
         let _ = limit;
         Ok(Changes::default())
@@ -333,8 +349,13 @@ pub struct NewExecution {
     pub traceparent: Option<TraceParent>,
     /// The schedule whose tick starts it ([`Store::fire_schedule`] sets it).
     pub schedule_id: Option<String>,
-    /// How long it may run: its deadline is this long after its creation.
+    /// How long it may run: its deadline is this long after its creation, or for a delayed
+    /// execution after it starts.
     pub timeout: Option<Duration>,
+    /// A later start (`delayMs`, `runAt`): the execution is created PENDING with no task
+    /// queued, and starts when the Store's clock reaches its time ([`Store::start_delayed`],
+    /// [`Store::wake_due`]). `None`, or a time already past: it starts at once.
+    pub delay: Option<Delay>,
     /// Its definition version's own retention (the job-level `retention`), which the Store
     /// keeps with it for [`Store::prune`]; `None` (or periods left out) for the default.
     pub retention: Option<Retention>,
@@ -345,7 +366,8 @@ pub struct NewExecution {
 
 impl NewExecution {
     /// An execution of `definition` with `params`: a fresh UUIDv7, the definition's tasks and
-    /// dependencies, its `timeoutMs` and `retention`, and no idempotency key or trace context.
+    /// dependencies, its `timeoutMs` and `retention`, no idempotency key or trace context, and
+    /// no delay.
     pub fn new(definition: &StoredDefinition, params: Value) -> Self {
         let def = &definition.definition;
         Self {
@@ -357,6 +379,7 @@ impl NewExecution {
             traceparent: None,
             schedule_id: None,
             timeout: def.timeout(),
+            delay: None,
             retention: def.retention.filter(|r| !r.is_empty()),
             tasks: definition.new_tasks(),
         }

@@ -86,7 +86,8 @@ impl Inner {
     }
 
     /// Passes on what a committed transition changed: its events, then its ready tasks, then
-    /// its retries, and sets a timer for each wait it started. The ready tasks wait until the events are out, so that whatever they cause
+    /// its retries, and sets a timer for each wait it started and each delayed execution it
+    /// created. The ready tasks wait until the events are out, so that whatever they cause
     /// is announced after its cause on any node (see `announce.rs`). A failed publish is logged,
     /// not returned: the Store already holds the truth and the sweeper republishes lost task
     /// messages.
@@ -113,6 +114,9 @@ impl Inner {
         }
         for (task, due) in changes.waiting {
             self.timers.add(task, due);
+        }
+        for (id, at) in changes.scheduled {
+            self.timers.start(id, at);
         }
     }
 

@@ -48,8 +48,8 @@ use crate::backend::{
     Cache, DefinitionPut, ExecutionPage, ExecutionQuery, NewExecution, Queue, StopReason, Store, StoreCounts,
 };
 use crate::model::{
-    validate, DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, StoredDefinition,
-    TraceParent,
+    validate, DefinitionSummary, Delay, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo,
+    StoredDefinition, TraceParent,
 };
 use crate::task::{Registry, TaskContext, TaskError};
 use crate::{Error, Result};
@@ -79,6 +79,9 @@ pub struct ExecuteRequest {
     /// any: stored with the execution, so that every attempt of its tasks, on any node and
     /// however much later, is traced as a child of that span (see [`ExecuteRequest::traceparent`]).
     pub traceparent: Option<TraceParent>,
+    /// A later start (see [`ExecuteRequest::delay`] and [`ExecuteRequest::run_at`]); `None`:
+    /// at once.
+    pub delay: Option<Delay>,
 }
 
 impl ExecuteRequest {
@@ -116,6 +119,7 @@ impl ExecuteRequest {
         let mut new = NewExecution::new(stored, request.params);
         new.idempotency_key = request.idempotency_key;
         new.traceparent = request.traceparent;
+        new.delay = request.delay;
         Ok(new)
     }
 
@@ -127,6 +131,7 @@ impl ExecuteRequest {
             params,
             idempotency_key: None,
             traceparent: None,
+            delay: None,
         }
     }
 
@@ -163,6 +168,37 @@ impl ExecuteRequest {
         self.traceparent = Some(traceparent);
         self
     }
+
+    /// Starts the execution `delay` after the Store creates it (`?delayMs=` over HTTP). It is
+    /// created at once — its id returned, an idempotency key deduplicating it as usual — and
+    /// waits PENDING, with no task queued and
+    /// [`scheduled_for`](crate::model::ExecutionSummary::scheduled_for) set, until its time;
+    /// then it starts as an execution submitted then would, and its `timeoutMs` counts from
+    /// that start. It survives restarts on a durable Store, and a cancel before its time ends it
+    /// CANCELLED with no task run. At most [`Delay::MAX`] (ten years), else
+    /// [`Error::InvalidInput`] at submit; a zero delay starts it at once.
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use std::time::Duration;
+    /// use naxos::{model::Delay, serde_json::json, ExecuteRequest};
+    /// let request = ExecuteRequest::new("report", json!({})).delay(Duration::from_secs(3600));
+    /// assert_eq!(request.delay, Some(Delay::For(Duration::from_secs(3600))));
+    /// ```
+    #[must_use]
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(Delay::For(delay));
+        self
+    }
+
+    /// Starts the execution at `at` by the Store's clock (`?runAt=` over HTTP), as
+    /// [`delay`](Self::delay) says; a time already past starts it at once. At most
+    /// [`Delay::MAX`] ahead, else [`Error::InvalidInput`] at submit.
+    #[must_use]
+    pub fn run_at(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.delay = Some(Delay::Until(at));
+        self
+    }
 }
 
 /// What [`Engine::submit`] did.
@@ -174,6 +210,9 @@ pub struct Submitted {
     pub created: bool,
     /// The execution's status: PENDING for a new one, as it stands for an earlier one.
     pub status: ExecutionStatus,
+    /// For a new delayed execution, when it starts (see [`ExecuteRequest::delay`]); `None` for
+    /// one that starts at once, and for an earlier one (read its status for that).
+    pub scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The Store's and Queue's health.
@@ -348,7 +387,9 @@ impl Engine {
     }
 
     /// Runs a job as `request` says. The execution and its first tasks are in the Store when
-    /// this returns; their messages are published, or will be by a sweeper if that fails.
+    /// this returns; their messages are published, or will be by a sweeper if that fails. A
+    /// delayed execution ([`ExecuteRequest::delay`]) is in the Store with its tasks PENDING; this
+    /// node starts it at its time, or any node's sweeper if this one has stopped.
     ///
     /// Traced as an `execution` span (`definition_id`, `execution_id`, and with a trace context
     /// `trace_id` and `parent_span_id`); every attempt of its tasks, on any node, is a `task`
@@ -382,11 +423,13 @@ impl Engine {
             metrics::submitted(&stored.definition.id);
             tracing::info!("execution submitted");
         }
+        let scheduled_for = created.changes.scheduled.first().map(|&(_, at)| at);
         inner.dispatch(created.changes).await;
         Ok(Submitted {
             execution_id: created.execution_id,
             created: created.created,
             status: created.status,
+            scheduled_for,
         })
     }
 
@@ -402,7 +445,8 @@ impl Engine {
 
     /// Cancels an unfinished execution: queued tasks never start, running ones see their
     /// cancellation token fire (at once on this node, by the next heartbeat elsewhere) and
-    /// their results are discarded. `Conflict` when it already finished.
+    /// their results are discarded; a delayed execution not yet started never starts.
+    /// `Conflict` when it already finished.
     pub async fn cancel(&self, id: ExecutionId) -> Result<ExecutionStatus> {
         self.inner.stop(id, StopReason::Cancelled).await
     }
@@ -498,7 +542,8 @@ impl Engine {
     }
 
     /// Runs one sweep now: recovers expired leases, republishes lost messages and due retries,
-    /// fails overdue executions, prunes, and reports the node.
+    /// wakes due waits and starts due delayed executions, fails overdue executions, prunes, and
+    /// reports the node.
     pub async fn sweep_once(&self) -> Result<SweepReport> {
         sweeper::sweep_once(&self.inner).await
     }

@@ -23,7 +23,8 @@ pub struct SweepReport {
     /// (see [`Store::take_unpublished`](crate::backend::Store::take_unpublished)).
     pub unpublished: usize,
     /// WAITING tasks woken at their due time (sleeps ended, waits timed out) that no node's
-    /// timer had woken.
+    /// timer had woken. (The same call starts the delayed executions whose time came and that
+    /// no node's timer started; those are not counted here.)
     pub woken: usize,
     /// Executions failed for running past their deadline.
     pub timed_out: usize,

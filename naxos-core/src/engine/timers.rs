@@ -1,11 +1,17 @@
-//! Wakes WAITING tasks (`sleep`, and `waitFor` with a timeout) at their due time.
+//! Wakes WAITING tasks (`sleep`, and `waitFor` with a timeout) at their due time, and starts
+//! delayed executions (`delayMs`, `runAt`) at theirs.
 //!
-//! A node keeps a timer for every wait its own transitions started ([`Changes::waiting`]) and,
-//! when one is due, asks the Store to [wake](crate::backend::Store::wake) the task. The timers
-//! are only this node's memory: the sweepers of every node wake what is due and was left by a
-//! node that stopped ([`Store::wake_due`](crate::backend::Store::wake_due)), so a wait survives
-//! any crash and ends at most a sweep interval late. A task woken twice (by its timer and a
-//! sweeper, or two sweepers) is woken once: the second call is a stale `Conflict`.
+//! A node keeps a timer for every wait its own transitions started ([`Changes::waiting`]) and
+//! every delayed execution it created ([`Changes::scheduled`]) and, when one is due, asks the
+//! Store to [wake](crate::backend::Store::wake) the task or
+//! [start](crate::backend::Store::start_delayed) the execution. The timers are only this node's
+//! memory: the sweepers of every node wake and start what is due and was left by a node that
+//! stopped ([`Store::wake_due`](crate::backend::Store::wake_due)), so a wait or a delayed start
+//! survives any crash and happens at most a sweep interval late. What is woken or started twice
+//! (by its timer and a sweeper, or two sweepers) happens once: the second call is a `Conflict`.
+//!
+//! [`Changes::waiting`]: crate::backend::Changes::waiting
+//! [`Changes::scheduled`]: crate::backend::Changes::scheduled
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,15 +21,24 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use super::inner::Inner;
-use crate::model::TaskRef;
+use crate::model::{ExecutionId, TaskRef};
 use crate::sync::lock;
 
 /// Wakes fire this long after their due time, so that a Store whose clock runs a little behind
 /// the node's still finds the task due.
 const MARGIN: Duration = Duration::from_millis(5);
 
-/// A wait to wake: when, and which task.
-type Timer = (DateTime<Utc>, TaskRef);
+/// What a timer does when it fires.
+#[derive(Debug)]
+enum Due {
+    /// Wakes a WAITING task.
+    Task(TaskRef),
+    /// Starts a delayed execution.
+    Execution(ExecutionId),
+}
+
+/// A timer: when, and what.
+type Timer = (DateTime<Utc>, Due);
 
 /// The timers of one node: a channel the dispatcher fills and the timer loop drains.
 #[derive(Debug)]
@@ -46,7 +61,13 @@ impl Timers {
     /// Wake `task` at `due`.
     pub(crate) fn add(&self, task: TaskRef, due: DateTime<Utc>) {
         // Fails only once the loop is gone (the node stopped): the sweepers wake it then.
-        let _ = self.add.send((due, task));
+        let _ = self.add.send((due, Due::Task(task)));
+    }
+
+    /// Start the delayed execution `id` at `at`.
+    pub(crate) fn start(&self, id: ExecutionId, at: DateTime<Utc>) {
+        // As in `add`: once the node stopped, the sweepers start it.
+        let _ = self.add.send((at, Due::Execution(id)));
     }
 }
 
@@ -55,8 +76,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     let Some(mut incoming) = lock(&inner.timers.due).take() else {
         return;
     };
-    // By due time, then by arrival (two tasks may be due at the same instant).
-    let mut pending: BTreeMap<(DateTime<Utc>, u64), TaskRef> = BTreeMap::new();
+    // By due time, then by arrival (two timers may be due at the same instant).
+    let mut pending: BTreeMap<(DateTime<Utc>, u64), Due> = BTreeMap::new();
     let mut arrivals = 0u64;
     loop {
         let next = pending.first_key_value().map(|((due, _), _)| *due);
@@ -69,9 +90,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         tokio::select! {
             _ = inner.stopping.cancelled() => break,
             added = incoming.recv() => match added {
-                Some((due, task)) => {
+                Some((at, due)) => {
                     arrivals += 1;
-                    pending.insert((due, arrivals), task);
+                    pending.insert((at, arrivals), due);
                 }
                 None => break,
             },
@@ -85,12 +106,23 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     }
 }
 
-async fn wake(inner: &Inner, task: &TaskRef) {
-    match inner.store.wake(task).await {
-        Ok(changes) => inner.dispatch(changes).await,
-        Err(e) if e.is_conflict() || e.is_not_found() => {
-            tracing::debug!(%task, reason = %e, "a wait ended before its timer");
-        }
-        Err(e) => tracing::warn!(%task, error = %e, "waking a task failed; a sweeper will wake it"),
+async fn wake(inner: &Inner, due: &Due) {
+    match due {
+        Due::Task(task) => match inner.store.wake(task).await {
+            Ok(changes) => inner.dispatch(changes).await,
+            Err(e) if e.is_conflict() || e.is_not_found() => {
+                tracing::debug!(%task, reason = %e, "a wait ended before its timer");
+            }
+            Err(e) => tracing::warn!(%task, error = %e, "waking a task failed; a sweeper will wake it"),
+        },
+        Due::Execution(id) => match inner.store.start_delayed(*id).await {
+            Ok(changes) => inner.dispatch(changes).await,
+            Err(e) if e.is_conflict() || e.is_not_found() => {
+                tracing::debug!(execution_id = %id, reason = %e, "a delayed execution started or ended before its timer");
+            }
+            Err(e) => {
+                tracing::warn!(execution_id = %id, error = %e, "starting a delayed execution failed; a sweeper will start it")
+            }
+        },
     }
 }

@@ -475,6 +475,11 @@ impl Store for MemoryStore {
         Ok(changes)
     }
 
+    async fn start_delayed(&self, id: ExecutionId) -> Result<Changes> {
+        let now = self.clock.now();
+        self.with_state(id, |s| s.start_delayed(now))
+    }
+
     async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
         let now = self.clock.now();
         self.with_state(id, |s| s.signal(name, payload, now))

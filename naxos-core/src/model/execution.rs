@@ -306,16 +306,36 @@ pub struct ExecutionSummary {
     /// The schedule whose tick started it, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<String>,
-    /// When it must be finished by (from the job's `timeoutMs`).
+    /// When it must be finished by (from the job's `timeoutMs`, counted from its creation, or
+    /// for a delayed execution from when it started).
     pub deadline: Option<DateTime<Utc>>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When its state last changed.
     pub updated_at: DateTime<Utc>,
-    /// When its first task started.
+    /// When it started: its first task started, or for a delayed execution, its time came and
+    /// its first tasks were queued.
     pub start_time: Option<DateTime<Utc>>,
     /// When it reached a terminal status.
     pub end_time: Option<DateTime<Utc>>,
+    /// The time a delayed execution (`delayMs`, `runAt`) was to start at: until it starts it is
+    /// PENDING with no task queued ([`is_delayed`](Self::is_delayed)). Kept once it started, or
+    /// was cancelled before; `None` for an execution that started at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+impl ExecutionSummary {
+    /// True while a delayed execution waits for its time: PENDING, not started, its tasks not
+    /// yet queued.
+    pub fn is_delayed(&self) -> bool {
+        self.status == ExecutionStatus::Pending && self.scheduled_for.is_some() && self.start_time.is_none()
+    }
+
+    /// True when it is unfinished, not waiting for its time, and its deadline is before `now`.
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        !self.status.is_terminal() && !self.is_delayed() && self.deadline.is_some_and(|d| d < now)
+    }
 }
 
 /// A status change, published after it was committed to the Store.

@@ -1,8 +1,10 @@
 //! The data naxos works on: job definitions (the original's JSON format), executions, task runs
-//! and their statuses, task plans (`when` and `trigger`), and the W3C trace context an execution carries.
+//! and their statuses, task plans (`when` and `trigger`), delayed starts, and the W3C trace context an execution
+//! carries.
 
 mod builder;
 mod definition;
+mod delay;
 mod execution;
 mod output;
 mod plan;
@@ -19,6 +21,7 @@ pub use definition::{
     BackoffPolicy, DefinitionSummary, JobDefinition, NewTask, StoredDefinition, TaskDefinition, DEFAULT_MAX_FAN_OUT,
     MAX_FAN_OUT,
 };
+pub use delay::Delay;
 pub use execution::{
     Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent,
     TaskRef, TaskRun,

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use crate::model::{Attempt, ExecutionId, StatusEvent, TaskRef};
 
 /// Effects of a committed transition. The engine publishes `ready`, `delayed` and `events`
-/// after the commit, and sets a timer for each of `waiting`; a Store that keeps rows persists `history`.
+/// after the commit, and sets a timer for each of `waiting` and `scheduled`; a Store that keeps
+/// rows persists `history`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     /// Tasks now QUEUED: publish a message for each.
@@ -15,6 +16,9 @@ pub struct Changes {
     /// Tasks now WAITING (a `sleep`, or a `waitFor` with a timeout) with their due time: wake
     /// each then ([`Store::wake`](crate::backend::Store::wake)).
     pub waiting: Vec<(TaskRef, DateTime<Utc>)>,
+    /// Executions created to start later (`delayMs`, `runAt`) with their time: start each then
+    /// ([`Store::start_delayed`](crate::backend::Store::start_delayed)).
+    pub scheduled: Vec<(ExecutionId, DateTime<Utc>)>,
     /// Status changes, in order.
     pub events: Vec<StatusEvent>,
     /// Attempt records started or ended, each as it now stands (keyed by execution, task and
@@ -28,6 +32,7 @@ impl Changes {
         self.ready.is_empty()
             && self.delayed.is_empty()
             && self.waiting.is_empty()
+            && self.scheduled.is_empty()
             && self.events.is_empty()
             && self.history.is_empty()
     }
@@ -41,6 +46,7 @@ impl Changes {
         self.ready.extend(other.ready);
         self.delayed.extend(other.delayed);
         self.waiting.extend(other.waiting);
+        self.scheduled.extend(other.scheduled);
         self.events.extend(other.events);
         self.history.extend(other.history);
     }

@@ -98,7 +98,7 @@ impl ExecutionState {
         let mut ch = Changes::default();
         self.summary.end_time = None;
         // The job's timeout counts again from the retry: the old deadline has passed, or is near.
-        let timeout = self.summary.deadline.map(|d| d - self.summary.created_at);
+        let timeout = self.summary.deadline.map(|d| d - self.timeout_from());
         self.summary.deadline = timeout.map(|t| now + t);
         self.set_execution(ExecutionStatus::Running, None, now, &mut ch);
         let mut stack = roots;

@@ -18,6 +18,7 @@
 //! | `trigger.rs` | which waiting tasks a change starts or rules out: triggers, `when` conditions |
 //! | `wait.rs` | durable waits: `sleep` and `waitFor` tasks woken when due, signals |
 //! | `fanout.rs` | `forEach` tasks: their instances, and the fan-in when those end |
+//! | `delay.rs` | delayed executions (`delayMs`, `runAt`): started when their time comes |
 //! | `rules.rs` | how an execution ends, how a finished task counts for triggers, error and event texts |
 //!
 //! The rules it owns: fencing by attempt (a transition names the attempt it is for and fails
@@ -29,6 +30,7 @@
 
 mod changes;
 mod control;
+mod delay;
 mod fanout;
 mod graph;
 mod recovery;
@@ -76,7 +78,12 @@ impl ExecutionState {
     /// A new PENDING execution, created at `now`, with its root tasks QUEUED — or decided by
     /// their `when` conditions: SKIPPED or FAILED (with what that decides below them), and the
     /// execution then finished at once if no task is left to run.
+    ///
+    /// With a [`NewExecution::delay`] still ahead of `now`, no task is decided: the execution
+    /// waits for its time, listed in [`Changes::scheduled`] (see `delay.rs`). A delay beyond
+    /// [`Delay::MAX`](crate::model::Delay::MAX) is `InvalidInput` naming its parameter.
     pub fn create(new: NewExecution, now: DateTime<Utc>) -> Result<(Self, Changes)> {
+        let scheduled_for = new.delay.map(|d| d.start(now)).transpose()?.flatten();
         let mut tasks: Vec<TaskRun> = new
             .tasks
             .iter()
@@ -108,11 +115,12 @@ impl ExecutionState {
                 idempotency_key: new.idempotency_key,
                 traceparent: new.traceparent,
                 schedule_id: new.schedule_id,
-                deadline: new.timeout.map(|t| after(now, t)),
+                deadline: new.timeout.map(|t| after(scheduled_for.unwrap_or(now), t)),
                 created_at: now,
                 updated_at: now,
                 start_time: None,
                 end_time: None,
+                scheduled_for,
             },
             params: Arc::new(new.params),
             outputs: vec![None; tasks.len()],
@@ -123,14 +131,23 @@ impl ExecutionState {
         };
         let mut changes = Changes::default();
         changes.events.push(state.execution_event(now));
-        let roots: Vec<(usize, bool)> = (0..state.tasks.len())
-            .filter(|&i| state.graph.dependencies(i).is_empty())
+        match scheduled_for {
+            Some(at) => changes.scheduled.push((state.summary.id, at)),
+            None => state.start_roots(now, &mut changes),
+        }
+        Ok((state, changes))
+    }
+
+    /// Decides the root tasks (QUEUED, or as their conditions say) and what that decides below
+    /// them, and finishes the execution if nothing is left to run.
+    fn start_roots(&mut self, now: DateTime<Utc>, ch: &mut Changes) {
+        let roots: Vec<(usize, bool)> = (0..self.tasks.len())
+            .filter(|&i| self.graph.dependencies(i).is_empty())
             .map(|i| (i, false))
             .collect();
-        let moved = state.decide(roots, now);
-        state.announce(moved, now, &mut changes);
-        state.finish_if_done(now, &mut changes);
-        Ok((state, changes))
+        let moved = self.decide(roots, now);
+        self.announce(moved, now, ch);
+        self.finish_if_done(now, ch);
     }
 
     /// The state of a stored execution, as [`Store::get_execution`](crate::backend::Store::get_execution)
@@ -216,9 +233,10 @@ impl ExecutionState {
         self.summary.status.is_terminal()
     }
 
-    /// True when the execution is unfinished and its deadline is before `now`.
+    /// True when the execution is unfinished, not waiting for its time, and its deadline is
+    /// before `now` ([`ExecutionSummary::is_overdue`]).
     pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
-        !self.is_finished() && self.summary.deadline.is_some_and(|d| d < now)
+        self.summary.is_overdue(now)
     }
 
     /// The index of `task` if it is at `task.attempt` in one of `statuses`; the fencing guard.

@@ -4,7 +4,8 @@
 //! worker: a sleep until its due time (`ms` after now, or the time `until` gives), a wait
 //! until a signal of its name arrives or its `timeoutMs` runs out. Its due time is in
 //! `due_at`; the engine wakes it then ([`Changes::waiting`], [`ExecutionState::wake`]) and the
-//! sweepers wake what a node that died left behind ([`ExecutionState::wake_due`]).
+//! sweepers wake what a node that died left behind ([`ExecutionState::wake_due`], which also
+//! starts the delayed executions that are due: see `delay.rs`).
 //!
 //! A sleep wakes COMPLETED (output `null`); a wait wakes FAILED (`signal <name> timed out`).
 //! A signal ([`ExecutionState::signal`]) completes the first task WAITING for its name, with
@@ -51,9 +52,14 @@ impl ExecutionState {
     }
 
     /// Wakes every WAITING task due by `now`, at most `budget` of them (the budget is spent by
-    /// as many), as [`wake`](Self::wake) does.
+    /// as many), as [`wake`](Self::wake) does; or, for a delayed execution whose time has come,
+    /// starts it (spending one), as [`start_delayed`](Self::start_delayed) does.
     pub fn wake_due(&mut self, now: DateTime<Utc>, budget: &mut usize) -> Changes {
         let mut ch = Changes::default();
+        if self.start_if_due(now, budget, &mut ch) {
+            // A delayed execution has no task WAITING before it starts.
+            return ch;
+        }
         for i in 0..self.tasks.len() {
             if *budget == 0 {
                 break;

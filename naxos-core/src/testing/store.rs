@@ -125,6 +125,13 @@ impl Store for FaultyStore {
         out
     }
 
+    async fn start_delayed(&self, id: ExecutionId) -> Result<Changes> {
+        self.node.alive().await;
+        let out = self.inner.start_delayed(id).await;
+        self.node.alive().await;
+        out
+    }
+
     async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
         self.node.alive().await;
         let out = self.inner.signal(id, name, payload).await;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
 use super::scenario::{
-    apply_to_store, cases, config, drain_step, epoch, new_execution, resolve, scenario, trace_contexts, Call, Scenario,
+    apply_to_store, cases, config, drain_step, epoch, resolve, scenario, trace_contexts, Call, Scenario,
 };
 use crate::backend::{ExecutionQuery, StopReason, Store};
 use crate::memory::MemoryStore;
@@ -45,7 +45,7 @@ pub async fn check(store: &dyn Store, clock: &ManualClock, scenario: &Scenario) 
     let def = scenario.definition();
     let put = store.put_definition(def.clone()).await.map_err(|e| e.to_string())?;
     reference.put_definition(def).await.map_err(|e| e.to_string())?;
-    let new = new_execution(&put.definition);
+    let new = scenario.execution(&put.definition);
     let id = new.id;
     let (a, b) = (
         reference.create_execution(new.clone()).await.map(|c| c.changes),

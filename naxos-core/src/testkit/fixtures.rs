@@ -99,8 +99,8 @@ pub(crate) async fn run_ok(store: &dyn Store, execution: ExecutionId, id: &str) 
 
 /// A transition's changes as short lines, for exact comparisons with readable failures:
 /// `execution RUNNING`, `task b#1 QUEUED`, `task b#1 FAILED: boom`, `ready b#1`,
-/// `delayed a#2 at +5s`, `waiting s#1 until +60s`, `attempt a#1 COMPLETED on node-a` (times
-/// relative to `now`).
+/// `delayed a#2 at +5s`, `waiting s#1 until +60s`, `scheduled for +60s` (a delayed execution),
+/// `attempt a#1 COMPLETED on node-a` (times relative to `now`).
 pub(crate) fn described(changes: &Changes, now: DateTime<Utc>) -> Vec<String> {
     let mut lines = Vec::new();
     for e in &changes.events {
@@ -136,6 +136,12 @@ pub(crate) fn described(changes: &Changes, now: DateTime<Utc>) -> Vec<String> {
             (*due - now).num_seconds()
         )
     }));
+    lines.extend(
+        changes
+            .scheduled
+            .iter()
+            .map(|(_, at)| format!("scheduled for +{}s", (*at - now).num_seconds())),
+    );
     for h in &changes.history {
         let r = &h.record;
         let outcome = r.outcome.map_or("started", |o| o.as_str());

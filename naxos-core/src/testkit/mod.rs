@@ -135,6 +135,10 @@ macro_rules! store_conformance {
                 a_fan_out_runs_an_instance_per_item_and_fans_in_once,
                 a_failed_instance_fails_the_fan_out_and_a_retry_keeps_the_completed,
                 fan_outs_too_long_empty_or_not_a_list,
+                a_delayed_execution_starts_at_its_time_once,
+                wake_due_starts_due_delayed_executions_once,
+                a_delayed_execution_cancelled_before_its_time_never_starts,
+                a_delay_too_far_ahead_is_refused,
             ]
         );
     };

@@ -1,7 +1,7 @@
 //! Random scenarios for the state machine: a random DAG (half of them with random task plans:
-//! `when` conditions that hold, fail or do not evaluate, and every trigger) and a random sequence
-//! of operations on one execution of it, as proptest strategies, and the drivers that run a
-//! scenario against the pure state module or against any [`Store`].
+//! `when` conditions that hold, fail or do not evaluate, and every trigger), a random sequence
+//! of operations on one execution of it (a quarter of them delayed), as proptest strategies, and
+//! the drivers that run a scenario against the pure state module or against any [`Store`].
 //!
 //! An [`Op`] picks its task among those it can apply to (a claim among the QUEUED and RETRYING
 //! tasks, a finish among the RUNNING ones, …) and names the current attempt, an older one or a
@@ -21,7 +21,7 @@ use crate::backend::{
 };
 use crate::clock::ManualClock;
 use crate::model::{
-    Execution, ExecutionId, JobDefinition, Sleep, StoredDefinition, TaskBuilder, TaskPlan, TaskRef, TaskRun,
+    Delay, Execution, ExecutionId, JobDefinition, Sleep, StoredDefinition, TaskBuilder, TaskPlan, TaskRef, TaskRun,
     TaskStatus, TraceParent, Trigger, WaitFor,
 };
 use crate::state::ExecutionState;
@@ -39,6 +39,8 @@ pub struct Scenario {
     pub plans: Vec<TaskPlan>,
     /// The job's `timeoutMs`, in seconds.
     pub timeout_secs: Option<u8>,
+    /// The execution's start delay (`delayMs`), in seconds; `None` to start at once.
+    pub delay_secs: Option<u8>,
     /// The operations, in order.
     pub ops: Vec<Op>,
 }
@@ -132,6 +134,8 @@ pub enum Op {
         /// Which name.
         name: u8,
     },
+    /// Start the execution if it is delayed (due or not, delayed or not).
+    StartDelayed,
 }
 
 /// How a finished attempt ended.
@@ -172,6 +176,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<u8>(), fence()).prop_map(|(pick, fence)| Op::Wake { pick, fence }),
         2 => Just(Op::WakeDue),
         2 => any::<u8>().prop_map(|name| Op::Signal { name }),
+        1 => Just(Op::StartDelayed),
     ]
 }
 
@@ -245,20 +250,22 @@ fn plan() -> impl Strategy<Value = TaskPlan> {
 }
 
 /// Scenarios of up to [`MAX_TASKS`] tasks and up to `max_ops` operations; half of them plain,
-/// half with random task plans.
+/// half with random task plans; a quarter of them delayed by 1–59 s.
 pub fn scenario(max_ops: usize) -> impl Strategy<Value = Scenario> {
     (
         dag(),
         proptest::option::of(proptest::collection::vec(plan(), MAX_TASKS)),
         proptest::option::of(1u8..120),
+        proptest::option::weighted(0.25, 1u8..60),
         proptest::collection::vec(op(), 0..max_ops),
     )
-        .prop_map(|(dependencies, plans, timeout_secs, ops)| Scenario {
+        .prop_map(|(dependencies, plans, timeout_secs, delay_secs, ops)| Scenario {
             plans: plans
                 .map(|p| p.into_iter().take(dependencies.len()).collect())
                 .unwrap_or_default(),
             dependencies,
             timeout_secs,
+            delay_secs,
             ops,
         })
 }
@@ -311,6 +318,15 @@ impl Scenario {
         def.timeout_ms = self.timeout_secs.map(|s| u64::from(s) * 1_000);
         def
     }
+
+    /// The execution the scenario creates ([`new_execution`]) with its delay.
+    pub fn execution(&self, definition: &Arc<StoredDefinition>) -> NewExecution {
+        let mut new = new_execution(definition);
+        new.delay = self
+            .delay_secs
+            .map(|s| Delay::For(std::time::Duration::from_secs(u64::from(s))));
+        new
+    }
 }
 
 /// The scenarios' fixed start time (whole seconds, so every store keeps it exactly).
@@ -355,6 +371,8 @@ pub enum Call {
     WakeDue,
     /// [`Store::signal`] (execution, name, payload).
     Signal(ExecutionId, String, Value),
+    /// [`Store::start_delayed`].
+    StartDelayed(ExecutionId),
 }
 
 /// Scans look at this many tasks at most.
@@ -435,16 +453,24 @@ pub fn resolve(op: &Op, execution: &Execution, clock: &ManualClock) -> Option<Ca
         Op::Wake { pick, fence } => Call::Wake(task(*pick, *fence, &[TaskStatus::Waiting])),
         Op::WakeDue => Call::WakeDue,
         Op::Signal { name } => Call::Signal(execution.id, format!("s{}", name % 2), json!({ "signal": name })),
+        Op::StartDelayed => Call::StartDelayed(execution.id),
     })
 }
 
-/// The next call that moves a stuck-free execution towards its end: complete the first RUNNING
-/// task, else claim the first QUEUED or RETRYING one, else signal the first task WAITING for a
-/// signal, else move `clock` to the first sleep's due time and wake what is due. `None` when the
-/// execution is finished or (a bug) nothing can move.
+/// The next call that moves a stuck-free execution towards its end: for a delayed execution,
+/// move `clock` to its time and wake what is due (which starts it); else complete the first
+/// RUNNING task, else claim the first QUEUED or RETRYING one, else signal the first task WAITING
+/// for a signal, else move `clock` to the first sleep's due time and wake what is due. `None`
+/// when the execution is finished or (a bug) nothing can move.
 pub fn drain_step(execution: &Execution, clock: &ManualClock) -> Option<Call> {
     if execution.status.is_terminal() {
         return None;
+    }
+    if let Some(at) = execution.scheduled_for.filter(|_| execution.summary.is_delayed()) {
+        if at > clock.now() {
+            clock.set(at);
+        }
+        return Some(Call::WakeDue);
     }
     let waiting = || execution.tasks.iter().filter(|t| t.status == TaskStatus::Waiting);
     // What a worker could take or finish (a fan-out is RUNNING without a lease: its instances are).
@@ -597,6 +623,7 @@ pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc
         Call::Signal(_, name, payload) => Observed::Signalled(observe(state.signal(&name, payload, now), |s| {
             (s.delivered_to, s.changes)
         })),
+        Call::StartDelayed(_) => Observed::Changed(observe(state.start_delayed(now), |c| c)),
     }
 }
 
@@ -628,6 +655,7 @@ pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
         Call::Signal(id, name, payload) => Observed::Signalled(observe(store.signal(id, &name, payload).await, |s| {
             (s.delivered_to, s.changes)
         })),
+        Call::StartDelayed(id) => Observed::Changed(observe(store.start_delayed(id).await, |c| c)),
     }
 }
 

@@ -1,13 +1,16 @@
 //! `/api/v1/jobs`: execute, status, list, cancel, retry, signals.
 
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use naxos_core::backend::ExecutionQuery;
-use naxos_core::model::TraceParent;
+use naxos_core::model::{Delay, TraceParent};
 use naxos_core::{Error, ExecuteRequest, ExecutionId, ExecutionStatus};
 use serde::Deserialize;
 
@@ -23,14 +26,57 @@ const MAX_LIMIT: usize = 1_000;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct ExecuteQuery {
     /// Run this version; the latest when absent.
     #[param(value_type = u32, minimum = 1)]
     version: Option<String>,
+    /// Start the execution this many milliseconds from now (at most ten years): it is created at
+    /// once, PENDING with `scheduledFor` and no task queued until then; its `timeoutMs` counts
+    /// from that start. 0 starts it at once. Not with `runAt`.
+    // The maximum is `MAX_WAIT_MS` (an attribute takes no constant; tests/delays.rs holds them equal).
+    #[param(value_type = u64, minimum = 0, maximum = 316_224_000_000_u64)]
+    delay_ms: Option<String>,
+    /// Start the execution at this time (RFC 3339, e.g. `2030-01-01T09:00:00Z`; at most ten
+    /// years ahead), as `delayMs` says; a time already past starts it at once. Not with
+    /// `delayMs`.
+    #[param(value_type = String, format = DateTime)]
+    run_at: Option<String>,
 }
 
-/// `POST /api/v1/jobs/{definitionId}/execute`: the body is the params (empty means `{}`).
-/// 202 for a new execution; 200 when the `Idempotency-Key` matched an earlier one.
+impl ExecuteQuery {
+    /// The delay the query asks for: `None` without `delayMs` or `runAt`; a 400 naming the
+    /// parameter for a value that does not parse, or both given. (How far ahead a delay may be
+    /// is the engine's rule: it refuses one too far with a 400 naming the parameter too.)
+    fn delay(&self) -> ApiResult<Option<Delay>> {
+        match (self.delay_ms.as_deref(), self.run_at.as_deref()) {
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err(ApiError::bad_request(
+                "give delayMs or runAt, not both: they both say when the execution starts",
+            )),
+            (Some(ms), None) => {
+                let ms: u64 = ms.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "delayMs `{ms}` must be a whole number of milliseconds, 0 or more"
+                    ))
+                })?;
+                Ok(Some(Delay::For(Duration::from_millis(ms))))
+            }
+            (None, Some(at)) => {
+                let at = DateTime::parse_from_rfc3339(at).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "runAt `{at}` is not an RFC 3339 time like 2030-01-01T09:00:00Z: {e}"
+                    ))
+                })?;
+                Ok(Some(Delay::Until(at.with_timezone(&Utc))))
+            }
+        }
+    }
+}
+
+/// `POST /api/v1/jobs/{definitionId}/execute[?version=&delayMs=|runAt=]`: the body is the params
+/// (empty means `{}`). 202 for a new execution (with `scheduledFor` when delayed); 200 when the
+/// `Idempotency-Key` matched an earlier one.
 ///
 /// A W3C `traceparent` header joins the execution to the caller's trace: it is stored with the
 /// execution, and every attempt of its tasks is traced as a child of the caller's span (see
@@ -58,7 +104,8 @@ pub(crate) struct ExecuteQuery {
         (status = 202, description = "Started", body = ExecutionAck),
         (status = 200, description = "The Idempotency-Key matched an earlier execution", body = ExecutionAck),
         (status = 400, description = "Params that are not a JSON object, malformed JSON, a bad version, an invalid \
-            traceparent header", body = ErrorBody),
+            traceparent header; a `delayMs` or `runAt` that does not parse or is more than ten years ahead, or both \
+            given (the message names the parameter)", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "No such definition or version", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
@@ -78,6 +125,7 @@ pub(crate) async fn execute(
     let params = body::params(&bytes)?;
     let mut request = ExecuteRequest::new(definition_id, params);
     request.version = q.version.as_deref().map(parse_version).transpose()?;
+    request.delay = q.delay()?;
     if let Some(key) = headers.get("idempotency-key") {
         let key = key
             .to_str()
@@ -86,15 +134,22 @@ pub(crate) async fn execute(
     }
     request.traceparent = traceparent(&headers)?;
     let submitted = app.engine.submit(request).await?;
-    let (status, message) = if submitted.created {
-        (StatusCode::ACCEPTED, "Job execution started")
-    } else {
-        (StatusCode::OK, "Job execution already exists for this Idempotency-Key")
+    let (status, message) = match (submitted.created, submitted.scheduled_for) {
+        (true, None) => (StatusCode::ACCEPTED, "Job execution started".to_string()),
+        (true, Some(at)) => (
+            StatusCode::ACCEPTED,
+            format!("Job execution scheduled for {}", at.to_rfc3339()),
+        ),
+        (false, _) => (
+            StatusCode::OK,
+            "Job execution already exists for this Idempotency-Key".to_string(),
+        ),
     };
     let ack = ExecutionAck {
         execution_id: submitted.execution_id,
         status: submitted.status,
-        message: message.to_string(),
+        message,
+        scheduled_for: submitted.scheduled_for,
     };
     Ok((status, Json(ack)).into_response())
 }
@@ -234,6 +289,7 @@ pub(crate) async fn cancel(State(app): State<AppState>, ApiPath(id): ApiPath<Str
         execution_id: id,
         status,
         message: "Job execution cancelled".into(),
+        scheduled_for: None,
     };
     Ok(Json(ack).into_response())
 }
@@ -279,6 +335,7 @@ pub(crate) async fn retry(
         execution_id: id,
         status,
         message,
+        scheduled_for: None,
     };
     Ok((StatusCode::ACCEPTED, Json(ack)).into_response())
 }

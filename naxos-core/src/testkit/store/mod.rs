@@ -3,6 +3,7 @@
 
 mod conditions;
 mod control;
+mod delays;
 mod fanout;
 mod records;
 mod retention;
@@ -13,6 +14,7 @@ mod waits;
 
 pub use conditions::*;
 pub use control::*;
+pub use delays::*;
 pub use fanout::*;
 pub use records::*;
 pub use retention::*;

@@ -166,6 +166,7 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>, clock: Manual
         traceparent: None,
         schedule_id: None,
         timeout: Some(Duration::from_secs(5)),
+        delay: None,
         retention: None,
         tasks: [crate::backend::NewTask {
             task_id: "only".into(),
