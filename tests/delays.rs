@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, finished, fresh_database, scratch_dir, start_with, task};
+use common::{call, finished, on_lmdb, on_postgres, start_with, task};
 use hyper::{Method, StatusCode};
 use naxos::chrono::{self, DateTime, Utc};
 use naxos::serde_json::Value;
@@ -84,19 +84,12 @@ async fn a_delayed_run_survives_kill_9(env: &[(&str, &str)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_run_survives_kill_9_on_lmdb() {
-    let data = scratch_dir("delay-restart");
-    let path = data.display().to_string();
-    a_delayed_run_survives_kill_9(&[("NAXOS_LMDB_PATH", path.as_str())]).await;
-    let _ = std::fs::remove_dir_all(&data);
+    on_lmdb("delay-restart", a_delayed_run_survives_kill_9).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_run_survives_kill_9_on_postgres() {
-    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let db = fresh_database(&url, "naxos_delay_restart").await;
-    a_delayed_run_survives_kill_9(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+    on_postgres("naxos_delay_restart", a_delayed_run_survives_kill_9).await;
 }
 
 /// Not a durable store, but the server's default path of a delayed execution: the node's timer.

@@ -7,7 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, execute, finished, finished_within, fresh_database, scratch_dir, start_with, task};
+use common::{
+    call, calls, execute, finished, finished_within, fresh_database, on_lmdb, on_postgres, scratch_dir, start_with,
+    task,
+};
 use hyper::{Method, StatusCode};
 use naxos::serde_json::{json, Value};
 
@@ -25,19 +28,12 @@ async fn fan_outs_over_http_in_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_outs_over_http_on_lmdb() {
-    let data = scratch_dir("fanout");
-    let path = data.display().to_string();
-    fan_outs(&[("NAXOS_LMDB_PATH", path.as_str())]).await;
-    let _ = std::fs::remove_dir_all(&data);
+    on_lmdb("fanout", fan_outs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_outs_over_http_on_postgres() {
-    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let db = fresh_database(&url, "naxos_fanout").await;
-    fan_outs(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+    on_postgres("naxos_fanout", fan_outs).await;
 }
 
 async fn fan_outs(env: &[(&str, &str)]) {
@@ -143,6 +139,62 @@ async fn fan_outs(env: &[(&str, &str)]) {
     server.child.kill().await.unwrap();
 }
 
+/// Three instances of the demo `flaky`, the middle one failing twice (`{"failTimes": 2}` as its
+/// item) under `maxRetry` 3; then `join`. The failing instance alone is retried (the call log
+/// shows the others ran once), and the join runs exactly once, after it.
+async fn a_failing_instance_is_retried_alone(env: &[(&str, &str)]) {
+    const RETRIED: &str = r#"{ "id": "retried", "tasks": {
+        "each": {"id": "each", "functionName": "flaky", "forEach": "params.items", "maxRetry": 3,
+                 "backoff": {"initialMs": 50, "maxMs": 100, "multiplier": 2, "jitter": 0}},
+        "join": {"id": "join", "functionName": "echo"} },
+      "graph": { "join": ["each"] } }"#;
+    let log = scratch_dir("fanout-calls");
+    let log_str = log.display().to_string();
+    let mut all = env.to_vec();
+    all.push(("NAXOS_CALL_LOG", log_str.as_str()));
+    let mut server = start_with(&all).await;
+    let base = server.base.clone();
+    let (status, body) = call(&base, Method::POST, "/api/v1/job-definitions", RETRIED).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let items = json!([{"failTimes": 0}, {"failTimes": 2}, {"failTimes": 0}]);
+    let id = execute(&base, "retried", json!({ "items": items })).await;
+    let exec = finished(&base, &id).await;
+    assert_eq!(exec["status"], "COMPLETED", "{exec}");
+    let each = task(&exec, "each");
+    let attempts: Vec<&Value> = each["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["attempts"])
+        .collect();
+    assert_eq!(attempts, [&json!(1), &json!(3), &json!(1)], "{each}");
+    assert_eq!(each["output"], json!([{"attempt": 1}, {"attempt": 3}, {"attempt": 1}]));
+    let mine: Vec<String> = calls(&log)
+        .into_iter()
+        .filter(|(e, _)| *e == id)
+        .map(|(_, t)| t)
+        .collect();
+    let count = |t: &str| mine.iter().filter(|m| *m == t).count();
+    assert_eq!(
+        (count("each[0]"), count("each[1]"), count("each[2]"), count("join")),
+        (1, 3, 1, 1),
+        "the failing instance alone was retried, and the join ran once: {mine:?}"
+    );
+    assert_eq!(mine.last().map(String::as_str), Some("join"), "the join ran last");
+    server.child.kill().await.unwrap();
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_instance_is_retried_alone_in_memory() {
+    a_failing_instance_is_retried_alone(&[("NAXOS_STORE", "memory")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_instance_is_retried_alone_on_postgres() {
+    on_postgres("naxos_fanout_retry", a_failing_instance_is_retried_alone).await;
+}
+
 /// Eight instances of a 400 ms task on two worker slots; the server is killed (SIGKILL) once
 /// one has completed and started again on the same data: the fan-out completes with all eight
 /// outputs in order, and the task below runs once.
@@ -192,19 +244,12 @@ async fn a_fan_out_survives_kill_9(env: &[(&str, &str)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_out_survives_kill_9_on_lmdb() {
-    let data = scratch_dir("fanout-restart");
-    let path = data.display().to_string();
-    a_fan_out_survives_kill_9(&[("NAXOS_LMDB_PATH", path.as_str())]).await;
-    let _ = std::fs::remove_dir_all(&data);
+    on_lmdb("fanout-restart", a_fan_out_survives_kill_9).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_out_survives_kill_9_on_postgres() {
-    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let db = fresh_database(&url, "naxos_fanout_restart").await;
-    a_fan_out_survives_kill_9(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+    on_postgres("naxos_fanout_restart", a_fan_out_survives_kill_9).await;
 }
 
 /// A fan-out of `width` instances of a no-op task (the demo `Task1`), on `env`'s Store; prints

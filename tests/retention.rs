@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, finished, fresh_database, start_with, DEADLINE};
+use common::{call, finished, on_postgres, start_with, DEADLINE};
 use hyper::{Method, StatusCode};
 use naxos::serde_json::json;
 
@@ -80,11 +80,7 @@ async fn short_retention_goes_and_the_rest_stays(env: &[(&str, &str)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_short_retention_prunes_and_the_default_keeps() {
-    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let db = fresh_database(&url, "naxos_retention").await;
-    short_retention_goes_and_the_rest_stays(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+    on_postgres("naxos_retention", short_retention_goes_and_the_rest_stays).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, execute, finished, fresh_database, scratch_dir, start_with, task};
+use common::{call, execute, finished, on_lmdb, on_postgres, start_with, task};
 use hyper::{Method, StatusCode};
 use naxos::chrono::{self, DateTime, Utc};
 use naxos::serde_json::{json, Value};
@@ -35,11 +35,7 @@ async fn signals_and_sleeps_over_http_on_lmdb() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_and_sleeps_over_http_on_postgres() {
-    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let db = fresh_database(&url, "naxos_waits").await;
-    signals_and_sleeps(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+    on_postgres("naxos_waits", signals_and_sleeps).await;
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
@@ -191,19 +187,12 @@ async fn a_sleep_survives_kill_9(env: &[(&str, &str)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleep_survives_kill_9_on_lmdb() {
-    let data = scratch_dir("sleep-restart");
-    let path = data.display().to_string();
-    a_sleep_survives_kill_9(&[("NAXOS_LMDB_PATH", path.as_str())]).await;
-    let _ = std::fs::remove_dir_all(&data);
+    on_lmdb("sleep-restart", a_sleep_survives_kill_9).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sleep_survives_kill_9_on_postgres() {
-    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let db = fresh_database(&url, "naxos_sleep_restart").await;
-    a_sleep_survives_kill_9(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+    on_postgres("naxos_sleep_restart", a_sleep_survives_kill_9).await;
 }
 
 /// One worker slot, 100 executions sleeping for an hour: other work still runs, one after

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call, execute, finished, fresh_database, scratch_dir, start_with, task};
+use common::{call, calls, execute, finished, on_postgres, scratch_dir, start_with, task};
 use hyper::{Method, StatusCode};
 use naxos::serde_json::{json, Value};
 
@@ -34,26 +34,10 @@ async fn conditions_and_triggers_over_http_on_lmdb() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditions_and_triggers_over_http_on_postgres() {
-    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let db = fresh_database(&url, "naxos_when").await;
-    conditions_and_triggers(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+    on_postgres("naxos_when", conditions_and_triggers).await;
 }
 
 /// The calls the server's functions made, as `(execution, task)` pairs, from its call log.
-fn calls(log: &std::path::Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let mut words = l.split_whitespace();
-            let execution = words.next().unwrap_or_default().to_string();
-            (execution, words.next().unwrap_or_default().to_string())
-        })
-        .collect()
-}
-
 async fn register(base: &str, definition: &str) -> (StatusCode, Value) {
     call(base, Method::POST, "/api/v1/job-definitions", definition).await
 }
@@ -156,11 +140,7 @@ async fn restart_from_a_task_over_http_in_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_from_a_task_over_http_on_postgres() {
-    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
-        return;
-    };
-    let db = fresh_database(&url, "naxos_retry_from").await;
-    restart_from_a_task(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+    on_postgres("naxos_retry_from", restart_from_a_task).await;
 }
 
 /// A COMPLETED diamond restarted from `b`: `b` and `d` run again, `a` and `c` do not (the call

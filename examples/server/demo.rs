@@ -55,7 +55,14 @@ pub(crate) fn register(engine: &Engine, log: Option<CallLog>) {
         Ok(json!({ "sleptMs": ms }))
     });
     add(engine, &log, "flaky", |ctx| async move {
-        let fail_times = ctx.param::<u32>("failTimes").unwrap_or(1);
+        // In a fan-out, an item `{"failTimes": N}` sets it for its instance alone.
+        let fail_times = ctx
+            .item()
+            .and_then(|i| i.get("failTimes"))
+            .and_then(Value::as_u64)
+            .map(|n| n as u32)
+            .or_else(|| ctx.param::<u32>("failTimes"))
+            .unwrap_or(1);
         if ctx.attempt() <= fail_times {
             return Err(TaskError::retryable(format!(
                 "flaky: attempt {} of the first {fail_times} fails",

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use common::fast_config;
+use common::{fast_config, until};
 use naxos_core::memory::{MemoryQueue, MemoryStore};
-use naxos_core::model::{Execution, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
+use naxos_core::model::{ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
 use naxos_core::serde_json::json;
-use naxos_core::{Engine, EngineConfig, Error, ExecuteRequest, ExecutionId};
+use naxos_core::{Engine, EngineConfig, Error, ExecuteRequest};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -54,19 +54,6 @@ fn without_sweeps() -> EngineConfig {
 
 fn later() -> ExecuteRequest {
     ExecuteRequest::new("later", json!({}))
-}
-
-/// Polls until `ready` holds of the execution, for at most [`LIMIT`].
-async fn until(engine: &Engine, id: ExecutionId, ready: impl Fn(&Execution) -> bool) -> Execution {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let exec = engine.execution(id).await.unwrap();
-        if ready(&exec) {
-            return exec;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "condition never held: {exec:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Delayed 600 ms with a 400 ms job timeout: PENDING with nothing queued and no function

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::fast_config;
+use common::{fast_config, until};
 use naxos_core::memory::{MemoryQueue, MemoryStore};
 use naxos_core::model::{Execution, ExecutionStatus, JobDefinition, TaskBuilder, TaskRun, TaskStatus};
 use naxos_core::serde_json::{json, Value};
@@ -45,19 +45,6 @@ fn register(engine: &Engine) {
 
 fn task<'a>(exec: &'a Execution, id: &str) -> &'a TaskRun {
     exec.tasks.iter().find(|t| t.task_id == id).unwrap()
-}
-
-/// Polls the execution until `ready` holds of it, for at most [`LIMIT`].
-async fn until(engine: &Engine, id: ExecutionId, ready: impl Fn(&Execution) -> bool) -> Execution {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let exec = engine.execution(id).await.unwrap();
-        if ready(&exec) {
-            return exec;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "condition never held: {exec:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

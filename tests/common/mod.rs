@@ -170,6 +170,38 @@ pub async fn fresh_database(url: &str, prefix: &str) -> String {
     format!("{}/{database}", url.rsplit_once('/').unwrap().0)
 }
 
+/// The calls a server's `NAXOS_CALL_LOG` recorded, in order: (execution id, task id).
+pub fn calls(log: &std::path::Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let execution = words.next().unwrap_or_default().to_string();
+            (execution, words.next().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+/// Runs `test` with the environment of a server on LMDB in a fresh data directory named after
+/// `what` (removed afterwards).
+pub async fn on_lmdb(what: &str, test: impl AsyncFnOnce(&[(&str, &str)])) {
+    let data = scratch_dir(what);
+    let path = data.display().to_string();
+    test(&[("NAXOS_LMDB_PATH", path.as_str())]).await;
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Runs `test` with the environment of a server on PostgreSQL, in a fresh database named after
+/// `prefix`; without the test PostgreSQL it returns (under `CI=true` it fails instead).
+pub async fn on_postgres(prefix: &str, test: impl AsyncFnOnce(&[(&str, &str)])) {
+    let Some(url) = naxos_core::testkit::service_url("NAXOS_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let db = fresh_database(&url, prefix).await;
+    test(&[("NAXOS_POSTGRES_URL", db.as_str())]).await;
+}
+
 /// Sends SIGTERM and expects a clean exit (status 0) within the deadline.
 pub async fn stop_gracefully(server: &mut Server) {
     let pid = server.child.id().expect("running").to_string();

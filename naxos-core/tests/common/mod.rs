@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use naxos_core::model::{BackoffPolicy, JobDefinition, TaskBuilder};
-use naxos_core::{Engine, EngineConfig};
+use naxos_core::model::{BackoffPolicy, Execution, JobDefinition, TaskBuilder};
+use naxos_core::{Engine, EngineConfig, ExecutionId};
 
 /// Settings that make recovery fast enough for tests.
 pub fn fast_config() -> EngineConfig {
@@ -47,6 +47,19 @@ pub fn diamond(id: &str, function: &str) -> JobDefinition {
 
 /// The longest any test waits for an execution.
 pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls the execution until `ready` holds of it, for at most [`DEADLINE`].
+pub async fn until(engine: &Engine, id: ExecutionId, ready: impl Fn(&Execution) -> bool) -> Execution {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let exec = engine.execution(id).await.unwrap();
+        if ready(&exec) {
+            return exec;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "condition never held: {exec:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// Log lines collected in memory.
 #[derive(Clone, Default)]
