@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    call, calls, execute, finished, finished_within, fresh_database, on_lmdb, on_postgres, scratch_dir, start_with,
-    task,
+    call, calls, execute, finished, finished_within, fresh_database, on_lmdb, on_postgres, scratch_dir,
+    start_logging_calls, start_with, task,
 };
 use hyper::{Method, StatusCode};
 use naxos::serde_json::{json, Value};
@@ -148,11 +148,7 @@ async fn a_failing_instance_is_retried_alone(env: &[(&str, &str)]) {
                  "backoff": {"initialMs": 50, "maxMs": 100, "multiplier": 2, "jitter": 0}},
         "join": {"id": "join", "functionName": "echo"} },
       "graph": { "join": ["each"] } }"#;
-    let log = scratch_dir("fanout-calls");
-    let log_str = log.display().to_string();
-    let mut all = env.to_vec();
-    all.push(("NAXOS_CALL_LOG", log_str.as_str()));
-    let mut server = start_with(&all).await;
+    let (mut server, log) = start_logging_calls(env).await;
     let base = server.base.clone();
     let (status, body) = call(&base, Method::POST, "/api/v1/job-definitions", RETRIED).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

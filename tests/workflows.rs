@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{call, calls, execute, finished, on_postgres, scratch_dir, start_with, task};
+use common::{call, calls, execute, finished, on_postgres, start_logging_calls, task};
 use hyper::{Method, StatusCode};
 use naxos::serde_json::{json, Value};
 
@@ -37,17 +37,12 @@ async fn conditions_and_triggers_over_http_on_postgres() {
     on_postgres("naxos_when", conditions_and_triggers).await;
 }
 
-/// The calls the server's functions made, as `(execution, task)` pairs, from its call log.
 async fn register(base: &str, definition: &str) -> (StatusCode, Value) {
     call(base, Method::POST, "/api/v1/job-definitions", definition).await
 }
 
 async fn conditions_and_triggers(env: &[(&str, &str)]) {
-    let log = scratch_dir("calls");
-    let log_str = log.display().to_string();
-    let mut all = env.to_vec();
-    all.push(("NAXOS_CALL_LOG", log_str.as_str()));
-    let mut server = start_with(&all).await;
+    let (mut server, log) = start_logging_calls(env).await;
     let base = server.base.clone();
 
     // The branch not taken is skipped and never runs; the join runs once; the execution COMPLETES.
@@ -147,11 +142,7 @@ async fn restart_from_a_task_over_http_on_postgres() {
 /// log says so) and `d` sees `c`'s kept output; 409 while an execution runs, 404 for a task
 /// that does not exist.
 async fn restart_from_a_task(env: &[(&str, &str)]) {
-    let log = scratch_dir("calls");
-    let log_str = log.display().to_string();
-    let mut all = env.to_vec();
-    all.push(("NAXOS_CALL_LOG", log_str.as_str()));
-    let mut server = start_with(&all).await;
+    let (mut server, log) = start_logging_calls(env).await;
     let base = server.base.clone();
     let (status, body) = register(&base, DIAMOND).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

@@ -170,6 +170,16 @@ pub async fn fresh_database(url: &str, prefix: &str) -> String {
     format!("{}/{database}", url.rsplit_once('/').unwrap().0)
 }
 
+/// Starts the server with more environment and a call log (`NAXOS_CALL_LOG`) in a fresh file,
+/// whose path it returns beside the server (read it with [`calls`]).
+pub async fn start_logging_calls(env: &[(&str, &str)]) -> (Server, PathBuf) {
+    let log = scratch_dir("calls");
+    let log_str = log.display().to_string();
+    let mut all = env.to_vec();
+    all.push(("NAXOS_CALL_LOG", log_str.as_str()));
+    (start_with(&all).await, log)
+}
+
 /// The calls a server's `NAXOS_CALL_LOG` recorded, in order: (execution id, task id).
 pub fn calls(log: &std::path::Path) -> Vec<(String, String)> {
     std::fs::read_to_string(log)
