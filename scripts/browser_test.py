@@ -20,6 +20,14 @@ from selenium.webdriver.common.by import By
 base, shot = sys.argv[1], sys.argv[2]
 
 
+def post(path, body=None):
+    """POSTs `body` (any JSON, or nothing) to the API and returns its JSON answer."""
+    data = json.dumps(body).encode() if body is not None else b""
+    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"},
+                                     method="POST")
+    return json.load(urllib.request.urlopen(request))
+
+
 def wait(what, check, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -42,9 +50,7 @@ try:
     driver.get(base + "/#/")
     wait("the executions table", lambda: driver.find_elements(By.ID, "executions"))
 
-    request = urllib.request.Request(base + "/api/v1/jobs/sample-2/execute", data=b'{"sleepMs": 700}',
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    execution = json.load(urllib.request.urlopen(request))["executionId"]
+    execution = post("/api/v1/jobs/sample-2/execute", {"sleepMs": 700})["executionId"]
 
     row = wait("the execution in the list",
                lambda: driver.find_elements(By.CSS_SELECTOR, f'tr[data-execution="{execution}"] a'))
@@ -68,17 +74,13 @@ try:
     assert "COMPLETED" in header, header
 
     # A branch: the side not taken is SKIPPED by its condition, shown as such.
-    branch = json.dumps({"id": "browser-branch", "tasks": {
+    post("/api/v1/job-definitions", {"id": "browser-branch", "tasks": {
         "a": {"id": "a", "functionName": "echo"},
         "b": {"id": "b", "functionName": "echo", "when": "params.x > 1"},
         "c": {"id": "c", "functionName": "echo", "when": "params.x <= 1"},
         "join": {"id": "join", "functionName": "echo", "trigger": "noneFailed"}},
-        "graph": {"b": ["a"], "c": ["a"], "join": ["b", "c"]}}).encode()
-    urllib.request.urlopen(urllib.request.Request(base + "/api/v1/job-definitions", data=branch,
-                                                  headers={"Content-Type": "application/json"}, method="POST"))
-    request = urllib.request.Request(base + "/api/v1/jobs/browser-branch/execute", data=b'{"x": 2}',
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    branched = json.load(urllib.request.urlopen(request))["executionId"]
+        "graph": {"b": ["a"], "c": ["a"], "join": ["b", "c"]}})
+    branched = post("/api/v1/jobs/browser-branch/execute", {"x": 2})["executionId"]
     driver.get(base + f"/#/executions/{branched}")
     wait("the branch to finish", lambda: "COMPLETED" in driver.find_element(By.ID, "execution-status").text)
     skipped = wait("the task skipped by its condition", lambda: driver.execute_script(
@@ -91,9 +93,7 @@ try:
     assert "trigger noneFailed" in join and "COMPLETED" in join, join
 
     # A delayed execution waits PENDING and says when it starts, in the list and on its page.
-    request = urllib.request.Request(base + "/api/v1/jobs/sample-2/execute?delayMs=600000", data=b"{}",
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    later = json.load(urllib.request.urlopen(request))
+    later = post("/api/v1/jobs/sample-2/execute?delayMs=600000", {})
     driver.get(base + "/#/")
     listed = wait("the delayed execution's time in the list", lambda: driver.find_elements(
         By.CSS_SELECTOR, f'tr[data-execution="{later["executionId"]}"] [data-scheduled]'))
@@ -102,16 +102,11 @@ try:
     driver.get(base + f"/#/executions/{later['executionId']}")
     header = wait("the delayed execution's page", lambda: driver.find_element(By.ID, "execution-status").text)
     assert "PENDING" in header and "starts " in header, header
-    urllib.request.urlopen(urllib.request.Request(base + f"/api/v1/jobs/{later['executionId']}/cancel",
-                                                  data=b"", method="POST"))
+    post(f"/api/v1/jobs/{later['executionId']}/cancel")
     # A fan-out: its instances counted on its node and folded in one row under it.
-    fan = json.dumps({"id": "browser-fanout", "tasks": {
-        "each": {"id": "each", "functionName": "echo", "forEach": "params.items"}}}).encode()
-    urllib.request.urlopen(urllib.request.Request(base + "/api/v1/job-definitions", data=fan,
-                                                  headers={"Content-Type": "application/json"}, method="POST"))
-    request = urllib.request.Request(base + "/api/v1/jobs/browser-fanout/execute", data=b'{"items": [1, 2, 3]}',
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    fanned = json.load(urllib.request.urlopen(request))["executionId"]
+    post("/api/v1/job-definitions", {"id": "browser-fanout", "tasks": {
+        "each": {"id": "each", "functionName": "echo", "forEach": "params.items"}}})
+    fanned = post("/api/v1/jobs/browser-fanout/execute", {"items": [1, 2, 3]})["executionId"]
     driver.get(base + f"/#/executions/{fanned}")
     wait("the fan-out to finish", lambda: "COMPLETED" in driver.find_element(By.ID, "execution-status").text)
     node = wait("the fan-out's node", lambda: driver.execute_script(

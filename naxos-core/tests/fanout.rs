@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{engine, quick_backoff};
-use naxos_core::model::{ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
+use naxos_core::model::{Execution, ExecutionStatus, JobDefinition, TaskBuilder, TaskStatus};
 use naxos_core::serde_json::{json, Value};
 use naxos_core::{Engine, Error, TaskError};
 
@@ -85,16 +85,17 @@ async fn started(id: &str) -> (Engine, Arc<Calls>) {
     (engine, calls)
 }
 
+/// Executes `definition` with `params` and waits (up to `limit`) for the execution to finish.
+async fn run(engine: &Engine, definition: &str, params: Value, limit: Duration) -> Execution {
+    let id = engine.execute(definition, params).await.unwrap().execution_id;
+    engine.wait_for_timeout(id, limit).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_item_runs_once_and_the_task_below_reads_the_outputs_in_order() {
     let (engine, calls) = started("numbers").await;
     let items: Vec<i64> = (1..=20).collect();
-    let id = engine
-        .execute("numbers", json!({ "items": items }))
-        .await
-        .unwrap()
-        .execution_id;
-    let done = engine.wait_for_timeout(id, LIMIT).await.unwrap();
+    let done = run(&engine, "numbers", json!({ "items": items }), LIMIT).await;
     assert_eq!(
         done.summary.status,
         ExecutionStatus::Completed,
@@ -113,12 +114,7 @@ async fn each_item_runs_once_and_the_task_below_reads_the_outputs_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_retries_on_its_own_with_the_tasks_policy() {
     let (engine, calls) = started("flaky").await;
-    let id = engine
-        .execute("flaky", json!({ "items": ["a", "flaky", "c"] }))
-        .await
-        .unwrap()
-        .execution_id;
-    let done = engine.wait_for_timeout(id, LIMIT).await.unwrap();
+    let done = run(&engine, "flaky", json!({ "items": ["a", "flaky", "c"] }), LIMIT).await;
     assert_eq!(
         done.summary.status,
         ExecutionStatus::Completed,
@@ -239,12 +235,7 @@ async fn a_fan_out_of_a_thousand_instances_completes() {
     let (engine, calls) = started("thousand").await;
     let items: Vec<i64> = (0..1_000).collect();
     let began = Instant::now();
-    let id = engine
-        .execute("thousand", json!({ "items": items }))
-        .await
-        .unwrap()
-        .execution_id;
-    let done = engine.wait_for_timeout(id, Duration::from_secs(120)).await.unwrap();
+    let done = run(&engine, "thousand", json!({ "items": items }), Duration::from_secs(120)).await;
     let took = began.elapsed();
     assert_eq!(
         done.summary.status,

@@ -42,14 +42,8 @@ impl ExecutionState {
         if items.len() > max as usize {
             return Err(rules::too_many_items(items.len(), max));
         }
-        let t = &mut self.tasks[i];
-        t.status = TaskStatus::Running;
-        t.lease = None;
-        t.queued_at = None;
-        t.due_at = None;
-        t.start_time = Some(now);
-        t.end_time = None;
-        let of = t.task_id.clone();
+        self.begin_unleased(i, TaskStatus::Running, None, now);
+        let of = self.tasks[i].task_id.clone();
         let mut existing = self.instances_of(&of);
         let count = items.len();
         for (index, item) in items.into_iter().enumerate() {

@@ -267,6 +267,18 @@ impl ExecutionState {
         self.announce(vec![i], now, ch);
     }
 
+    /// The task starts at `now` in `status` without a worker (a wait, WAITING until `due`; a
+    /// fan-out, RUNNING while its instances run), not yet announced.
+    fn begin_unleased(&mut self, i: usize, status: TaskStatus, due: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+        let t = &mut self.tasks[i];
+        t.status = status;
+        t.lease = None;
+        t.queued_at = None;
+        t.due_at = due;
+        t.start_time = Some(now);
+        t.end_time = None;
+    }
+
     /// The task becomes QUEUED at `now`, not yet announced.
     fn mark_queued(&mut self, i: usize, now: DateTime<Utc>) {
         let t = &mut self.tasks[i];

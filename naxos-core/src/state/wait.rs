@@ -137,13 +137,7 @@ impl ExecutionState {
                 .timeout_ms
                 .map(|ms| after(now, std::time::Duration::from_millis(ms))),
         };
-        let t = &mut self.tasks[i];
-        t.status = TaskStatus::Waiting;
-        t.lease = None;
-        t.queued_at = None;
-        t.due_at = due;
-        t.start_time = Some(now);
-        t.end_time = None;
+        self.begin_unleased(i, TaskStatus::Waiting, due, now);
         Ok(())
     }
 
