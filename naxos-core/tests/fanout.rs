@@ -158,18 +158,21 @@ async fn a_failed_instance_fails_the_task_and_a_retry_reruns_only_what_did_not_c
     assert_eq!(failed.task("sum").unwrap().status, TaskStatus::Skipped);
     let before = calls.by_item.lock().unwrap().clone();
 
-    // The item stays bad: a retry runs it (and any instance cancelled before it started) again.
+    // The item stays bad: a retry runs it again, and starts over any instance cancelled before it
+    // started; the completed ones are kept.
     engine.retry(id).await.unwrap();
     let again = engine.wait_for_timeout(id, LIMIT).await.unwrap();
     assert_eq!(again.summary.status, ExecutionStatus::Failed);
     let after = calls.by_item.lock().unwrap().clone();
     for run in failed.tasks.iter().filter(|t| t.plan.instance.is_some()) {
         let item = run.plan.instance.as_ref().unwrap().item.to_string();
-        let runs = after[&item] - before.get(&item).copied().unwrap_or(0);
-        if run.status == TaskStatus::Completed {
-            assert_eq!(runs, 0, "{} completed: kept, not run again", run.task_id);
-        } else {
-            assert_eq!(runs, 1, "{} ({:?}) ran again", run.task_id, run.status);
+        let runs = after.get(&item).copied().unwrap_or(0) - before.get(&item).copied().unwrap_or(0);
+        match run.status {
+            TaskStatus::Completed => assert_eq!(runs, 0, "{} completed: kept, not run again", run.task_id),
+            TaskStatus::Failed => assert_eq!(runs, 1, "{} failed: it ran again", run.task_id),
+            // Cancelled before it started: it starts over, and may be cancelled again before it
+            // starts when the bad item fails first.
+            _ => assert!(runs <= 1, "{} ({:?}) ran {runs} times", run.task_id, run.status),
         }
     }
     assert!(
