@@ -129,6 +129,22 @@ pub fn evaluate_list<'a>(
     }
 }
 
+/// Evaluates `source`, the expression of the field `field` (named in errors, e.g.
+/// `subJob.params`), to a JSON object. The error is the text the task FAILS with.
+pub fn evaluate_object<'a>(
+    field: &str,
+    source: &str,
+    params: &Value,
+    upstream: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Result<Value, String> {
+    let value = run(field, source, params, upstream)?;
+    match value.json() {
+        Ok(object @ Value::Object(_)) => Ok(object),
+        Ok(other) => Err(format!("`{field}` gave {other}, not an object")),
+        Err(e) => Err(format!("`{field}` gave a value that is not JSON: {e}")),
+    }
+}
+
 /// Runs the expression `source` of the field `field` over `params` and `upstream`.
 fn run<'a>(
     field: &str,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use naxos_core::model::{
     DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, Retention, Sleep,
-    StoredDefinition, TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
+    StoredDefinition, SubJob, TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
 };
 use naxos_core::ExecutionId;
 use serde::Serialize;
@@ -68,6 +68,13 @@ pub struct SummaryView {
     /// before it did); absent for an execution that started at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// For an execution a sub-job started: the parent execution; absent for others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub parent_execution_id: Option<ExecutionId>,
+    /// For an execution a sub-job started: the parent's sub-job task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_task_id: Option<String>,
 }
 
 /// The answer to a signal.
@@ -124,6 +131,13 @@ pub struct TaskView {
     /// The most instances its fan-out may start, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_fan_out: Option<u32>,
+    /// The child execution it runs, when it runs another definition instead of a function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_job: Option<SubJob>,
+    /// A sub-job's child execution of its latest attempt, once it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub child_execution_id: Option<ExecutionId>,
     /// A fan-out's instances, in item order, once it started (those of an earlier, longer
     /// list left out).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,6 +190,8 @@ impl From<&ExecutionSummary> for SummaryView {
             traceparent: s.traceparent,
             schedule_id: s.schedule_id.clone(),
             scheduled_for: s.scheduled_for,
+            parent_execution_id: s.parent.as_ref().map(|p| p.execution_id),
+            parent_task_id: s.parent.as_ref().map(|p| p.task_id.clone()),
         }
     }
 }
@@ -196,6 +212,8 @@ impl From<TaskRun> for TaskView {
             wait_for: t.plan.wait_for,
             for_each: t.plan.for_each,
             max_fan_out: t.plan.max_fan_out,
+            sub_job: t.plan.sub_job,
+            child_execution_id: t.plan.child,
             instances: None,
             due_at: t.due_at,
             error: t.error,

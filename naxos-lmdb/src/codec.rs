@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
-    Attempt, AttemptOutcome, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, TaskPlan, TaskRun, TaskStatus,
+    Attempt, AttemptOutcome, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, ParentLink, TaskPlan, TaskRun,
+    TaskStatus,
 };
 use naxos_core::{Error, Result};
 use serde_json::Value;
@@ -225,8 +226,19 @@ pub(crate) fn summary(s: &ExecutionSummary) -> Result<Vec<u8>> {
         out.byte(SCHEDULED_FOR);
         out.time(at);
     }
+    if let Some(p) = &s.parent {
+        out.byte(PARENT);
+        out.bytes(p.execution_id.as_bytes());
+        out.str(&p.task_id);
+        out.var(u64::from(p.attempt));
+        out.var(u64::from(p.depth));
+    }
     Ok(out.0)
 }
+
+/// The tag of a summary row's trailing section: the parent task of a child a sub-job started.
+/// Written only for such a child (after [`SCHEDULED_FOR`], when both are there).
+const PARENT: u8 = 2;
 
 /// The tag of a summary row's trailing section: a delayed execution's time. Written only for a
 /// delayed execution, so a row without it reads as one that started at once (as every row
@@ -261,17 +273,26 @@ pub(crate) fn read_summary(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionSum
         start_time: i.opt(In::time)?,
         end_time: i.opt(In::time)?,
         scheduled_for: None,
+        parent: None,
     };
-    let summary = ExecutionSummary {
-        scheduled_for: match i.bytes.is_empty() {
-            true => None,
-            false => match i.byte()? {
-                SCHEDULED_FOR => Some(i.time()?),
-                _ => return Err(i.bad("an unknown section")),
-            },
-        },
-        ..summary
-    };
+    let mut summary = summary;
+    while !i.bytes.is_empty() {
+        match i.byte()? {
+            SCHEDULED_FOR => summary.scheduled_for = Some(i.time()?),
+            PARENT => {
+                let id = i.bytes()?;
+                let execution_id =
+                    ExecutionId::from_slice(id).map_err(|_| i.bad("a parent execution id that is not 16 bytes"))?;
+                summary.parent = Some(ParentLink {
+                    execution_id,
+                    task_id: i.string()?,
+                    attempt: i.u32()?,
+                    depth: i.u32()?,
+                });
+            }
+            _ => return Err(i.bad("an unknown section")),
+        }
+    }
     i.end()?;
     Ok(summary)
 }
@@ -496,16 +517,33 @@ mod tests {
             start_time: None,
             end_time: None,
             scheduled_for: None,
+            parent: None,
         };
         let bytes = summary(&started).unwrap();
         assert_eq!(read_summary(id, &bytes).unwrap(), started, "no section without a delay");
         let delayed = ExecutionSummary {
             scheduled_for: Some(now + chrono::Duration::seconds(60)),
-            ..started
+            ..started.clone()
         };
         let with_delay = summary(&delayed).unwrap();
         assert_eq!(read_summary(id, &with_delay).unwrap(), delayed);
         assert!(with_delay.starts_with(&bytes), "the section follows the old layout");
+        let child = ExecutionSummary {
+            parent: Some(ParentLink {
+                execution_id: ExecutionId::now_v7(),
+                task_id: "call".into(),
+                attempt: 3,
+                depth: 2,
+            }),
+            ..started.clone()
+        };
+        let with_parent = summary(&child).unwrap();
+        assert_eq!(
+            read_summary(id, &with_parent).unwrap(),
+            child,
+            "a child keeps its parent"
+        );
+        assert!(with_parent.starts_with(&bytes), "the section follows the old layout");
         let mut unknown = bytes.clone();
         unknown.push(9);
         assert!(read_summary(id, &unknown).is_err(), "an unknown section is refused");

@@ -21,12 +21,12 @@ use chrono::{DateTime, Utc};
 use heed::RoTxn;
 use naxos_core::backend::{Fired, NewExecution, ScheduleTick};
 use naxos_core::model::{ExecutionId, ExecutionSummary, Schedule, SchedulePut, StoredSchedule};
-use naxos_core::state::ExecutionState;
+use naxos_core::state::settle_family;
 use naxos_core::{Error, Result};
 
 use crate::error::corrupt;
 use crate::keys;
-use crate::tables::{decode, encode, write_back, Reader};
+use crate::tables::{decode, encode, Reader};
 use crate::writer::Tx;
 
 fn not_found(id: &str) -> Error {
@@ -176,11 +176,10 @@ pub(crate) fn fire(tx: &mut Tx<'_, '_>, tick: &ScheduleTick, new: &NewExecution)
     }
     let mut new = new.clone();
     new.schedule_id = Some(tick.schedule_id.clone());
-    crate::retention::retain(tx, id, new.retention.as_ref())?;
-    let (state, changes) = ExecutionState::create(new, tx.now())?;
-    write_back(tx, None, Some(&state))?;
-    let status = state.summary().status;
-    tx.keep(state);
+    let now = tx.now();
+    let (state, mut changes) = crate::tables::insert(tx, new, now)?;
+    settle_family(&mut crate::tables::TxFamily(tx), &state, false, &mut changes, now)?;
+    let status = tx.load(id)?.map_or(state.summary().status, |s| s.summary().status);
     tx.put(t.schedule_ticks, &key, id.as_bytes())?;
     let mut by_schedule = keys::prefix(&tick.schedule_id);
     by_schedule.extend_from_slice(id.as_bytes());
@@ -189,12 +188,12 @@ pub(crate) fn fire(tx: &mut Tx<'_, '_>, tick: &ScheduleTick, new: &NewExecution)
     tx.put(t.scheduled, id.as_bytes(), &scheduled)?;
     schedule.last_tick = tick.at;
     write(tx, &schedule)?;
-    Ok(Fired::Created(naxos_core::backend::Created {
+    Ok(Fired::Created(Box::new(naxos_core::backend::Created {
         execution_id: id,
         created: true,
         status,
         changes,
-    }))
+    })))
 }
 
 /// Removes a pruned execution's schedule entries (its tick record goes too: the schedule's

@@ -23,7 +23,7 @@ use naxos_core::model::{
     DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, RetentionDefaults, Schedule,
     SchedulePut, StoredDefinition, StoredSchedule, TaskRef,
 };
-use naxos_core::state::ExecutionState;
+use naxos_core::state::settle_family;
 use naxos_core::{Error, Result};
 use serde::Deserialize;
 
@@ -33,9 +33,7 @@ use crate::error::{corrupt, LmdbError};
 use crate::keys;
 use crate::scans;
 use crate::schedules;
-use crate::tables::{
-    apply, decode, decode_definition, encode, encode_definition, transition, write_back, Reader, Tables, NAMES,
-};
+use crate::tables::{apply, decode, decode_definition, encode, encode_definition, transition, Reader, Tables, NAMES};
 use crate::writer::{Counters, Groups, Shared, Tx, Writer};
 use crate::LmdbConfig;
 
@@ -362,14 +360,13 @@ impl Store for LmdbStore {
             if tx.reader().summary(tx.txn(), id)?.is_some() {
                 return Err(Error::conflict(format!("execution {id} already exists")));
             }
-            crate::retention::retain(tx, id, execution.retention.as_ref())?;
-            let (state, changes) = ExecutionState::create(execution.clone(), tx.now())?;
-            write_back(tx, None, Some(&state))?;
+            let now = tx.now();
+            let (state, mut changes) = crate::tables::insert(tx, execution.clone(), now)?;
             if let Some(k) = &key {
                 tx.put(t.idempotency, k, id.as_bytes())?;
             }
-            let status = state.summary().status;
-            tx.keep(state);
+            settle_family(&mut crate::tables::TxFamily(tx), &state, false, &mut changes, now)?;
+            let status = tx.load(id)?.map_or(state.summary().status, |s| s.summary().status);
             Ok(Created {
                 execution_id: id,
                 created: true,

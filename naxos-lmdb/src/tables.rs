@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use heed::RoTxn;
+use naxos_core::backend::{Changes, NewExecution};
 use naxos_core::model::{
     Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StoredDefinition, TaskRun,
     TaskStatus,
 };
-use naxos_core::state::{ExecutionState, MAX_DOUBLINGS};
+use naxos_core::state::{settle_family, ExecutionState, Family, Transitioned, MAX_DOUBLINGS};
 use naxos_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -473,8 +474,64 @@ fn mark_db(t: &Tables, mark: TaskMark) -> (Db, Vec<u8>) {
     }
 }
 
+/// Creates `execution` (its sub-jobs pinned to the latest versions) in `tx`, without walking
+/// its family (the caller's, with the state returned). The idempotency key is the caller's.
+pub(crate) fn insert(
+    tx: &mut Tx<'_, '_>,
+    mut execution: NewExecution,
+    now: DateTime<Utc>,
+) -> Result<(ExecutionState, Changes)> {
+    let unpinned = execution.unpinned_sub_jobs();
+    if !unpinned.is_empty() {
+        let reader = tx.reader();
+        let mut latest = Vec::new();
+        for id in unpinned {
+            if let Some((version, _, _)) = reader.latest_version(tx.txn(), &id)? {
+                latest.push((id, version));
+            }
+        }
+        execution.pin_sub_jobs(|id| latest.iter().find(|(d, _)| d == id).map(|&(_, v)| v));
+    }
+    let id = execution.id;
+    crate::retention::retain(tx, id, execution.retention.as_ref())?;
+    let (state, changes) = ExecutionState::create(execution, now)?;
+    write_back(tx, None, Some(&state))?;
+    tx.keep(state.clone());
+    Ok((state, changes))
+}
+
+/// The write transaction as the [`Family`] of the execution a transition changed.
+pub(crate) struct TxFamily<'a, 't, 'e>(pub(crate) &'a mut Tx<'t, 'e>);
+
+impl Family for TxFamily<'_, '_, '_> {
+    fn definition(&mut self, id: &str, version: u32) -> Result<Arc<StoredDefinition>> {
+        self.0
+            .reader()
+            .definition(self.0.txn(), id, version)?
+            .ok_or_else(|| Error::not_found("job definition", format!("{id} version {version}")))
+    }
+
+    fn create(&mut self, execution: NewExecution, now: DateTime<Utc>) -> Result<(ExecutionState, Changes)> {
+        insert(self.0, execution, now)
+    }
+
+    fn load(&mut self, id: ExecutionId) -> Result<Option<ExecutionState>> {
+        let state = self.0.load(id)?;
+        if let Some(state) = &state {
+            self.0.keep(state.clone());
+        }
+        Ok(state)
+    }
+
+    fn save(&mut self, before: &ExecutionState, after: ExecutionState) -> Result<()> {
+        write_back(self.0, Some(before), Some(&after))?;
+        self.0.keep(after);
+        Ok(())
+    }
+}
+
 /// Applies `f` to execution `id`'s state and writes back what it changed.
-pub(crate) fn transition<T>(
+pub(crate) fn transition<T: Transitioned>(
     tx: &mut Tx<'_, '_>,
     id: ExecutionId,
     f: impl FnOnce(&mut ExecutionState) -> Result<T>,
@@ -483,18 +540,31 @@ pub(crate) fn transition<T>(
     apply(tx, state, f)
 }
 
-/// Applies `f` to `state`; on success writes back the difference, on failure changes nothing
-/// (the state functions leave the state as it was when they refuse).
-pub(crate) fn apply<T>(
+/// Applies `f` to `state`; on success writes back the difference and walks the execution's
+/// family (the children its sub-jobs started, the parent of a child it ended: naxos-core's
+/// `settle_family`), on failure changes nothing (the state functions leave the state as it
+/// was when they refuse).
+pub(crate) fn apply<T: Transitioned>(
     tx: &mut Tx<'_, '_>,
     mut state: ExecutionState,
     f: impl FnOnce(&mut ExecutionState) -> Result<T>,
 ) -> Result<T> {
     let before = state.clone();
     match f(&mut state) {
-        Ok(out) => {
+        Ok(mut out) => {
             write_back(tx, Some(&before), Some(&state))?;
-            tx.keep(state);
+            let walk = out
+                .changes_mut()
+                .is_some_and(|ch| !ch.children.is_empty() || state.settles_parent(before.is_finished()).is_some());
+            if walk {
+                tx.keep(state.clone());
+                let now = tx.now();
+                if let Some(ch) = out.changes_mut() {
+                    settle_family(&mut TxFamily(tx), &state, before.is_finished(), ch, now)?;
+                }
+            } else {
+                tx.keep(state);
+            }
             Ok(out)
         }
         Err(e) => {

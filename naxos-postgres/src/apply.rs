@@ -5,15 +5,19 @@
 //! statement: the execution row (bumping `revision`, see `settle.rs`), every task row that
 //! changed, and the attempt records the transition started or ended.
 
+use chrono::{DateTime, Utc};
+use naxos_core::backend::Changes;
 use naxos_core::model::{Attempt, Execution, ExecutionId, Signal, TaskPlan, TaskRun};
-use naxos_core::state::ExecutionState;
+use naxos_core::state::{ExecutionState, FamilyStep, FamilyWalk, Transitioned};
 use naxos_core::{Error, Result};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::codec::{execution_summary, get, task_run, EXECUTION_COLUMNS, TASK_COLUMNS};
+use crate::definitions;
 use crate::error::db;
+use crate::executions::{self, Tables};
 
 /// Locks execution `id` for the rest of the transaction and loads it (without its history:
 /// transitions only add to that). Every transition of one execution thus runs after the
@@ -58,20 +62,72 @@ pub(crate) async fn load(
     }))
 }
 
-/// Runs `transition` on execution `id` under its row lock and writes back what it changed.
-/// `NotFound` for an unknown execution; an error from `transition` writes nothing.
-pub(crate) async fn apply<T>(
+/// Runs `transition` (at `now`) on execution `id` under its row lock, writes back what it
+/// changed, and walks the execution's family in the same transaction ([`family`]). `NotFound`
+/// for an unknown execution; an error from `transition` writes nothing.
+pub(crate) async fn apply<T: Transitioned>(
     conn: &mut PgConnection,
     id: ExecutionId,
+    now: DateTime<Utc>,
     transition: impl FnOnce(&mut ExecutionState) -> Result<T>,
 ) -> Result<T> {
     let mut state = load(conn, id, false)
         .await?
         .ok_or_else(|| Error::not_found("execution", id))?;
     let before = state.clone();
-    let out = transition(&mut state)?;
+    let mut out = transition(&mut state)?;
     write_back(conn, &before, &state).await?;
+    if let Some(ch) = out.changes_mut() {
+        family(conn, &Tables::Own, &state, before.is_finished(), ch, now).await?;
+    }
     Ok(out)
+}
+
+/// After a transition changed an execution into `state` (written back; `was_finished`: it was
+/// finished before) with the changes `ch`: creates the children its sub-jobs started and
+/// settles the parent of a child it ended, and so on (naxos-core's `FamilyWalk`), on `conn`
+/// in the same transaction — child before parent, the only order in which one transaction
+/// locks two executions. What each step changed is added to `ch`. Children are created in
+/// `tables` (a caller's transaction gives its own, so that each child has its outbox row);
+/// executions are loaded and written back by unqualified names.
+pub(crate) async fn family(
+    conn: &mut PgConnection,
+    tables: &Tables<'_>,
+    state: &ExecutionState,
+    was_finished: bool,
+    ch: &mut Changes,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let Some(mut walk) = FamilyWalk::after(state, was_finished, ch) else {
+        return Ok(());
+    };
+    while let Some(step) = walk.next_step() {
+        match step {
+            FamilyStep::Create(child) => {
+                let definition = definitions::get_one(&mut *conn, &child.definition_id, Some(child.version)).await?;
+                let new = child.execution(&definition);
+                let Some((mut created, state)) = executions::insert(conn, tables, new, now, None).await? else {
+                    continue;
+                };
+                walk.created(&state, &mut created.changes);
+                ch.extend(created.changes);
+            }
+            FamilyStep::Settle(task, child_id) => {
+                let Some(child) = load(conn, child_id, false).await? else {
+                    continue;
+                };
+                let Some(mut parent) = load(conn, task.execution_id, false).await? else {
+                    continue;
+                };
+                let before = parent.clone();
+                if let Some(more) = walk.settle(&mut parent, &task, &child, now)? {
+                    write_back(conn, &before, &parent).await?;
+                    ch.extend(more);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A task row as the write-back statement reads it from JSON.

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
-    Attempt, AttemptOutcome, ExecutionStatus, ExecutionSummary, Lease, TaskPlan, TaskRun, TaskStatus, TraceParent,
+    Attempt, AttemptOutcome, ExecutionStatus, ExecutionSummary, Lease, ParentLink, TaskPlan, TaskRun, TaskStatus,
+    TraceParent,
 };
 use naxos_core::Result;
 use serde_json::Value;
@@ -18,7 +19,8 @@ pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dep
 
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
-     traceparent, schedule_id, deadline, created_at, updated_at, start_time, end_time, scheduled_for";
+     traceparent, schedule_id, deadline, created_at, updated_at, start_time, end_time, scheduled_for, \
+     parent_execution_id, parent_task_id, parent_attempt, parent_depth";
 
 pub(crate) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T>
 where
@@ -106,7 +108,27 @@ pub(crate) fn execution_summary(row: &PgRow) -> Result<ExecutionSummary> {
         start_time: get(row, "start_time")?,
         end_time: get(row, "end_time")?,
         scheduled_for: get(row, "scheduled_for")?,
+        parent: parent(row)?,
     })
+}
+
+/// The parent columns of an execution row: the sub-job task that started it, if one did.
+fn parent(row: &PgRow) -> Result<Option<ParentLink>> {
+    let Some(execution_id) = get::<Option<uuid::Uuid>>(row, "parent_execution_id")? else {
+        return Ok(None);
+    };
+    let number = |column: &str| -> Result<u32> {
+        let v: Option<i32> = get(row, column)?;
+        v.and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| corrupt(format!("{column} of a child execution")))
+    };
+    Ok(Some(ParentLink {
+        execution_id,
+        task_id: get::<Option<String>>(row, "parent_task_id")?
+            .ok_or_else(|| corrupt("parent_task_id of a child execution"))?,
+        attempt: number("parent_attempt")?,
+        depth: number("parent_depth")?,
+    }))
 }
 
 /// The `traceparent` column (of an execution row, or of a statement that returns it).

@@ -97,7 +97,11 @@ pub(crate) async fn put(
     })
 }
 
-pub(crate) async fn get_one(pool: &PgPool, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
+pub(crate) async fn get_one(
+    pool: impl sqlx::PgExecutor<'_>,
+    id: &str,
+    version: Option<u32>,
+) -> Result<Arc<StoredDefinition>> {
     let row = match version {
         Some(v) => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -125,6 +129,20 @@ pub(crate) async fn get_one(pool: &PgPool, id: &str, version: Option<u32>) -> Re
             Some(v) => Error::not_found("job definition", format!("{id} version {v}")),
         }),
     }
+}
+
+/// The latest version of each of `ids` that has one (read on `conn`, in its transaction).
+pub(crate) async fn latest(conn: &mut sqlx::PgConnection, ids: &[String]) -> Result<Vec<(String, u32)>> {
+    let rows: Vec<(String, i32)> =
+        sqlx::query_as("SELECT id, max(version) FROM naxos_definitions WHERE id = ANY($1) GROUP BY id")
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, v)| (id, u32::try_from(v).unwrap_or(0)))
+        .collect())
 }
 
 pub(crate) async fn versions(pool: &PgPool, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {

@@ -28,7 +28,8 @@ const MAX_PAGE: usize = 1_000;
 /// INSERT do nothing (the UNIQUE constraint decides, so two racing requests cannot both
 /// create), and the existing execution is returned. `$10` and `$11` are the schedule and tick
 /// that start it, if any; `$17` and `$18` its definition's own retention periods (ms), if any;
-/// `$19` the time a delayed execution starts at. `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
+/// `$19` the time a delayed execution starts at; `$20`–`$23` the parent task of a child a
+/// sub-job started. `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
 /// is an extra CTE (see [`outbox`]). The execution is created as the state module left it:
 /// PENDING, or already finished when the `when` conditions of its roots left nothing to run
 /// (its tasks then carry their errors and end times).
@@ -39,8 +40,9 @@ fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
         INSERT INTO {t}naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
              traceparent, schedule_id, schedule_tick, plain, error, end_time, start_time, retention_completed_ms,
-             retention_failed_ms, scheduled_for)
-        SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15, $16, $17, $18, $19 FROM gate
+             retention_failed_ms, scheduled_for, parent_execution_id, parent_task_id, parent_attempt, parent_depth)
+        SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
+               $23 FROM gate
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
@@ -126,6 +128,10 @@ impl Tables<'_> {
 }
 
 pub(crate) async fn create(pool: &PgPool, new: NewExecution, now: DateTime<Utc>) -> Result<Created> {
+    if starts_sub_jobs(&new) {
+        // Several statements: the execution and the children its first tasks start.
+        return crate::transaction!(pool, |tx| create_on(&mut tx, &Tables::Own, new.clone(), now).await);
+    }
     let mut conn = pool.acquire().await.map_err(db)?;
     create_on(&mut conn, &Tables::Own, new, now).await
 }
@@ -138,7 +144,8 @@ pub(crate) async fn create_on(
     now: DateTime<Utc>,
 ) -> Result<Created> {
     let (definition_id, key) = (new.definition_id.clone(), new.idempotency_key.clone());
-    if let Some(created) = insert(conn, tables, new, now, None).await? {
+    if let Some((mut created, state)) = insert(conn, tables, new, now, None).await? {
+        crate::apply::family(conn, tables, &state, false, &mut created.changes, now).await?;
         return Ok(created);
     }
     let existing = sqlx::query(sqlx::AssertSqlSafe(tables.existing()))
@@ -155,17 +162,31 @@ pub(crate) async fn create_on(
     })
 }
 
+/// True when creating `new` may start a sub-job at once (a root task is one), so that the
+/// creation must be a transaction of several statements (the children are created in it).
+pub(crate) fn starts_sub_jobs(new: &NewExecution) -> bool {
+    new.tasks
+        .iter()
+        .any(|t| t.plan.sub_job.is_some() && t.dependencies.is_empty())
+}
+
 /// Inserts the execution in `tables` (for a schedule's `tick`, through its gate, in the
-/// store's own tables); `None` when nothing was inserted (a used idempotency key, or a tick
-/// the gate refused).
+/// store's own tables), its sub-jobs pinned to the latest versions; `None` when nothing was
+/// inserted (a used idempotency key, or a tick the gate refused). The family of what it
+/// started is the caller's to walk (`apply::family`), with the state returned.
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     tables: &Tables<'_>,
     mut new: NewExecution,
     now: DateTime<Utc>,
     tick: Option<Tick<'_>>,
-) -> Result<Option<Created>> {
+) -> Result<Option<(Created, ExecutionState)>> {
     new.schedule_id = tick.as_ref().map(|t| t.schedule_id.to_string());
+    let unpinned = new.unpinned_sub_jobs();
+    if !unpinned.is_empty() {
+        let latest = crate::definitions::latest(conn, &unpinned).await?;
+        new.pin_sub_jobs(|id| latest.iter().find(|(d, _)| d == id).map(|&(_, v)| v));
+    }
     let retention = new.retention.unwrap_or_default();
     let ms = |ms: Option<u64>| ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
     let mut dependents: Vec<Vec<String>> = new.tasks.iter().map(|t| t.dependents.clone()).collect();
@@ -199,8 +220,9 @@ pub(crate) async fn insert(
             })
         })
         .collect();
-    let plain = state.tasks().iter().all(|t| t.plan.is_plain());
     let s = state.summary();
+    // A child's end settles its parent, which only the general path does.
+    let plain = state.tasks().iter().all(|t| t.plan.is_plain()) && s.parent.is_none();
     let sql = if tick.is_some() {
         Cow::Borrowed(FIRE.as_str())
     } else {
@@ -226,15 +248,20 @@ pub(crate) async fn insert(
         .bind(ms(retention.completed_ms))
         .bind(ms(retention.failed_ms))
         .bind(s.scheduled_for)
+        .bind(s.parent.as_ref().map(|p| p.execution_id))
+        .bind(s.parent.as_ref().map(|p| p.task_id.as_str()))
+        .bind(s.parent.as_ref().map(|p| int(p.attempt)))
+        .bind(s.parent.as_ref().map(|p| int(p.depth)))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(inserted.map(|_| Created {
+    let created = Created {
         execution_id: s.id,
         created: true,
         status: s.status,
         changes,
-    }))
+    };
+    Ok(inserted.map(|_| (created, state)))
 }
 
 pub(crate) async fn get_one(pool: &PgPool, id: ExecutionId) -> Result<Execution> {

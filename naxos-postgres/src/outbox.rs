@@ -20,7 +20,7 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use crate::codec::{get, traceparent};
 use crate::error::db;
-use crate::executions::{create_on, Tables};
+use crate::executions::{create_on, starts_sub_jobs, Tables};
 use crate::PgStore;
 
 /// Takes up to `$1` outbox rows (each by one caller) and returns their executions' QUEUED tasks,
@@ -58,7 +58,32 @@ impl PgStore {
         let now = self.now().await?;
         let created = self
             .within("create execution in the caller's transaction", async {
-                let created = create_on(conn, &Tables::Caller { schema }, new, now).await?;
+                // The children its first tasks start are created too, and may settle their
+                // parents: statements that name the store's tables unqualified, so the
+                // transaction's `search_path` is the store's schema meanwhile.
+                let path = if starts_sub_jobs(&new) {
+                    let old: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(db)?;
+                    sqlx::query("SELECT set_config('search_path', quote_ident($1), true)")
+                        .bind(schema)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db)?;
+                    Some(old)
+                } else {
+                    None
+                };
+                let created = create_on(conn, &Tables::Caller { schema }, new, now).await;
+                if let Some(old) = path {
+                    sqlx::query("SELECT set_config('search_path', $1, true)")
+                        .bind(old)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db)?;
+                }
+                let created = created?;
                 if created.created {
                     sqlx::query("SELECT pg_notify($1, '')")
                         .bind(channel(schema))

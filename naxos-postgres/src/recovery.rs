@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use naxos_core::clock::before;
 use naxos_core::state::{ExecutionState, MAX_DOUBLINGS};
 
-use crate::apply::{load, write_back};
+use crate::apply::{family, load, write_back};
 use crate::error::db;
 use crate::transaction;
 
@@ -39,7 +39,7 @@ pub(crate) async fn recover_expired(
     .fetch_all(pool)
     .await
     .map_err(db)?;
-    sweep(pool, candidates, limit, |s, budget| {
+    sweep(pool, candidates, limit, now, |s, budget| {
         s.recover_expired(now, max_expiries, budget)
     })
     .await
@@ -73,7 +73,7 @@ pub(crate) async fn take_stale(
     .fetch_all(pool)
     .await
     .map_err(db)?;
-    sweep(pool, candidates, limit, |s, budget| {
+    sweep(pool, candidates, limit, now, |s, budget| {
         s.take_stale(older_than, now, budget)
     })
     .await
@@ -101,16 +101,18 @@ pub(crate) async fn wake_due(pool: &PgPool, now: DateTime<Utc>, limit: usize) ->
     .fetch_all(pool)
     .await
     .map_err(db)?;
-    sweep(pool, candidates, limit, |s, budget| s.wake_due(now, budget)).await
+    sweep(pool, candidates, limit, now, |s, budget| s.wake_due(now, budget)).await
 }
 
 /// Applies `scan` to each candidate execution in its own transaction, under its row lock, until
 /// `limit` tasks were taken. An execution another transaction holds is skipped (`SKIP LOCKED`):
 /// its transition is under way, and the next sweep looks again; so is one pruned meanwhile.
+/// The family of each execution changed is walked in its transaction (`apply::family`).
 async fn sweep(
     pool: &PgPool,
     candidates: Vec<ExecutionId>,
     limit: usize,
+    now: DateTime<Utc>,
     scan: impl Fn(&mut ExecutionState, &mut usize) -> Changes,
 ) -> Result<Changes> {
     let mut changes = Changes::default();
@@ -125,8 +127,17 @@ async fn sweep(
             };
             let before = state.clone();
             let mut left = budget;
-            let taken = scan(&mut state, &mut left);
+            let mut taken = scan(&mut state, &mut left);
             write_back(&mut tx, &before, &state).await?;
+            family(
+                &mut tx,
+                &crate::executions::Tables::Own,
+                &state,
+                before.is_finished(),
+                &mut taken,
+                now,
+            )
+            .await?;
             Ok((taken, left))
         })?;
         budget = left;

@@ -161,11 +161,36 @@ pub(crate) async fn fire(pool: &PgPool, tick: &ScheduleTick, new: NewExecution, 
         schedule_id: &tick.schedule_id,
         at: tick.at,
     };
-    let mut conn = pool.acquire().await.map_err(db)?;
-    let created = executions::insert(&mut conn, &executions::Tables::Own, new, now, Some(gate)).await?;
-    drop(conn);
+    let created = if executions::starts_sub_jobs(&new) {
+        // Several statements: the execution and the children its first tasks start.
+        crate::transaction!(pool, |tx| {
+            let gate = Tick {
+                schedule_id: &tick.schedule_id,
+                at: tick.at,
+            };
+            match executions::insert(&mut tx, &executions::Tables::Own, new.clone(), now, Some(gate)).await? {
+                Some((mut created, state)) => {
+                    crate::apply::family(
+                        &mut tx,
+                        &executions::Tables::Own,
+                        &state,
+                        false,
+                        &mut created.changes,
+                        now,
+                    )
+                    .await?;
+                    Ok(Some(created))
+                }
+                None => Ok(None),
+            }
+        })?
+    } else {
+        let mut conn = pool.acquire().await.map_err(db)?;
+        let created = executions::insert(&mut conn, &executions::Tables::Own, new, now, Some(gate)).await?;
+        created.map(|(created, _)| created)
+    };
     if let Some(created) = created {
-        return Ok(Fired::Created(created));
+        return Ok(Fired::Created(Box::new(created)));
     }
     let schedule = get_one(pool, &tick.schedule_id).await?;
     Ok(Fired::refused(&schedule, tick).unwrap_or(Fired::Taken))

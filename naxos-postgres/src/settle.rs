@@ -13,7 +13,8 @@
 //! the statement decides on. When they differ the caller runs the general transaction instead.
 //!
 //! It serves **plain** executions only (`plain`, fixed at creation: no task has a `when` or a
-//! trigger other than `allSuccess`): their dependents start when the fan-in count reaches zero,
+//! trigger other than `allSuccess`, and it is not a sub-job's child, whose end settles its parent):
+//! their dependents start when the fan-in count reaches zero,
 //! which SQL can say. For any other execution the statement changes nothing, as for a stale
 //! snapshot, and the caller runs the state module, which evaluates triggers and conditions.
 

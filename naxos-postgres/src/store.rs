@@ -86,7 +86,7 @@ impl Store for PgStore {
             let fast = statement!(self.pool, |conn| claim::claim(&mut conn, &request, now).await)?;
             match fast {
                 Some(claimed) => Ok(claimed),
-                None => transaction!(self.pool, |tx| apply(&mut tx, request.task.execution_id, |s| s
+                None => transaction!(self.pool, |tx| apply(&mut tx, request.task.execution_id, now, |s| s
                     .claim(&request, now))
                 .await),
             }
@@ -137,7 +137,7 @@ impl Store for PgStore {
                 let mut changes = Changes::default();
                 for group in order.chunk_by(|&a, &b| outcomes[a].task.execution_id == outcomes[b].task.execution_id) {
                     let id = outcomes[group[0]].task.execution_id;
-                    let applied = apply(&mut tx, id, |state| {
+                    let applied = apply(&mut tx, id, now, |state| {
                         Ok(group
                             .iter()
                             .map(|&i| {
@@ -170,7 +170,7 @@ impl Store for PgStore {
     async fn release(&self, task: &TaskRef) -> Result<Changes> {
         self.within("release", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, |s| s
+            transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, now, |s| s
                 .release(task, now))
             .await)
         })
@@ -180,7 +180,7 @@ impl Store for PgStore {
     async fn stop_execution(&self, id: ExecutionId, reason: StopReason) -> Result<StopOutcome> {
         self.within("stop execution", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.stop(reason, now)).await)
+            transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.stop(reason, now)).await)
         })
         .await
     }
@@ -188,7 +188,7 @@ impl Store for PgStore {
     async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
         self.within("retry execution", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.retry(now)).await)
+            transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.retry(now)).await)
         })
         .await
     }
@@ -196,7 +196,8 @@ impl Store for PgStore {
     async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes> {
         self.within("retry from a task", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.retry_from(task_id, now)).await)
+            transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.retry_from(task_id, now))
+                .await)
         })
         .await
     }
@@ -219,8 +220,9 @@ impl Store for PgStore {
     async fn wake(&self, task: &TaskRef) -> Result<Changes> {
         self.within("wake", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, |s| s.wake(task, now))
-                .await)
+            transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, now, |s| s
+                .wake(task, now))
+            .await)
         })
         .await
     }
@@ -235,7 +237,7 @@ impl Store for PgStore {
     async fn start_delayed(&self, id: ExecutionId) -> Result<Changes> {
         self.within("start delayed execution", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.start_delayed(now)).await)
+            transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.start_delayed(now)).await)
         })
         .await
     }
@@ -243,7 +245,7 @@ impl Store for PgStore {
     async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
         self.within("signal", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, id, |s| s.signal(
+            transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.signal(
                 name,
                 payload.clone(),
                 now

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::model::{
     DefinitionSummary, Delay, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NewTask,
-    NodeInfo, Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef,
-    TraceParent,
+    NodeInfo, ParentLink, Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule,
+    TaskRef, TraceParent,
 };
 use crate::state::Changes;
 use crate::Result;
@@ -302,7 +302,7 @@ pub struct ScheduleTick {
 #[derive(Debug, Clone)]
 pub enum Fired {
     /// The tick's execution was created: publish its changes.
-    Created(Created),
+    Created(Box<Created>),
     /// The tick was fired already (by another node), or passed (skipped, or before a resume).
     Taken,
     /// The schedule is paused: nothing was created.
@@ -362,6 +362,9 @@ pub struct NewExecution {
     /// The tasks, in the definition's sorted order (a task's index is its position), shared
     /// by every execution of the version (see [`StoredDefinition::new_tasks`]).
     pub tasks: Arc<[NewTask]>,
+    /// For a child execution a sub-job starts: its parent task (set by the state module's
+    /// [`ChildStart`](crate::state::ChildStart), never by a caller).
+    pub parent: Option<ParentLink>,
 }
 
 impl NewExecution {
@@ -382,7 +385,43 @@ impl NewExecution {
             delay: None,
             retention: def.retention.filter(|r| !r.is_empty()),
             tasks: definition.new_tasks(),
+            parent: None,
         }
+    }
+
+    /// The definitions of its `subJob` tasks that give no `version`: each must be pinned to
+    /// the latest version before the execution is created ([`pin_sub_jobs`](Self::pin_sub_jobs)).
+    pub fn unpinned_sub_jobs(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .tasks
+            .iter()
+            .filter_map(|t| t.plan.sub_job.as_ref())
+            .filter(|j| j.version.is_none())
+            .map(|j| j.definition_id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Pins the `version` of each `subJob` task that gives none to `latest(definition id)`
+    /// (the tasks are copied for this execution; `latest` is asked only for those, and a
+    /// definition it does not know stays unpinned: the task FAILS when it starts).
+    pub fn pin_sub_jobs(&mut self, latest: impl Fn(&str) -> Option<u32>) {
+        if !self
+            .tasks
+            .iter()
+            .any(|t| t.plan.sub_job.as_ref().is_some_and(|j| j.version.is_none()))
+        {
+            return;
+        }
+        let mut tasks = self.tasks.to_vec();
+        for t in &mut tasks {
+            if let Some(job) = t.plan.sub_job.as_mut().filter(|j| j.version.is_none()) {
+                job.version = latest(&job.definition_id);
+            }
+        }
+        self.tasks = tasks.into();
     }
 }
 

@@ -91,7 +91,30 @@ impl Inner {
     /// is announced after its cause on any node (see `announce.rs`). A failed publish is logged,
     /// not returned: the Store already holds the truth and the sweeper republishes lost task
     /// messages.
-    pub(crate) async fn dispatch(&self, changes: Changes) {
+    pub(crate) async fn dispatch(&self, mut changes: Changes) {
+        let mut children = std::mem::take(&mut changes.stopped_children);
+        self.publish_changes(changes).await;
+        // The children of a stopped parent's sub-jobs, and theirs in turn.
+        while let Some(child) = children.pop() {
+            match self.store.stop_execution(child, StopReason::Cancelled).await {
+                Ok(mut outcome) => {
+                    for task in &outcome.running {
+                        self.cancel_local(task);
+                    }
+                    children.append(&mut outcome.changes.stopped_children);
+                    self.publish_changes(outcome.changes).await;
+                }
+                Err(e) if e.is_conflict() || e.is_not_found() => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, %child, "stopping a sub-job's child failed; the sweeper will stop it");
+                }
+            }
+        }
+    }
+
+    /// Publishes what a committed transition changed: events, tasks to queue now or later,
+    /// timers to set.
+    async fn publish_changes(&self, changes: Changes) {
         if !changes.events.is_empty() {
             super::metrics::events(&changes.events);
             self.events.observe(&changes.events, true);

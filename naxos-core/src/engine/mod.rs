@@ -329,7 +329,46 @@ impl Engine {
     pub async fn register_definition(&self, definition: JobDefinition) -> Result<DefinitionPut> {
         let registry = &self.inner.registry;
         validate(&definition, &self.inner.config.limits, &|f| registry.contains(f))?;
+        self.check_sub_jobs(&definition).await?;
         self.inner.store.put_definition(definition).await
+    }
+
+    /// Refuses a definition whose `subJob`s name a definition (or version) the Store does not
+    /// have: `InvalidDefinition` naming the task and field. A sub-job of the definition itself
+    /// (recursion, bounded by the nesting depth) is allowed.
+    async fn check_sub_jobs(&self, definition: &JobDefinition) -> Result<()> {
+        let mut problems = Vec::new();
+        for (key, task) in &definition.tasks {
+            let Some(job) = &task.sub_job else { continue };
+            if job.definition_id == definition.id && job.version.is_none() {
+                continue;
+            }
+            match self.inner.store.get_definition(&job.definition_id, job.version).await {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => problems.push(crate::model::Problem::InvalidSubJob {
+                    task: key.clone(),
+                    field: if job.version.is_some() {
+                        "subJob.version"
+                    } else {
+                        "subJob.definitionId"
+                    }
+                    .into(),
+                    reason: match job.version {
+                        Some(v) => format!("job definition `{}` has no version {v}", job.definition_id),
+                        None => format!("job definition `{}` is not registered", job.definition_id),
+                    },
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidDefinition {
+                id: definition.id.clone(),
+                problems,
+            })
+        }
     }
 
     /// A definition's latest version, or the given one.

@@ -18,7 +18,7 @@ use crate::model::{
     DefinitionSummary, Execution, ExecutionId, ExecutionStatus, Expiry, ExpiryClass, JobDefinition, NodeInfo,
     Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef, TaskStatus,
 };
-use crate::state::ExecutionState;
+use crate::state::{settle_family, ExecutionState, Family, Transitioned};
 use crate::sync::{lock, read, write};
 use crate::{Error, Result};
 
@@ -144,6 +144,59 @@ impl Shard {
     }
 }
 
+/// One shard as a [`Family`]: a family lives in its root's shard (a child's id has its
+/// parent's shard bits), so the walk never takes another shard's lock.
+struct ShardFamily<'a> {
+    store: &'a MemoryStore,
+    shard: &'a mut Shard,
+    /// The executions created, for the creation-order index (taken after the shard's lock).
+    created: Vec<ExecutionId>,
+}
+
+impl<'a> ShardFamily<'a> {
+    fn new(store: &'a MemoryStore, shard: &'a mut Shard) -> Self {
+        Self {
+            store,
+            shard,
+            created: Vec::new(),
+        }
+    }
+}
+
+impl Family for ShardFamily<'_> {
+    fn definition(&mut self, id: &str, version: u32) -> Result<Arc<StoredDefinition>> {
+        self.store.definition(id, Some(version))
+    }
+
+    fn create(&mut self, mut execution: NewExecution, now: DateTime<Utc>) -> Result<(ExecutionState, Changes)> {
+        self.store.pin(&mut execution);
+        let id = execution.id;
+        let own = execution.retention;
+        let (state, changes) = ExecutionState::create(execution, now)?;
+        let mark = Mark::of(&state, own.as_ref());
+        self.shard.executions.insert(id, state.clone());
+        if let Some(own) = own {
+            self.shard.retained.insert(id, own);
+        }
+        self.shard.track(&self.store.statuses, id, None, Some(mark));
+        self.created.push(id);
+        Ok((state, changes))
+    }
+
+    fn load(&mut self, id: ExecutionId) -> Result<Option<ExecutionState>> {
+        Ok(self.shard.executions.get(&id).cloned())
+    }
+
+    fn save(&mut self, before: &ExecutionState, after: ExecutionState) -> Result<()> {
+        let id = after.summary().id;
+        let own = self.shard.retained.get(&id).copied();
+        let marks = (Mark::of(before, own.as_ref()), Mark::of(&after, own.as_ref()));
+        self.shard.executions.insert(id, after);
+        self.shard.track(&self.store.statuses, id, Some(marks.0), Some(marks.1));
+        Ok(())
+    }
+}
+
 impl Default for MemoryStore {
     fn default() -> Self {
         Self::new()
@@ -177,11 +230,32 @@ impl MemoryStore {
         self
     }
 
+    /// Version `version` of definition `id`, or its latest.
+    fn definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
+        let defs = read(&self.definitions);
+        let versions = defs.get(id);
+        let found = match version {
+            None => versions.and_then(|v| v.last()),
+            Some(n) => versions.and_then(|v| v.get((n as usize).wrapping_sub(1))),
+        };
+        found.cloned().ok_or_else(|| match version {
+            None => Error::not_found("job definition", id),
+            Some(n) => Error::not_found("job definition", format!("{id} version {n}")),
+        })
+    }
+
+    /// Pins the versions of `execution`'s sub-jobs that give none to the latest.
+    fn pin(&self, execution: &mut NewExecution) {
+        let defs = read(&self.definitions);
+        execution.pin_sub_jobs(|id| defs.get(id).and_then(|v| v.last()).map(|d| d.version));
+    }
+
     fn shard(&self, id: ExecutionId) -> MutexGuard<'_, Shard> {
         lock(&self.shards[(id.as_u128() % SHARDS as u128) as usize])
     }
 
-    /// Creates an execution under the `index` lock (see [`Store::create_execution`]).
+    /// Creates an execution under the `index` lock (see [`Store::create_execution`]), and the
+    /// children its first sub-jobs start.
     fn insert(&self, index: &mut Index, execution: NewExecution) -> Result<Created> {
         let key = execution
             .idempotency_key
@@ -198,23 +272,24 @@ impl MemoryStore {
         }
         let id = execution.id;
         let schedule = execution.schedule_id.clone();
-        let own = execution.retention;
-        let (state, changes) = ExecutionState::create(execution, self.clock.now())?;
-        // PENDING, or already finished when the roots' conditions left nothing to run.
-        let status = state.summary().status;
-        {
+        let now = self.clock.now();
+        let (status, changes, created) = {
             let mut shard = self.shard(id);
             if shard.executions.contains_key(&id) {
                 return Err(Error::conflict(format!("execution {id} already exists")));
             }
-            let mark = Mark::of(&state, own.as_ref());
-            shard.executions.insert(id, state);
-            if let Some(own) = own {
-                shard.retained.insert(id, own);
-            }
-            shard.track(&self.statuses, id, None, Some(mark));
-        }
-        index.order.insert(id);
+            let mut family = ShardFamily::new(self, &mut shard);
+            let (state, mut changes) = family.create(execution, now)?;
+            settle_family(&mut family, &state, false, &mut changes, now)?;
+            let created = family.created;
+            // PENDING, or already finished when the roots' conditions left nothing to run.
+            let status = shard
+                .executions
+                .get(&id)
+                .map_or(state.summary().status, |s| s.summary().status);
+            (status, changes, created)
+        };
+        index.order.extend(created);
         if let Some(k) = key {
             index.idempotency.insert(k, id);
         }
@@ -229,7 +304,8 @@ impl MemoryStore {
         })
     }
 
-    /// Runs `f` on one execution's state, keeping the indexes in step.
+    /// Runs `f` on one execution's state, keeping the indexes in step (for reads, and for
+    /// transitions that cannot start or end a sub-job: see [`transact`](Self::transact)).
     fn with_state<T>(&self, id: ExecutionId, f: impl FnOnce(&mut ExecutionState) -> Result<T>) -> Result<T> {
         let mut shard = self.shard(id);
         let own = shard.retained.get(&id).copied();
@@ -244,27 +320,86 @@ impl MemoryStore {
         out
     }
 
-    /// Runs `scan` over every unfinished execution until the budget is spent.
-    fn scan_active(&self, limit: usize, mut scan: impl FnMut(&mut ExecutionState, &mut usize)) -> usize {
+    /// Runs the transition `f` (at `now`) on one execution's state, keeping the indexes in
+    /// step, and walks the execution's family under the same lock (a family shares a shard):
+    /// the children its sub-jobs started are created, the parent of a child it ended settled.
+    fn transact<T: Transitioned>(
+        &self,
+        id: ExecutionId,
+        now: DateTime<Utc>,
+        f: impl FnOnce(&mut ExecutionState) -> Result<T>,
+    ) -> Result<T> {
+        let mut created = Vec::new();
+        let out = {
+            let mut shard = self.shard(id);
+            let own = shard.retained.get(&id).copied();
+            let state = shard
+                .executions
+                .get_mut(&id)
+                .ok_or_else(|| Error::not_found("execution", id))?;
+            let was_finished = state.is_finished();
+            let before = Mark::of(state, own.as_ref());
+            let mut out = f(state)?;
+            let after = Mark::of(state, own.as_ref());
+            let walk = out
+                .changes_mut()
+                .is_some_and(|ch| !ch.children.is_empty() || state.settles_parent(was_finished).is_some());
+            // Most transitions start and end no sub-job: the state is copied only for one that does.
+            let state = walk.then(|| state.clone());
+            shard.track(&self.statuses, id, Some(before), Some(after));
+            if let (Some(state), Some(ch)) = (state, out.changes_mut()) {
+                let mut family = ShardFamily::new(self, &mut shard);
+                settle_family(&mut family, &state, was_finished, ch, now)?;
+                created = family.created;
+            }
+            out
+        };
+        if !created.is_empty() {
+            lock(&self.index).order.extend(created);
+        }
+        Ok(out)
+    }
+
+    /// Runs `scan` over every unfinished execution until the budget is spent, walking the
+    /// family of each it changed as [`transact`](Self::transact) does; returns what changed.
+    fn scan_active(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        mut scan: impl FnMut(&mut ExecutionState, &mut usize) -> Changes,
+    ) -> Result<Changes> {
         let mut budget = limit;
-        for shard in self.shards.iter() {
+        let mut changes = Changes::default();
+        let mut created = Vec::new();
+        'shards: for shard in self.shards.iter() {
             let mut shard = lock(shard);
             let ids: Vec<ExecutionId> = shard.active.iter().copied().collect();
             for id in ids {
                 if budget == 0 {
-                    return limit;
+                    break 'shards;
                 }
                 let own = shard.retained.get(&id).copied();
                 let Some(state) = shard.executions.get_mut(&id) else {
                     continue;
                 };
                 let before = Mark::of(state, own.as_ref());
-                scan(state, &mut budget);
+                let mut ch = scan(state, &mut budget);
                 let after = Mark::of(state, own.as_ref());
+                let walk = !ch.children.is_empty() || state.settles_parent(before.finished).is_some();
+                let state = walk.then(|| state.clone());
                 shard.track(&self.statuses, id, Some(before), Some(after));
+                if let Some(state) = state {
+                    let mut family = ShardFamily::new(self, &mut shard);
+                    settle_family(&mut family, &state, before.finished, &mut ch, now)?;
+                    created.extend(family.created);
+                }
+                changes.extend(ch);
             }
         }
-        limit - budget
+        if !created.is_empty() {
+            lock(&self.index).order.extend(created);
+        }
+        Ok(changes)
     }
 
     /// Up to `n` execution ids below `below`, newest first: of one schedule, of one status, or of all.
@@ -317,16 +452,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_definition(&self, id: &str, version: Option<u32>) -> Result<Arc<StoredDefinition>> {
-        let defs = read(&self.definitions);
-        let versions = defs.get(id);
-        let found = match version {
-            None => versions.and_then(|v| v.last()),
-            Some(n) => versions.and_then(|v| v.get((n as usize).wrapping_sub(1))),
-        };
-        found.cloned().ok_or_else(|| match version {
-            None => Error::not_found("job definition", id),
-            Some(n) => Error::not_found("job definition", format!("{id} version {n}")),
-        })
+        self.definition(id, version)
     }
 
     async fn definition_versions(&self, id: &str) -> Result<Vec<Arc<StoredDefinition>>> {
@@ -404,7 +530,7 @@ impl Store for MemoryStore {
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
         let now = self.clock.now();
-        self.with_state(request.task.execution_id, |s| s.claim(&request, now))
+        self.transact(request.task.execution_id, now, |s| s.claim(&request, now))
     }
 
     async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
@@ -416,7 +542,7 @@ impl Store for MemoryStore {
         let mut report = FinishReport::default();
         for f in outcomes {
             let now = self.clock.now();
-            match self.with_state(f.task.execution_id, |s| s.finish(&f.task, f.outcome, now)) {
+            match self.transact(f.task.execution_id, now, |s| s.finish(&f.task, f.outcome, now)) {
                 Ok(changes) => {
                     report.changes.extend(changes);
                     report.results.push(Ok(()));
@@ -429,71 +555,66 @@ impl Store for MemoryStore {
 
     async fn release(&self, task: &TaskRef) -> Result<Changes> {
         let now = self.clock.now();
-        self.with_state(task.execution_id, |s| s.release(task, now))
+        self.transact(task.execution_id, now, |s| s.release(task, now))
     }
 
     async fn stop_execution(&self, id: ExecutionId, reason: StopReason) -> Result<StopOutcome> {
         let now = self.clock.now();
-        self.with_state(id, |s| s.stop(reason, now))
+        self.transact(id, now, |s| s.stop(reason, now))
     }
 
     async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
         let now = self.clock.now();
-        self.with_state(id, |s| s.retry(now))
+        self.transact(id, now, |s| s.retry(now))
     }
 
     async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes> {
         let now = self.clock.now();
-        self.with_state(id, |s| s.retry_from(task_id, now))
+        self.transact(id, now, |s| s.retry_from(task_id, now))
     }
 
     async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
         let now = self.clock.now();
-        let mut changes = Changes::default();
-        self.scan_active(limit, |s, budget| {
-            changes.extend(s.recover_expired(now, max_lease_expiries, budget))
-        });
-        Ok(changes)
+        self.scan_active(limit, now, |s, budget| {
+            s.recover_expired(now, max_lease_expiries, budget)
+        })
     }
 
     async fn take_stale(&self, older_than: Duration, limit: usize) -> Result<Changes> {
         let now = self.clock.now();
-        let mut changes = Changes::default();
-        self.scan_active(limit, |s, budget| changes.extend(s.take_stale(older_than, now, budget)));
-        Ok(changes)
+        self.scan_active(limit, now, |s, budget| s.take_stale(older_than, now, budget))
     }
 
     async fn wake(&self, task: &TaskRef) -> Result<Changes> {
         let now = self.clock.now();
-        self.with_state(task.execution_id, |s| s.wake(task, now))
+        self.transact(task.execution_id, now, |s| s.wake(task, now))
     }
 
     async fn wake_due(&self, limit: usize) -> Result<Changes> {
         let now = self.clock.now();
-        let mut changes = Changes::default();
-        self.scan_active(limit, |s, budget| changes.extend(s.wake_due(now, budget)));
-        Ok(changes)
+        self.scan_active(limit, now, |s, budget| s.wake_due(now, budget))
     }
 
     async fn start_delayed(&self, id: ExecutionId) -> Result<Changes> {
         let now = self.clock.now();
-        self.with_state(id, |s| s.start_delayed(now))
+        self.transact(id, now, |s| s.start_delayed(now))
     }
 
     async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
         let now = self.clock.now();
-        self.with_state(id, |s| s.signal(name, payload, now))
+        self.transact(id, now, |s| s.signal(name, payload, now))
     }
 
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         let now = self.clock.now();
         let mut overdue = Vec::new();
-        self.scan_active(limit, |s, budget| {
+        self.scan_active(limit, now, |s, budget| {
             if s.is_overdue(now) {
                 overdue.push(s.summary().id);
                 *budget -= 1;
             }
-        });
+            Changes::default()
+        })?;
         Ok(overdue)
     }
 
@@ -655,7 +776,7 @@ impl Store for MemoryStore {
             created
         };
         schedules.record(&tick);
-        Ok(Fired::Created(created))
+        Ok(Fired::Created(Box::new(created)))
     }
 
     async fn skip_schedule_ticks(&self, id: &str, through: DateTime<Utc>) -> Result<()> {

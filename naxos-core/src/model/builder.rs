@@ -124,6 +124,7 @@ impl TaskBuilder {
                 wait_for: None,
                 for_each: None,
                 max_fan_out: None,
+                sub_job: None,
             },
             after: Vec::new(),
         }
@@ -230,6 +231,50 @@ impl TaskBuilder {
     /// ```
     pub fn for_each(mut self, list: impl Into<String>) -> Self {
         self.task.for_each = Some(list.into());
+        self
+    }
+
+    /// A task `id` that runs the definition `definition_id` as a child execution (`"subJob"`):
+    /// RUNNING, holding no worker slot, while the child runs; COMPLETED with the child's
+    /// outputs by task id (`{taskId: output}`) when it completes; when it FAILS, a new child
+    /// starts while [`max_retry`](Self::max_retry) allows, then the task FAILS; a child
+    /// cancelled from elsewhere FAILS the task for good, and cancelling the parent cancels the
+    /// child. The child's params are the parent's unless [`sub_job_params`](Self::sub_job_params)
+    /// says otherwise; its version is the latest when the parent is created unless
+    /// [`sub_job_version`](Self::sub_job_version) pins one.
+    ///
+    /// ```
+    /// use naxos_core::model::{JobDefinition, TaskBuilder};
+    /// let def = JobDefinition::builder("order")
+    ///     .task(TaskBuilder::new("reserve", "reserve_stock"))
+    ///     .task(TaskBuilder::sub_job("ship", "shipping").sub_job_params("{'address': params.address}").after(["reserve"]))
+    ///     .build();
+    /// assert_eq!(def.tasks["ship"].sub_job.as_ref().unwrap().definition_id, "shipping");
+    /// ```
+    pub fn sub_job(id: impl Into<String>, definition_id: impl Into<String>) -> Self {
+        let mut task = Self::new(id, "");
+        task.task.sub_job = Some(super::SubJob {
+            definition_id: definition_id.into(),
+            version: None,
+            params: None,
+        });
+        task
+    }
+
+    /// Pins the version a [`sub_job`](Self::sub_job) runs (`subJob.version`).
+    pub fn sub_job_version(mut self, version: u32) -> Self {
+        if let Some(job) = self.task.sub_job.as_mut() {
+            job.version = Some(version);
+        }
+        self
+    }
+
+    /// The params of a [`sub_job`](Self::sub_job)'s child (`subJob.params`): a CEL expression
+    /// over `params` and `upstream` giving an object, evaluated when the task starts.
+    pub fn sub_job_params(mut self, expression: impl Into<String>) -> Self {
+        if let Some(job) = self.task.sub_job.as_mut() {
+            job.params = Some(expression.into());
+        }
         self
     }
 

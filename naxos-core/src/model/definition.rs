@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Retention, Sleep, TaskPlan, Trigger, WaitFor};
+use super::{Retention, Sleep, SubJob, TaskPlan, Trigger, WaitFor};
 use crate::dag::Dag;
 
 /// A job: a DAG of named tasks. The JSON form is the original's:
@@ -62,7 +62,8 @@ pub struct TaskDefinition {
     #[serde(default)]
     pub max_retry: u32,
     /// The name a task function was registered under. Empty (left out) for a task that
-    /// `sleep`s or `waitFor`s a signal instead: a task has exactly one of the three.
+    /// `sleep`s, `waitFor`s a signal or runs a `subJob` instead: a task has exactly one of the
+    /// four.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub function_name: String,
     /// Optional per-attempt time limit; an attempt past it fails (retryably).
@@ -97,6 +98,9 @@ pub struct TaskDefinition {
     /// [`MAX_FAN_OUT`]): a longer list FAILS the task naming its length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_fan_out: Option<u32>,
+    /// A child execution of another definition instead of a function (see [`SubJob`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_job: Option<SubJob>,
 }
 
 /// The default `maxFanOut` of a `forEach` task.
@@ -153,7 +157,7 @@ impl JobDefinition {
     /// absence means something else) raises this number, and a reader refuses a definition of
     /// a newer format with [`Error::NewerVersion`](crate::Error::NewerVersion) instead of
     /// running it wrongly.
-    pub const FORMAT: u32 = 4;
+    pub const FORMAT: u32 = 5;
 
     /// The lowest format that carries this definition faithfully: what a Store writes with it.
     ///
@@ -162,7 +166,8 @@ impl JobDefinition {
     /// nodes register: format 1 is the original's JSON and its extensions; format 2 adds task
     /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly;
     /// format 3 adds tasks that `sleep` or `waitFor` a signal, and the job-level `retention`,
-    /// which a node of format 2 cannot read; format 4 adds fan-outs (`forEach`).
+    /// which a node of format 2 cannot read; format 4 adds fan-outs (`forEach`); format 5 adds
+    /// sub-jobs (`subJob`).
     pub fn required_format(&self) -> u32 {
         let tasks = self.tasks.values().map(|t| TaskPlan::of(t).format()).max().unwrap_or(1);
         if self.retention.is_some() {

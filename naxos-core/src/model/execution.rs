@@ -323,6 +323,31 @@ pub struct ExecutionSummary {
     /// was cancelled before; `None` for an execution that started at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// For an execution a sub-job started: the parent execution and task (at the attempt that
+    /// started it), and how deep it is nested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
+}
+
+/// The task of another execution that started this one as its sub-job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentLink {
+    /// The parent execution.
+    pub execution_id: ExecutionId,
+    /// Its sub-job task.
+    pub task_id: String,
+    /// The task's attempt that started this child: the child's end settles that attempt only.
+    pub attempt: u32,
+    /// How deep this child is: 1 for a child of an execution that has no parent.
+    pub depth: u32,
+}
+
+impl ParentLink {
+    /// The parent's task, at the attempt that started the child.
+    pub fn task(&self) -> TaskRef {
+        TaskRef::new(self.execution_id, self.task_id.clone(), self.attempt)
+    }
 }
 
 impl ExecutionSummary {

@@ -23,10 +23,10 @@ pub use definition::{
 };
 pub use delay::Delay;
 pub use execution::{
-    Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, StatusEvent,
-    TaskRef, TaskRun,
+    Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, ParentLink,
+    StatusEvent, TaskRef, TaskRun,
 };
-pub use plan::{Instance, Sleep, TaskKind, TaskPlan, Trigger, WaitFor};
+pub use plan::{Instance, Sleep, SubJob, TaskKind, TaskPlan, Trigger, WaitFor, MAX_SUB_JOB_DEPTH};
 pub use retention::{Expiry, ExpiryClass, Retention, RetentionDefaults, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, SchedulePut, StoredSchedule, DEFAULT_TIMEZONE, MAX_CATCH_UP};
 pub use signal::{Signal, MAX_PENDING_SIGNALS};

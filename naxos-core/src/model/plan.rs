@@ -105,8 +105,33 @@ pub struct WaitFor {
     pub timeout_ms: Option<u64>,
 }
 
-/// What runs a task: a registered function (the default), a fan-out of it, a durable sleep, or
-/// a wait for a signal.
+/// A sub-job (`"subJob"`, instead of `functionName`): the task starts a child execution of
+/// another definition and ends with it — COMPLETED with the child's outputs (`{taskId:
+/// output}`), FAILED when it fails (a retryable failure: each retry starts a new child) or is
+/// cancelled from elsewhere (final). Cancelling the parent cancels the child. JSON:
+/// `{"definitionId": "…", "version"?: N, "params"?: "<CEL → object>"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubJob {
+    /// The definition the child runs.
+    pub definition_id: String,
+    /// Its version; none: the latest when the parent execution is created (the version is then
+    /// stored on the parent's task, so every retry runs the same one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// The child's params: a CEL expression over `params` and `upstream` giving an object
+    /// (evaluated when the task starts); none: the parent's params.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<String>,
+}
+
+/// How deep sub-jobs may nest: an execution started by a sub-job of depth 10 may not start
+/// another (its sub-job task FAILS).
+pub const MAX_SUB_JOB_DEPTH: u32 = 10;
+
+/// What runs a task: a registered function (the default), a fan-out of it, a durable sleep, a
+/// wait for a signal, or a sub-job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind<'a> {
     /// The function named by the task's `functionName`, run by a worker (also what runs each
@@ -118,6 +143,8 @@ pub enum TaskKind<'a> {
     Sleep(&'a Sleep),
     /// A wait for a signal.
     WaitFor(&'a WaitFor),
+    /// A child execution of another definition.
+    SubJob(&'a SubJob),
 }
 
 /// One instance of a fan-out: which task it is of, its position in the list, and its item.
@@ -175,6 +202,21 @@ pub struct TaskPlan {
     /// fan-out starts, not a task of the definition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<Instance>,
+    /// A child execution of another definition instead of a function (its `version` set when
+    /// the execution was created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_job: Option<SubJob>,
+    /// For a sub-job: how many failed children it retries with a new one (the task's
+    /// `maxRetry`; a function's retries are the worker's, not the plan's).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_retry: u32,
+    /// For a sub-job: the child execution of its current attempt, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<crate::model::ExecutionId>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl TaskPlan {
@@ -188,6 +230,9 @@ impl TaskPlan {
             for_each: task.for_each.clone(),
             max_fan_out: task.max_fan_out,
             instance: None,
+            sub_job: task.sub_job.clone(),
+            max_retry: if task.sub_job.is_some() { task.max_retry } else { 0 },
+            child: None,
         }
     }
 
@@ -200,6 +245,7 @@ impl TaskPlan {
             && self.wait_for.is_none()
             && self.for_each.is_none()
             && self.instance.is_none()
+            && self.sub_job.is_none()
     }
 
     /// The most instances this fan-out may start.
@@ -209,18 +255,22 @@ impl TaskPlan {
 
     /// What runs the task.
     pub fn kind(&self) -> TaskKind<'_> {
-        match (&self.sleep, &self.wait_for, &self.for_each) {
-            (Some(s), _, _) => TaskKind::Sleep(s),
-            (None, Some(w), _) => TaskKind::WaitFor(w),
-            (None, None, Some(list)) => TaskKind::ForEach(list),
-            (None, None, None) => TaskKind::Function,
+        match (&self.sleep, &self.wait_for, &self.for_each, &self.sub_job) {
+            (Some(s), ..) => TaskKind::Sleep(s),
+            (None, Some(w), ..) => TaskKind::WaitFor(w),
+            (None, None, Some(list), _) => TaskKind::ForEach(list),
+            (None, None, None, Some(job)) => TaskKind::SubJob(job),
+            (None, None, None, None) => TaskKind::Function,
         }
     }
 
     /// The definition format that carries this plan (see [`JobDefinition::FORMAT`](super::JobDefinition::FORMAT)):
-    /// 1 when plain, 2 with a condition or trigger, 3 with a sleep or a wait, 4 with a fan-out.
+    /// 1 when plain, 2 with a condition or trigger, 3 with a sleep or a wait, 4 with a fan-out,
+    /// 5 with a sub-job.
     pub fn format(&self) -> u32 {
-        if self.for_each.is_some() || self.instance.is_some() {
+        if self.sub_job.is_some() {
+            5
+        } else if self.for_each.is_some() || self.instance.is_some() {
             4
         } else if self.sleep.is_some() || self.wait_for.is_some() {
             3

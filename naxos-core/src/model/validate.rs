@@ -59,17 +59,27 @@ pub enum Problem {
         /// The `id` inside.
         id: String,
     },
-    /// A task has no `functionName` (nor a `sleep` or `waitFor` instead).
+    /// A task has no `functionName` (nor a `sleep`, `waitFor` or `subJob` instead).
     MissingFunctionName {
         /// The task.
         task: String,
     },
-    /// A task has more than one of `functionName`, `sleep` and `waitFor`.
+    /// A task has more than one of `functionName`, `sleep`, `waitFor` and `subJob`.
     ConflictingKinds {
         /// The task.
         task: String,
         /// The fields it has, of the three.
         fields: Vec<String>,
+    },
+    /// A task's `subJob` makes no sense (see also the engine's check that its definition, and
+    /// version, exist).
+    InvalidSubJob {
+        /// The task.
+        task: String,
+        /// The field: `subJob.definitionId`, `subJob.version` or `subJob.params`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A task's `sleep` or `waitFor` makes no sense.
     InvalidWait {
@@ -171,14 +181,19 @@ impl fmt::Display for Problem {
             Self::InvalidTaskId { task } => write!(f, "task id `{task}` must match [A-Za-z0-9_.-]{{1,128}}"),
             Self::TaskIdMismatch { key, id } => write!(f, "task `{key}` has id `{id}`; the id must equal its key"),
             Self::MissingFunctionName { task } => {
-                write!(f, "task `{task}` has no functionName (nor a sleep or waitFor instead)")
+                write!(
+                    f,
+                    "task `{task}` has no functionName (nor a sleep, waitFor or subJob instead)"
+                )
             }
             Self::ConflictingKinds { task, fields } => write!(
                 f,
-                "task `{task}` has {}; a task has exactly one of functionName, sleep and waitFor",
+                "task `{task}` has {}; a task has exactly one of functionName, sleep, waitFor and subJob",
                 quoted(fields).replace(", ", " and ")
             ),
-            Self::InvalidWait { task, field, reason } => write!(f, "task `{task}` has an invalid `{field}`: {reason}"),
+            Self::InvalidWait { task, field, reason } | Self::InvalidSubJob { task, field, reason } => {
+                write!(f, "task `{task}` has an invalid `{field}`: {reason}")
+            }
             Self::UnregisteredFunction { task, function } => {
                 write!(f, "task `{task}` uses function `{function}`, which is not registered")
             }
@@ -289,12 +304,14 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
             (!task.function_name.is_empty(), "functionName"),
             (task.sleep.is_some(), "sleep"),
             (task.wait_for.is_some(), "waitFor"),
+            (task.sub_job.is_some(), "subJob"),
         ]
         .into_iter()
         .filter(|&(has, _)| has)
         .map(|(_, field)| field.to_string())
         .collect();
         problems.extend(wait_problems(key, task));
+        problems.extend(sub_job_problems(key, task));
         if kinds.len() > 1 {
             problems.push(Problem::ConflictingKinds {
                 task: key.clone(),
@@ -413,6 +430,38 @@ fn wait_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
             )),
             _ => {}
         }
+    }
+    problems
+}
+
+/// What is wrong with a task's `subJob`.
+fn sub_job_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
+    let problem = |field: &str, reason: String| Problem::InvalidSubJob {
+        task: key.to_string(),
+        field: field.to_string(),
+        reason,
+    };
+    let Some(job) = &task.sub_job else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if !is_valid_id(&job.definition_id) {
+        problems.push(problem(
+            "subJob.definitionId",
+            format!("`{}` must match [A-Za-z0-9_.-]{{1,128}}", job.definition_id),
+        ));
+    }
+    if job.version == Some(0) {
+        problems.push(problem("subJob.version", "versions start at 1".into()));
+    }
+    if let Some(Err(reason)) = job.params.as_deref().map(crate::condition::check_when) {
+        problems.push(problem("subJob.params", reason));
+    }
+    if task.for_each.is_some() {
+        problems.push(problem(
+            "subJob",
+            "a fan-out runs a function per item; a task with a `forEach` cannot be a sub-job".into(),
+        ));
     }
     problems
 }

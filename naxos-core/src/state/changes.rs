@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::ChildStart;
 use crate::model::{Attempt, ExecutionId, StatusEvent, TaskRef};
 
 /// Effects of a committed transition. The engine publishes `ready`, `delayed` and `events`
@@ -19,6 +20,13 @@ pub struct Changes {
     /// Executions created to start later (`delayMs`, `runAt`) with their time: start each then
     /// ([`Store::start_delayed`](crate::backend::Store::start_delayed)).
     pub scheduled: Vec<(ExecutionId, DateTime<Utc>)>,
+    /// Child executions that sub-job tasks started: the Store creates each in the same
+    /// transaction and empties this list (what the children's creation changed is added to
+    /// these changes), so a caller of a Store never sees it filled.
+    pub children: Vec<ChildStart>,
+    /// Child executions of sub-jobs that the transition cancelled (the parent was stopped):
+    /// stop each, after the commit.
+    pub stopped_children: Vec<ExecutionId>,
     /// Status changes, in order.
     pub events: Vec<StatusEvent>,
     /// Attempt records started or ended, each as it now stands (keyed by execution, task and
@@ -33,6 +41,8 @@ impl Changes {
             && self.delayed.is_empty()
             && self.waiting.is_empty()
             && self.scheduled.is_empty()
+            && self.children.is_empty()
+            && self.stopped_children.is_empty()
             && self.events.is_empty()
             && self.history.is_empty()
     }
@@ -47,6 +57,8 @@ impl Changes {
         self.delayed.extend(other.delayed);
         self.waiting.extend(other.waiting);
         self.scheduled.extend(other.scheduled);
+        self.children.extend(other.children);
+        self.stopped_children.extend(other.stopped_children);
         self.events.extend(other.events);
         self.history.extend(other.history);
     }

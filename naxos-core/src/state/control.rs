@@ -31,6 +31,13 @@ impl ExecutionState {
                 self.end_attempt(i, AttemptOutcome::Cancelled, None, now, &mut ch);
             } else {
                 self.tasks[i].lease = None;
+                let t = &self.tasks[i];
+                if let (TaskStatus::Running, Some(child)) = (status, t.plan.child.filter(|_| t.plan.sub_job.is_some()))
+                {
+                    // A sub-job: its child is stopped after the commit.
+                    ch.stopped_children.push(child);
+                    self.end_attempt(i, AttemptOutcome::Cancelled, None, now, &mut ch);
+                }
             }
             let t = &mut self.tasks[i];
             t.end_time = Some(now);

@@ -19,6 +19,7 @@
 //! | `wait.rs` | durable waits: `sleep` and `waitFor` tasks woken when due, signals |
 //! | `fanout.rs` | `forEach` tasks: their instances, and the fan-in when those end |
 //! | `delay.rs` | delayed executions (`delayMs`, `runAt`): started when their time comes |
+//! | `subjob.rs` | `subJob` tasks: the child each attempt starts, and the task settled when it ends |
 //! | `rules.rs` | how an execution ends, how a finished task counts for triggers, error and event texts |
 //!
 //! The rules it owns: fencing by attempt (a transition names the attempt it is for and fails
@@ -31,11 +32,13 @@
 mod changes;
 mod control;
 mod delay;
+mod family;
 mod fanout;
 mod graph;
 mod recovery;
 pub mod rules;
 mod run;
+mod subjob;
 mod trigger;
 mod wait;
 
@@ -45,8 +48,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use changes::{Changes, HistoryEntry};
+pub use family::{settle_family, Family, FamilyStep, FamilyWalk, Transitioned};
 pub use graph::Graph;
 pub use recovery::{republish_wait, MAX_DOUBLINGS};
+pub use subjob::{ChildStart, SUB_JOB_NODE};
 
 use crate::backend::NewExecution;
 use crate::clock::after;
@@ -121,6 +126,7 @@ impl ExecutionState {
                 start_time: None,
                 end_time: None,
                 scheduled_for,
+                parent: new.parent,
             },
             params: Arc::new(new.params),
             outputs: vec![None; tasks.len()],

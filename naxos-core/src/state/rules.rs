@@ -94,6 +94,19 @@ pub fn signal_timed_out(signal: &str) -> String {
     format!("signal {signal} timed out")
 }
 
+/// The error of a sub-job task whose child FAILED (with the child's own error, if it has one).
+pub fn sub_job_failed(child: ExecutionId, error: Option<&str>) -> String {
+    match error {
+        Some(error) => format!("sub-job {child} failed: {error}"),
+        None => format!("sub-job {child} failed"),
+    }
+}
+
+/// The error of a sub-job task whose child was cancelled from elsewhere.
+pub fn sub_job_cancelled(child: ExecutionId) -> String {
+    format!("sub-job {child} was cancelled")
+}
+
 /// The error of a task requeued after its lease ran out.
 pub fn lease_expired(owner: &str) -> String {
     format!("the lease held by node `{owner}` expired; requeued")

@@ -116,6 +116,7 @@ impl ExecutionState {
         for i in moved {
             match self.tasks[i].status {
                 TaskStatus::Waiting => self.settle_wait(i, now, ch),
+                TaskStatus::Running if self.tasks[i].plan.sub_job.is_some() => self.launch_child(i, now, ch),
                 TaskStatus::Running => self.settle_fan_out(i, now, ch),
                 _ => {}
             }

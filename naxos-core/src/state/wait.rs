@@ -114,8 +114,10 @@ impl ExecutionState {
 
     /// Starts the task at `i`, whose trigger holds and whose condition is true, as its kind
     /// says: QUEUED for a function, WAITING for a sleep or a wait, RUNNING with its instances
-    /// QUEUED for a fan-out (not yet announced). The error is what the task FAILS with: a
-    /// `sleep.until` or `forEach` that could not be evaluated, a list over `maxFanOut`.
+    /// QUEUED for a fan-out, RUNNING for a sub-job (its child named once announced: see
+    /// `subjob.rs`), not yet announced. The error is what the task FAILS with: a `sleep.until`,
+    /// `forEach` or `subJob.params` that could not be evaluated, a list over `maxFanOut`, a
+    /// sub-job nested too deep.
     pub(super) fn start(&mut self, i: usize, now: DateTime<Utc>) -> std::result::Result<(), String> {
         let due = match self.tasks[i].plan.kind() {
             TaskKind::Function => {
@@ -125,6 +127,11 @@ impl ExecutionState {
             TaskKind::ForEach(list) => {
                 let list = list.to_string();
                 return self.start_fan_out(i, &list, now);
+            }
+            TaskKind::SubJob(_) => {
+                self.check_sub_job(i)?;
+                self.begin_unleased(i, TaskStatus::Running, None, now);
+                return Ok(());
             }
             TaskKind::Sleep(sleep) => match (sleep.ms, sleep.until.as_deref()) {
                 (_, Some(until)) => Some(

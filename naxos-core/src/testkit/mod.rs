@@ -139,6 +139,9 @@ macro_rules! store_conformance {
                 wake_due_starts_due_delayed_executions_once,
                 a_delayed_execution_cancelled_before_its_time_never_starts,
                 a_delay_too_far_ahead_is_refused,
+                a_sub_job_starts_its_child_at_once_and_completes_with_it,
+                a_failed_child_is_retried_with_a_new_child_then_fails_the_task,
+                a_cancelled_child_fails_its_task_and_a_stopped_parent_names_its_child,
             ]
         );
     };

@@ -245,7 +245,7 @@ fn plan() -> impl Strategy<Value = TaskPlan> {
         wait_for,
         max_fan_out: fan_out.as_ref().and_then(|(_, max)| *max),
         for_each: fan_out.map(|(list, _)| list),
-        instance: None,
+        ..TaskPlan::default()
     })
 }
 

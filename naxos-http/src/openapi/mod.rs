@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::Json;
 use naxos_core::model::{
     BackoffPolicy, CatchUp, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition, NodeInfo, Problem, Schedule,
-    Sleep, StatusEvent, StoredSchedule, TaskDefinition, TaskStatus, Trigger, WaitFor,
+    Sleep, StatusEvent, StoredSchedule, SubJob, TaskDefinition, TaskStatus, Trigger, WaitFor,
 };
 use naxos_core::Engine;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -58,7 +58,7 @@ use crate::AppState;
         ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, InstanceView, ExecutionAck, ExecutionPageView,
         StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
         ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck, Schedule, StoredSchedule, CatchUp,
-        ScheduleView, Sleep, WaitFor, SignalAck,
+        ScheduleView, Sleep, WaitFor, SubJob, SignalAck,
     )),
     modifiers(&BearerToken, &Links, &DefaultRules),
     tags(

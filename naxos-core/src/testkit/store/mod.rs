@@ -9,6 +9,7 @@ mod records;
 mod retention;
 mod runs;
 mod schedules;
+mod subjobs;
 mod trace;
 mod waits;
 
@@ -20,5 +21,6 @@ pub use records::*;
 pub use retention::*;
 pub use runs::*;
 pub use schedules::*;
+pub use subjobs::*;
 pub use trace::*;
 pub use waits::*;

@@ -177,6 +177,7 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>, clock: Manual
             plan: crate::model::TaskPlan::default(),
         }]
         .into(),
+        parent: None,
     };
     let timed = store
         .create_execution(deadline_exec.clone())
