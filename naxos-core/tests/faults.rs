@@ -117,6 +117,9 @@ impl Store for FaultyStore {
     async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
         self.inner.signal(id, name, payload).await
     }
+    async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {
+        self.inner.orphaned_children(limit).await
+    }
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         self.inner.overdue_executions(limit).await
     }

@@ -67,9 +67,11 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
 fn fenced_off(op: &Op) -> bool {
     let stale = |f: &Fence| *f != Fence::Current;
     match op {
-        Op::Claim { fence, .. } | Op::Heartbeat { fence, .. } | Op::Release { fence, .. } | Op::Wake { fence, .. } => {
-            stale(fence)
-        }
+        Op::Claim { fence, .. }
+        | Op::Heartbeat { fence, .. }
+        | Op::Release { fence, .. }
+        | Op::Wake { fence, .. }
+        | Op::ChildEnds { fence, .. } => stale(fence),
         Op::Finish { outcomes } => outcomes.iter().all(|(_, f, _)| stale(f)),
         _ => false,
     }
@@ -233,6 +235,9 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
         if t.plan.instance.is_some() || t.plan.for_each.is_some() {
             check_fan_out(&exec, i)?;
         }
+        if t.plan.sub_job.is_some() {
+            check_sub_job(&exec, i)?;
+        }
         let deps = graph.dependencies(i);
         let not_done = deps
             .iter()
@@ -332,6 +337,25 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
                     &t.task_id
                 );
             }
+            TaskStatus::Failed if t.plan.sub_job.is_some() => {
+                // A sub-job fails for its child (failed beyond its retries, or cancelled), its
+                // params, or its condition.
+                let error = t.error.clone().unwrap_or_default();
+                prop_assert!(
+                    ["sub-job ", "`subJob.params`", "`when`"]
+                        .iter()
+                        .any(|p| error.starts_with(p)),
+                    "{}: {error}",
+                    &t.task_id
+                );
+                prop_assert_eq!(
+                    t.attempts == 0,
+                    !error.starts_with("sub-job "),
+                    "{}: {}",
+                    &t.task_id,
+                    error
+                );
+            }
             TaskStatus::Failed if t.attempts == 0 => {
                 // Failed without running: its condition did not evaluate.
                 prop_assert!(holds && t.plan.when.is_some(), "{} FAILED without running", &t.task_id);
@@ -351,7 +375,14 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
             prop_assert_eq!(t.attempts, 0, "{}: no worker runs a fan-out", &t.task_id);
             prop_assert!(t.lease.is_none(), "{}: a fan-out holds no lease", &t.task_id);
         } else if t.status == TaskStatus::Running {
-            prop_assert!(t.lease.is_some(), "{} RUNNING without a lease", &t.task_id);
+            // A sub-job holds no lease (its child runs), and has its attempt open all the same.
+            prop_assert_eq!(
+                t.lease.is_some(),
+                t.plan.sub_job.is_none(),
+                "{} RUNNING, its lease: {:?}",
+                &t.task_id,
+                &t.lease
+            );
             prop_assert_eq!(open.len(), 1);
             prop_assert_eq!(open[0].attempt, t.attempt, "the open record is the current attempt's");
         } else {
@@ -428,6 +459,38 @@ fn check_state(state: &ExecutionState) -> Result<(), TestCaseError> {
 }
 
 /// The rules of a fan-out (DESIGN.md §8), for the fan-out or the instance at `i`.
+/// A sub-job: RUNNING without a lease and naming its child, one attempt record per child it
+/// started (each with the node `subJob`), its failures within its `maxRetry` (a child that
+/// failed beyond it, or was cancelled, ended it FAILED), and COMPLETED with an object (the
+/// child's outputs by task id).
+fn check_sub_job(exec: &Execution, i: usize) -> Result<(), TestCaseError> {
+    let t = &exec.tasks[i];
+    let id = &t.task_id;
+    prop_assert!(t.lease.is_none(), "{id}: a worker holds a sub-job");
+    if t.status == TaskStatus::Running {
+        prop_assert!(t.plan.child.is_some(), "{id} runs no child");
+        prop_assert!(t.attempts >= 1, "{id} runs a child with no attempt counted");
+        prop_assert!(
+            t.failures <= t.plan.max_retry,
+            "{id}: {} failures, maxRetry {}",
+            t.failures,
+            t.plan.max_retry
+        );
+    }
+    prop_assert!(
+        t.history.iter().all(|a| &*a.node == naxos_core::state::SUB_JOB_NODE),
+        "{id}: a sub-job's attempts are no worker's"
+    );
+    if t.status == TaskStatus::Completed {
+        prop_assert!(
+            t.output.as_ref().is_some_and(serde_json::Value::is_object),
+            "{id}: completed with {:?}",
+            t.output
+        );
+    }
+    Ok(())
+}
+
 fn check_fan_out(exec: &Execution, i: usize) -> Result<(), TestCaseError> {
     let t = &exec.tasks[i];
     let find = |id: &str| exec.tasks.iter().find(|t| t.task_id == id);

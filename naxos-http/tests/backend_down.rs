@@ -86,6 +86,9 @@ impl Store for UnreachableStore {
     async fn signal(&self, _: ExecutionId, _: &str, _: Value) -> Result<SignalOutcome> {
         down()
     }
+    async fn orphaned_children(&self, _: usize) -> Result<Vec<ExecutionId>> {
+        down()
+    }
     async fn overdue_executions(&self, _: usize) -> Result<Vec<ExecutionId>> {
         down()
     }

@@ -114,6 +114,23 @@ fn apply_within(
     Ok(changes)
 }
 
+/// Unfinished children of sub-jobs whose parent finished (a read: nothing changes).
+pub(crate) fn orphaned_children(r: Reader<'_>, txn: &RoTxn<'_>, limit: usize) -> Result<Vec<ExecutionId>> {
+    let iter = r.t.children.iter(txn).map_err(|e| r.env.error(e))?;
+    let mut orphans = Vec::new();
+    for entry in iter {
+        if orphans.len() == limit {
+            break;
+        }
+        let (child, parent) = entry.map_err(|e| r.env.error(e))?;
+        let (child, parent) = (keys::id_of(child)?, keys::id_of(parent)?);
+        if r.summary(txn, parent)?.is_some_and(|p| p.status.is_terminal()) {
+            orphans.push(child);
+        }
+    }
+    Ok(orphans)
+}
+
 /// Unfinished executions past their deadline (a read: nothing changes).
 pub(crate) fn overdue(r: Reader<'_>, txn: &RoTxn<'_>, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>> {
     let until = keys::time(now);

@@ -522,6 +522,11 @@ impl Store for LmdbStore {
         .await
     }
 
+    async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {
+        self.read(move |r, txn, _| scans::orphaned_children(r, txn, limit))
+            .await
+    }
+
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         self.read(move |r, txn, now| scans::overdue(r, txn, now, limit)).await
     }

@@ -29,7 +29,7 @@ use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 18] = [
+pub(crate) const NAMES: [&str; 19] = [
     "definitions",
     "executions",
     "by_definition",
@@ -48,6 +48,7 @@ pub(crate) const NAMES: [&str; 18] = [
     "waiting",
     "retained",
     "expiring",
+    "children",
 ];
 
 /// The store's databases.
@@ -76,11 +77,13 @@ pub(crate) struct Tables {
     /// Retention: own periods, and finished executions by expiry (see `retention.rs`).
     pub(crate) retained: Db,
     pub(crate) expiring: Db,
+    /// Unfinished children of sub-jobs: child id → parent id (what the orphan scan reads).
+    pub(crate) children: Db,
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 18]) -> Self {
-        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting, retained, expiring] =
+    pub(crate) fn new(dbs: [Db; 19]) -> Self {
+        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting, retained, expiring, children] =
             dbs;
         Self {
             definitions,
@@ -101,6 +104,7 @@ impl Tables {
             waiting,
             retained,
             expiring,
+            children,
         }
     }
 }
@@ -305,6 +309,8 @@ struct ExecutionMark {
     ended: Option<Vec<u8>>,
     /// How it ended, for its `expiring` entry (see `retention.rs`).
     end: Option<(ExecutionStatus, DateTime<Utc>)>,
+    /// An unfinished child of a sub-job: its parent, for its `children` entry.
+    parent: Option<ExecutionId>,
 }
 
 fn execution_mark(s: &ExecutionSummary) -> ExecutionMark {
@@ -318,6 +324,7 @@ fn execution_mark(s: &ExecutionSummary) -> ExecutionMark {
             .map(|at| keys::timed(at, s.id, None)),
         ended: s.end_time.filter(|_| finished).map(|t| keys::timed(t, s.id, None)),
         end: s.end_time.filter(|_| finished).map(|t| (s.status, t)),
+        parent: s.parent.as_ref().filter(|_| !finished).map(|p| p.execution_id),
     }
 }
 
@@ -440,6 +447,15 @@ pub(crate) fn write_back(
             }
             if let Some(k) = new_delayed {
                 tx.put(t.waiting, &k, &[])?;
+            }
+        }
+        let (old_parent, new_parent) = (old.as_ref().and_then(|m| m.parent), new.as_ref().and_then(|m| m.parent));
+        if old_parent != new_parent {
+            match new_parent {
+                Some(parent) => tx.put(t.children, id.as_bytes(), parent.as_bytes())?,
+                None => {
+                    tx.delete(t.children, id.as_bytes())?;
+                }
             }
         }
         let (old_end, new_end) = (old.as_ref().and_then(|m| m.end), new.as_ref().and_then(|m| m.end));

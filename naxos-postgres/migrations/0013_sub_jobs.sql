@@ -8,7 +8,7 @@ ALTER TABLE naxos_executions
     ADD COLUMN parent_attempt INTEGER,
     ADD COLUMN parent_depth INTEGER;
 
--- The sweepers' scan for children still running under a parent that finished (its stop reached
--- them through the engine unless a node died in between): only children, by parent.
+-- The sweepers' scan for children still running under a parent that finished (its stop reaches
+-- them through the engine unless a node died in between): only unfinished children.
 CREATE INDEX naxos_executions_children ON naxos_executions (parent_execution_id)
-    WHERE parent_execution_id IS NOT NULL;
+    WHERE parent_execution_id IS NOT NULL AND status IN ('PENDING', 'RUNNING');

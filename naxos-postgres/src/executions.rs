@@ -29,7 +29,7 @@ const MAX_PAGE: usize = 1_000;
 /// create), and the existing execution is returned. `$10` and `$11` are the schedule and tick
 /// that start it, if any; `$17` and `$18` its definition's own retention periods (ms), if any;
 /// `$19` the time a delayed execution starts at; `$20`–`$23` the parent task of a child a
-/// sub-job started. `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
+/// sub-job started; `$24` the attempt records a creation starts (a root sub-job's). `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
 /// is an extra CTE (see [`outbox`]). The execution is created as the state module left it:
 /// PENDING, or already finished when the `when` conditions of its roots left nothing to run
 /// (its tasks then carry their errors and end times).
@@ -48,13 +48,20 @@ fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
     ), tasks AS (
         INSERT INTO {t}naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, queued_at, plan, error, end_time, due_at, start_time, output)
+             attempt, attempts, queued_at, plan, error, end_time, due_at, start_time, output)
         SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
-               r.remaining, r.attempt, r.queued_at, r.plan, r.error, r.end_time, r.due_at, r.start_time, r.output -> 0
+               r.remaining, r.attempt, r.attempts, r.queued_at, r.plan, r.error, r.end_time, r.due_at, r.start_time,
+               r.output -> 0
         FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
-             attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ,
+             attempt INTEGER, attempts INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ,
              due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, output JSONB)
+    ), attempts AS (
+        -- A root sub-job starts its first attempt at the creation.
+        INSERT INTO {t}naxos_attempts (execution_id, task_id, attempt, node, started_at)
+        SELECT e.id, r.task_id, r.attempt, r.node, r.started_at
+        FROM execution e, jsonb_to_recordset($24) AS r(task_id TEXT, attempt INTEGER, node TEXT,
+             started_at TIMESTAMPTZ)
     ){outbox}
     SELECT id FROM execution"
     )
@@ -209,6 +216,7 @@ pub(crate) async fn insert(
                 "dependents": dependents,
                 "remaining": t.remaining_dependencies,
                 "attempt": t.attempt,
+                "attempts": t.attempts,
                 "queued_at": t.queued_at,
                 "plan": (!t.plan.is_plain()).then_some(&t.plan),
                 "error": t.error,
@@ -219,6 +227,11 @@ pub(crate) async fn insert(
                 "output": state.output(position).map(|o| [&**o]),
             })
         })
+        .collect();
+    let attempts: Vec<Value> = changes
+        .history
+        .iter()
+        .map(|h| json!({"task_id": h.task_id, "attempt": h.record.attempt, "node": &*h.record.node, "started_at": h.record.started_at}))
         .collect();
     let s = state.summary();
     // A child's end settles its parent, which only the general path does.
@@ -252,6 +265,7 @@ pub(crate) async fn insert(
         .bind(s.parent.as_ref().map(|p| p.task_id.as_str()))
         .bind(s.parent.as_ref().map(|p| int(p.attempt)))
         .bind(s.parent.as_ref().map(|p| int(p.depth)))
+        .bind(Value::Array(attempts))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
@@ -358,6 +372,21 @@ pub(crate) async fn list(pool: &PgPool, query: &ExecutionQuery) -> Result<Execut
 
 /// Unfinished executions past their deadline, oldest deadline first; not a delayed one still
 /// waiting for its time (naxos-core's `ExecutionSummary::is_overdue`).
+/// Unfinished children of sub-jobs whose parent finished (through the partial index of
+/// migration 0013: unfinished children only).
+pub(crate) async fn orphaned_children(pool: &PgPool, limit: usize) -> Result<Vec<ExecutionId>> {
+    sqlx::query_scalar(
+        "SELECT c.id FROM naxos_executions c JOIN naxos_executions p ON p.id = c.parent_execution_id
+         WHERE c.parent_execution_id IS NOT NULL AND c.status IN ('PENDING', 'RUNNING')
+           AND p.status IN ('COMPLETED', 'FAILED', 'CANCELLED')
+         LIMIT $1",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(db)
+}
+
 pub(crate) async fn overdue(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> Result<Vec<ExecutionId>> {
     sqlx::query_scalar(
         "SELECT id FROM naxos_executions

@@ -255,6 +255,13 @@ impl Store for PgStore {
         .await
     }
 
+    async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {
+        self.within("orphaned children", async {
+            executions::orphaned_children(&self.pool, limit).await
+        })
+        .await
+    }
+
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         self.within("overdue executions", async {
             executions::overdue(&self.pool, self.now().await?, limit).await

@@ -187,6 +187,12 @@ pub trait Store: Send + Sync + Debug {
         std::future::pending().await
     }
 
+    /// Up to `limit` unfinished executions that a sub-job started and whose parent has finished:
+    /// the stop of a parent reaches its children through the engine, after the commit
+    /// ([`Changes::stopped_children`]), unless the node died in between; the sweepers stop
+    /// these.
+    async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>>;
+
     /// Unfinished executions whose deadline has passed.
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>>;
 

@@ -28,6 +28,9 @@ pub struct SweepReport {
     pub woken: usize,
     /// Executions failed for running past their deadline.
     pub timed_out: usize,
+    /// Children of sub-jobs cancelled because their parent had finished (stopped) without
+    /// the stop reaching them (a node died in between).
+    pub orphans_cancelled: usize,
     /// Finished executions deleted after their retention period.
     pub pruned: u64,
 }
@@ -83,6 +86,13 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
         match inner.stop(id, StopReason::TimedOut).await {
             Ok(_) => report.timed_out += 1,
             Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for id in inner.store.orphaned_children(BATCH).await? {
+        match inner.stop(id, StopReason::Cancelled).await {
+            Ok(_) => report.orphans_cancelled += 1,
+            Err(e) if e.is_conflict() || e.is_not_found() => {}
             Err(e) => return Err(e),
         }
     }

@@ -605,6 +605,25 @@ impl Store for MemoryStore {
         self.transact(id, now, |s| s.signal(name, payload, now))
     }
 
+    async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {
+        let mut orphans = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            // A family shares a shard: the parent is in this one.
+            let finished = |id: ExecutionId| shard.executions.get(&id).is_some_and(ExecutionState::is_finished);
+            for id in &shard.active {
+                if orphans.len() == limit {
+                    return Ok(orphans);
+                }
+                let parent = shard.executions.get(id).and_then(|s| s.summary().parent.as_ref());
+                if parent.is_some_and(|p| finished(p.execution_id)) {
+                    orphans.push(*id);
+                }
+            }
+        }
+        Ok(orphans)
+    }
+
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         let now = self.clock.now();
         let mut overdue = Vec::new();

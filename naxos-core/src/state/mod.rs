@@ -432,10 +432,16 @@ impl ExecutionState {
         let record = match t.history.iter_mut().rev().find(|r| r.attempt == attempt) {
             Some(r) => r,
             None => {
-                // A state loaded without its history: the task still names who ran it.
+                // A state loaded without its history: the task still names who ran it (a
+                // sub-job: no worker).
+                let node = match (&t.lease, &t.plan.sub_job) {
+                    (Some(l), _) => l.owner.as_str().into(),
+                    (None, Some(_)) => SUB_JOB_NODE.into(),
+                    (None, None) => "".into(),
+                };
                 t.history.push(Attempt {
                     attempt,
-                    node: t.lease.as_ref().map_or_else(|| "".into(), |l| l.owner.as_str().into()),
+                    node,
                     started_at: t.start_time.unwrap_or(now),
                     ended_at: None,
                     outcome: None,

@@ -109,6 +109,7 @@ impl ExecutionState {
                 t.failures += 1;
                 t.attempt += 1;
                 t.error = Some(error);
+                t.plan.child = None;
                 self.begin_unleased(i, TaskStatus::Running, None, now);
                 self.set_task(i, TaskStatus::Running, None, now, &mut ch);
                 self.launch_child(i, now, &mut ch);
@@ -171,8 +172,13 @@ impl ExecutionState {
     }
 
     /// The sub-job task at `i`, RUNNING and announced, starts its attempt and names its child,
-    /// listed in `ch.children` for the Store to create.
+    /// listed in `ch.children` for the Store to create — once: a task announced again in the
+    /// same transition (a restart announces every task it reset) already has its child.
     pub(super) fn launch_child(&mut self, i: usize, now: DateTime<Utc>, ch: &mut Changes) {
+        if self.tasks[i].plan.child.is_some() {
+            return;
+        }
+
         let version = self.tasks[i].plan.sub_job.as_ref().and_then(|j| j.version);
         let (params, version) = match (self.child_params(i), version) {
             (Ok(params), Some(version)) => (params, version),
@@ -229,4 +235,40 @@ fn child_id(parent: &ParentLink, now: DateTime<Utc>) -> ExecutionId {
     bytes[9] = (bytes[9] & 0xf0) | parent_low;
     let ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
     uuid::Builder::from_unix_timestamp_millis(ms, &bytes).into_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+    use crate::backend::StopReason;
+    use crate::model::{JobDefinition, TaskBuilder};
+
+    #[test]
+    fn a_restart_above_a_cancelled_sub_job_starts_one_child() {
+        let def = JobDefinition::builder("p")
+            .task(TaskBuilder::new("empty", "f").for_each("[]"))
+            .task(TaskBuilder::sub_job("later", "c").after(["empty"]))
+            .build();
+        let stored = Arc::new(StoredDefinition::new(1, Utc::now(), def));
+        let mut new = NewExecution::new(&stored, json!({}));
+        new.pin_sub_jobs(|_| Some(1));
+        let now = Utc::now();
+        let (mut state, created) = ExecutionState::create(new, now).unwrap();
+        assert_eq!(created.children.len(), 1, "{created:?}");
+        state.stop(StopReason::Cancelled, now).unwrap();
+        let restarted = state.retry_from("empty", now).unwrap();
+        let call = &state.tasks()[state.index_of("later").unwrap()];
+        assert_eq!(restarted.children.len(), 1, "{:?}", restarted.children);
+        assert_eq!(
+            (call.attempt, call.attempts, call.history.len()),
+            (2, 2, 2),
+            "{:?}",
+            call.history
+        );
+    }
 }

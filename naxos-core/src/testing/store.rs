@@ -139,6 +139,13 @@ impl Store for FaultyStore {
         out
     }
 
+    async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {
+        self.node.alive().await;
+        let out = self.inner.orphaned_children(limit).await;
+        self.node.alive().await;
+        out
+    }
+
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         self.node.alive().await;
         let out = self.inner.overdue_executions(limit).await;

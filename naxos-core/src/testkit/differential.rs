@@ -14,7 +14,8 @@ use std::sync::Arc;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
 use super::scenario::{
-    apply_to_store, cases, config, drain_step, epoch, resolve, scenario, trace_contexts, Call, Scenario,
+    apply_to_store, cases, child_definition, config, drain_step, epoch, resolve, scenario, trace_contexts, Call,
+    Observed, Scenario,
 };
 use crate::backend::{ExecutionQuery, StopReason, Store};
 use crate::memory::MemoryStore;
@@ -43,6 +44,11 @@ pub async fn check(store: &dyn Store, clock: &ManualClock, scenario: &Scenario) 
     clock.set(epoch());
     let reference = MemoryStore::with_clock(Clock::Manual(clock.clone()));
     let def = scenario.definition();
+    if scenario.has_sub_jobs() {
+        let child = child_definition(&def.id);
+        store.put_definition(child.clone()).await.map_err(|e| e.to_string())?;
+        reference.put_definition(child).await.map_err(|e| e.to_string())?;
+    }
     let put = store.put_definition(def.clone()).await.map_err(|e| e.to_string())?;
     reference.put_definition(def).await.map_err(|e| e.to_string())?;
     let new = scenario.execution(&put.definition);
@@ -76,7 +82,50 @@ pub async fn check(store: &dyn Store, clock: &ManualClock, scenario: &Scenario) 
         let call = Call::Stop(id, StopReason::Cancelled);
         both(&reference, store, id, &call, "final stop").await?;
     }
+    // Children a stopped parent left running (the engine would stop them): stopped too, so
+    // that the scans of the next scenario find nothing of this one.
+    for child in children(&reference, id).await? {
+        if !reference
+            .get_execution(child)
+            .await
+            .map_err(|e| e.to_string())?
+            .status
+            .is_terminal()
+        {
+            let call = Call::Stop(child, StopReason::Cancelled);
+            both(&reference, store, id, &call, "final stop of a child").await?;
+        }
+    }
     Ok(())
+}
+
+/// A scan's changes grouped by execution (in id order), each execution's in the order they
+/// were made.
+fn by_execution(observed: &mut Observed) {
+    if let Observed::Changed(Ok(ch)) = observed {
+        ch.ready.sort_by_key(|t| t.execution_id);
+        ch.delayed.sort_by_key(|(t, _)| t.execution_id);
+        ch.waiting.sort_by_key(|(t, _)| t.execution_id);
+        ch.events.sort_by_key(|e| e.execution_id);
+        ch.history.sort_by_key(|h| h.execution_id);
+    }
+}
+
+/// The children of `parent`'s sub-jobs in `store`, found by their parent link.
+async fn children(store: &dyn Store, parent: ExecutionId) -> Result<Vec<ExecutionId>, String> {
+    let page = store
+        .list_executions(&ExecutionQuery {
+            limit: 1_000,
+            ..ExecutionQuery::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(page
+        .executions
+        .iter()
+        .filter(|e| e.parent.as_ref().is_some_and(|p| p.execution_id == parent))
+        .map(|e| e.id)
+        .collect())
 }
 
 /// Applies `call` to both stores and compares what they returned and what they hold after.
@@ -87,8 +136,12 @@ async fn both(
     call: &Call,
     at: &str,
 ) -> Result<(), String> {
-    let a = apply_to_store(reference, call).await;
-    let b = apply_to_store(store, call).await;
+    let (mut a, mut b) = (apply_to_store(reference, call).await, apply_to_store(store, call).await);
+    if matches!(call, Call::Recover(_) | Call::TakeStale(_) | Call::WakeDue) {
+        // A scan visits the executions (a parent and its children) in the store's own order.
+        by_execution(&mut a);
+        by_execution(&mut b);
+    }
     same(&format!("{at}: {call:?}"), &a, &b)?;
     same(
         &format!("{at}: the trace contexts of {call:?}"),
@@ -98,12 +151,20 @@ async fn both(
     same_execution(reference, store, id, at).await
 }
 
-/// Compares the execution in both stores, then checks that each store's listing by status finds
-/// it under its status, and that the reference (which holds nothing else) counts it once.
+/// Compares the execution and its sub-jobs' children in both stores, then checks that each
+/// store's listing by status finds it under its status, and that the reference (which holds
+/// nothing else) counts it and its children once each.
 async fn same_execution(reference: &MemoryStore, store: &dyn Store, id: ExecutionId, at: &str) -> Result<(), String> {
     let a = reference.get_execution(id).await.map_err(|e| e.to_string())?;
     let b = store.get_execution(id).await.map_err(|e| e.to_string())?;
     same(&format!("{at}: the execution after it"), &a, &b)?;
+    let mut expected: std::collections::BTreeMap<crate::model::ExecutionStatus, u64> = [(a.status, 1)].into();
+    for child in children(reference, id).await? {
+        let a = reference.get_execution(child).await.map_err(|e| e.to_string())?;
+        let b = store.get_execution(child).await.map_err(|e| e.to_string())?;
+        same(&format!("{at}: the child {child} after it"), &a, &b)?;
+        *expected.entry(a.status).or_default() += 1;
+    }
     let query = ExecutionQuery {
         status: Some(a.status),
         definition_id: Some(a.definition_id.clone()),
@@ -121,7 +182,7 @@ async fn same_execution(reference: &MemoryStore, store: &dyn Store, id: Executio
     let counts = reference.counts().await.map_err(|e| e.to_string())?;
     same(
         &format!("{at}: the state module's counts"),
-        &[(a.status, 1)].into_iter().collect(),
+        &expected.into_iter().collect(),
         &counts.executions,
     )
 }

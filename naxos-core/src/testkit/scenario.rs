@@ -21,8 +21,8 @@ use crate::backend::{
 };
 use crate::clock::ManualClock;
 use crate::model::{
-    Delay, Execution, ExecutionId, JobDefinition, Sleep, StoredDefinition, TaskBuilder, TaskPlan, TaskRef, TaskRun,
-    TaskStatus, TraceParent, Trigger, WaitFor,
+    Delay, Execution, ExecutionId, JobDefinition, Sleep, StoredDefinition, SubJob, TaskBuilder, TaskPlan, TaskRef,
+    TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
 };
 use crate::state::ExecutionState;
 use crate::{Error, Result};
@@ -136,6 +136,26 @@ pub enum Op {
     },
     /// Start the execution if it is delayed (due or not, delayed or not).
     StartDelayed,
+    /// End the child of a RUNNING sub-job task as `ending` says.
+    ChildEnds {
+        /// Which task.
+        pick: u8,
+        /// Which attempt.
+        fence: Fence,
+        /// How the child ends.
+        ending: ChildEnding,
+    },
+}
+
+/// How a sub-job's child ends in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildEnding {
+    /// Its task completed.
+    Completed,
+    /// Its task failed for good.
+    Failed,
+    /// It was cancelled from elsewhere.
+    Cancelled,
 }
 
 /// How a finished attempt ended.
@@ -177,6 +197,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::WakeDue),
         2 => any::<u8>().prop_map(|name| Op::Signal { name }),
         1 => Just(Op::StartDelayed),
+        3 => (any::<u8>(), fence(), prop_oneof![
+                3 => Just(ChildEnding::Completed),
+                2 => Just(ChildEnding::Failed),
+                1 => Just(ChildEnding::Cancelled)
+            ])
+            .prop_map(|(pick, fence, ending)| Op::ChildEnds { pick, fence, ending }),
     ]
 }
 
@@ -216,35 +242,53 @@ pub const CONDITIONS: [&str; 5] = [
 /// and one that fails to evaluate.
 pub const LISTS: [&str; 4] = ["[1, 2, 3]", "[]", "[params.n]", "params.missing"];
 
-/// A task's kind in a scenario: its sleep, its wait, its fan-out (list and `maxFanOut`).
-type Kind = (Option<Sleep>, Option<WaitFor>, Option<(String, Option<u32>)>);
+/// The `subJob.params` a scenario's sub-jobs may have: none (the parent's), an object from the
+/// params, and one that does not give an object.
+pub const SUB_JOB_PARAMS: [Option<&str>; 3] = [None, Some("{'from': params.n}"), Some("params.n")];
+
+/// A task's kind in a scenario: its sleep, its wait, its fan-out (list and `maxFanOut`), its
+/// sub-job (`maxRetry`, and the index of its params in [`SUB_JOB_PARAMS`]).
+type Kind = (
+    Option<Sleep>,
+    Option<WaitFor>,
+    Option<(String, Option<u32>)>,
+    Option<(u32, usize)>,
+);
 
 /// What runs a task in a scenario: a function (mostly), a sleep of 1–59 s, a wait for the
-/// signal `s0` or `s1` with or without a timeout of 1–59 s, or a fan-out over one of [`LISTS`]
-/// (sometimes with a `maxFanOut` of 2, which three items exceed).
+/// signal `s0` or `s1` with or without a timeout of 1–59 s, a fan-out over one of [`LISTS`]
+/// (sometimes with a `maxFanOut` of 2, which three items exceed), or a sub-job of the
+/// scenario's [`child_definition`] with a `maxRetry` of 0–2.
 fn task_kind() -> impl Strategy<Value = Kind> {
     prop_oneof![
-        6 => Just((None, None, None)),
-        1 => (1u64..60).prop_map(|s| (Some(Sleep { ms: Some(s * 1_000), until: None }), None, None)),
+        6 => Just((None, None, None, None)),
+        1 => (1u64..60).prop_map(|s| (Some(Sleep { ms: Some(s * 1_000), until: None }), None, None, None)),
         1 => (0u8..2, proptest::option::of(1u64..60)).prop_map(|(n, timeout)| {
             let wait = WaitFor { signal: format!("s{n}"), timeout_ms: timeout.map(|s| s * 1_000) };
-            (None, Some(wait), None)
+            (None, Some(wait), None, None)
         }),
         2 => (proptest::sample::select(&LISTS[..]), proptest::option::of(Just(2u32)))
-            .prop_map(|(list, max)| (None, None, Some((list.to_string(), max)))),
+            .prop_map(|(list, max)| (None, None, Some((list.to_string(), max)), None)),
+        2 => (0u32..3, 0..SUB_JOB_PARAMS.len()).prop_map(|sub| (None, None, None, Some(sub))),
     ]
 }
 
 fn plan() -> impl Strategy<Value = TaskPlan> {
     let when = prop_oneof![3 => Just(None), 2 => proptest::sample::select(&CONDITIONS[..]).prop_map(Some)];
     let trigger = prop_oneof![2 => Just(Trigger::AllSuccess), 1 => proptest::sample::select(&Trigger::ALL[..])];
-    (when, trigger, task_kind()).prop_map(|(when, trigger, (sleep, wait_for, fan_out))| TaskPlan {
+    (when, trigger, task_kind()).prop_map(|(when, trigger, (sleep, wait_for, fan_out, sub_job))| TaskPlan {
         when: when.map(str::to_string),
         trigger,
         sleep,
         wait_for,
         max_fan_out: fan_out.as_ref().and_then(|(_, max)| *max),
         for_each: fan_out.map(|(list, _)| list),
+        max_retry: sub_job.map_or(0, |(retries, _)| retries),
+        sub_job: sub_job.map(|(_, params)| SubJob {
+            definition_id: CHILD.into(),
+            version: None,
+            params: SUB_JOB_PARAMS[params].map(str::to_string),
+        }),
         ..TaskPlan::default()
     })
 }
@@ -291,15 +335,27 @@ impl Scenario {
     /// The scenario's job: tasks `t0`, `t1`, … (so id order is index order), each depending
     /// on the tasks its [`dependencies`](Self::dependencies) name and with its plan, under a
     /// fresh id, with the scenario's timeout.
+    ///
+    /// Its sub-jobs run the definition [`child_definition`] gives for its id.
     pub fn definition(&self) -> JobDefinition {
-        let mut builder = JobDefinition::builder(super::unique_id("scenario"));
+        let id = super::unique_id("scenario");
+        let mut builder = JobDefinition::builder(id.clone());
         for (i, deps) in self.dependencies.iter().enumerate() {
             let mut task = TaskBuilder::new(format!("t{i}"), "f").after(deps.iter().map(|d| format!("t{d}")));
             if let Some(plan) = self.plans.get(i) {
-                task = match (&plan.sleep, &plan.wait_for) {
-                    (Some(sleep), _) => task.kind(Some(sleep.clone()), None),
-                    (None, Some(wait)) => task.kind(None, Some(wait.clone())),
-                    (None, None) => task,
+                task = match (&plan.sleep, &plan.wait_for, &plan.sub_job) {
+                    (Some(sleep), ..) => task.kind(Some(sleep.clone()), None),
+                    (None, Some(wait), _) => task.kind(None, Some(wait.clone())),
+                    (None, None, Some(job)) => {
+                        let sub = TaskBuilder::sub_job(format!("t{i}"), child_id(&id))
+                            .after(deps.iter().map(|d| format!("t{d}")))
+                            .max_retry(plan.max_retry);
+                        match &job.params {
+                            Some(params) => sub.sub_job_params(params.clone()),
+                            None => sub,
+                        }
+                    }
+                    (None, None, None) => task,
                 };
                 task = task.trigger(plan.trigger);
                 if let Some(when) = &plan.when {
@@ -319,14 +375,37 @@ impl Scenario {
         def
     }
 
-    /// The execution the scenario creates ([`new_execution`]) with its delay.
+    /// True when some task of the scenario is a sub-job.
+    pub fn has_sub_jobs(&self) -> bool {
+        self.plans.iter().any(|p| p.sub_job.is_some())
+    }
+
+    /// The execution the scenario creates ([`new_execution`]) with its delay, its sub-jobs
+    /// pinned to version 1 (of a [`child_definition`] registered once).
     pub fn execution(&self, definition: &Arc<StoredDefinition>) -> NewExecution {
         let mut new = new_execution(definition);
+        new.pin_sub_jobs(|_| Some(1));
         new.delay = self
             .delay_secs
             .map(|s| Delay::For(std::time::Duration::from_secs(u64::from(s))));
         new
     }
+}
+
+/// The placeholder a generated plan's sub-job names (the scenario's definition names its
+/// [`child_definition`] instead).
+const CHILD: &str = "child";
+
+/// The id of the child definition of the scenario definition `parent`.
+pub fn child_id(parent: &str) -> String {
+    format!("{parent}-child")
+}
+
+/// The definition the sub-jobs of the scenario definition `parent` run: one plain task `c0`.
+pub fn child_definition(parent: &str) -> JobDefinition {
+    JobDefinition::builder(child_id(parent))
+        .task(TaskBuilder::new("c0", "f"))
+        .build()
 }
 
 /// The scenarios' fixed start time (whole seconds, so every store keeps it exactly).
@@ -373,6 +452,10 @@ pub enum Call {
     Signal(ExecutionId, String, Value),
     /// [`Store::start_delayed`].
     StartDelayed(ExecutionId),
+    /// The child of the sub-job task (at the attempt named) ends in this status: on a Store,
+    /// its task `c0` completes or fails, or it is stopped; on a pure state, a child state so
+    /// ended is given to [`ExecutionState::child_ended`].
+    ChildEnded(TaskRef, crate::model::ExecutionStatus),
 }
 
 /// Scans look at this many tasks at most.
@@ -454,14 +537,23 @@ pub fn resolve(op: &Op, execution: &Execution, clock: &ManualClock) -> Option<Ca
         Op::WakeDue => Call::WakeDue,
         Op::Signal { name } => Call::Signal(execution.id, format!("s{}", name % 2), json!({ "signal": name })),
         Op::StartDelayed => Call::StartDelayed(execution.id),
+        Op::ChildEnds { pick, fence, ending } => Call::ChildEnded(
+            task(*pick, *fence, &[TaskStatus::Running]),
+            match ending {
+                ChildEnding::Completed => crate::model::ExecutionStatus::Completed,
+                ChildEnding::Failed => crate::model::ExecutionStatus::Failed,
+                ChildEnding::Cancelled => crate::model::ExecutionStatus::Cancelled,
+            },
+        ),
     })
 }
 
 /// The next call that moves a stuck-free execution towards its end: for a delayed execution,
 /// move `clock` to its time and wake what is due (which starts it); else complete the first
-/// RUNNING task, else claim the first QUEUED or RETRYING one, else signal the first task WAITING
-/// for a signal, else move `clock` to the first sleep's due time and wake what is due. `None`
-/// when the execution is finished or (a bug) nothing can move.
+/// RUNNING task, else claim the first QUEUED or RETRYING one, else complete the child of the
+/// first running sub-job, else signal the first task WAITING for a signal, else move `clock` to
+/// the first sleep's due time and wake what is due. `None` when the execution is finished or
+/// (a bug) nothing can move.
 pub fn drain_step(execution: &Execution, clock: &ManualClock) -> Option<Call> {
     if execution.status.is_terminal() {
         return None;
@@ -479,6 +571,13 @@ pub fn drain_step(execution: &Execution, clock: &ManualClock) -> Option<Call> {
             || t.status == TaskStatus::Running && t.lease.is_some()
     };
     if !execution.tasks.iter().any(workable) {
+        let sub_job = |t: &&TaskRun| t.status == TaskStatus::Running && t.lease.is_none() && t.plan.child.is_some();
+        if let Some(t) = execution.tasks.iter().find(sub_job) {
+            return Some(Call::ChildEnded(
+                t.task_ref(execution.id),
+                crate::model::ExecutionStatus::Completed,
+            ));
+        }
         if let Some(w) = waiting().find_map(|t| t.plan.wait_for.as_ref()) {
             return Some(Call::Signal(execution.id, w.signal.clone(), json!("drain")));
         }
@@ -624,7 +723,107 @@ pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc
             (s.delivered_to, s.changes)
         })),
         Call::StartDelayed(_) => Observed::Changed(observe(state.start_delayed(now), |c| c)),
+        Call::ChildEnded(task, status) => {
+            let child = ended_child(state, &task, status, now);
+            Observed::Changed(observe(state.child_ended(&task, &child, now), |c| c))
+        }
     }
+}
+
+/// The child of the sub-job task `task` of `parent` (its current child; a nil id when it has
+/// none), ended in `status` at `now`: what a Store would hold once its `c0` completed or failed,
+/// or once it was stopped.
+fn ended_child(
+    parent: &ExecutionState,
+    task: &TaskRef,
+    status: crate::model::ExecutionStatus,
+    now: DateTime<Utc>,
+) -> ExecutionState {
+    let child_id = parent
+        .index_of(&task.task_id)
+        .and_then(|i| parent.tasks()[i].plan.child)
+        .unwrap_or_default();
+    let def = Arc::new(StoredDefinition::new(
+        1,
+        epoch(),
+        child_definition(&parent.summary().definition_id),
+    ));
+    let mut new = NewExecution::new(&def, json!({}));
+    new.id = child_id;
+    new.parent = Some(crate::model::ParentLink {
+        execution_id: parent.summary().id,
+        task_id: task.task_id.clone(),
+        attempt: task.attempt,
+        depth: 1,
+    });
+    let (mut child, _) = ExecutionState::create(new, now).expect("a child of one plain task");
+    let c0 = TaskRef::new(child_id, "c0", 1);
+    let claim = ClaimRequest {
+        task: c0.clone(),
+        owner: "child".into(),
+        lease: std::time::Duration::from_secs(30),
+    };
+    let ended = match status {
+        crate::model::ExecutionStatus::Cancelled => child.stop(StopReason::Cancelled, now).map(drop),
+        _ => child
+            .claim(&claim, now)
+            .and_then(|_| child.finish(&c0, child_outcome(status), now).map(drop)),
+    };
+    ended.expect("a new child ends as asked");
+    child
+}
+
+/// The outcome of a child's `c0` that ends the child in `status`.
+fn child_outcome(status: crate::model::ExecutionStatus) -> TaskOutcome {
+    match status {
+        crate::model::ExecutionStatus::Completed => TaskOutcome::Completed(json!("child output")),
+        _ => TaskOutcome::Failed {
+            error: "child failed".into(),
+            retry_in: None,
+        },
+    }
+}
+
+/// On a Store: ends the current child of the sub-job task `task` as `status` says — its `c0`
+/// claimed if need be and finished, or the child stopped — and returns what the last call
+/// changed (the parent's settling included). `Conflict` when the task is not a RUNNING sub-job
+/// at that attempt, or its child already ended.
+async fn end_child(store: &dyn Store, task: &TaskRef, status: crate::model::ExecutionStatus) -> Result<Changes> {
+    let parent = store.get_execution(task.execution_id).await?;
+    let run = parent.task(&task.task_id);
+    let child = run
+        .filter(|t| t.attempt == task.attempt && t.status == TaskStatus::Running && t.lease.is_none())
+        .and_then(|t| t.plan.child)
+        .ok_or_else(|| Error::conflict(format!("{task} runs no child")))?;
+    if status == crate::model::ExecutionStatus::Cancelled {
+        return store
+            .stop_execution(child, StopReason::Cancelled)
+            .await
+            .map(|s| s.changes);
+    }
+    let exec = store.get_execution(child).await?;
+    let c0 = exec.task("c0").ok_or_else(|| Error::conflict("a child without c0"))?;
+    let c0_ref = c0.task_ref(child);
+    let mut changes = Changes::default();
+    if matches!(c0.status, TaskStatus::Queued | TaskStatus::Retrying) {
+        let claim = ClaimRequest {
+            task: c0_ref.clone(),
+            owner: "child".into(),
+            lease: std::time::Duration::from_secs(30),
+        };
+        changes = store.claim(claim).await?.changes;
+    }
+    let report = store
+        .finish(vec![TaskFinish {
+            task: c0_ref,
+            outcome: child_outcome(status),
+        }])
+        .await?;
+    if let Some(Err(e)) = report.results.into_iter().next() {
+        return Err(e);
+    }
+    changes.extend(report.changes);
+    Ok(changes)
 }
 
 /// Applies `call` to a Store.
@@ -656,6 +855,7 @@ pub async fn apply_to_store(store: &dyn Store, call: &Call) -> Observed {
             (s.delivered_to, s.changes)
         })),
         Call::StartDelayed(id) => Observed::Changed(observe(store.start_delayed(id).await, |c| c)),
+        Call::ChildEnded(task, status) => Observed::Changed(observe(end_child(store, &task, status).await, |c| c)),
     }
 }
 

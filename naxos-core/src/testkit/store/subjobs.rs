@@ -1,7 +1,7 @@
 //! Store checks of sub-jobs (`subJob`): the child created in the transition that starts the
 //! task, the task settled in the transition that ends the child (completed with its outputs,
 //! retried with a new child, failed), a child cancelled from elsewhere, and a stopped parent
-//! naming its children.
+//! naming its children (and its children found as orphans until they are stopped).
 
 use std::sync::Arc;
 
