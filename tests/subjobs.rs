@@ -121,6 +121,59 @@ async fn sub_jobs(env: &[(&str, &str)]) {
     server.child.kill().await.unwrap();
 }
 
+/// A parent whose sub-job's child runs a 1 s task; the server is killed (SIGKILL) while the
+/// child's task runs, and started again on the same data: the child's task runs again after
+/// its lease, the child completes, and that completes the parent's task and the parent, with
+/// `notify` run once.
+async fn a_sub_job_survives_kill_9(env: &[(&str, &str)]) {
+    let mut all = env.to_vec();
+    all.extend([("NAXOS_LEASE_TTL_MS", "1500"), ("NAXOS_SWEEP_INTERVAL_MS", "300")]);
+    let (mut first, log) = start_logging_calls(&all).await;
+    let base = first.base.clone();
+    for definition in [SHIPPING, ORDER] {
+        let (status, body) = call(&base, Method::POST, "/api/v1/job-definitions", definition).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let id = execute(&base, "order", json!({"order": 9, "ms": 1_000})).await;
+    let child_id = until(&base, &id, |e| {
+        task(e, "ship")["childExecutionId"].as_str().map(str::to_string)
+    })
+    .await;
+    until(&base, &child_id, |e| {
+        (task(e, "wait")["status"] == "RUNNING").then_some(())
+    })
+    .await;
+    first.child.kill().await.expect("SIGKILL");
+
+    let log_path = log.display().to_string();
+    let mut again = all.clone();
+    again.push(("NAXOS_CALL_LOG", log_path.as_str()));
+    let mut second = common::start_with(&again).await;
+    let exec = finished(&second.base, &id).await;
+    assert_eq!(exec["status"], "COMPLETED", "{exec}");
+    let ship = task(&exec, "ship");
+    assert_eq!(
+        ship["childExecutionId"],
+        json!(child_id),
+        "the same child, not a new one"
+    );
+    assert_eq!(ship["output"]["wait"], json!({"sleptMs": 1_000}));
+    assert_eq!(task(&exec, "notify")["attempts"], 1);
+    let notified = calls(&log).iter().filter(|(e, t)| *e == id && t == "notify").count();
+    assert_eq!(notified, 1, "notify ran once");
+    second.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_job_survives_kill_9_on_lmdb() {
+    on_lmdb("subjobs-restart", a_sub_job_survives_kill_9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_job_survives_kill_9_on_postgres() {
+    on_postgres("naxos_subjobs_restart", a_sub_job_survives_kill_9).await;
+}
+
 /// Polls an execution's status until `ready` gives something, for at most 20 s.
 async fn until<T>(base: &str, id: &str, ready: impl Fn(&Value) -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
