@@ -86,6 +86,12 @@ impl Store for UnreachableStore {
     async fn signal(&self, _: ExecutionId, _: &str, _: Value) -> Result<SignalOutcome> {
         down()
     }
+    async fn set_definition_paused(&self, _: &str, _: bool) -> Result<()> {
+        down()
+    }
+    async fn unblock_resumed(&self, _: usize) -> Result<Changes> {
+        down()
+    }
     async fn orphaned_children(&self, _: usize) -> Result<Vec<ExecutionId>> {
         down()
     }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
-    Attempt, AttemptOutcome, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, ParentLink, TaskPlan, TaskRun,
-    TaskStatus,
+    Attempt, AttemptOutcome, BlockedBy, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, ParentLink, TaskPlan,
+    TaskRun, TaskStatus,
 };
 use naxos_core::{Error, Result};
 use serde_json::Value;
@@ -408,7 +408,24 @@ pub(crate) fn task(run: &TaskRun, output: Option<&Value>) -> Result<Vec<u8>> {
         out.opt(a.outcome, |o, outcome| o.byte(outcome_byte(outcome)));
         out.opt(a.error.as_deref(), Out::str);
     }
+    if let Some(b) = run.blocked_by {
+        out.byte(BLOCKED);
+        out.byte(blocked_byte(b));
+    }
     Ok(out.0)
+}
+
+/// The tag of a task row's trailing section: why a QUEUED task waits unpublished. Written only
+/// for a blocked task, so no other row changes shape.
+const BLOCKED: u8 = 1;
+
+/// The reasons a task may be blocked, by their byte.
+const BLOCKED_BY: [BlockedBy; 1] = [BlockedBy::Paused];
+
+fn blocked_byte(b: BlockedBy) -> u8 {
+    match b {
+        BlockedBy::Paused => 0,
+    }
 }
 
 /// Fills the changing fields of `run` (and its output) from its row.
@@ -452,6 +469,16 @@ pub(crate) fn read_task(run: &mut TaskRun, bytes: &[u8]) -> Result<()> {
             error: i.opt(In::string)?,
         };
         run.history.push(attempt);
+    }
+    run.blocked_by = None;
+    while !i.bytes.is_empty() {
+        match i.byte()? {
+            BLOCKED => {
+                let b = i.byte()?;
+                run.blocked_by = Some(from_table(&i, &BLOCKED_BY, b)?);
+            }
+            _ => return Err(i.bad("an unknown section")),
+        }
     }
     i.end()
 }

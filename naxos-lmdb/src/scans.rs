@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use heed::RoTxn;
 use naxos_core::backend::Changes;
 use naxos_core::clock::before;
-use naxos_core::model::ExecutionId;
+use naxos_core::model::{BlockedBy, ExecutionId};
 use naxos_core::state::{republish_wait, ExecutionState, MAX_DOUBLINGS};
 use naxos_core::Result;
 
@@ -92,6 +92,28 @@ pub(crate) fn wake_due(tx: &mut Tx<'_, '_>, limit: usize) -> Result<Changes> {
     let mut ids = Vec::new();
     due(tx, tx.tables().waiting, &[], now, limit, &mut ids)?;
     apply_within(tx, ids, limit, |s, budget| s.wake_due(now, budget))
+}
+
+/// Tasks a pause blocked, in executions whose definition is no longer paused: the candidates
+/// are the `blocked` index, oldest first.
+pub(crate) fn unblock_resumed(tx: &mut Tx<'_, '_>, limit: usize) -> Result<Changes> {
+    let now = tx.now();
+    let t = *tx.tables();
+    let reader = tx.reader();
+    let mut paused = std::collections::HashSet::new();
+    for entry in t.paused.iter(tx.txn()).map_err(|e| reader.env.error(e))? {
+        let (key, _) = entry.map_err(|e| reader.env.error(e))?;
+        paused.insert(key.to_vec());
+    }
+    let mut ids = Vec::new();
+    due(tx, t.blocked, &[], DateTime::<Utc>::MAX_UTC, usize::MAX, &mut ids)?;
+    apply_within(tx, ids, limit, |s, budget| {
+        if !s.blocked(BlockedBy::Paused) || paused.contains(s.summary().definition_id.as_bytes()) {
+            return Changes::default();
+        }
+        *budget -= 1;
+        s.unblock(BlockedBy::Paused, now)
+    })
 }
 
 /// Runs `scan` on each candidate's state in turn (the state module decides what is due) until

@@ -302,6 +302,7 @@ impl Store for LmdbStore {
 
     async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
         self.read(|r, txn, _| {
+            let paused = |id: &str| -> Result<bool> { Ok(r.get(txn, r.t.paused, id.as_bytes())?.is_some()) };
             let iter = r.t.definitions.iter(txn).map_err(|e| r.env.error(e))?;
             // Keys are `id, 0, version`: the last key of each id is its latest version.
             let mut latest: Vec<(&[u8], &[u8])> = Vec::new();
@@ -321,6 +322,7 @@ impl Store for LmdbStore {
                         .ok_or_else(|| corrupt("a definition record without a format"))?;
                     let listed: Listed = decode(body, "a definition")?;
                     Ok(DefinitionSummary {
+                        paused: paused(&listed.definition.id)?,
                         id: listed.definition.id,
                         name: listed.definition.name,
                         latest_version: listed.version,
@@ -390,7 +392,9 @@ impl Store for LmdbStore {
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
         // Answered before its commit: the function runs while the claim is made durable
         // (`writer.rs` says why that loses nothing).
-        self.inner
+        let task = request.task.clone();
+        let (admitted, definition) = self
+            .inner
             .writer
             .write_early(move |tx| {
                 let now = tx.now();
@@ -416,9 +420,15 @@ impl Store for LmdbStore {
                         return Err(refused);
                     }
                 }
-                apply(tx, state, |s| s.claim(&request, now))
+                let t = *tx.tables();
+                let definition = state.summary().definition_id.clone();
+                let paused = tx.reader().get(tx.txn(), t.paused, definition.as_bytes())?.is_some();
+                // A block commits (an error would undo it), then the claim is refused.
+                let admitted = apply(tx, state, |s| s.claim_unless_paused(&request, |_| paused, now))?;
+                Ok((admitted, definition))
             })
-            .await
+            .await?;
+        admitted.claimed(&task, &definition)
     }
 
     async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
@@ -520,6 +530,27 @@ impl Store for LmdbStore {
             transition(tx, id, |s| s.signal(&name, payload.clone(), now))
         })
         .await
+    }
+
+    async fn set_definition_paused(&self, id: &str, paused: bool) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |tx| {
+            let t = *tx.tables();
+            if tx.reader().latest_version(tx.txn(), &id)?.is_none() {
+                return Err(Error::not_found("job definition", id.as_str()));
+            }
+            if paused {
+                tx.put(t.paused, id.as_bytes(), &[])?;
+            } else {
+                tx.delete(t.paused, id.as_bytes())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unblock_resumed(&self, limit: usize) -> Result<Changes> {
+        self.write(move |tx| scans::unblock_resumed(tx, limit)).await
     }
 
     async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {

@@ -29,7 +29,7 @@ use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 19] = [
+pub(crate) const NAMES: [&str; 21] = [
     "definitions",
     "executions",
     "by_definition",
@@ -49,6 +49,8 @@ pub(crate) const NAMES: [&str; 19] = [
     "retained",
     "expiring",
     "children",
+    "paused",
+    "blocked",
 ];
 
 /// The store's databases.
@@ -79,11 +81,16 @@ pub(crate) struct Tables {
     pub(crate) expiring: Db,
     /// Unfinished children of sub-jobs: child id → parent id (what the orphan scan reads).
     pub(crate) children: Db,
+    /// Paused definitions, by id.
+    pub(crate) paused: Db,
+    /// QUEUED tasks blocked by a pause (kept out of `queued`, which the stale sweep reads), by
+    /// the time they were queued.
+    pub(crate) blocked: Db,
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 19]) -> Self {
-        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting, retained, expiring, children] =
+    pub(crate) fn new(dbs: [Db; 21]) -> Self {
+        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting, retained, expiring, children, paused, blocked] =
             dbs;
         Self {
             definitions,
@@ -105,6 +112,8 @@ impl Tables {
             retained,
             expiring,
             children,
+            paused,
+            blocked,
         }
     }
 }
@@ -271,6 +280,7 @@ enum TaskMark {
     Queued(Vec<u8>),
     Retrying(Vec<u8>),
     Waiting(Vec<u8>),
+    Blocked(Vec<u8>),
 }
 
 fn task_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<TaskMark> {
@@ -278,6 +288,11 @@ fn task_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<TaskMark> {
     match t.status {
         TaskStatus::Running => Some(TaskMark::Running(keys::timed(
             t.lease.as_ref().map_or(never, |l| l.expires_at),
+            id,
+            Some(index),
+        ))),
+        TaskStatus::Queued if t.blocked_by.is_some() => Some(TaskMark::Blocked(keys::timed(
+            t.queued_at.unwrap_or(never),
             id,
             Some(index),
         ))),
@@ -487,6 +502,7 @@ fn mark_db(t: &Tables, mark: TaskMark) -> (Db, Vec<u8>) {
         TaskMark::Queued(k) => (t.queued, k),
         TaskMark::Retrying(k) => (t.retrying, k),
         TaskMark::Waiting(k) => (t.waiting, k),
+        TaskMark::Blocked(k) => (t.blocked, k),
     }
 }
 

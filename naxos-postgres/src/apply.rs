@@ -155,6 +155,7 @@ struct TaskRow<'a> {
     /// The plan, when it changed (a fan-out instance that starts over on another item).
     set_plan: bool,
     plan: Option<&'a TaskPlan>,
+    blocked_by: Option<&'static str>,
 }
 
 /// A task run the transition added (a fan-out instance), as the write-back inserts it.
@@ -213,12 +214,13 @@ const WRITE_BACK: &str = "
                output = CASE WHEN r.set_output THEN r.output -> 0 ELSE t.output END,
                lease_owner = r.lease_owner, lease_expires_at = r.lease_expires_at, queued_at = r.queued_at,
                due_at = r.due_at, start_time = r.start_time, end_time = r.end_time,
-               plan = CASE WHEN r.set_plan THEN r.plan ELSE t.plan END
+               plan = CASE WHEN r.set_plan THEN r.plan ELSE t.plan END, blocked_by = r.blocked_by
         FROM jsonb_to_recordset($8) AS r(task_id TEXT, status TEXT, remaining INTEGER, attempt INTEGER,
              attempts INTEGER, failures INTEGER, lease_expiries INTEGER, republished INTEGER, error TEXT,
              set_output BOOLEAN,
              output JSONB, lease_owner TEXT, lease_expires_at TIMESTAMPTZ, queued_at TIMESTAMPTZ,
-             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, set_plan BOOLEAN, plan JSONB)
+             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, set_plan BOOLEAN, plan JSONB,
+             blocked_by TEXT)
         WHERE t.execution_id = $1 AND t.task_id = r.task_id
     ), added AS (
         INSERT INTO naxos_tasks
@@ -265,6 +267,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
                 end_time: new.end_time,
                 set_plan,
                 plan: set_plan.then_some(&new.plan),
+                blocked_by: new.blocked_by.map(|b| b.as_str()),
             });
         }
         // The loaded state had no history: every record in it now is one this transition wrote.
@@ -332,4 +335,5 @@ fn same_row(a: &TaskRun, b: &TaskRun) -> bool {
         && a.due_at == b.due_at
         && a.start_time == b.start_time
         && a.end_time == b.end_time
+        && a.blocked_by == b.blocked_by
 }

@@ -48,20 +48,22 @@ pub(crate) async fn guard_error(conn: &mut PgConnection, task: &TaskRef) -> Erro
 /// The task's key is matched on the parameters, not through the join with `ex`: a cached plan
 /// made while the table looked empty must still reach the row by its primary key, not a scan.
 /// A task whose definition is in a format newer than this build knows (`$7`) is not claimed:
-/// this node would misread it, and the message goes back for a node of the newer release.
+/// this node would misread it, and the message goes back for a node of the newer release. Nor
+/// is one whose definition is paused: the general path blocks it.
 const CLAIM: &str = "
     WITH ex AS (
         SELECT e.id, e.definition_id, e.definition_version, e.status, e.params, e.traceparent, e.plain,
                (SELECT d.format FROM naxos_definitions d
-                WHERE d.id = e.definition_id AND d.version = e.definition_version) AS format
+                WHERE d.id = e.definition_id AND d.version = e.definition_version) AS format,
+               EXISTS (SELECT 1 FROM naxos_paused_definitions p WHERE p.id = e.definition_id) AS paused
         FROM naxos_executions e WHERE e.id = $1 FOR NO KEY UPDATE
     ), claimed AS (
         UPDATE naxos_tasks t SET status = 'RUNNING', attempts = t.attempts + 1, lease_owner = $4,
-               lease_expires_at = $5, start_time = $6, end_time = NULL, due_at = NULL
+               lease_expires_at = $5, start_time = $6, end_time = NULL, due_at = NULL, blocked_by = NULL
         FROM ex
         WHERE t.execution_id = $1 AND t.task_id = $2 AND t.attempt = $3
           AND t.status IN ('QUEUED', 'RETRYING') AND ex.status IN ('PENDING', 'RUNNING')
-          AND ex.format <= $7 AND ex.plain
+          AND ex.format <= $7 AND ex.plain AND NOT ex.paused
         RETURNING t.attempts, t.failures, t.dependencies, t.queued_at
     ), touched AS (
         UPDATE naxos_executions e
@@ -75,13 +77,15 @@ const CLAIM: &str = "
         RETURNING attempt
     )
     SELECT ex.definition_id, ex.definition_version, ex.status, ex.params, ex.format, ex.traceparent, ex.plain,
+           ex.paused,
            c.attempts, c.failures, c.queued_at,
            (SELECT coalesce(jsonb_object_agg(u.task_id, u.output), '{}'::jsonb) FROM naxos_tasks u
             WHERE u.execution_id = $1 AND u.task_id = ANY(c.dependencies) AND u.output IS NOT NULL) AS upstream
     FROM ex LEFT JOIN claimed c ON true";
 
 /// Claims a task of a plain execution in one statement; `Ok(None)`, changing nothing, for a task
-/// of an execution that is not plain (the caller claims it through the state module).
+/// of an execution that is not plain or whose definition is paused (the caller claims or
+/// blocks it through the state module).
 pub(crate) async fn claim(
     conn: &mut PgConnection,
     req: &ClaimRequest,
@@ -117,7 +121,8 @@ pub(crate) async fn claim(
                 format!("format {}", JobDefinition::FORMAT),
             ));
         }
-        if !get::<bool>(&row, "plain")? {
+        // Not plain, or paused (the task is then blocked): the state module decides.
+        if !get::<bool>(&row, "plain")? || get::<bool>(&row, "paused")? {
             return Ok(None);
         }
         return Err(guard_error(conn, task).await);

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
-    Attempt, AttemptOutcome, ExecutionStatus, ExecutionSummary, Lease, ParentLink, TaskPlan, TaskRun, TaskStatus,
-    TraceParent,
+    Attempt, AttemptOutcome, BlockedBy, ExecutionStatus, ExecutionSummary, Lease, ParentLink, TaskPlan, TaskRun,
+    TaskStatus, TraceParent,
 };
 use naxos_core::Result;
 use serde_json::Value;
@@ -15,7 +15,7 @@ use crate::error::{corrupt, db};
 /// The task columns [`task_run`] reads, in a SELECT list.
 pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dependencies, remaining, attempt, \
      attempts, failures, lease_expiries, republished, error, output, lease_owner, lease_expires_at, queued_at, due_at, \
-     start_time, end_time, plan";
+     start_time, end_time, plan, blocked_by";
 
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
@@ -71,6 +71,9 @@ pub(crate) fn task_run(row: &PgRow) -> Result<TaskRun> {
         start_time: get(row, "start_time")?,
         end_time: get(row, "end_time")?,
         history: Vec::new(),
+        blocked_by: get::<Option<String>>(row, "blocked_by")?
+            .map(|b| BlockedBy::parse(&b).ok_or_else(|| corrupt(format!("blocked_by `{b}`"))))
+            .transpose()?,
     })
 }
 

@@ -131,6 +131,42 @@ pub(crate) async fn get_one(
     }
 }
 
+/// True when the definition of execution `id` is paused (read in the claim's transaction).
+pub(crate) async fn paused_execution(
+    conn: &mut sqlx::PgConnection,
+    id: naxos_core::model::ExecutionId,
+) -> Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM naxos_paused_definitions p JOIN naxos_executions e ON e.definition_id = p.id
+                        WHERE e.id = $1)",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)
+}
+
+/// Pauses or resumes definition `id` (`NotFound` when it has no version).
+pub(crate) async fn set_paused(pool: &PgPool, id: &str, paused: bool, now: DateTime<Utc>) -> Result<()> {
+    let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM naxos_definitions WHERE id = $1)")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+    if !known {
+        return Err(Error::not_found("job definition", id));
+    }
+    let query = if paused {
+        sqlx::query("INSERT INTO naxos_paused_definitions (id, paused_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(now)
+    } else {
+        sqlx::query("DELETE FROM naxos_paused_definitions WHERE id = $1").bind(id)
+    };
+    query.execute(pool).await.map_err(db)?;
+    Ok(())
+}
+
 /// The latest version of each of `ids` that has one (read on `conn`, in its transaction).
 pub(crate) async fn latest(conn: &mut sqlx::PgConnection, ids: &[String]) -> Result<Vec<(String, u32)>> {
     let rows: Vec<(String, i32)> =
@@ -161,8 +197,9 @@ pub(crate) async fn versions(pool: &PgPool, id: &str) -> Result<Vec<Arc<StoredDe
 pub(crate) async fn list(pool: &PgPool) -> Result<Vec<DefinitionSummary>> {
     let rows = sqlx::query(
         "SELECT DISTINCT ON (id) id, name, version, created_at,
-                (SELECT count(*) FROM jsonb_object_keys(body -> 'tasks'))::INTEGER AS task_count
-         FROM naxos_definitions ORDER BY id, version DESC",
+                (SELECT count(*) FROM jsonb_object_keys(body -> 'tasks'))::INTEGER AS task_count,
+                EXISTS (SELECT 1 FROM naxos_paused_definitions p WHERE p.id = d.id) AS paused
+         FROM naxos_definitions d ORDER BY id, version DESC",
     )
     .fetch_all(pool)
     .await
@@ -175,6 +212,7 @@ pub(crate) async fn list(pool: &PgPool) -> Result<Vec<DefinitionSummary>> {
                 latest_version: count(row, "version")?,
                 task_count: count(row, "task_count")? as usize,
                 updated_at: get(row, "created_at")?,
+                paused: get(row, "paused")?,
             })
         })
         .collect()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::Changes;
-use naxos_core::model::ExecutionId;
+use naxos_core::model::{BlockedBy, ExecutionId};
 use naxos_core::Result;
 use sqlx::PgPool;
 
@@ -58,7 +58,7 @@ pub(crate) async fn take_stale(
     let candidates: Vec<ExecutionId> = sqlx::query_scalar(
         "SELECT DISTINCT execution_id FROM (
              SELECT execution_id FROM naxos_tasks
-             WHERE status = 'QUEUED' AND queued_at < $1
+             WHERE status = 'QUEUED' AND queued_at < $1 AND blocked_by IS NULL
                AND queued_at < $2 - make_interval(secs => $3 * power(2, least(republished, $4)) / 1000.0)
              UNION ALL
              SELECT execution_id FROM naxos_tasks WHERE status = 'RETRYING' AND due_at < $1
@@ -102,6 +102,29 @@ pub(crate) async fn wake_due(pool: &PgPool, now: DateTime<Utc>, limit: usize) ->
     .await
     .map_err(db)?;
     sweep(pool, candidates, limit, now, |s, budget| s.wake_due(now, budget)).await
+}
+
+/// Admits the tasks a pause blocked, in executions whose definition is no longer paused
+/// (through the partial index of migration 0014: blocked tasks only).
+pub(crate) async fn unblock_resumed(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
+    let candidates: Vec<ExecutionId> = sqlx::query_scalar(
+        "SELECT DISTINCT t.execution_id FROM naxos_tasks t JOIN naxos_executions e ON e.id = t.execution_id
+         WHERE t.blocked_by = 'paused'
+           AND NOT EXISTS (SELECT 1 FROM naxos_paused_definitions p WHERE p.id = e.definition_id)
+         LIMIT $1",
+    )
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    sweep(pool, candidates, limit, now, |s, budget| {
+        if !s.blocked(BlockedBy::Paused) {
+            return Changes::default();
+        }
+        *budget -= 1;
+        s.unblock(BlockedBy::Paused, now)
+    })
+    .await
 }
 
 /// Applies `scan` to each candidate execution in its own transaction, under its row lock, until

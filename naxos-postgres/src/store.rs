@@ -86,9 +86,19 @@ impl Store for PgStore {
             let fast = statement!(self.pool, |conn| claim::claim(&mut conn, &request, now).await)?;
             match fast {
                 Some(claimed) => Ok(claimed),
-                None => transaction!(self.pool, |tx| apply(&mut tx, request.task.execution_id, now, |s| s
-                    .claim(&request, now))
-                .await),
+                None => {
+                    let (admitted, definition) = transaction!(self.pool, |tx| {
+                        let paused = definitions::paused_execution(&mut tx, request.task.execution_id).await?;
+                        let mut definition = String::new();
+                        let admitted = apply(&mut tx, request.task.execution_id, now, |s| {
+                            definition = s.summary().definition_id.clone();
+                            s.claim_unless_paused(&request, |_| paused, now)
+                        })
+                        .await?;
+                        Ok((admitted, definition))
+                    })?;
+                    admitted.claimed(&request.task, &definition)
+                }
             }
         })
         .await
@@ -251,6 +261,21 @@ impl Store for PgStore {
                 now
             ))
             .await)
+        })
+        .await
+    }
+
+    async fn set_definition_paused(&self, id: &str, paused: bool) -> Result<()> {
+        self.within("pause or resume a definition", async {
+            let now = self.now().await?;
+            definitions::set_paused(&self.pool, id, paused, now).await
+        })
+        .await
+    }
+
+    async fn unblock_resumed(&self, limit: usize) -> Result<Changes> {
+        self.within("admit resumed tasks", async {
+            recovery::unblock_resumed(&self.pool, self.now().await?, limit).await
         })
         .await
     }

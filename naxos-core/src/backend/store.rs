@@ -92,7 +92,11 @@ pub trait Store: Send + Sync + Debug {
     /// of its direct dependencies.
     ///
     /// Fails with `Conflict` when the attempt is stale, the task is not claimable or the
-    /// execution is finished: the message that asked for it is then a duplicate to drop. Fails
+    /// execution is finished: the message that asked for it is then a duplicate to drop. When
+    /// the execution's definition is paused ([`set_definition_paused`](Store::set_definition_paused)),
+    /// the task is blocked instead ([`BlockedBy::Paused`](crate::model::BlockedBy::Paused):
+    /// QUEUED without a message until [`unblock_resumed`](Store::unblock_resumed)), durably,
+    /// and the claim fails with `Conflict`. Fails
     /// with `NewerVersion`, changing nothing, when the execution's definition is of a newer
     /// format than this build knows.
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask>;
@@ -192,6 +196,17 @@ pub trait Store: Send + Sync + Debug {
     /// ([`Changes::stopped_children`]), unless the node died in between; the sweepers stop
     /// these.
     async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>>;
+
+    /// Pauses (`paused`) or resumes the definition `id`, every version of it: while it is
+    /// paused, its executions start no new task (each is blocked at its claim). Resuming does
+    /// not admit the blocked tasks: [`unblock_resumed`](Store::unblock_resumed) does. `NotFound`
+    /// for an unknown definition.
+    async fn set_definition_paused(&self, id: &str, paused: bool) -> Result<()>;
+
+    /// Admits the tasks blocked by a pause of a definition that is no longer paused, in up to
+    /// `limit` executions: each becomes QUEUED anew and is returned in [`Changes::ready`] to
+    /// publish. Safe to call from every node at once: each task is admitted by one caller.
+    async fn unblock_resumed(&self, limit: usize) -> Result<Changes>;
 
     /// Unfinished executions whose deadline has passed.
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>>;

@@ -333,6 +333,28 @@ impl Engine {
         self.inner.store.put_definition(definition).await
     }
 
+    /// Pauses the definition `id` (every version): its executions, new and running, start no new
+    /// task until [`resume_definition`](Self::resume_definition) — a task asked for while it is
+    /// paused waits QUEUED, `blockedBy: paused`, without its message; running tasks finish.
+    /// `NotFound` for an unknown definition.
+    pub async fn pause_definition(&self, id: &str) -> Result<()> {
+        self.inner.store.set_definition_paused(id, true).await
+    }
+
+    /// Resumes the definition `id`: the tasks its pause blocked are QUEUED and published again
+    /// (a node that stops meanwhile leaves the rest to the sweepers). `NotFound` for an unknown
+    /// definition.
+    pub async fn resume_definition(&self, id: &str) -> Result<()> {
+        self.inner.store.set_definition_paused(id, false).await?;
+        loop {
+            let changes = self.inner.store.unblock_resumed(sweeper::BATCH).await?;
+            if changes.is_empty() {
+                return Ok(());
+            }
+            self.inner.dispatch(changes).await;
+        }
+    }
+
     /// Refuses a definition whose `subJob`s name a definition (or version) the Store does not
     /// have: `InvalidDefinition` naming the task and field. A sub-job of the definition itself
     /// (recursion, bounded by the nesting depth) is allowed.

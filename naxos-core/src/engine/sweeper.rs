@@ -8,7 +8,7 @@ use crate::model::{EventKind, NodeInfo, TaskStatus};
 use crate::Result;
 
 /// Rows looked at per scan and sweep.
-const BATCH: usize = 1_000;
+pub(crate) const BATCH: usize = 1_000;
 /// Prune batches per sweep at most: 10,000 finished executions a sweep.
 const MAX_PRUNE_BATCHES: usize = 10;
 
@@ -31,6 +31,9 @@ pub struct SweepReport {
     /// Children of sub-jobs cancelled because their parent had finished (stopped) without
     /// the stop reaching them (a node died in between).
     pub orphans_cancelled: usize,
+    /// Tasks blocked by a pause, admitted after their definition's resume (that the node which
+    /// resumed it did not admit).
+    pub unblocked: usize,
     /// Finished executions deleted after their retention period.
     pub pruned: u64,
 }
@@ -89,6 +92,10 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
             Err(e) => return Err(e),
         }
     }
+    let unblocked = inner.store.unblock_resumed(BATCH).await?;
+    report.unblocked = unblocked.ready.len();
+    inner.dispatch(unblocked).await;
+
     for id in inner.store.orphaned_children(BATCH).await? {
         match inner.stop(id, StopReason::Cancelled).await {
             Ok(_) => report.orphans_cancelled += 1,

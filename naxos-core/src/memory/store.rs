@@ -15,8 +15,9 @@ use crate::backend::{
 };
 use crate::clock::{before, Clock};
 use crate::model::{
-    DefinitionSummary, Execution, ExecutionId, ExecutionStatus, Expiry, ExpiryClass, JobDefinition, NodeInfo,
-    Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef, TaskStatus,
+    BlockedBy, DefinitionSummary, Execution, ExecutionId, ExecutionStatus, Expiry, ExpiryClass, JobDefinition,
+    NodeInfo, Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef,
+    TaskStatus,
 };
 use crate::state::{settle_family, ExecutionState, Family, Transitioned};
 use crate::sync::{lock, read, write};
@@ -47,6 +48,8 @@ pub struct MemoryStore {
     clock: Clock,
     max_finished: usize,
     definitions: RwLock<HashMap<String, Vec<Arc<StoredDefinition>>>>,
+    /// The paused definitions. Lock order: a shard before it.
+    paused: Mutex<HashSet<String>>,
     shards: Box<[Mutex<Shard>]>,
     index: Mutex<Index>,
     statuses: Mutex<Statuses>,
@@ -215,6 +218,7 @@ impl MemoryStore {
             clock,
             max_finished: DEFAULT_MAX_FINISHED,
             definitions: RwLock::default(),
+            paused: Mutex::default(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             index: Mutex::default(),
             statuses: Mutex::default(),
@@ -461,6 +465,7 @@ impl Store for MemoryStore {
     }
 
     async fn list_definitions(&self) -> Result<Vec<DefinitionSummary>> {
+        let paused = lock(&self.paused).clone();
         let defs = read(&self.definitions);
         let mut list: Vec<DefinitionSummary> = defs
             .values()
@@ -471,6 +476,7 @@ impl Store for MemoryStore {
                 latest_version: d.version,
                 task_count: d.definition.tasks.len(),
                 updated_at: d.created_at,
+                paused: paused.contains(&d.definition.id),
             })
             .collect();
         list.sort_by(|a, b| a.id.cmp(&b.id));
@@ -530,7 +536,13 @@ impl Store for MemoryStore {
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
         let now = self.clock.now();
-        self.transact(request.task.execution_id, now, |s| s.claim(&request, now))
+        let task = &request.task;
+        let mut definition = String::new();
+        let admitted = self.transact(task.execution_id, now, |s| {
+            definition = s.summary().definition_id.clone();
+            s.claim_unless_paused(&request, |d| lock(&self.paused).contains(d), now)
+        })?;
+        admitted.claimed(task, &definition)
     }
 
     async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
@@ -603,6 +615,30 @@ impl Store for MemoryStore {
     async fn signal(&self, id: ExecutionId, name: &str, payload: serde_json::Value) -> Result<SignalOutcome> {
         let now = self.clock.now();
         self.transact(id, now, |s| s.signal(name, payload, now))
+    }
+
+    async fn set_definition_paused(&self, id: &str, paused: bool) -> Result<()> {
+        if !read(&self.definitions).contains_key(id) {
+            return Err(Error::not_found("job definition", id));
+        }
+        let mut set = lock(&self.paused);
+        if paused {
+            set.insert(id.to_string());
+        } else {
+            set.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn unblock_resumed(&self, limit: usize) -> Result<Changes> {
+        let now = self.clock.now();
+        self.scan_active(limit, now, |s, budget| {
+            if !s.blocked(BlockedBy::Paused) || lock(&self.paused).contains(&s.summary().definition_id) {
+                return Changes::default();
+            }
+            *budget -= 1;
+            s.unblock(BlockedBy::Paused, now)
+        })
     }
 
     async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {

@@ -311,6 +311,9 @@ pub struct DefinitionSummary {
     pub task_count: usize,
     /// When the latest version was registered.
     pub updated_at: DateTime<Utc>,
+    /// True while the definition is paused: its executions start no new task.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 #[cfg(test)]

@@ -145,6 +145,34 @@ pub struct TaskRun {
     /// Every attempt a worker started, oldest first.
     #[serde(default)]
     pub history: Vec<Attempt>,
+    /// Why a QUEUED task waits unpublished, if it does: it is published again when admitted
+    /// (see [`BlockedBy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<BlockedBy>,
+}
+
+/// Why a QUEUED task waits without its message: admission (DESIGN §8). A blocked task is
+/// published only when admitted again, never by the stale sweep.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BlockedBy {
+    /// Its definition is paused: it was claimed while it was, and waits for the resume.
+    Paused,
+}
+
+impl BlockedBy {
+    /// The JSON name, e.g. `"paused"` (also what a Store keeps).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paused => "paused",
+        }
+    }
+
+    /// Parses a JSON name.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s == "paused").then_some(Self::Paused)
+    }
 }
 
 impl TaskRun {
@@ -178,6 +206,7 @@ impl TaskRun {
             start_time: None,
             end_time: None,
             history: Vec::new(),
+            blocked_by: None,
         }
     }
 

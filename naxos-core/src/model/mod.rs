@@ -23,8 +23,8 @@ pub use definition::{
 };
 pub use delay::Delay;
 pub use execution::{
-    Attempt, AttemptOutcome, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo, ParentLink,
-    StatusEvent, TaskRef, TaskRun,
+    Attempt, AttemptOutcome, BlockedBy, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo,
+    ParentLink, StatusEvent, TaskRef, TaskRun,
 };
 pub use plan::{Instance, Sleep, SubJob, TaskKind, TaskPlan, Trigger, WaitFor, MAX_SUB_JOB_DEPTH};
 pub use retention::{Expiry, ExpiryClass, Retention, RetentionDefaults, MAX_RETENTION_MS};

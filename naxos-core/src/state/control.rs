@@ -42,6 +42,7 @@ impl ExecutionState {
             let t = &mut self.tasks[i];
             t.end_time = Some(now);
             t.due_at = None;
+            t.blocked_by = None;
             self.set_task(i, TaskStatus::Cancelled, None, now, &mut ch);
         }
         self.summary.end_time = Some(now);
@@ -132,6 +133,7 @@ impl ExecutionState {
             t.due_at = None;
             t.start_time = None;
             t.end_time = None;
+            t.blocked_by = None;
             t.status = TaskStatus::Pending;
         }
         for &i in &reset {

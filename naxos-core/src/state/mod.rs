@@ -20,6 +20,7 @@
 //! | `fanout.rs` | `forEach` tasks: their instances, and the fan-in when those end |
 //! | `delay.rs` | delayed executions (`delayMs`, `runAt`): started when their time comes |
 //! | `subjob.rs` | `subJob` tasks: the child each attempt starts, and the task settled when it ends |
+//! | `admission.rs` | tasks blocked instead of claimed (a paused definition), and admitted again |
 //! | `rules.rs` | how an execution ends, how a finished task counts for triggers, error and event texts |
 //!
 //! The rules it owns: fencing by attempt (a transition names the attempt it is for and fails
@@ -29,6 +30,7 @@
 //! no longer hold (for `allSuccess`: every transitive dependent of a FAILED task), and the
 //! execution ending exactly once, as [`rules::verdict`] says.
 
+mod admission;
 mod changes;
 mod control;
 mod delay;
@@ -47,6 +49,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub use admission::Admitted;
 pub use changes::{Changes, HistoryEntry};
 pub use family::{settle_family, Family, FamilyStep, FamilyWalk, Transitioned};
 pub use graph::Graph;
@@ -292,6 +295,7 @@ impl ExecutionState {
         t.lease = None;
         t.queued_at = Some(now);
         t.republished = 0;
+        t.blocked_by = None;
     }
 
     /// COMPLETED with `output`: counted down in every dependent still waiting, and those

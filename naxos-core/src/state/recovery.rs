@@ -67,9 +67,11 @@ impl ExecutionState {
             }
             let t = &mut self.tasks[i];
             match t.status {
+                // A blocked task has no message to lose: it is published when admitted.
                 TaskStatus::Queued
-                    if t.queued_at
-                        .is_some_and(|q| q < before(now, republish_wait(older_than, t.republished))) =>
+                    if t.blocked_by.is_none()
+                        && t.queued_at
+                            .is_some_and(|q| q < before(now, republish_wait(older_than, t.republished))) =>
                 {
                     t.queued_at = Some(now);
                     t.republished += 1;

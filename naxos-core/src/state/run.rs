@@ -33,6 +33,7 @@ impl ExecutionState {
         t.start_time = Some(now);
         t.end_time = None;
         t.due_at = None;
+        t.blocked_by = None;
         let (attempts, failures, queued_at) = (t.attempts, t.failures, t.queued_at);
         let instance = t.plan.instance.as_ref().map(|x| (x.index, x.item.clone()));
         self.mark_started(now, &mut changes);

@@ -139,6 +139,20 @@ impl Store for FaultyStore {
         out
     }
 
+    async fn set_definition_paused(&self, id: &str, paused: bool) -> Result<()> {
+        self.node.alive().await;
+        let out = self.inner.set_definition_paused(id, paused).await;
+        self.node.alive().await;
+        out
+    }
+
+    async fn unblock_resumed(&self, limit: usize) -> Result<Changes> {
+        self.node.alive().await;
+        let out = self.inner.unblock_resumed(limit).await;
+        self.node.alive().await;
+        out
+    }
+
     async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         self.node.alive().await;
         let out = self.inner.orphaned_children(limit).await;

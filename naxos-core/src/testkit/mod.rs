@@ -142,6 +142,7 @@ macro_rules! store_conformance {
                 a_sub_job_starts_its_child_at_once_and_completes_with_it,
                 a_failed_child_is_retried_with_a_new_child_then_fails_the_task,
                 a_cancelled_child_fails_its_task_and_a_stopped_parent_names_its_child,
+                a_paused_definition_blocks_its_claims_until_resumed,
             ]
         );
     };

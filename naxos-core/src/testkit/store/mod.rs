@@ -1,6 +1,7 @@
 //! Store conformance checks. Each takes a fresh backend and the fake clock it reads, and
 //! panics on a broken rule.
 
+mod admission;
 mod conditions;
 mod control;
 mod delays;
@@ -13,6 +14,7 @@ mod subjobs;
 mod trace;
 mod waits;
 
+pub use admission::*;
 pub use conditions::*;
 pub use control::*;
 pub use delays::*;

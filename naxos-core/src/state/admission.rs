@@ -1,0 +1,105 @@
+//! Admission: tasks that may not start yet wait QUEUED without their message, marked with
+//! why ([`BlockedBy`]), until admitted again.
+//!
+//! A paused definition's tasks are stopped at the claim: the Store, which knows the definition
+//! is paused, blocks the task instead of claiming it ([`ExecutionState::block`]) and the
+//! message that asked for it is dropped. Tasks keep becoming QUEUED and published as usual
+//! while a definition is paused (no transition needs to know of the pause); they are blocked
+//! when a worker asks for them. When the definition is resumed, the Store unblocks its blocked
+//! tasks ([`ExecutionState::unblock`]): each is QUEUED anew and published. The stale sweep
+//! never republishes a blocked task.
+
+use chrono::{DateTime, Utc};
+
+use super::{Changes, ExecutionState, Transitioned};
+use crate::backend::{ClaimRequest, ClaimedTask};
+use crate::model::{BlockedBy, TaskRef, TaskStatus};
+use crate::Result;
+
+/// What a claim of a task of a paused definition does instead: see
+/// [`ExecutionState::claim_unless_paused`].
+#[derive(Debug)]
+pub enum Admitted {
+    /// The task was claimed.
+    Claimed(Box<ClaimedTask>),
+    /// The task was blocked (its definition is paused); what that changed.
+    Blocked(Changes),
+}
+
+impl Transitioned for Admitted {
+    fn changes_mut(&mut self) -> Option<&mut Changes> {
+        match self {
+            Admitted::Claimed(c) => Some(&mut c.changes),
+            Admitted::Blocked(ch) => Some(ch),
+        }
+    }
+}
+
+impl Admitted {
+    /// The claimed task, or `Conflict` naming the paused definition for a blocked one (what a
+    /// Store's claim answers, after the block committed).
+    pub fn claimed(self, task: &TaskRef, definition_id: &str) -> Result<ClaimedTask> {
+        match self {
+            Admitted::Claimed(c) => Ok(*c),
+            Admitted::Blocked(_) => Err(crate::Error::conflict(format!(
+                "task {task} is blocked: job definition `{definition_id}` is paused"
+            ))),
+        }
+    }
+}
+
+impl ExecutionState {
+    /// Claims `req.task` as [`claim`](Self::claim) does, or, when `paused` says the
+    /// execution's definition is paused, blocks it as [`block`](Self::block) does.
+    pub fn claim_unless_paused(
+        &mut self,
+        req: &ClaimRequest,
+        paused: impl FnOnce(&str) -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Admitted> {
+        if paused(&self.summary.definition_id) {
+            return self.block(&req.task, BlockedBy::Paused, now).map(Admitted::Blocked);
+        }
+        self.claim(req, now).map(|c| Admitted::Claimed(Box::new(c)))
+    }
+
+    /// Blocks the QUEUED (or due RETRYING) task `task`, at its attempt, for `reason` instead of
+    /// claiming it: it stays QUEUED (a RETRYING one becomes QUEUED) without a message until
+    /// [`unblock`](Self::unblock). `Conflict` when the execution is finished or the task is not
+    /// waiting to run at that attempt, as for a claim.
+    pub fn block(&mut self, task: &TaskRef, reason: BlockedBy, now: DateTime<Utc>) -> Result<Changes> {
+        self.unfinished()?;
+        let i = self.guard(task, &[TaskStatus::Queued, TaskStatus::Retrying])?;
+        let mut ch = Changes::default();
+        if self.tasks[i].status == TaskStatus::Retrying {
+            self.tasks[i].due_at = None;
+            self.mark_queued(i, now);
+            self.set_task(i, TaskStatus::Queued, None, now, &mut ch);
+        }
+        self.tasks[i].blocked_by = Some(reason);
+        self.summary.updated_at = now;
+        Ok(ch)
+    }
+
+    /// True when some task waits blocked for `reason`.
+    pub fn blocked(&self, reason: BlockedBy) -> bool {
+        self.tasks.iter().any(|t| t.blocked_by == Some(reason))
+    }
+
+    /// Admits every task blocked for `reason`: QUEUED anew at `now`, its message to publish.
+    pub fn unblock(&mut self, reason: BlockedBy, now: DateTime<Utc>) -> Changes {
+        let mut ch = Changes::default();
+        if self.is_finished() {
+            return ch;
+        }
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].blocked_by == Some(reason) && self.tasks[i].status == TaskStatus::Queued {
+                self.mark_queued(i, now);
+                let t = &self.tasks[i];
+                ch.ready
+                    .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
+            }
+        }
+        ch
+    }
+}
