@@ -45,18 +45,19 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
     check_changes(&state, &created, &mut seen)?;
     check_state(&state)?;
     let time = clock();
+    let timeout = s.timeout_secs.map(|t| std::time::Duration::from_secs(u64::from(t)));
     for op in &s.ops {
         let Some(call) = resolve(op, &state.snapshot(), &time) else {
             continue;
         };
-        step(&mut state, &call, time.now(), fenced_off(op), &mut seen)?;
+        step(&mut state, &call, timeout, time.now(), fenced_off(op), &mut seen)?;
     }
     // However the operations left it, the execution can be driven to its end.
     for _ in 0..4 * naxos_core::testkit::scenario::MAX_TASKS {
         let Some(call) = drain_step(&state.snapshot(), &time) else {
             break;
         };
-        step(&mut state, &call, time.now(), false, &mut seen)?;
+        step(&mut state, &call, timeout, time.now(), false, &mut seen)?;
     }
     prop_assert!(state.is_finished(), "the execution is stuck: {:#?}", state.snapshot());
     prop_assert_eq!(seen.ended, 1, "a finished execution ended exactly once");
@@ -80,12 +81,13 @@ fn fenced_off(op: &Op) -> bool {
 fn step(
     state: &mut ExecutionState,
     call: &Call,
+    timeout: Option<std::time::Duration>,
     now: DateTime<Utc>,
     fenced_off: bool,
     seen: &mut Seen,
 ) -> Result<(), TestCaseError> {
     let before = state.clone();
-    let observed = apply_to_state(state, call, now);
+    let observed = apply_to_state(state, call, timeout, now);
     let (changes, failed) = match observed {
         Observed::Claimed(r) => match r {
             Ok(c) => {

@@ -479,7 +479,8 @@ impl Store for LmdbStore {
     async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
         self.write(move |tx| {
             let now = tx.now();
-            transition(tx, id, |s| s.retry(now))
+            let timeout = crate::tables::timeout_of(tx, id)?;
+            transition(tx, id, |s| s.retry(timeout, now))
         })
         .await
     }
@@ -488,7 +489,8 @@ impl Store for LmdbStore {
         let task_id = task_id.to_string();
         self.write(move |tx| {
             let now = tx.now();
-            transition(tx, id, |s| s.retry_from(&task_id, now))
+            let timeout = crate::tables::timeout_of(tx, id)?;
+            transition(tx, id, |s| s.retry_from(&task_id, timeout, now))
         })
         .await
     }

@@ -562,6 +562,18 @@ impl Family for TxFamily<'_, '_, '_> {
     }
 }
 
+/// The job timeout of execution `id`'s definition version (none for an unknown execution:
+/// the transition then says `NotFound`).
+pub(crate) fn timeout_of(tx: &mut Tx<'_, '_>, id: ExecutionId) -> Result<Option<std::time::Duration>> {
+    let Some(s) = tx.reader().summary(tx.txn(), id)? else {
+        return Ok(None);
+    };
+    let def = tx
+        .reader()
+        .definition(tx.txn(), &s.definition_id, s.definition_version)?;
+    Ok(def.and_then(|d| d.definition.timeout()))
+}
+
 /// Applies `f` to execution `id`'s state and writes back what it changed.
 pub(crate) fn transition<T: Transitioned>(
     tx: &mut Tx<'_, '_>,

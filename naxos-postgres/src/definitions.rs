@@ -146,6 +146,27 @@ pub(crate) async fn paused_execution(
     .map_err(db)
 }
 
+/// The job timeout of execution `id`'s definition version (none for an unknown execution:
+/// the transition then says `NotFound`).
+pub(crate) async fn timeout_of(
+    conn: &mut sqlx::PgConnection,
+    id: naxos_core::model::ExecutionId,
+) -> Result<Option<std::time::Duration>> {
+    let ms: Option<i64> = sqlx::query_scalar(
+        "SELECT (d.body ->> 'timeoutMs')::BIGINT FROM naxos_executions e
+         JOIN naxos_definitions d ON d.id = e.definition_id AND d.version = e.definition_version
+         WHERE e.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?
+    .flatten();
+    Ok(ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(std::time::Duration::from_millis))
+}
+
 /// Pauses or resumes definition `id` (`NotFound` when it has no version).
 pub(crate) async fn set_paused(pool: &PgPool, id: &str, paused: bool, now: DateTime<Utc>) -> Result<()> {
     let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM naxos_definitions WHERE id = $1)")

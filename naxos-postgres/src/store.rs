@@ -198,7 +198,10 @@ impl Store for PgStore {
     async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
         self.within("retry execution", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.retry(now)).await)
+            transaction!(self.pool, |tx| {
+                let timeout = definitions::timeout_of(&mut tx, id).await?;
+                apply(&mut tx, id, now, |s| s.retry(timeout, now)).await
+            })
         })
         .await
     }
@@ -206,8 +209,10 @@ impl Store for PgStore {
     async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes> {
         self.within("retry from a task", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.retry_from(task_id, now))
-                .await)
+            transaction!(self.pool, |tx| {
+                let timeout = definitions::timeout_of(&mut tx, id).await?;
+                apply(&mut tx, id, now, |s| s.retry_from(task_id, timeout, now)).await
+            })
         })
         .await
     }

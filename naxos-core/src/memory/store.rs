@@ -248,6 +248,13 @@ impl MemoryStore {
         })
     }
 
+    /// The job timeout of `state`'s definition version (what a retry counts again from now).
+    fn timeout_of(&self, state: &ExecutionState) -> Option<Duration> {
+        let s = state.summary();
+        let def = self.definition(&s.definition_id, Some(s.definition_version)).ok()?;
+        def.definition.timeout()
+    }
+
     /// Pins the versions of `execution`'s sub-jobs that give none to the latest.
     fn pin(&self, execution: &mut NewExecution) {
         let defs = read(&self.definitions);
@@ -577,12 +584,12 @@ impl Store for MemoryStore {
 
     async fn retry_execution(&self, id: ExecutionId) -> Result<Changes> {
         let now = self.clock.now();
-        self.transact(id, now, |s| s.retry(now))
+        self.transact(id, now, |s| s.retry(self.timeout_of(s), now))
     }
 
     async fn retry_from(&self, id: ExecutionId, task_id: &str) -> Result<Changes> {
         let now = self.clock.now();
-        self.transact(id, now, |s| s.retry_from(task_id, now))
+        self.transact(id, now, |s| s.retry_from(task_id, self.timeout_of(s), now))
     }
 
     async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {

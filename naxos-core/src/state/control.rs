@@ -1,10 +1,13 @@
 //! Operator actions on a whole execution: stop (cancel, timeout), retry of the failed part, and
 //! restart from a task.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
 use super::{rules, Changes, ExecutionState};
 use crate::backend::{StopOutcome, StopReason};
+use crate::clock::after;
 use crate::model::{AttemptOutcome, ExecutionStatus, TaskStatus};
 use crate::Result;
 
@@ -64,10 +67,10 @@ impl ExecutionState {
     /// tasks, those SKIPPED below a failure, and every task below one of them, start over (next
     /// attempt number, fresh retry budget, no output); those whose trigger holds become QUEUED
     /// (as their condition says), the rest PENDING, and the execution RUNNING with a fresh
-    /// deadline (its timeout counted from now). A task skipped by its own condition, or on a
-    /// branch not taken, with nothing failed above it, stays as it is: its inputs did not change.
-    /// `Conflict` for any other execution status.
-    pub fn retry(&mut self, now: DateTime<Utc>) -> Result<Changes> {
+    /// deadline (its definition version's `timeout`, counted from now). A task skipped by its own
+    /// condition, or on a branch not taken, with nothing failed above it, stays as it is: its
+    /// inputs did not change. `Conflict` for any other execution status.
+    pub fn retry(&mut self, timeout: Option<Duration>, now: DateTime<Utc>) -> Result<Changes> {
         if !matches!(
             self.summary.status,
             ExecutionStatus::Failed | ExecutionStatus::Cancelled
@@ -79,16 +82,17 @@ impl ExecutionState {
         let failed = (0..self.defined)
             .filter(|&i| rules::outcome(&self.tasks[i]) == Some(rules::Outcome::Failed))
             .collect();
-        Ok(self.restart(failed, true, now))
+        Ok(self.restart(failed, true, timeout, now))
     }
 
     /// Re-runs the task `task_id` and every task below it, keeping what the others did (their
     /// outputs feed the re-run): on a FAILED, CANCELLED or COMPLETED execution, which becomes
-    /// RUNNING with a fresh deadline. The task starts over as [`retry`](Self::retry) starts
+    /// RUNNING with a fresh deadline (`timeout`, its definition version's, from now). The task
+    /// starts over as [`retry`](Self::retry) starts
     /// tasks over (QUEUED when its trigger holds, as its condition says); a task elsewhere that
     /// failed or was cancelled stays so, and decides the execution's end as before.
     /// `Conflict` on a PENDING or RUNNING execution; `NotFound` for an unknown task.
-    pub fn retry_from(&mut self, task_id: &str, now: DateTime<Utc>) -> Result<Changes> {
+    pub fn retry_from(&mut self, task_id: &str, timeout: Option<Duration>, now: DateTime<Utc>) -> Result<Changes> {
         if !self.summary.status.is_terminal() {
             return Err(rules::not_restartable(self.summary.id, self.summary.status));
         }
@@ -96,18 +100,25 @@ impl ExecutionState {
             .index_of(task_id)
             .filter(|&i| i < self.defined)
             .ok_or_else(|| rules::no_task(self.summary.id, task_id))?;
-        Ok(self.restart(vec![i], false, now))
+        Ok(self.restart(vec![i], false, timeout, now))
     }
 
     /// Starts over the tasks of `roots` (of the definition) and every task below them, and the
     /// execution. A fan-out among them starts over with its list evaluated again; with
     /// `keep_completed`, its instances that completed on the same item are kept.
-    fn restart(&mut self, roots: Vec<usize>, keep_completed: bool, now: DateTime<Utc>) -> Changes {
+    fn restart(
+        &mut self,
+        roots: Vec<usize>,
+        keep_completed: bool,
+        timeout: Option<Duration>,
+        now: DateTime<Utc>,
+    ) -> Changes {
         let mut ch = Changes::default();
         self.summary.end_time = None;
         // The job's timeout counts again from the retry: the old deadline has passed, or is near.
-        let timeout = self.summary.deadline.map(|d| d - self.timeout_from());
-        self.summary.deadline = timeout.map(|t| now + t);
+        // (It is the definition's, given by the Store: the old deadline's distance from an anchor
+        // would count the time between two retries in.)
+        self.summary.deadline = timeout.map(|t| after(now, t));
         self.set_execution(ExecutionStatus::Running, None, now, &mut ch);
         let mut stack = roots;
         let mut reset = vec![false; self.tasks.len()];

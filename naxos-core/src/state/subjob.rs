@@ -261,7 +261,7 @@ mod tests {
         let (mut state, created) = ExecutionState::create(new, now).unwrap();
         assert_eq!(created.children.len(), 1, "{created:?}");
         state.stop(StopReason::Cancelled, now).unwrap();
-        let restarted = state.retry_from("empty", now).unwrap();
+        let restarted = state.retry_from("empty", None, now).unwrap();
         let call = &state.tasks()[state.index_of("later").unwrap()];
         assert_eq!(restarted.children.len(), 1, "{:?}", restarted.children);
         assert_eq!(

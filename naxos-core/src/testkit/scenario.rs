@@ -690,7 +690,15 @@ fn observe<T, U>(r: Result<T>, f: impl FnOnce(T) -> U) -> std::result::Result<U,
 }
 
 /// Applies `call` to a pure execution state at `now`.
-pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc>) -> Observed {
+///
+/// `timeout` is the job timeout of the state's definition (what a Store reads from the
+/// definition for a retry).
+pub fn apply_to_state(
+    state: &mut ExecutionState,
+    call: &Call,
+    timeout: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+) -> Observed {
     match call.clone() {
         Call::Claim(req) => Observed::Claimed(observe(state.claim(&req, now), |c| Box::new(Claimed::from(c)))),
         Call::Heartbeat(task, lease) => Observed::Lease(observe(state.heartbeat(&task, lease, now), |l| l)),
@@ -706,8 +714,8 @@ pub fn apply_to_state(state: &mut ExecutionState, call: &Call, now: DateTime<Utc
         Call::Stop(_, reason) => {
             Observed::Stopped(observe(state.stop(reason, now), |s| (s.status, s.running, s.changes)))
         }
-        Call::Retry(_) => Observed::Changed(observe(state.retry(now), |c| c)),
-        Call::RetryFrom(_, task) => Observed::Changed(observe(state.retry_from(&task, now), |c| c)),
+        Call::Retry(_) => Observed::Changed(observe(state.retry(timeout, now), |c| c)),
+        Call::RetryFrom(_, task) => Observed::Changed(observe(state.retry_from(&task, timeout, now), |c| c)),
         Call::Recover(max) => Observed::Changed(Ok(state.recover_expired(now, max, &mut SCAN_LIMIT.clone()))),
         Call::TakeStale(older_than) => {
             Observed::Changed(Ok(state.take_stale(older_than, now, &mut SCAN_LIMIT.clone())))

@@ -270,6 +270,20 @@ pub async fn a_retried_execution_gets_a_fresh_deadline(store: Arc<dyn Store>, cl
     assert!(!store.overdue_executions(100).await.unwrap().contains(&id));
     clock.advance(Duration::from_secs(6));
     assert!(store.overdue_executions(100).await.unwrap().contains(&id));
+    // A second retry counts the definition's timeout again, not the time since the first.
+    store.stop_execution(id, StopReason::TimedOut).await.unwrap();
+    clock.advance(Duration::from_secs(60));
+    store.retry_execution(id).await.unwrap();
+    let again = store.get_execution(id).await.unwrap();
+    assert_eq!(
+        again.deadline,
+        Some(clock.now() + secs(5)),
+        "the second retry's deadline"
+    );
+    store.stop_execution(id, StopReason::Cancelled).await.unwrap();
+    store.retry_from(id, "a").await.unwrap();
+    let from = store.get_execution(id).await.unwrap();
+    assert_eq!(from.deadline, Some(clock.now() + secs(5)), "a restart's deadline");
 }
 
 /// A QUEUED task nobody claims (lost, or waiting behind a backlog) is republished ever more
