@@ -216,3 +216,53 @@ async fn a_bad_schedule_is_refused_naming_the_field() {
     engine.delete_schedule("s").await.unwrap();
     assert!(engine.get_schedule("s").await.unwrap_err().is_not_found());
 }
+
+/// The scheduler loop wakes at each tick, not only every `schedule_interval`: with a 30 s
+/// interval, a schedule firing every second starts three executions within ten seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_wakes_at_each_tick_between_its_passes() {
+    let engine = Engine::builder()
+        .config(EngineConfig {
+            schedule_interval: Duration::from_secs(30),
+            ..EngineConfig::default()
+        })
+        .build()
+        .unwrap();
+    engine.register("f", |_ctx| async move { Ok(json!(null)) });
+    engine
+        .register_definition(
+            JobDefinition::builder("job")
+                .task(TaskBuilder::new("only", "f"))
+                .build(),
+        )
+        .await
+        .unwrap();
+    engine
+        .schedule(Schedule::new("every-second", "job", "* * * * * *"))
+        .await
+        .unwrap();
+    engine.start().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while runs(&engine, "every-second").await < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ticks between passes never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // How late each run was created after its tick (a whole second): for BENCHMARKS.md.
+    let query = ExecutionQuery {
+        schedule_id: Some("every-second".into()),
+        ..Default::default()
+    };
+    let lags: Vec<i64> = engine
+        .executions(&query)
+        .await
+        .unwrap()
+        .executions
+        .iter()
+        .map(|e| i64::from(e.created_at.timestamp_subsec_millis()))
+        .collect();
+    eprintln!("schedule tick to execution created, ms: {lags:?}");
+    engine.shutdown().await;
+}

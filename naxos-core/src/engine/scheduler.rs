@@ -33,23 +33,46 @@ pub struct ScheduleReport {
     pub taken: usize,
     /// Schedules whose missed ticks were skipped without running (by their `catchUp`).
     pub skipped: usize,
+    /// The earliest tick to come of the schedules the pass read: when the next pass is due.
+    pub next_tick: Option<DateTime<Utc>>,
 }
 
-/// Runs a pass every `schedule_interval` until the node stops.
+/// Runs a pass at each schedule's next tick, and at least every `schedule_interval` (which
+/// picks up schedules created or changed elsewhere), until the node stops. A tick thus fires
+/// when it comes, not up to an interval later.
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let mut tick = tokio::time::interval(inner.config.schedule_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interval = inner.config.schedule_interval;
     loop {
+        let wait = match schedule_once(&inner).await {
+            Ok(r) => {
+                if r.fired > 0 || r.skipped > 0 {
+                    tracing::debug!(?r, "schedules");
+                }
+                until_next(r.next_tick, inner.now(), interval)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler pass failed");
+                interval
+            }
+        };
         tokio::select! {
             _ = inner.stopping.cancelled() => break,
-            _ = tick.tick() => {
-                match schedule_once(&inner).await {
-                    Ok(r) if r.fired > 0 || r.skipped > 0 => tracing::debug!(?r, "schedules"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "scheduler pass failed"),
-                }
-            }
+            _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// How long to wait for the next pass: until `next_tick`, at most `interval`. A tick already
+/// due after a pass is one the pass could not fire (the Store refused it): the next try waits
+/// the interval, so a failing Store is not asked again at once.
+fn until_next(
+    next_tick: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    interval: std::time::Duration,
+) -> std::time::Duration {
+    match next_tick {
+        Some(at) if at > now => (at - now).to_std().unwrap_or(interval).min(interval),
+        _ => interval,
     }
 }
 
@@ -64,6 +87,11 @@ pub(crate) async fn schedule_once(inner: &Inner) -> Result<ScheduleReport> {
         if let Err(e) = fire_due(inner, schedule, &mut report).await {
             tracing::warn!(schedule = schedule.id(), error = %e, "could not fire a schedule's ticks");
         }
+        let next = schedule.next_tick(inner.now());
+        report.next_tick = match (report.next_tick, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
     Ok(report)
 }
@@ -147,6 +175,21 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_next_pass_waits_for_the_next_tick_at_most_an_interval() {
+        let now = at("2024-01-01T10:00:00Z");
+        let interval = Duration::from_secs(1);
+        let next = |s: &str| until_next(Some(at(s)), now, interval);
+        assert_eq!(next("2024-01-01T10:00:00.250Z"), Duration::from_millis(250));
+        assert_eq!(
+            next("2024-01-01T10:05:00Z"),
+            interval,
+            "a far tick: a pass every interval"
+        );
+        assert_eq!(next("2024-01-01T09:59:59Z"), interval, "a tick the pass could not fire");
+        assert_eq!(until_next(None, now, interval), interval, "no schedule");
     }
 
     /// Every minute, down from 10:00:30 to 10:05:30 (ticks 10:01 … 10:05 missed with a 10 s
