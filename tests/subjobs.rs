@@ -42,10 +42,7 @@ async fn sub_jobs_over_http_on_postgres() {
 async fn sub_jobs(env: &[(&str, &str)]) {
     let (mut server, log) = start_logging_calls(env).await;
     let base = server.base.clone();
-    for definition in [SHIPPING, ORDER] {
-        let (status, body) = call(&base, Method::POST, "/api/v1/job-definitions", definition).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
+    register(&base).await;
 
     // Completes with the child's outputs; links both ways.
     let id = execute(&base, "order", json!({"order": 7, "ms": 0})).await;
@@ -130,10 +127,7 @@ async fn a_sub_job_survives_kill_9(env: &[(&str, &str)]) {
     all.extend([("NAXOS_LEASE_TTL_MS", "1500"), ("NAXOS_SWEEP_INTERVAL_MS", "300")]);
     let (mut first, log) = start_logging_calls(&all).await;
     let base = first.base.clone();
-    for definition in [SHIPPING, ORDER] {
-        let (status, body) = call(&base, Method::POST, "/api/v1/job-definitions", definition).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
+    register(&base).await;
     let id = execute(&base, "order", json!({"order": 9, "ms": 1_000})).await;
     let child_id = until(&base, &id, |e| {
         task(e, "ship")["childExecutionId"].as_str().map(str::to_string)
@@ -172,6 +166,14 @@ async fn a_sub_job_survives_kill_9_on_lmdb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_job_survives_kill_9_on_postgres() {
     on_postgres("naxos_subjobs_restart", a_sub_job_survives_kill_9).await;
+}
+
+/// Registers `shipping`, then `order`, which runs it.
+async fn register(base: &str) {
+    for definition in [SHIPPING, ORDER] {
+        let (status, body) = call(base, Method::POST, "/api/v1/job-definitions", definition).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
 }
 
 /// Polls an execution's status until `ready` gives something, for at most 20 s.

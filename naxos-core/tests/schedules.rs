@@ -22,14 +22,17 @@ fn at(s: &str) -> DateTime<Utc> {
 
 /// An unstarted engine on the in-memory store, reading `clock`, with job `job` registered.
 async fn engine(clock: &ManualClock, grace: Duration) -> Engine {
-    let engine = Engine::builder()
-        .config(EngineConfig {
-            clock: Clock::Manual(clock.clone()),
-            schedule_grace: grace,
-            ..EngineConfig::default()
-        })
-        .build()
-        .unwrap();
+    engine_with(EngineConfig {
+        clock: Clock::Manual(clock.clone()),
+        schedule_grace: grace,
+        ..EngineConfig::default()
+    })
+    .await
+}
+
+/// An engine with `config`, the function `f` and the one-task definition `job` registered.
+async fn engine_with(config: EngineConfig) -> Engine {
+    let engine = Engine::builder().config(config).build().unwrap();
     engine.register("f", |_ctx| async move { Ok(json!(null)) });
     engine
         .register_definition(
@@ -221,22 +224,11 @@ async fn a_bad_schedule_is_refused_naming_the_field() {
 /// interval, a schedule firing every second starts three executions within ten seconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_wakes_at_each_tick_between_its_passes() {
-    let engine = Engine::builder()
-        .config(EngineConfig {
-            schedule_interval: Duration::from_secs(30),
-            ..EngineConfig::default()
-        })
-        .build()
-        .unwrap();
-    engine.register("f", |_ctx| async move { Ok(json!(null)) });
-    engine
-        .register_definition(
-            JobDefinition::builder("job")
-                .task(TaskBuilder::new("only", "f"))
-                .build(),
-        )
-        .await
-        .unwrap();
+    let engine = engine_with(EngineConfig {
+        schedule_interval: Duration::from_secs(30),
+        ..EngineConfig::default()
+    })
+    .await;
     engine
         .schedule(Schedule::new("every-second", "job", "* * * * * *"))
         .await

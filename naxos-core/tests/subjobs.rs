@@ -95,6 +95,14 @@ fn parent(id: &str, max_retry: u32) -> JobDefinition {
         .build()
 }
 
+/// Registers `definition`, runs it with `params` and waits for it to finish.
+async fn run(engine: &Engine, definition: JobDefinition, params: Value) -> Execution {
+    let name = definition.id.clone();
+    engine.register_definition(definition).await.unwrap();
+    let id = engine.execute(&name, params).await.unwrap().execution_id;
+    engine.wait_for_timeout(id, LIMIT).await.unwrap()
+}
+
 /// Every execution of the store, oldest first.
 async fn all(engine: &Engine) -> Vec<Execution> {
     let page = engine
@@ -121,13 +129,8 @@ fn children_of(executions: &[Execution], parent: ExecutionId) -> Vec<&Execution>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_task_completes_with_its_childs_outputs() {
     let (engine, _) = started().await;
-    engine.register_definition(parent("order", 0)).await.unwrap();
-    let id = engine
-        .execute("order", json!({"name": "ada", "failTimes": 0}))
-        .await
-        .unwrap()
-        .execution_id;
-    let done = engine.wait_for_timeout(id, LIMIT).await.unwrap();
+    let done = run(&engine, parent("order", 0), json!({"name": "ada", "failTimes": 0})).await;
+    let id = done.summary.id;
     assert_eq!(
         done.summary.status,
         ExecutionStatus::Completed,
@@ -158,13 +161,8 @@ async fn the_task_completes_with_its_childs_outputs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_child_is_retried_with_a_new_child_while_max_retry_allows() {
     let (engine, calls) = started().await;
-    engine.register_definition(parent("retried", 2)).await.unwrap();
-    let id = engine
-        .execute("retried", json!({"name": "bo", "failTimes": 2}))
-        .await
-        .unwrap()
-        .execution_id;
-    let done = engine.wait_for_timeout(id, LIMIT).await.unwrap();
+    let done = run(&engine, parent("retried", 2), json!({"name": "bo", "failTimes": 2})).await;
+    let id = done.summary.id;
     assert_eq!(
         done.summary.status,
         ExecutionStatus::Completed,
@@ -202,13 +200,7 @@ async fn a_failed_child_is_retried_with_a_new_child_while_max_retry_allows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_that_fails_for_good_fails_the_task_and_skips_below() {
     let (engine, _) = started().await;
-    engine.register_definition(parent("failing", 0)).await.unwrap();
-    let id = engine
-        .execute("failing", json!({"name": "cy", "failTimes": 5}))
-        .await
-        .unwrap()
-        .execution_id;
-    let done = engine.wait_for_timeout(id, LIMIT).await.unwrap();
+    let done = run(&engine, parent("failing", 0), json!({"name": "cy", "failTimes": 5})).await;
     assert_eq!(done.summary.status, ExecutionStatus::Failed);
     let call = done.task("call").unwrap();
     assert_eq!(call.status, TaskStatus::Failed);
