@@ -2,7 +2,9 @@
 COMPLETED live (from the event stream, without a reload), a task skipped by its `when`
 condition is drawn apart from the others, a delayed execution shows when it starts, a fan-out
 shows its instances folded under it, a sub-job's task links to its child execution and the
-child's page links back to its parent, and a screenshot is saved.
+child's page links back to its parent, the Definitions page's Pause button pauses a definition
+(whose new execution's first task shows `QUEUED · paused`) and its Resume button resumes it, and
+a screenshot is saved.
 
 Usage: browser_test.py BASE_URL SCREENSHOT_PATH
 """
@@ -184,13 +186,53 @@ try:
     wait("the parent to finish", lambda: "COMPLETED" in status_line())
     assert not driver.find_elements(By.ID, "parent-link"), "a root execution has no parent link"
 
+    # Pause and resume a definition from the Definitions page; a blocked task says why it waits.
+    post("/api/v1/job-definitions", {"id": "browser-pause", "tasks": {
+        "first": {"id": "first", "functionName": "echo"},
+        "then": {"id": "then", "functionName": "echo"}},
+        "graph": {"then": ["first"]}})
+
+    def listed_paused():
+        return next(d for d in get("/api/v1/job-definitions") if d["id"] == "browser-pause")["paused"]
+
+    def state_cell():
+        return text('tr[data-definition="browser-pause"] td[data-state]')
+
+    driver.get(base + "/#/definitions")
+    wait("the definition's Pause button", lambda: "Pause" in state_cell() and "active" in state_cell())
+    assert driver.find_element(By.CSS_SELECTOR, 'button[data-pause="browser-pause"]').get_attribute(
+        "aria-label") == "Pause browser-pause"
+    click("Pause", 'button[data-pause="browser-pause"]')
+    wait("the listing to say paused", listed_paused)
+    wait("the page to say paused, with a Resume button",
+         lambda: "paused" in state_cell() and "Resume" in state_cell())
+    held = post("/api/v1/jobs/browser-pause/execute", {})["executionId"]
+    driver.get(base + f"/#/executions/{held}")
+    node = wait("the blocked task's node", lambda: title() == f"Execution {held}" and driver.execute_script(
+        "const n = document.querySelector('#dag [data-task=\"first\"][data-blocked=\"paused\"]');"
+        "return n ? {text: n.textContent, label: n.getAttribute('aria-label')} : null"))
+    assert "QUEUED · paused" in node["text"] and node["label"] == "first: QUEUED · paused", node
+    row = text('tr[data-task-row="first"]')
+    assert "QUEUED · paused" in row, row
+    assert "PENDING" in status_line(), status_line()
+    driver.get(base + "/#/definitions")
+    click("Resume", 'button[data-pause="browser-pause"]')
+    wait("the listing to say resumed", lambda: listed_paused() is False)
+    wait("the page to say active, with a Pause button",
+         lambda: "active" in state_cell() and "Pause" in state_cell())
+    wait("the held execution to complete", lambda: get(f"/api/v1/jobs/{held}/status")["status"] == "COMPLETED")
+    driver.get(base + f"/#/executions/{held}")
+    wait("its page to show it completed", lambda: title() == f"Execution {held}" and "COMPLETED" in status_line())
+    assert not driver.find_elements(By.CSS_SELECTOR, "#dag [data-blocked=\"paused\"]"), "no task blocked any more"
+
     driver.save_screenshot(shot)
     with open(shot, "rb") as f:
         size = len(f.read())
     assert size > 5000, f"screenshot is only {size} bytes"
     print(f"browser: dashboard followed {execution} live through {sorted(seen)}, showed {branched}'s "
-          f"condition-skipped task apart, when {later['executionId']} starts, {fanned}'s instances folded "
-          f"and the links between {parent} and its child {child}; "
+          f"condition-skipped task apart, when {later['executionId']} starts, {fanned}'s instances folded, "
+          f"the links between {parent} and its child {child}, and paused and resumed browser-pause "
+          f"({held} held QUEUED · paused, then completed); "
           f"screenshot {shot} ({size} bytes)")
 finally:
     driver.quit()

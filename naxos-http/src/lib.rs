@@ -7,6 +7,7 @@
 //! | `POST /api/v1/job-definitions` | 201 `{id, version, created, message}` (200 when identical); 422 listing every problem |
 //! | `GET /api/v1/job-definitions[/{id}[?version=N]]` | the latest version of each / one version; 404 |
 //! | `GET /api/v1/job-definitions/{id}/versions` | every version of one definition |
+//! | `POST /api/v1/job-definitions/{id}/pause` · `/resume` | 200 `{id, paused}`: its executions start no new task until resumed; 404 |
 //! | `POST /api/v1/jobs/{definitionId}/execute` | body = params; `Idempotency-Key` dedups; 202 `{executionId, status, message}` |
 //! | `GET /api/v1/jobs/{executionId}/status` | the execution with every task's status, attempts, error, output, times |
 //! | `GET /api/v1/jobs?status=&definitionId=&scheduleId=&limit=&cursor=` | a page of executions, newest first, and `nextCursor` |
@@ -18,7 +19,7 @@
 //! | `GET /health` | pings the Store and the Queue: 200, or 503 naming what is down |
 //! | `GET /metrics` | Prometheus text format (with [`HttpConfig::metrics`]) |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of all of the above, generated from the Rust types ([`ApiDoc`]) |
-//! | `GET /` | the dashboard: executions with status filters, each execution's DAG updating live, definitions, nodes |
+//! | `GET /` | the dashboard: executions with status filters, each execution's DAG updating live, definitions (execute, pause, resume), nodes |
 //!
 //! Errors are `{"error":{"code","message"}}` (plus `problems` for an invalid definition) with
 //! 400 for malformed JSON or params, 401 without the API token (when one is configured), 404,
@@ -182,6 +183,8 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         )
         .route("/api/v1/job-definitions/{id}", get(definitions::get))
         .route("/api/v1/job-definitions/{id}/versions", get(definitions::versions))
+        .route("/api/v1/job-definitions/{id}/pause", post(definitions::pause))
+        .route("/api/v1/job-definitions/{id}/resume", post(definitions::resume))
         .route("/api/v1/jobs", get(jobs::list))
         .route("/api/v1/jobs/cancel", post(bulk::cancel))
         .route("/api/v1/jobs/retry", post(bulk::retry))

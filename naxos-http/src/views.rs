@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 use naxos_core::model::{
-    DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, Retention, Sleep,
-    StoredDefinition, SubJob, TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
+    BlockedBy, DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, Retention,
+    Sleep, StoredDefinition, SubJob, TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
 };
 use naxos_core::ExecutionId;
 use serde::Serialize;
@@ -104,6 +104,10 @@ pub struct TaskView {
     pub function_name: String,
     /// Its status.
     pub status: TaskStatus,
+    /// Why a QUEUED task waits without running, if it does: `paused` while its definition is
+    /// paused (it is queued again when the definition is resumed). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<BlockedBy>,
     /// How many times it started (`attempts` of the Rust `TaskRun`).
     pub attempts: u32,
     /// The original naxos's field: every start after the first, whatever its cause
@@ -165,6 +169,9 @@ pub struct InstanceView {
     pub index: u32,
     /// Its status.
     pub status: TaskStatus,
+    /// Why a QUEUED instance waits without running, if it does (as [`TaskView::blocked_by`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<BlockedBy>,
     /// How many times it started.
     pub attempts: u32,
     /// Its output, once COMPLETED.
@@ -204,6 +211,7 @@ impl From<TaskRun> for TaskView {
             name: t.name,
             function_name: t.function_name,
             status: t.status,
+            blocked_by: t.blocked_by,
             attempts: t.attempts,
             dependencies: t.dependencies,
             when: t.plan.when,
@@ -249,6 +257,7 @@ fn tasks_folded(runs: Vec<TaskRun>) -> Vec<TaskView> {
         folded.entry(instance.of).or_default().push(InstanceView {
             index: instance.index,
             status: run.status,
+            blocked_by: run.blocked_by,
             attempts: run.attempts,
             output: run.output,
             error: run.error,
@@ -362,6 +371,17 @@ pub struct DefinitionCreated {
     pub created: bool,
     /// What happened, in words.
     pub message: String,
+}
+
+/// `POST /api/v1/job-definitions/{id}/pause` and `/resume`: the definition's state now.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionPaused {
+    /// The definition's id.
+    pub id: String,
+    /// True once paused: its executions start no new task until it is resumed. False once
+    /// resumed: the tasks the pause blocked are queued again.
+    pub paused: bool,
 }
 
 /// The answer to execute, cancel and retry.

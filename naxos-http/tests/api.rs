@@ -588,6 +588,8 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
         ("get", "/api/v1/job-definitions"),
         ("get", "/api/v1/job-definitions/{id}"),
         ("get", "/api/v1/job-definitions/{id}/versions"),
+        ("post", "/api/v1/job-definitions/{id}/pause"),
+        ("post", "/api/v1/job-definitions/{id}/resume"),
         ("get", "/api/v1/jobs"),
         ("post", "/api/v1/jobs/{id}/execute"),
         ("get", "/api/v1/jobs/{id}/status"),
@@ -630,6 +632,8 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
         "HealthView",
         "Schedule",
         "ScheduleView",
+        "DefinitionPaused",
+        "BlockedBy",
     ] {
         assert!(schemas[name].is_object(), "schema {name}");
     }

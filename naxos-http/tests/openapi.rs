@@ -277,8 +277,19 @@ async fn the_id_rules_in_the_schemas_are_validations() {
     let task_key = &schemas["JobDefinition"]["properties"]["tasks"]["propertyNames"];
     let task_id = &schemas["TaskDefinition"]["properties"]["id"];
     let schedule_id = &schemas["Schedule"]["properties"]["id"];
-    for schema in [task_key, task_id, schedule_id] {
+    let sub_job_definition = &schemas["SubJob"]["properties"]["definitionId"];
+    for schema in [
+        task_key,
+        task_id,
+        schedule_id,
+        &schemas["Schedule"]["properties"]["definitionId"],
+        sub_job_definition,
+    ] {
         assert_eq!(schema["pattern"], job_id["pattern"]);
+        assert_eq!(
+            (&schema["minLength"], &schema["maxLength"]),
+            (&job_id["minLength"], &job_id["maxLength"])
+        );
     }
     let (mut accepted, mut refused) = (0, 0);
     for id in candidate_ids() {
@@ -303,6 +314,14 @@ async fn the_id_rules_in_the_schemas_are_validations() {
         assert!(
             status.is_success() == allowed && (allowed || status == StatusCode::UNPROCESSABLE_ENTITY),
             "task id {id:?}: {status} {answer}"
+        );
+        // As a sub-job's definition: one the schema refuses is refused naming the field (an
+        // allowed one is refused too unless registered: the first test above registered it).
+        let body = json!({"id": "parent", "tasks": {"s": {"id": "s", "subJob": {"definitionId": &id}}}}).to_string();
+        let (status, answer) = call(&app, "POST", "/api/v1/job-definitions", &body).await;
+        assert!(
+            status.is_success() == allowed && (allowed || answer.to_string().contains("subJob.definitionId")),
+            "sub-job definition id {id:?}: {status} {answer}"
         );
         if allowed {
             accepted += 1;
@@ -353,6 +372,11 @@ async fn the_limits_in_the_schemas_are_the_engines_and_the_api_keeps_them() {
     assert!(body.as_str().unwrap().contains("at most 1048576 bytes"), "{body}");
     let no_nul = Regex::new(job["name"]["pattern"].as_str().unwrap()).unwrap();
     assert!(no_nul.is_match("any name at all, ü") && !no_nul.is_match("a\u{0}b"));
+    let sub_job = &schemas["SubJob"]["properties"];
+    assert_eq!(sub_job["version"]["minimum"], 1);
+    assert_eq!(sub_job["params"]["pattern"], job["name"]["pattern"]);
+    let params = sub_job["params"]["description"].as_str().unwrap();
+    assert!(params.contains("CEL") && params.contains("object"), "{params}");
 
     let tasks = |n: usize| -> Value {
         (0..n)
@@ -386,6 +410,14 @@ async fn the_limits_in_the_schemas_are_the_engines_and_the_api_keeps_them() {
         (
             json!({"id": "z", "name": "fine", "tasks": tasks(1)}),
             json!({"id": "z", "name": "nul\u{0}", "tasks": tasks(1)}),
+        ),
+        (
+            json!({"id": "v", "tasks": {"s": {"id": "s", "subJob": {"definitionId": "m", "version": 1}}}}),
+            json!({"id": "v", "tasks": {"s": {"id": "s", "subJob": {"definitionId": "m", "version": 0}}}}),
+        ),
+        (
+            json!({"id": "p", "tasks": {"s": {"id": "s", "subJob": {"definitionId": "m", "params": "{'n': 1}"}}}}),
+            json!({"id": "p", "tasks": {"s": {"id": "s", "subJob": {"definitionId": "m", "params": "{'n': 1}\u{0}"}}}}),
         ),
         (
             json!({"id": "b", "tasks": {"t": {"id": "t", "functionName": "step", "backoff": {"multiplier": 1.0, "jitter": 1.0}}}}),

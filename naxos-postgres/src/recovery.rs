@@ -104,14 +104,15 @@ pub(crate) async fn wake_due(pool: &PgPool, now: DateTime<Utc>, limit: usize) ->
     sweep(pool, candidates, limit, now, |s, budget| s.wake_due(now, budget)).await
 }
 
-/// Admits the tasks a pause blocked, in executions whose definition is no longer paused
-/// (through the partial index of migration 0014: blocked tasks only).
+/// Admits the tasks a pause blocked, in executions whose definition is no longer paused, the
+/// execution whose task waited longest first (through the partial index of migration 0014:
+/// blocked tasks only).
 pub(crate) async fn unblock_resumed(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
     let candidates: Vec<ExecutionId> = sqlx::query_scalar(
-        "SELECT DISTINCT t.execution_id FROM naxos_tasks t JOIN naxos_executions e ON e.id = t.execution_id
+        "SELECT t.execution_id FROM naxos_tasks t JOIN naxos_executions e ON e.id = t.execution_id
          WHERE t.blocked_by = 'paused'
            AND NOT EXISTS (SELECT 1 FROM naxos_paused_definitions p WHERE p.id = e.definition_id)
-         LIMIT $1",
+         GROUP BY t.execution_id ORDER BY min(t.queued_at) LIMIT $1",
     )
     .bind(limit as i64)
     .fetch_all(pool)

@@ -274,6 +274,11 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
                 format!("tasks.{k}.sleep.until"),
                 t.sleep.as_ref().and_then(|s| s.until.as_ref()),
             ),
+            (format!("tasks.{k}.forEach"), t.for_each.as_ref()),
+            (
+                format!("tasks.{k}.subJob.params"),
+                t.sub_job.as_ref().and_then(|j| j.params.as_ref()),
+            ),
         ]
     });
     for (field, text) in texts.into_iter().chain(task_names) {

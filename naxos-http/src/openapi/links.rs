@@ -1,6 +1,7 @@
 //! OpenAPI links: from an answer that names an execution, definition or schedule to the
 //! operations that take its id, so a client generator or a stateful fuzzer can chain
-//! execute → status / cancel / retry / events without being told.
+//! execute → status / cancel / retry / events (or a definition's creation → pause → resume)
+//! without being told.
 
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
@@ -16,7 +17,13 @@ const LINKS: &[(&str, &str, &[&str])] = &[
     (
         "listDefinitions",
         "0/id",
-        &["getDefinition", "listDefinitionVersions", "executeJob"],
+        &[
+            "getDefinition",
+            "listDefinitionVersions",
+            "executeJob",
+            "pauseDefinition",
+            "resumeDefinition",
+        ],
     ),
     (
         "executeJob",
@@ -46,8 +53,16 @@ const LINKS: &[(&str, &str, &[&str])] = &[
     (
         "createDefinition",
         "id",
-        &["getDefinition", "listDefinitionVersions", "executeJob"],
+        &[
+            "getDefinition",
+            "listDefinitionVersions",
+            "executeJob",
+            "pauseDefinition",
+            "resumeDefinition",
+        ],
     ),
+    ("pauseDefinition", "id", &["resumeDefinition", "getDefinition"]),
+    ("resumeDefinition", "id", &["pauseDefinition", "getDefinition"]),
     (
         "createSchedule",
         "id",

@@ -11,8 +11,8 @@ use rules::DefaultRules;
 use axum::extract::State;
 use axum::Json;
 use naxos_core::model::{
-    BackoffPolicy, CatchUp, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition, NodeInfo, Problem, Schedule,
-    Sleep, StatusEvent, StoredSchedule, SubJob, TaskDefinition, TaskStatus, Trigger, WaitFor,
+    BackoffPolicy, BlockedBy, CatchUp, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition, NodeInfo, Problem,
+    Schedule, Sleep, StatusEvent, StoredSchedule, SubJob, TaskDefinition, TaskStatus, Trigger, WaitFor,
 };
 use naxos_core::Engine;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -24,8 +24,8 @@ use crate::mount::Mount;
 use crate::routes::bulk::{BulkAck, BulkFilter};
 use crate::routes::{bulk, definitions, events, jobs, schedules, system};
 use crate::views::{
-    BackupView, DefinitionCreated, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView, HealthChecks,
-    HealthView, InstanceView, NodeView, ScheduleView, SignalAck, SummaryView, SystemStatusView, TaskView,
+    BackupView, DefinitionCreated, DefinitionPaused, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView,
+    HealthChecks, HealthView, InstanceView, NodeView, ScheduleView, SignalAck, SummaryView, SystemStatusView, TaskView,
 };
 use crate::AppState;
 
@@ -48,13 +48,15 @@ use crate::AppState;
     ),
     servers((url = "/", description = "This API where it is served; a router nested in a host's app serves its prefix here")),
     paths(
-        definitions::create, definitions::list, definitions::get, definitions::versions,
+        definitions::create, definitions::list, definitions::get, definitions::versions, definitions::pause,
+        definitions::resume,
         jobs::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, jobs::signal, bulk::cancel, bulk::retry, events::stream,
         schedules::create, schedules::list, schedules::get, schedules::delete, schedules::pause, schedules::resume,
         system::status, system::backup, system::health, crate::metrics::render, document,
     ),
     components(schemas(
         JobDefinition, TaskDefinition, Trigger, BackoffPolicy, DefinitionSummary, DefinitionView, DefinitionCreated,
+        DefinitionPaused, BlockedBy,
         ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, InstanceView, ExecutionAck, ExecutionPageView,
         StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
         ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck, Schedule, StoredSchedule, CatchUp,

@@ -5,11 +5,13 @@
 //! module states them in JSON Schema. Every one that JSON Schema can say is here: the id
 //! charset and length (`pattern`, `minLength`, `maxLength`, also for the keys of `tasks` and
 //! `graph`), how many tasks (`minProperties`, `maxProperties`, from the engine's
-//! [`Limits`]), `maxRetry`'s ceiling, the registered functions (`enum`), timeouts of at least
-//! 1 ms, no repeated dependency (`uniqueItems`), no U+0000 in text, the backoff's ranges. The
-//! rest relates one field to another (a task's `id` equals its key, a dependency names a task,
-//! no cycles, `initialMs` ≤ `maxMs`, a `when` that compiles) and is said in the descriptions;
-//! a definition that breaks one of those gets a 422 listing every problem.
+//! [`Limits`]), `maxRetry`'s ceiling, the registered functions (`enum`), a sub-job's
+//! definition id and version (from 1), timeouts of at least 1 ms, no repeated dependency
+//! (`uniqueItems`), no U+0000 in text, the backoff's ranges. The rest relates one field to
+//! another (a task's `id` equals its key, a dependency names a task, no cycles, `initialMs` ≤
+//! `maxMs`, a `when` or a sub-job's `params` that compiles, a sub-job's definition that exists)
+//! and is said in the descriptions; a definition that breaks one of those gets a 422 listing
+//! every problem.
 
 use naxos_core::model::Limits;
 use utoipa::openapi::schema::{AdditionalProperties, ArrayItems, Object, ObjectBuilder, Type};
@@ -123,6 +125,30 @@ impl Modify for Rules<'_> {
         function.enum_values =
             (!self.functions.is_empty()).then(|| self.functions.iter().map(|f| f.as_str().into()).collect());
         function.description = Some("The name a task function was registered under with the engine.".into());
+
+        let sub_job = schema(doc, "SubJob");
+        set(
+            property(sub_job, "definitionId"),
+            id_schema(),
+            "The definition the child runs: 1 to 128 of `A-Z a-z 0-9 _ . -`, registered before this \
+             one (or this one itself, nesting at most 10 deep).",
+        );
+        let version = property(sub_job, "version");
+        version.minimum = Some(1.into());
+        version.description = Some(
+            "The version the child runs (from 1; it must exist); absent: the latest when the parent \
+             execution is created, kept for every retry."
+                .into(),
+        );
+        let params = property(sub_job, "params");
+        params.pattern = Some(NO_NUL.into());
+        params.description = Some(
+            "The child's params: CEL over `params` and `upstream` (the COMPLETED direct dependencies' \
+             outputs), giving an object; checked when the definition is registered (it compiles, reads \
+             no `item` or `index`) and evaluated when the task starts: an evaluation error, or a value \
+             that is not an object, FAILS the task. Absent: the parent's params."
+                .into(),
+        );
 
         let backoff = schema(doc, "BackoffPolicy");
         backoff.description = Some(

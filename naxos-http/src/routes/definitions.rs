@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::views::{DefinitionCreated, DefinitionListView, DefinitionView};
+use crate::views::{DefinitionCreated, DefinitionListView, DefinitionPaused, DefinitionView};
 use crate::{body, AppState};
 
 /// `POST /api/v1/job-definitions`: 201 with the new version, 200 when identical to the latest.
@@ -108,6 +108,47 @@ pub(crate) async fn versions(State(app): State<AppState>, ApiPath(id): ApiPath<S
     }
     let views: Vec<DefinitionView> = versions.iter().map(|d| DefinitionView::from(&**d)).collect();
     Ok(Json(views).into_response())
+}
+
+/// `POST /api/v1/job-definitions/{id}/pause`: its executions, new and running, start no new
+/// task until resumed (a task asked for meanwhile waits QUEUED, `blockedBy: paused`); the
+/// tasks running now finish.
+#[utoipa::path(
+    post, path = "/api/v1/job-definitions/{id}/pause", operation_id = "pauseDefinition", tag = "definitions",
+    params(("id" = String, Path, description = "The definition id (every version is paused)")),
+    responses(
+        (status = 200, description = "Paused (or already so)", body = DefinitionPaused),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such definition", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn pause(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<DefinitionPaused>> {
+    app.engine.pause_definition(&id).await?;
+    Ok(Json(DefinitionPaused { id, paused: true }))
+}
+
+/// `POST /api/v1/job-definitions/{id}/resume`: the tasks its pause blocked are queued again,
+/// in order, and its executions go on.
+#[utoipa::path(
+    post, path = "/api/v1/job-definitions/{id}/resume", operation_id = "resumeDefinition", tag = "definitions",
+    params(("id" = String, Path, description = "The definition id")),
+    responses(
+        (status = 200, description = "Resumed (or not paused): the tasks its pause blocked are queued again", body = DefinitionPaused),
+        (status = 401, description = "Missing or wrong API token", body = ErrorBody),
+        (status = 404, description = "No such definition", body = ErrorBody),
+        (status = 503, description = "A backend is unavailable", body = ErrorBody),
+    )
+)]
+pub(crate) async fn resume(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<DefinitionPaused>> {
+    app.engine.resume_definition(&id).await?;
+    Ok(Json(DefinitionPaused { id, paused: false }))
 }
 
 /// A positive version number, or 400 naming the value.
