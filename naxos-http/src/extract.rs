@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// Path parameters; a path that does not decode (e.g. `%FF`) is a 400 in JSON.
+/// Path parameters; a path that does not decode (e.g. `%FF`), or holds U+0000 (`%00`, which no
+/// id can hold and some Stores cannot even look up), is a 400 in JSON.
 pub(crate) struct ApiPath<T>(pub(crate) T);
 
 /// Query parameters; a query string that does not parse (e.g. a repeated field) is a 400 in JSON.
@@ -21,6 +22,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::bad_request("a path parameter holds U+0000"));
+        }
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(value)| Self(value))

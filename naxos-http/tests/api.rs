@@ -433,6 +433,8 @@ async fn unknown_routes_and_methods_answer_json() {
         "/api/v1/jobs?limit=1&limit=2",
         "/api/v1/jobs/%FF/status",
         "/api/v1/job-definitions/%FF",
+        "/api/v1/job-definitions/a%00b",
+        "/api/v1/schedules/a%00b",
         "/api/v1/job-definitions/x?version=1&version=2",
     ] {
         let (status, body) = api.get(uri).await;
