@@ -66,14 +66,7 @@ async fn sub_jobs(env: &[(&str, &str)]) {
 
     // Cancelled from the parent: the child is cancelled, its running task stops.
     let id = execute(&base, "order", json!({"order": 8, "ms": 60_000})).await;
-    let child_id = until(&base, &id, |e| {
-        task(e, "ship")["childExecutionId"].as_str().map(str::to_string)
-    })
-    .await;
-    until(&base, &child_id, |e| {
-        (task(e, "wait")["status"] == "RUNNING").then_some(())
-    })
-    .await;
+    let child_id = child_waiting(&base, &id).await;
     let (status, body) = call(&base, Method::POST, &format!("/api/v1/jobs/{id}/cancel"), "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let child = until(&base, &child_id, |e| {
@@ -129,14 +122,7 @@ async fn a_sub_job_survives_kill_9(env: &[(&str, &str)]) {
     let base = first.base.clone();
     register(&base).await;
     let id = execute(&base, "order", json!({"order": 9, "ms": 1_000})).await;
-    let child_id = until(&base, &id, |e| {
-        task(e, "ship")["childExecutionId"].as_str().map(str::to_string)
-    })
-    .await;
-    until(&base, &child_id, |e| {
-        (task(e, "wait")["status"] == "RUNNING").then_some(())
-    })
-    .await;
+    let child_id = child_waiting(&base, &id).await;
     first.child.kill().await.expect("SIGKILL");
 
     let log_path = log.display().to_string();
@@ -166,6 +152,19 @@ async fn a_sub_job_survives_kill_9_on_lmdb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sub_job_survives_kill_9_on_postgres() {
     on_postgres("naxos_subjobs_restart", a_sub_job_survives_kill_9).await;
+}
+
+/// The child of `order` execution `id`, once its `wait` task runs.
+async fn child_waiting(base: &str, id: &str) -> String {
+    let child_id = until(base, id, |e| {
+        task(e, "ship")["childExecutionId"].as_str().map(str::to_string)
+    })
+    .await;
+    until(base, &child_id, |e| {
+        (task(e, "wait")["status"] == "RUNNING").then_some(())
+    })
+    .await;
+    child_id
 }
 
 /// Registers `shipping`, then `order`, which runs it.

@@ -52,31 +52,21 @@ async fn started_on(store: Arc<dyn Store>) -> (Engine, Arc<AtomicUsize>) {
     let engine = Engine::builder().config(fast_config()).store(store).build().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     register(&engine, calls.clone());
-    engine
-        .register_definition(
-            JobDefinition::builder("child")
-                .task(TaskBuilder::new("hello", "greet"))
-                .task(TaskBuilder::new("flaky", "flaky").after(["hello"]))
-                .build(),
-        )
-        .await
-        .unwrap();
-    engine
-        .register_definition(
-            JobDefinition::builder("slow-child")
-                .task(TaskBuilder::new("wait", "wait"))
-                .build(),
-        )
-        .await
-        .unwrap();
-    engine
-        .register_definition(
-            JobDefinition::builder("slow-parent")
-                .task(TaskBuilder::sub_job("inner", "slow-child"))
-                .build(),
-        )
-        .await
-        .unwrap();
+    let definitions = [
+        JobDefinition::builder("child")
+            .task(TaskBuilder::new("hello", "greet"))
+            .task(TaskBuilder::new("flaky", "flaky").after(["hello"]))
+            .build(),
+        JobDefinition::builder("slow-child")
+            .task(TaskBuilder::new("wait", "wait"))
+            .build(),
+        JobDefinition::builder("slow-parent")
+            .task(TaskBuilder::sub_job("inner", "slow-child"))
+            .build(),
+    ];
+    for definition in definitions {
+        engine.register_definition(definition).await.unwrap();
+    }
     engine.start().unwrap();
     (engine, calls)
 }
