@@ -105,10 +105,27 @@ pub(crate) fn unblock_resumed(tx: &mut Tx<'_, '_>, limit: usize) -> Result<Chang
         let (key, _) = entry.map_err(|e| reader.env.error(e))?;
         paused.insert(key.to_vec());
     }
+    // Only executions of definitions no longer paused are loaded: a long pause with many
+    // blocked tasks costs each sweep a read of their summaries, not of their states.
     let mut ids = Vec::new();
-    due(tx, t.blocked, &[], DateTime::<Utc>::MAX_UTC, usize::MAX, &mut ids)?;
+    for entry in t.blocked.iter(tx.txn()).map_err(|e| reader.env.error(e))? {
+        if ids.len() == limit {
+            break;
+        }
+        let (key, _) = entry.map_err(|e| reader.env.error(e))?;
+        let id = keys::id_at(key, keys::TIME)?;
+        if ids.contains(&id) {
+            continue;
+        }
+        let resumed = reader
+            .summary(tx.txn(), id)?
+            .is_some_and(|s| !paused.contains(s.definition_id.as_bytes()));
+        if resumed {
+            ids.push(id);
+        }
+    }
     apply_within(tx, ids, limit, |s, budget| {
-        if !s.blocked(BlockedBy::Paused) || paused.contains(s.summary().definition_id.as_bytes()) {
+        if !s.blocked(BlockedBy::Paused) {
             return Changes::default();
         }
         *budget -= 1;

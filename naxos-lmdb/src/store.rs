@@ -393,7 +393,7 @@ impl Store for LmdbStore {
         // Answered before its commit: the function runs while the claim is made durable
         // (`writer.rs` says why that loses nothing).
         let task = request.task.clone();
-        let (admitted, definition) = self
+        let admitted = self
             .inner
             .writer
             .write_early(move |tx| {
@@ -421,14 +421,13 @@ impl Store for LmdbStore {
                     }
                 }
                 let t = *tx.tables();
-                let definition = state.summary().definition_id.clone();
-                let paused = tx.reader().get(tx.txn(), t.paused, definition.as_bytes())?.is_some();
+                let definition = state.summary().definition_id.as_bytes();
+                let paused = tx.reader().get(tx.txn(), t.paused, definition)?.is_some();
                 // A block commits (an error would undo it), then the claim is refused.
-                let admitted = apply(tx, state, |s| s.claim_unless_paused(&request, |_| paused, now))?;
-                Ok((admitted, definition))
+                apply(tx, state, |s| s.claim_unless_paused(&request, |_| paused, now))
             })
             .await?;
-        admitted.claimed(&task, &definition)
+        admitted.claimed(&task)
     }
 
     async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {

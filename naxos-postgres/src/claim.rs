@@ -83,14 +83,21 @@ const CLAIM: &str = "
             WHERE u.execution_id = $1 AND u.task_id = ANY(c.dependencies) AND u.output IS NOT NULL) AS upstream
     FROM ex LEFT JOIN claimed c ON true";
 
-/// Claims a task of a plain execution in one statement; `Ok(None)`, changing nothing, for a task
-/// of an execution that is not plain or whose definition is paused (the caller claims or
-/// blocks it through the state module).
-pub(crate) async fn claim(
-    conn: &mut PgConnection,
-    req: &ClaimRequest,
-    now: DateTime<Utc>,
-) -> Result<Option<ClaimedTask>> {
+/// What the one-statement claim did.
+pub(crate) enum Fast {
+    /// It claimed the task.
+    Claimed(Box<ClaimedTask>),
+    /// It changed nothing: the execution is not plain, or its definition is paused (as said):
+    /// the caller claims or blocks the task through the state module.
+    General {
+        /// Whether the definition was paused when the statement read it.
+        paused: bool,
+    },
+}
+
+/// Claims a task of a plain execution in one statement; [`Fast::General`], changing nothing,
+/// for a task of an execution that is not plain or whose definition is paused.
+pub(crate) async fn claim(conn: &mut PgConnection, req: &ClaimRequest, now: DateTime<Utc>) -> Result<Fast> {
     let task = &req.task;
     let row = sqlx::query(CLAIM)
         .bind(task.execution_id)
@@ -122,8 +129,9 @@ pub(crate) async fn claim(
             ));
         }
         // Not plain, or paused (the task is then blocked): the state module decides.
-        if !get::<bool>(&row, "plain")? || get::<bool>(&row, "paused")? {
-            return Ok(None);
+        let paused = get::<bool>(&row, "paused")?;
+        if !get::<bool>(&row, "plain")? || paused {
+            return Ok(Fast::General { paused });
         }
         return Err(guard_error(conn, task).await);
     };
@@ -162,7 +170,7 @@ pub(crate) async fn claim(
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
-    Ok(Some(ClaimedTask {
+    Ok(Fast::Claimed(Box::new(ClaimedTask {
         task: task.clone(),
         definition_id,
         definition_version: count(&row, "definition_version")?,
@@ -174,7 +182,7 @@ pub(crate) async fn claim(
         instance: None,
         traceparent: traceparent(&row)?,
         changes,
-    }))
+    })))
 }
 
 /// A single conditional UPDATE: no transaction or execution lock is needed to move a lease

@@ -131,21 +131,6 @@ pub(crate) async fn get_one(
     }
 }
 
-/// True when the definition of execution `id` is paused (read in the claim's transaction).
-pub(crate) async fn paused_execution(
-    conn: &mut sqlx::PgConnection,
-    id: naxos_core::model::ExecutionId,
-) -> Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM naxos_paused_definitions p JOIN naxos_executions e ON e.definition_id = p.id
-                        WHERE e.id = $1)",
-    )
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)
-}
-
 /// The job timeout of execution `id`'s definition version (none for an unknown execution:
 /// the transition then says `NotFound`).
 pub(crate) async fn timeout_of(

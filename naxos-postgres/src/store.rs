@@ -85,19 +85,14 @@ impl Store for PgStore {
             let now = self.now().await?;
             let fast = statement!(self.pool, |conn| claim::claim(&mut conn, &request, now).await)?;
             match fast {
-                Some(claimed) => Ok(claimed),
-                None => {
-                    let (admitted, definition) = transaction!(self.pool, |tx| {
-                        let paused = definitions::paused_execution(&mut tx, request.task.execution_id).await?;
-                        let mut definition = String::new();
-                        let admitted = apply(&mut tx, request.task.execution_id, now, |s| {
-                            definition = s.summary().definition_id.clone();
-                            s.claim_unless_paused(&request, |_| paused, now)
-                        })
-                        .await?;
-                        Ok((admitted, definition))
-                    })?;
-                    admitted.claimed(&request.task, &definition)
+                claim::Fast::Claimed(claimed) => Ok(*claimed),
+                // The pause the statement read decides: a pause committed since is as if it came
+                // just after this claim.
+                claim::Fast::General { paused } => {
+                    transaction!(self.pool, |tx| apply(&mut tx, request.task.execution_id, now, |s| s
+                        .claim_unless_paused(&request, |_| paused, now))
+                    .await)?
+                    .claimed(&request.task)
                 }
             }
         })

@@ -543,13 +543,10 @@ impl Store for MemoryStore {
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
         let now = self.clock.now();
-        let task = &request.task;
-        let mut definition = String::new();
-        let admitted = self.transact(task.execution_id, now, |s| {
-            definition = s.summary().definition_id.clone();
+        self.transact(request.task.execution_id, now, |s| {
             s.claim_unless_paused(&request, |d| lock(&self.paused).contains(d), now)
-        })?;
-        admitted.claimed(task, &definition)
+        })?
+        .claimed(&request.task)
     }
 
     async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {

@@ -21,16 +21,16 @@ use crate::Result;
 #[derive(Debug)]
 pub enum Admitted {
     /// The task was claimed.
-    Claimed(Box<ClaimedTask>),
-    /// The task was blocked (its definition is paused); what that changed.
-    Blocked(Changes),
+    Claimed(ClaimedTask),
+    /// The task was blocked: its definition (named) is paused; what that changed.
+    Blocked(Changes, String),
 }
 
 impl Transitioned for Admitted {
     fn changes_mut(&mut self) -> Option<&mut Changes> {
         match self {
             Admitted::Claimed(c) => Some(&mut c.changes),
-            Admitted::Blocked(ch) => Some(ch),
+            Admitted::Blocked(ch, _) => Some(ch),
         }
     }
 }
@@ -38,10 +38,10 @@ impl Transitioned for Admitted {
 impl Admitted {
     /// The claimed task, or `Conflict` naming the paused definition for a blocked one (what a
     /// Store's claim answers, after the block committed).
-    pub fn claimed(self, task: &TaskRef, definition_id: &str) -> Result<ClaimedTask> {
+    pub fn claimed(self, task: &TaskRef) -> Result<ClaimedTask> {
         match self {
-            Admitted::Claimed(c) => Ok(*c),
-            Admitted::Blocked(_) => Err(crate::Error::conflict(format!(
+            Admitted::Claimed(c) => Ok(c),
+            Admitted::Blocked(_, definition_id) => Err(crate::Error::conflict(format!(
                 "task {task} is blocked: job definition `{definition_id}` is paused"
             ))),
         }
@@ -58,9 +58,12 @@ impl ExecutionState {
         now: DateTime<Utc>,
     ) -> Result<Admitted> {
         if paused(&self.summary.definition_id) {
-            return self.block(&req.task, BlockedBy::Paused, now).map(Admitted::Blocked);
+            let definition = self.summary.definition_id.clone();
+            return self
+                .block(&req.task, BlockedBy::Paused, now)
+                .map(|ch| Admitted::Blocked(ch, definition));
         }
-        self.claim(req, now).map(|c| Admitted::Claimed(Box::new(c)))
+        self.claim(req, now).map(Admitted::Claimed)
     }
 
     /// Blocks the QUEUED (or due RETRYING) task `task`, at its attempt, for `reason` instead of
