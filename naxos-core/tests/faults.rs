@@ -120,8 +120,8 @@ impl Store for FaultyStore {
     async fn set_definition_paused(&self, id: &str, paused: bool) -> Result<()> {
         self.inner.set_definition_paused(id, paused).await
     }
-    async fn unblock_resumed(&self, limit: usize) -> Result<Changes> {
-        self.inner.unblock_resumed(limit).await
+    async fn admit_blocked(&self, limit: usize) -> Result<Changes> {
+        self.inner.admit_blocked(limit).await
     }
     async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {
         self.inner.orphaned_children(limit).await

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
 use naxos_core::model::{
-    BlockedBy, DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, Retention,
-    Sleep, StoredDefinition, SubJob, TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
+    BlockedBy, Concurrency, DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo,
+    Retention, Sleep, StoredDefinition, SubJob, TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
 };
 use naxos_core::ExecutionId;
 use serde::Serialize;
@@ -105,7 +105,9 @@ pub struct TaskView {
     /// Its status.
     pub status: TaskStatus,
     /// Why a QUEUED task waits without running, if it does: `paused` while its definition is
-    /// paused (it is queued again when the definition is resumed). Absent otherwise.
+    /// paused (it is queued again when the definition is resumed); `concurrency` while every
+    /// slot of its concurrency limit is held (it starts when one frees, oldest first). Absent
+    /// otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<BlockedBy>,
     /// How many times it started (`attempts` of the Rust `TaskRun`).
@@ -138,6 +140,9 @@ pub struct TaskView {
     /// The child execution it runs, when it runs another definition instead of a function.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub_job: Option<SubJob>,
+    /// Its concurrency limit, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// A sub-job's child execution of its latest attempt, once it started.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = Uuid)]
@@ -221,6 +226,7 @@ impl From<TaskRun> for TaskView {
             for_each: t.plan.for_each,
             max_fan_out: t.plan.max_fan_out,
             sub_job: t.plan.sub_job,
+            concurrency: t.plan.concurrency,
             child_execution_id: t.plan.child,
             instances: None,
             due_at: t.due_at,

@@ -89,7 +89,7 @@ impl Store for UnreachableStore {
     async fn set_definition_paused(&self, _: &str, _: bool) -> Result<()> {
         down()
     }
-    async fn unblock_resumed(&self, _: usize) -> Result<Changes> {
+    async fn admit_blocked(&self, _: usize) -> Result<Changes> {
         down()
     }
     async fn orphaned_children(&self, _: usize) -> Result<Vec<ExecutionId>> {

@@ -412,6 +412,11 @@ pub(crate) fn task(run: &TaskRun, output: Option<&Value>) -> Result<Vec<u8>> {
         out.byte(BLOCKED);
         out.byte(blocked_byte(b));
     }
+    if let Some(scope) = &run.slot {
+        out.byte(SLOT);
+        out.str(scope);
+        out.byte(u8::from(run.holds_slot));
+    }
     Ok(out.0)
 }
 
@@ -419,12 +424,17 @@ pub(crate) fn task(run: &TaskRun, output: Option<&Value>) -> Result<Vec<u8>> {
 /// for a blocked task, so no other row changes shape.
 const BLOCKED: u8 = 1;
 
+/// The tag of a task row's trailing section: the concurrency slot of a task with a limit, and
+/// whether the run holds it. Written only for such a task.
+const SLOT: u8 = 2;
+
 /// The reasons a task may be blocked, by their byte.
-const BLOCKED_BY: [BlockedBy; 1] = [BlockedBy::Paused];
+const BLOCKED_BY: [BlockedBy; 2] = [BlockedBy::Paused, BlockedBy::Concurrency];
 
 fn blocked_byte(b: BlockedBy) -> u8 {
     match b {
         BlockedBy::Paused => 0,
+        BlockedBy::Concurrency => 1,
     }
 }
 
@@ -471,11 +481,17 @@ pub(crate) fn read_task(run: &mut TaskRun, bytes: &[u8]) -> Result<()> {
         run.history.push(attempt);
     }
     run.blocked_by = None;
+    run.slot = None;
+    run.holds_slot = false;
     while !i.bytes.is_empty() {
         match i.byte()? {
             BLOCKED => {
                 let b = i.byte()?;
                 run.blocked_by = Some(from_table(&i, &BLOCKED_BY, b)?);
+            }
+            SLOT => {
+                run.slot = Some(i.string()?);
+                run.holds_slot = i.byte()? != 0;
             }
             _ => return Err(i.bad("an unknown section")),
         }
@@ -489,6 +505,9 @@ mod tests {
 
     #[test]
     fn enum_tables_match_their_bytes() {
+        for (b, r) in BLOCKED_BY.iter().enumerate() {
+            assert_eq!(blocked_byte(*r) as usize, b);
+        }
         for (b, s) in TASK_STATUSES.iter().enumerate() {
             assert_eq!(task_status_byte(*s) as usize, b);
         }

@@ -21,6 +21,8 @@
 //! | `ended` | end time, execution id (finished executions only) | — |
 //! | `retained`, `expiring` | see `retention.rs` | |
 //! | `nodes` | node id | the node (JSON) |
+//! | `slots_held` | scope length (u16), concurrency scope, execution id, task position (runs holding a slot) | — |
+//! | `slots_waiting` | scope length (u16), concurrency scope, queued at, execution id, task position (runs waiting for one) | — |
 //!
 //! Times are microseconds since the epoch with the sign bit flipped (so negative times sort
 //! first). Definition ids never contain a `0` byte (their charset is `[A-Za-z0-9_.-]`), so
@@ -84,6 +86,22 @@ pub(crate) fn position_of(key: &[u8]) -> Option<usize> {
 /// True for the key of an execution's summary row (one per execution).
 pub(crate) fn is_summary(key: &[u8]) -> bool {
     key.len() == ID + 1 && key[ID] == SUMMARY
+}
+
+/// The prefix of a concurrency scope's keys in `slots_held` and `slots_waiting`: its length
+/// (u16), then its bytes (at most naxos-core's `MAX_SCOPE_LEN`).
+pub(crate) fn slot_prefix(scope: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + scope.len() + TIME + ID + 4);
+    k.extend_from_slice(&(scope.len() as u16).to_be_bytes());
+    k.extend_from_slice(scope.as_bytes());
+    k
+}
+
+/// The scope of a `slots_held` or `slots_waiting` key, and the rest of the key after it.
+pub(crate) fn slot_of(key: &[u8]) -> Option<(&str, &[u8])> {
+    let len = u16::from_be_bytes(key.get(..2)?.try_into().ok()?) as usize;
+    let scope = std::str::from_utf8(key.get(2..2 + len)?).ok()?;
+    Some((scope, &key[2 + len..]))
 }
 
 /// `time, execution id` (and the task position, when given).

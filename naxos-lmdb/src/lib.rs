@@ -79,6 +79,7 @@ mod keys;
 mod retention;
 mod scans;
 mod schedules;
+mod slots;
 mod store;
 mod tables;
 mod writer;

@@ -96,7 +96,7 @@ pub(crate) fn wake_due(tx: &mut Tx<'_, '_>, limit: usize) -> Result<Changes> {
 
 /// Tasks a pause blocked, in executions whose definition is no longer paused: the candidates
 /// are the `blocked` index, oldest first.
-pub(crate) fn unblock_resumed(tx: &mut Tx<'_, '_>, limit: usize) -> Result<Changes> {
+pub(crate) fn admit_blocked(tx: &mut Tx<'_, '_>, limit: usize) -> Result<Changes> {
     let now = tx.now();
     let t = *tx.tables();
     let reader = tx.reader();

@@ -423,8 +423,14 @@ impl Store for LmdbStore {
                 let t = *tx.tables();
                 let definition = state.summary().definition_id.as_bytes();
                 let paused = tx.reader().get(tx.txn(), t.paused, definition)?.is_some();
+                let slot_free = match state.slot_wanted(task) {
+                    Some((scope, limit)) if !paused => crate::slots::free(tx, scope, limit)?,
+                    _ => false,
+                };
                 // A block commits (an error would undo it), then the claim is refused.
-                apply(tx, state, |s| s.claim_unless_paused(&request, |_| paused, now))
+                apply(tx, state, |s| {
+                    s.claim_admitted(&request, |_| paused, |_, _| slot_free, now)
+                })
             })
             .await?;
         admitted.claimed(&task)
@@ -550,8 +556,15 @@ impl Store for LmdbStore {
         .await
     }
 
-    async fn unblock_resumed(&self, limit: usize) -> Result<Changes> {
-        self.write(move |tx| scans::unblock_resumed(tx, limit)).await
+    async fn admit_blocked(&self, limit: usize) -> Result<Changes> {
+        self.write(move |tx| {
+            let mut changes = scans::admit_blocked(tx, limit)?;
+            for scope in crate::slots::waiting_scopes(tx, limit)? {
+                crate::slots::admit_scope(tx, &scope, &mut changes)?;
+            }
+            Ok(changes)
+        })
+        .await
     }
 
     async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {

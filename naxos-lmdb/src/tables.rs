@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use heed::RoTxn;
 use naxos_core::backend::{Changes, NewExecution};
 use naxos_core::model::{
-    Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StoredDefinition, TaskRun,
-    TaskStatus,
+    BlockedBy, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo, StoredDefinition,
+    TaskRun, TaskStatus,
 };
 use naxos_core::state::{settle_family, ExecutionState, Family, Transitioned, MAX_DOUBLINGS};
 use naxos_core::{Error, Result};
@@ -29,7 +29,7 @@ use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 21] = [
+pub(crate) const NAMES: [&str; 23] = [
     "definitions",
     "executions",
     "by_definition",
@@ -51,6 +51,8 @@ pub(crate) const NAMES: [&str; 21] = [
     "children",
     "paused",
     "blocked",
+    "slots_held",
+    "slots_waiting",
 ];
 
 /// The store's databases.
@@ -86,11 +88,15 @@ pub(crate) struct Tables {
     /// QUEUED tasks blocked by a pause (kept out of `queued`, which the stale sweep reads), by
     /// the time they were queued.
     pub(crate) blocked: Db,
+    /// Runs holding a slot of a concurrency scope, and runs waiting for one (oldest first),
+    /// by scope (see naxos-core's `state/concurrency.rs`, and `slots.rs`).
+    pub(crate) slots_held: Db,
+    pub(crate) slots_waiting: Db,
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 21]) -> Self {
-        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting, retained, expiring, children, paused, blocked] =
+    pub(crate) fn new(dbs: [Db; 23]) -> Self {
+        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting, retained, expiring, children, paused, blocked, slots_held, slots_waiting] =
             dbs;
         Self {
             definitions,
@@ -114,6 +120,8 @@ impl Tables {
             children,
             paused,
             blocked,
+            slots_held,
+            slots_waiting,
         }
     }
 }
@@ -291,11 +299,13 @@ fn task_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<TaskMark> {
             id,
             Some(index),
         ))),
-        TaskStatus::Queued if t.blocked_by.is_some() => Some(TaskMark::Blocked(keys::timed(
+        TaskStatus::Queued if t.blocked_by == Some(BlockedBy::Paused) => Some(TaskMark::Blocked(keys::timed(
             t.queued_at.unwrap_or(never),
             id,
             Some(index),
         ))),
+        // Waiting for a concurrency slot: in `slots_waiting` (see `slot_mark`).
+        TaskStatus::Queued if t.blocked_by.is_some() => None,
         TaskStatus::Queued => Some(TaskMark::Queued(keys::queued(
             t.republished,
             MAX_DOUBLINGS,
@@ -310,6 +320,32 @@ fn task_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<TaskMark> {
         ))),
         TaskStatus::Waiting => t.due_at.map(|due| TaskMark::Waiting(keys::timed(due, id, Some(index)))),
         _ => None,
+    }
+}
+
+/// Which concurrency index a run is in, under which key: holding a slot of its scope, or
+/// waiting for one.
+#[derive(PartialEq)]
+enum SlotMark {
+    Held(Vec<u8>),
+    Waiting(Vec<u8>),
+}
+
+fn slot_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<SlotMark> {
+    let mut key = keys::slot_prefix(t.slot.as_deref()?);
+    if t.holds_slot {
+        key.extend_from_slice(id.as_bytes());
+        key.extend_from_slice(&(index as u32).to_be_bytes());
+        Some(SlotMark::Held(key))
+    } else if t.status == TaskStatus::Queued && t.blocked_by == Some(BlockedBy::Concurrency) {
+        key.extend_from_slice(&keys::timed(
+            t.queued_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
+            id,
+            Some(index),
+        ));
+        Some(SlotMark::Waiting(key))
+    } else {
+        None
     }
 }
 
@@ -421,6 +457,18 @@ pub(crate) fn write_back(
                 tx.put(db, &key, &[])?;
             }
         }
+        let old_slot = old.and_then(|r| slot_mark(id, i, r));
+        let new_slot = new.and_then(|r| slot_mark(id, i, r));
+        if old_slot != new_slot {
+            if let Some(m) = old_slot {
+                let (db, key) = slot_db(&t, m);
+                tx.delete(db, &key)?;
+            }
+            if let Some(m) = new_slot {
+                let (db, key) = slot_db(&t, m);
+                tx.put(db, &key, &[])?;
+            }
+        }
     }
     let old = before.map(|b| execution_mark(b.summary()));
     let new = after.map(|a| execution_mark(a.summary()));
@@ -503,6 +551,13 @@ fn mark_db(t: &Tables, mark: TaskMark) -> (Db, Vec<u8>) {
         TaskMark::Retrying(k) => (t.retrying, k),
         TaskMark::Waiting(k) => (t.waiting, k),
         TaskMark::Blocked(k) => (t.blocked, k),
+    }
+}
+
+fn slot_db(t: &Tables, mark: SlotMark) -> (Db, Vec<u8>) {
+    match mark {
+        SlotMark::Held(k) => (t.slots_held, k),
+        SlotMark::Waiting(k) => (t.slots_waiting, k),
     }
 }
 
@@ -608,6 +663,9 @@ pub(crate) fn apply<T: Transitioned>(
                 }
             } else {
                 tx.keep(state);
+            }
+            if let Some(ch) = out.changes_mut() {
+                crate::slots::admit_freed(tx, ch)?;
             }
             Ok(out)
         }

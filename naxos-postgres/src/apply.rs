@@ -71,9 +71,19 @@ pub(crate) async fn apply<T: Transitioned>(
     now: DateTime<Utc>,
     transition: impl FnOnce(&mut ExecutionState) -> Result<T>,
 ) -> Result<T> {
-    let mut state = load(conn, id, false)
+    let state = load(conn, id, false)
         .await?
         .ok_or_else(|| Error::not_found("execution", id))?;
+    apply_loaded(conn, state, now, transition).await
+}
+
+/// As [`apply`], on an execution this transaction already loaded (and so locked) with [`load`].
+pub(crate) async fn apply_loaded<T: Transitioned>(
+    conn: &mut PgConnection,
+    mut state: ExecutionState,
+    now: DateTime<Utc>,
+    transition: impl FnOnce(&mut ExecutionState) -> Result<T>,
+) -> Result<T> {
     let before = state.clone();
     let mut out = transition(&mut state)?;
     write_back(conn, &before, &state).await?;
@@ -156,6 +166,8 @@ struct TaskRow<'a> {
     set_plan: bool,
     plan: Option<&'a TaskPlan>,
     blocked_by: Option<&'static str>,
+    slot: Option<&'a str>,
+    holds_slot: bool,
 }
 
 /// A task run the transition added (a fan-out instance), as the write-back inserts it.
@@ -173,6 +185,7 @@ struct AddedRow<'a> {
     due_at: Option<chrono::DateTime<chrono::Utc>>,
     start_time: Option<chrono::DateTime<chrono::Utc>>,
     end_time: Option<chrono::DateTime<chrono::Utc>>,
+    slot: Option<&'a str>,
 }
 
 /// An attempt record as the write-back statement reads it from JSON.
@@ -214,23 +227,24 @@ const WRITE_BACK: &str = "
                output = CASE WHEN r.set_output THEN r.output -> 0 ELSE t.output END,
                lease_owner = r.lease_owner, lease_expires_at = r.lease_expires_at, queued_at = r.queued_at,
                due_at = r.due_at, start_time = r.start_time, end_time = r.end_time,
-               plan = CASE WHEN r.set_plan THEN r.plan ELSE t.plan END, blocked_by = r.blocked_by
+               plan = CASE WHEN r.set_plan THEN r.plan ELSE t.plan END, blocked_by = r.blocked_by,
+               slot = r.slot, holds_slot = r.holds_slot
         FROM jsonb_to_recordset($8) AS r(task_id TEXT, status TEXT, remaining INTEGER, attempt INTEGER,
              attempts INTEGER, failures INTEGER, lease_expiries INTEGER, republished INTEGER, error TEXT,
              set_output BOOLEAN,
              output JSONB, lease_owner TEXT, lease_expires_at TIMESTAMPTZ, queued_at TIMESTAMPTZ,
              due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, set_plan BOOLEAN, plan JSONB,
-             blocked_by TEXT)
+             blocked_by TEXT, slot TEXT, holds_slot BOOLEAN)
         WHERE t.execution_id = $1 AND t.task_id = r.task_id
     ), added AS (
         INSERT INTO naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, queued_at, plan, error, due_at, start_time, end_time)
+             attempt, queued_at, plan, error, due_at, start_time, end_time, slot)
         SELECT $1, r.task_id, r.position, r.name, r.function_name, r.status, '{}', '{}', 0, r.attempt,
-               r.queued_at, r.plan, r.error, r.due_at, r.start_time, r.end_time
+               r.queued_at, r.plan, r.error, r.due_at, r.start_time, r.end_time, r.slot
         FROM jsonb_to_recordset($13) AS r(task_id TEXT, position INTEGER, name TEXT, function_name TEXT,
              status TEXT, attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, due_at TIMESTAMPTZ,
-             start_time TIMESTAMPTZ, end_time TIMESTAMPTZ)
+             start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, slot TEXT)
     )
     INSERT INTO naxos_attempts (execution_id, task_id, attempt, node, started_at, ended_at, outcome, error)
     SELECT $1, r.task_id, r.attempt, r.node, r.started_at, r.ended_at, r.outcome, r.error
@@ -268,6 +282,8 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
                 set_plan,
                 plan: set_plan.then_some(&new.plan),
                 blocked_by: new.blocked_by.map(|b| b.as_str()),
+                slot: new.slot.as_deref(),
+                holds_slot: new.holds_slot,
             });
         }
         // The loaded state had no history: every record in it now is one this transition wrote.
@@ -292,6 +308,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
             due_at: t.due_at,
             start_time: t.start_time,
             end_time: t.end_time,
+            slot: t.slot.as_deref(),
         })
         .collect();
     let s = after.summary();
@@ -336,4 +353,6 @@ fn same_row(a: &TaskRun, b: &TaskRun) -> bool {
         && a.start_time == b.start_time
         && a.end_time == b.end_time
         && a.blocked_by == b.blocked_by
+        && a.slot == b.slot
+        && a.holds_slot == b.holds_slot
 }

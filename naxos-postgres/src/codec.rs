@@ -15,7 +15,7 @@ use crate::error::{corrupt, db};
 /// The task columns [`task_run`] reads, in a SELECT list.
 pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dependencies, remaining, attempt, \
      attempts, failures, lease_expiries, republished, error, output, lease_owner, lease_expires_at, queued_at, due_at, \
-     start_time, end_time, plan, blocked_by";
+     start_time, end_time, plan, blocked_by, slot, holds_slot";
 
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
@@ -74,6 +74,8 @@ pub(crate) fn task_run(row: &PgRow) -> Result<TaskRun> {
         blocked_by: get::<Option<String>>(row, "blocked_by")?
             .map(|b| BlockedBy::parse(&b).ok_or_else(|| corrupt(format!("blocked_by `{b}`"))))
             .transpose()?,
+        slot: get(row, "slot")?,
+        holds_slot: get(row, "holds_slot")?,
     })
 }
 

@@ -101,6 +101,7 @@ mod outbox;
 mod recovery;
 mod schedules;
 mod settle;
+mod slots;
 mod store;
 mod time;
 

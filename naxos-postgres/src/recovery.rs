@@ -107,7 +107,7 @@ pub(crate) async fn wake_due(pool: &PgPool, now: DateTime<Utc>, limit: usize) ->
 /// Admits the tasks a pause blocked, in executions whose definition is no longer paused, the
 /// execution whose task waited longest first (through the partial index of migration 0014:
 /// blocked tasks only).
-pub(crate) async fn unblock_resumed(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
+pub(crate) async fn admit_blocked(pool: &PgPool, now: DateTime<Utc>, limit: usize) -> Result<Changes> {
     let candidates: Vec<ExecutionId> = sqlx::query_scalar(
         "SELECT t.execution_id FROM naxos_tasks t JOIN naxos_executions e ON e.id = t.execution_id
          WHERE t.blocked_by = 'paused'

@@ -13,12 +13,15 @@ use naxos_core::model::{
     DefinitionSummary, Execution, ExecutionId, JobDefinition, NodeInfo, RetentionDefaults, Schedule, SchedulePut,
     StoredDefinition, StoredSchedule, TaskRef,
 };
+use naxos_core::state::Transitioned;
 use naxos_core::Result;
 
 use crate::apply::apply;
 use crate::error::db;
 
-use crate::{claim, definitions, executions, outbox, recovery, schedules, settle, statement, transaction, PgStore};
+use crate::{
+    claim, definitions, executions, outbox, recovery, schedules, settle, slots, statement, transaction, PgStore,
+};
 
 #[async_trait]
 impl Store for PgStore {
@@ -89,10 +92,13 @@ impl Store for PgStore {
                 // The pause the statement read decides: a pause committed since is as if it came
                 // just after this claim.
                 claim::Fast::General { paused } => {
-                    transaction!(self.pool, |tx| apply(&mut tx, request.task.execution_id, now, |s| s
-                        .claim_unless_paused(&request, |_| paused, now))
-                    .await)?
-                    .claimed(&request.task)
+                    let mut admitted =
+                        transaction!(self.pool, |tx| slots::claim(&mut tx, &request, paused, now).await)?;
+                    // A pause blocked a run that an admission had given a slot.
+                    if let Some(ch) = admitted.changes_mut() {
+                        slots::admit_freed(&self.pool, ch, now).await?;
+                    }
+                    admitted.claimed(&request.task)
                 }
             }
         })
@@ -137,7 +143,7 @@ impl Store for PgStore {
             // cycle; each is loaded once and given all of its outcomes.
             let mut order: Vec<usize> = (0..outcomes.len()).collect();
             order.sort_by_key(|&i| outcomes[i].task.execution_id);
-            transaction!(self.pool, |tx| {
+            let mut report = transaction!(self.pool, |tx| {
                 let mut results: Vec<Result<()>> = (0..outcomes.len()).map(|_| Ok(())).collect();
                 let mut changes = Changes::default();
                 for group in order.chunk_by(|&a, &b| outcomes[a].task.execution_id == outcomes[b].task.execution_id) {
@@ -167,7 +173,9 @@ impl Store for PgStore {
                     }
                 }
                 Ok(FinishReport { results, changes })
-            })
+            })?;
+            slots::admit_freed(&self.pool, &mut report.changes, now).await?;
+            Ok(report)
         })
         .await
     }
@@ -175,9 +183,11 @@ impl Store for PgStore {
     async fn release(&self, task: &TaskRef) -> Result<Changes> {
         self.within("release", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, now, |s| s
+            let mut changes = transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, now, |s| s
                 .release(task, now))
-            .await)
+            .await)?;
+            slots::admit_freed(&self.pool, &mut changes, now).await?;
+            Ok(changes)
         })
         .await
     }
@@ -185,7 +195,9 @@ impl Store for PgStore {
     async fn stop_execution(&self, id: ExecutionId, reason: StopReason) -> Result<StopOutcome> {
         self.within("stop execution", async {
             let now = self.now().await?;
-            transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.stop(reason, now)).await)
+            let mut outcome = transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.stop(reason, now)).await)?;
+            slots::admit_freed(&self.pool, &mut outcome.changes, now).await?;
+            Ok(outcome)
         })
         .await
     }
@@ -215,7 +227,9 @@ impl Store for PgStore {
     async fn recover_expired(&self, max_lease_expiries: u32, limit: usize) -> Result<Changes> {
         self.within("recover expired", async {
             let now = self.now().await?;
-            recovery::recover_expired(&self.pool, now, max_lease_expiries, limit).await
+            let mut changes = recovery::recover_expired(&self.pool, now, max_lease_expiries, limit).await?;
+            slots::admit_freed(&self.pool, &mut changes, now).await?;
+            Ok(changes)
         })
         .await
     }
@@ -273,9 +287,14 @@ impl Store for PgStore {
         .await
     }
 
-    async fn unblock_resumed(&self, limit: usize) -> Result<Changes> {
-        self.within("admit resumed tasks", async {
-            recovery::unblock_resumed(&self.pool, self.now().await?, limit).await
+    async fn admit_blocked(&self, limit: usize) -> Result<Changes> {
+        self.within("admit blocked tasks", async {
+            let now = self.now().await?;
+            let mut changes = recovery::admit_blocked(&self.pool, now, limit).await?;
+            for scope in slots::waiting_scopes(&self.pool, limit).await? {
+                slots::admit_scope(&self.pool, &scope, now, &mut changes).await?;
+            }
+            Ok(changes)
         })
         .await
     }

@@ -95,7 +95,7 @@ pub trait Store: Send + Sync + Debug {
     /// execution is finished: the message that asked for it is then a duplicate to drop. When
     /// the execution's definition is paused ([`set_definition_paused`](Store::set_definition_paused)),
     /// the task is blocked instead ([`BlockedBy::Paused`](crate::model::BlockedBy::Paused):
-    /// QUEUED without a message until [`unblock_resumed`](Store::unblock_resumed)), durably,
+    /// QUEUED without a message until [`admit_blocked`](Store::admit_blocked)), durably,
     /// and the claim fails with `Conflict`. Fails
     /// with `NewerVersion`, changing nothing, when the execution's definition is of a newer
     /// format than this build knows.
@@ -199,14 +199,18 @@ pub trait Store: Send + Sync + Debug {
 
     /// Pauses (`paused`) or resumes the definition `id`, every version of it: while it is
     /// paused, its executions start no new task (each is blocked at its claim). Resuming does
-    /// not admit the blocked tasks: [`unblock_resumed`](Store::unblock_resumed) does. `NotFound`
+    /// not admit the blocked tasks: [`admit_blocked`](Store::admit_blocked) does. `NotFound`
     /// for an unknown definition.
     async fn set_definition_paused(&self, id: &str, paused: bool) -> Result<()>;
 
-    /// Admits the tasks blocked by a pause of a definition that is no longer paused, in up to
-    /// `limit` executions: each becomes QUEUED anew and is returned in [`Changes::ready`] to
-    /// publish. Safe to call from every node at once: each task is admitted by one caller.
-    async fn unblock_resumed(&self, limit: usize) -> Result<Changes>;
+    /// Admits blocked tasks that may start now, in up to `limit` executions (or concurrency
+    /// scopes): those a pause blocked, of a definition no longer paused, and those waiting for
+    /// a concurrency slot (see naxos-core's `state/concurrency.rs`), oldest first, while a slot
+    /// of theirs is free. Each becomes QUEUED anew and is returned in [`Changes::ready`] to
+    /// publish. Every transition that frees a slot admits its waiting runs itself; this is the
+    /// fallback for a node that died in between. Safe to call from every node at once: each
+    /// task is admitted by one caller.
+    async fn admit_blocked(&self, limit: usize) -> Result<Changes>;
 
     /// Unfinished executions whose deadline has passed.
     async fn overdue_executions(&self, limit: usize) -> Result<Vec<ExecutionId>>;

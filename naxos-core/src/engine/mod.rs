@@ -347,7 +347,7 @@ impl Engine {
     pub async fn resume_definition(&self, id: &str) -> Result<()> {
         self.inner.store.set_definition_paused(id, false).await?;
         loop {
-            let changes = self.inner.store.unblock_resumed(sweeper::BATCH).await?;
+            let changes = self.inner.store.admit_blocked(sweeper::BATCH).await?;
             if changes.is_empty() {
                 return Ok(());
             }

@@ -31,8 +31,8 @@ pub struct SweepReport {
     /// Children of sub-jobs cancelled because their parent had finished (stopped) without
     /// the stop reaching them (a node died in between).
     pub orphans_cancelled: usize,
-    /// Tasks blocked by a pause, admitted after their definition's resume (that the node which
-    /// resumed it did not admit).
+    /// Blocked tasks admitted: after their definition's resume (that the node which resumed it
+    /// did not admit), or to a concurrency slot freed by a node that died before admitting.
     pub unblocked: usize,
     /// Finished executions deleted after their retention period.
     pub pruned: u64,
@@ -92,7 +92,7 @@ pub(crate) async fn sweep_once(inner: &Inner) -> Result<SweepReport> {
             Err(e) => return Err(e),
         }
     }
-    let unblocked = inner.store.unblock_resumed(BATCH).await?;
+    let unblocked = inner.store.admit_blocked(BATCH).await?;
     report.unblocked = unblocked.ready.len();
     inner.dispatch(unblocked).await;
 

@@ -6,6 +6,7 @@
 mod cache;
 mod queue;
 mod schedules;
+mod slots;
 mod store;
 
 pub use cache::MemoryCache;

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::schedules::Schedules;
+use super::slots::Slots;
 use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired,
     LeaseState, NewExecution, ScheduleTick, SignalOutcome, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
@@ -19,7 +20,7 @@ use crate::model::{
     NodeInfo, Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef,
     TaskStatus,
 };
-use crate::state::{settle_family, ExecutionState, Family, Transitioned};
+use crate::state::{settle_family, Admitted, Block, ExecutionState, Family, Transitioned};
 use crate::sync::{lock, read, write};
 use crate::{Error, Result};
 
@@ -50,6 +51,8 @@ pub struct MemoryStore {
     definitions: RwLock<HashMap<String, Vec<Arc<StoredDefinition>>>>,
     /// The paused definitions. Lock order: a shard before it.
     paused: Mutex<HashSet<String>>,
+    /// The concurrency slots. Lock order: a shard before it.
+    slots: Mutex<Slots>,
     shards: Box<[Mutex<Shard>]>,
     index: Mutex<Index>,
     statuses: Mutex<Statuses>,
@@ -219,6 +222,7 @@ impl MemoryStore {
             max_finished: DEFAULT_MAX_FINISHED,
             definitions: RwLock::default(),
             paused: Mutex::default(),
+            slots: Mutex::default(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             index: Mutex::default(),
             statuses: Mutex::default(),
@@ -368,7 +372,45 @@ impl MemoryStore {
         if !created.is_empty() {
             lock(&self.index).order.extend(created);
         }
+        let mut out = out;
+        if let Some(ch) = out.changes_mut() {
+            self.admit_freed(ch, now);
+        }
         Ok(out)
+    }
+
+    /// Gives back the slots a transition freed (`ch.freed_slots`, emptied) and admits the runs
+    /// waiting for them, adding what that changed to `ch`. Called with no shard locked.
+    fn admit_freed(&self, ch: &mut Changes, now: DateTime<Utc>) {
+        if ch.freed_slots.is_empty() {
+            return;
+        }
+        let mut freed = std::mem::take(&mut ch.freed_slots);
+        {
+            let mut slots = lock(&self.slots);
+            for scope in &freed {
+                slots.free(scope);
+            }
+        }
+        freed.sort_unstable();
+        freed.dedup();
+        for scope in freed {
+            self.admit_scope(&scope, now, ch);
+        }
+    }
+
+    /// Admits the runs waiting for `scope`, oldest first, while a slot of it is free.
+    fn admit_scope(&self, scope: &str, now: DateTime<Utc>, ch: &mut Changes) {
+        loop {
+            let Some((id, task_id)) = lock(&self.slots).next(scope) else {
+                return;
+            };
+            match self.with_state(id, |s| Ok(s.admit_slot(&task_id, now))) {
+                Ok(Some(admitted)) => ch.extend(admitted),
+                // It stopped waiting (its execution was cancelled or pruned): the next one.
+                _ => lock(&self.slots).free(scope),
+            }
+        }
     }
 
     /// Runs `scan` over every unfinished execution until the budget is spent, walking the
@@ -410,6 +452,7 @@ impl MemoryStore {
         if !created.is_empty() {
             lock(&self.index).order.extend(created);
         }
+        self.admit_freed(&mut changes, now);
         Ok(changes)
     }
 
@@ -543,10 +586,23 @@ impl Store for MemoryStore {
 
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
         let now = self.clock.now();
-        self.transact(request.task.execution_id, now, |s| {
-            s.claim_unless_paused(&request, |d| lock(&self.paused).contains(d), now)
-        })?
-        .claimed(&request.task)
+        let admitted = self.transact(request.task.execution_id, now, |s| {
+            let admitted = s.claim_admitted(
+                &request,
+                |d| lock(&self.paused).contains(d),
+                |scope, limit| lock(&self.slots).try_take(scope, limit),
+                now,
+            )?;
+            if let Admitted::Blocked(_, Block::Concurrency(scope)) = &admitted {
+                let queued_at = s.index_of(&request.task.task_id).and_then(|i| s.tasks()[i].queued_at);
+                let queued_at = queued_at.unwrap_or(now);
+                lock(&self.slots).wait(scope, queued_at, request.task.execution_id, &request.task.task_id);
+            }
+            Ok(admitted)
+        })?;
+        // A run blocked here is admitted by the transition that frees a slot of its scope, or
+        // by the sweeper (`admit_blocked`) when a limit grew.
+        admitted.claimed(&request.task)
     }
 
     async fn heartbeat(&self, task: &TaskRef, lease: Duration) -> Result<LeaseState> {
@@ -634,15 +690,20 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn unblock_resumed(&self, limit: usize) -> Result<Changes> {
+    async fn admit_blocked(&self, limit: usize) -> Result<Changes> {
         let now = self.clock.now();
-        self.scan_active(limit, now, |s, budget| {
+        let mut changes = self.scan_active(limit, now, |s, budget| {
             if !s.blocked(BlockedBy::Paused) || lock(&self.paused).contains(&s.summary().definition_id) {
                 return Changes::default();
             }
             *budget -= 1;
             s.unblock(BlockedBy::Paused, now)
-        })
+        })?;
+        let scopes = lock(&self.slots).admissible(limit);
+        for scope in scopes {
+            self.admit_scope(&scope, now, &mut changes);
+        }
+        Ok(changes)
     }
 
     async fn orphaned_children(&self, limit: usize) -> Result<Vec<ExecutionId>> {

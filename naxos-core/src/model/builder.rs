@@ -125,6 +125,7 @@ impl TaskBuilder {
                 for_each: None,
                 max_fan_out: None,
                 sub_job: None,
+                concurrency: None,
             },
             after: Vec::new(),
         }
@@ -274,6 +275,32 @@ impl TaskBuilder {
     pub fn sub_job_params(mut self, expression: impl Into<String>) -> Self {
         if let Some(job) = self.task.sub_job.as_mut() {
             job.params = Some(expression.into());
+        }
+        self
+    }
+
+    /// At most `limit` runs of this task at once across every node (`concurrency.limit`); runs
+    /// over it wait QUEUED and start in order as slots free.
+    ///
+    /// ```
+    /// use naxos_core::model::{JobDefinition, TaskBuilder};
+    /// let def = JobDefinition::builder("import")
+    ///     .task(TaskBuilder::new("fetch", "fetch").concurrency(2).concurrency_key("params.tenant"))
+    ///     .build();
+    /// assert_eq!(def.tasks["fetch"].concurrency.as_ref().unwrap().limit, 2);
+    /// ```
+    pub fn concurrency(mut self, limit: u32) -> Self {
+        let key = self.task.concurrency.take().and_then(|c| c.key);
+        self.task.concurrency = Some(super::Concurrency { limit, key });
+        self
+    }
+
+    /// The key a [`concurrency`](Self::concurrency) limit counts per (`concurrency.key`): a CEL
+    /// expression over `params` and `upstream` giving a string. Without a limit set first it
+    /// does nothing.
+    pub fn concurrency_key(mut self, expression: impl Into<String>) -> Self {
+        if let Some(c) = self.task.concurrency.as_mut() {
+            c.key = Some(expression.into());
         }
         self
     }

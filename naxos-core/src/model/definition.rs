@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Retention, Sleep, SubJob, TaskPlan, Trigger, WaitFor};
+use super::{Concurrency, Retention, Sleep, SubJob, TaskPlan, Trigger, WaitFor};
 use crate::dag::Dag;
 
 /// A job: a DAG of named tasks. The JSON form is the original's:
@@ -101,6 +101,9 @@ pub struct TaskDefinition {
     /// A child execution of another definition instead of a function (see [`SubJob`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_job: Option<SubJob>,
+    /// At most this many runs of the task at once across every node (see [`Concurrency`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
 }
 
 /// The default `maxFanOut` of a `forEach` task.
@@ -157,7 +160,7 @@ impl JobDefinition {
     /// absence means something else) raises this number, and a reader refuses a definition of
     /// a newer format with [`Error::NewerVersion`](crate::Error::NewerVersion) instead of
     /// running it wrongly.
-    pub const FORMAT: u32 = 5;
+    pub const FORMAT: u32 = 6;
 
     /// The lowest format that carries this definition faithfully: what a Store writes with it.
     ///
@@ -167,7 +170,7 @@ impl JobDefinition {
     /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly;
     /// format 3 adds tasks that `sleep` or `waitFor` a signal, and the job-level `retention`,
     /// which a node of format 2 cannot read; format 4 adds fan-outs (`forEach`); format 5 adds
-    /// sub-jobs (`subJob`).
+    /// sub-jobs (`subJob`); format 6 adds concurrency limits (`concurrency`).
     pub fn required_format(&self) -> u32 {
         let tasks = self.tasks.values().map(|t| TaskPlan::of(t).format()).max().unwrap_or(1);
         if self.retention.is_some() {

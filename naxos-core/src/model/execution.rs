@@ -149,6 +149,15 @@ pub struct TaskRun {
     /// (see [`BlockedBy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<BlockedBy>,
+    /// The concurrency slot this run counts against, for a task with a `concurrency` limit:
+    /// the limit's scope (definition, task and key value, as a JSON array), fixed when the task
+    /// starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// True while the run holds a slot of [`slot`](Self::slot): from its claim (or its
+    /// admission, while its message travels) until it stops running.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub holds_slot: bool,
 }
 
 /// Why a QUEUED task waits without its message: admission (DESIGN §8). A blocked task is
@@ -159,6 +168,8 @@ pub struct TaskRun {
 pub enum BlockedBy {
     /// Its definition is paused: it was claimed while it was, and waits for the resume.
     Paused,
+    /// Its task's concurrency limit was reached: it waits for a slot.
+    Concurrency,
 }
 
 impl BlockedBy {
@@ -166,12 +177,17 @@ impl BlockedBy {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Paused => "paused",
+            Self::Concurrency => "concurrency",
         }
     }
 
     /// Parses a JSON name.
     pub fn parse(s: &str) -> Option<Self> {
-        (s == "paused").then_some(Self::Paused)
+        match s {
+            "paused" => Some(Self::Paused),
+            "concurrency" => Some(Self::Concurrency),
+            _ => None,
+        }
     }
 }
 
@@ -207,6 +223,8 @@ impl TaskRun {
             end_time: None,
             history: Vec::new(),
             blocked_by: None,
+            slot: None,
+            holds_slot: false,
         }
     }
 

@@ -126,6 +126,23 @@ pub struct SubJob {
     pub params: Option<String>,
 }
 
+/// A concurrency limit on a task (`"concurrency"`): at most `limit` runs of it at once across
+/// every node, per value of `key` (none: one limit for the task across all executions of its
+/// definition). A run over the limit waits QUEUED (`blockedBy: "concurrency"`, no message) and
+/// starts in order as slots free; it never fails for it. A fan-out's instances each take a
+/// slot. JSON: `{"limit": N, "key"?: "<CEL → string>"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Concurrency {
+    /// The most runs at once (at least 1).
+    pub limit: u32,
+    /// A CEL expression over `params` and `upstream` giving the key the limit counts per (a
+    /// string, or a number or bool taken as its text), evaluated once when the task starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
 /// How deep sub-jobs may nest: an execution started by a sub-job of depth 10 may not start
 /// another (its sub-job task FAILS).
 pub const MAX_SUB_JOB_DEPTH: u32 = 10;
@@ -213,6 +230,9 @@ pub struct TaskPlan {
     /// For a sub-job: the child execution of its current attempt, once started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child: Option<crate::model::ExecutionId>,
+    /// The task's concurrency limit, if any (a fan-out's instances carry their task's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -233,6 +253,7 @@ impl TaskPlan {
             sub_job: task.sub_job.clone(),
             max_retry: if task.sub_job.is_some() { task.max_retry } else { 0 },
             child: None,
+            concurrency: task.concurrency.clone(),
         }
     }
 
@@ -246,6 +267,7 @@ impl TaskPlan {
             && self.for_each.is_none()
             && self.instance.is_none()
             && self.sub_job.is_none()
+            && self.concurrency.is_none()
     }
 
     /// The most instances this fan-out may start.
@@ -268,7 +290,9 @@ impl TaskPlan {
     /// 1 when plain, 2 with a condition or trigger, 3 with a sleep or a wait, 4 with a fan-out,
     /// 5 with a sub-job.
     pub fn format(&self) -> u32 {
-        if self.sub_job.is_some() {
+        if self.concurrency.is_some() {
+            6
+        } else if self.sub_job.is_some() {
             5
         } else if self.for_each.is_some() || self.instance.is_some() {
             4

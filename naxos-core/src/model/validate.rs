@@ -81,6 +81,15 @@ pub enum Problem {
         /// What is wrong with it.
         reason: String,
     },
+    /// A task's `concurrency` makes no sense.
+    InvalidConcurrency {
+        /// The task.
+        task: String,
+        /// The field: `concurrency`, `concurrency.limit` or `concurrency.key`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A task's `sleep` or `waitFor` makes no sense.
     InvalidWait {
         /// The task.
@@ -191,7 +200,9 @@ impl fmt::Display for Problem {
                 "task `{task}` has {}; a task has exactly one of functionName, sleep, waitFor and subJob",
                 quoted(fields).replace(", ", " and ")
             ),
-            Self::InvalidWait { task, field, reason } | Self::InvalidSubJob { task, field, reason } => {
+            Self::InvalidWait { task, field, reason }
+            | Self::InvalidSubJob { task, field, reason }
+            | Self::InvalidConcurrency { task, field, reason } => {
                 write!(f, "task `{task}` has an invalid `{field}`: {reason}")
             }
             Self::UnregisteredFunction { task, function } => {
@@ -279,6 +290,10 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
                 format!("tasks.{k}.subJob.params"),
                 t.sub_job.as_ref().and_then(|j| j.params.as_ref()),
             ),
+            (
+                format!("tasks.{k}.concurrency.key"),
+                t.concurrency.as_ref().and_then(|c| c.key.as_ref()),
+            ),
         ]
     });
     for (field, text) in texts.into_iter().chain(task_names) {
@@ -317,6 +332,7 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
         .collect();
         problems.extend(wait_problems(key, task));
         problems.extend(sub_job_problems(key, task));
+        problems.extend(concurrency_problems(key, task));
         if kinds.len() > 1 {
             problems.push(Problem::ConflictingKinds {
                 task: key.clone(),
@@ -466,6 +482,35 @@ fn sub_job_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
         problems.push(problem(
             "subJob",
             "a fan-out runs a function per item; a task with a `forEach` cannot be a sub-job".into(),
+        ));
+    }
+    problems
+}
+
+/// What is wrong with a task's `concurrency`.
+fn concurrency_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
+    let problem = |field: &str, reason: String| Problem::InvalidConcurrency {
+        task: key.to_string(),
+        field: field.to_string(),
+        reason,
+    };
+    let Some(c) = &task.concurrency else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if c.limit == 0 {
+        problems.push(problem(
+            "concurrency.limit",
+            "it is 0: at least one run must be able to start".into(),
+        ));
+    }
+    if let Some(Err(reason)) = c.key.as_deref().map(crate::condition::check_when) {
+        problems.push(problem("concurrency.key", reason));
+    }
+    if task.function_name.is_empty() {
+        problems.push(problem(
+            "concurrency",
+            "it limits the runs of a function; a `sleep`, `waitFor` or `subJob` holds no worker".into(),
         ));
     }
     problems

@@ -1,5 +1,6 @@
 //! Admission: tasks that may not start yet wait QUEUED without their message, marked with
-//! why ([`BlockedBy`]), until admitted again.
+//! why ([`BlockedBy`]), until admitted again: a pause (here) or a concurrency limit (see
+//! `concurrency.rs`; [`ExecutionState::claim_admitted`] decides both at the claim).
 //!
 //! A paused definition's tasks are stopped at the claim: the Store, which knows the definition
 //! is paused, blocks the task instead of claiming it ([`ExecutionState::block`]) and the
@@ -12,18 +13,26 @@
 use chrono::{DateTime, Utc};
 
 use super::{Changes, ExecutionState, Transitioned};
-use crate::backend::{ClaimRequest, ClaimedTask};
+use crate::backend::ClaimedTask;
 use crate::model::{BlockedBy, TaskRef, TaskStatus};
 use crate::Result;
 
-/// What a claim of a task of a paused definition does instead: see
-/// [`ExecutionState::claim_unless_paused`].
+/// What a claim did: see [`ExecutionState::claim_admitted`].
 #[derive(Debug)]
 pub enum Admitted {
     /// The task was claimed.
     Claimed(ClaimedTask),
-    /// The task was blocked: its definition (named) is paused; what that changed.
-    Blocked(Changes, String),
+    /// The task was blocked instead (why), and what that changed.
+    Blocked(Changes, Block),
+}
+
+/// Why a claim blocked its task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Block {
+    /// The execution's definition (named) is paused.
+    Paused(String),
+    /// No slot of the task's concurrency limit (its scope named) is free.
+    Concurrency(String),
 }
 
 impl Transitioned for Admitted {
@@ -36,44 +45,31 @@ impl Transitioned for Admitted {
 }
 
 impl Admitted {
-    /// The claimed task, or `Conflict` naming the paused definition for a blocked one (what a
-    /// Store's claim answers, after the block committed).
+    /// The claimed task, or `Conflict` saying why a blocked one waits (what a Store's claim
+    /// answers, after the block committed).
     pub fn claimed(self, task: &TaskRef) -> Result<ClaimedTask> {
         match self {
             Admitted::Claimed(c) => Ok(c),
-            Admitted::Blocked(_, definition_id) => Err(crate::Error::conflict(format!(
+            Admitted::Blocked(_, Block::Paused(definition_id)) => Err(crate::Error::conflict(format!(
                 "task {task} is blocked: job definition `{definition_id}` is paused"
+            ))),
+            Admitted::Blocked(_, Block::Concurrency(scope)) => Err(crate::Error::conflict(format!(
+                "task {task} waits for a slot of its concurrency limit {scope}"
             ))),
         }
     }
 }
 
 impl ExecutionState {
-    /// Claims `req.task` as [`claim`](Self::claim) does, or, when `paused` says the
-    /// execution's definition is paused, blocks it as [`block`](Self::block) does.
-    pub fn claim_unless_paused(
-        &mut self,
-        req: &ClaimRequest,
-        paused: impl FnOnce(&str) -> bool,
-        now: DateTime<Utc>,
-    ) -> Result<Admitted> {
-        if paused(&self.summary.definition_id) {
-            let definition = self.summary.definition_id.clone();
-            return self
-                .block(&req.task, BlockedBy::Paused, now)
-                .map(|ch| Admitted::Blocked(ch, definition));
-        }
-        self.claim(req, now).map(Admitted::Claimed)
-    }
-
     /// Blocks the QUEUED (or due RETRYING) task `task`, at its attempt, for `reason` instead of
     /// claiming it: it stays QUEUED (a RETRYING one becomes QUEUED) without a message until
-    /// [`unblock`](Self::unblock). `Conflict` when the execution is finished or the task is not
-    /// waiting to run at that attempt, as for a claim.
+    /// [`unblock`](Self::unblock) (a slot it held is freed). `Conflict` when the execution is
+    /// finished or the task is not waiting to run at that attempt, as for a claim.
     pub fn block(&mut self, task: &TaskRef, reason: BlockedBy, now: DateTime<Utc>) -> Result<Changes> {
         self.unfinished()?;
         let i = self.guard(task, &[TaskStatus::Queued, TaskStatus::Retrying])?;
         let mut ch = Changes::default();
+        self.free_slot(i, &mut ch);
         if self.tasks[i].status == TaskStatus::Retrying {
             self.tasks[i].due_at = None;
             self.mark_queued(i, now);

@@ -27,6 +27,11 @@ pub struct Changes {
     /// Child executions of sub-jobs that the transition cancelled (the parent was stopped):
     /// stop each, after the commit.
     pub stopped_children: Vec<ExecutionId>,
+    /// Concurrency scopes a run stopped holding a slot of (see `concurrency.rs`), once per
+    /// slot: the Store admits the runs waiting for them after the commit and empties this
+    /// list (what the admissions changed is added to these changes), so a caller of a Store
+    /// never sees it filled.
+    pub freed_slots: Vec<String>,
     /// Status changes, in order.
     pub events: Vec<StatusEvent>,
     /// Attempt records started or ended, each as it now stands (keyed by execution, task and
@@ -43,6 +48,7 @@ impl Changes {
             && self.scheduled.is_empty()
             && self.children.is_empty()
             && self.stopped_children.is_empty()
+            && self.freed_slots.is_empty()
             && self.events.is_empty()
             && self.history.is_empty()
     }
@@ -59,6 +65,7 @@ impl Changes {
         self.scheduled.extend(other.scheduled);
         self.children.extend(other.children);
         self.stopped_children.extend(other.stopped_children);
+        self.freed_slots.extend(other.freed_slots);
         self.events.extend(other.events);
         self.history.extend(other.history);
     }

@@ -38,6 +38,7 @@ impl ExecutionState {
     /// The error is what the task FAILS with.
     pub(super) fn start_fan_out(&mut self, i: usize, list: &str, now: DateTime<Utc>) -> Result<(), String> {
         let items = crate::condition::evaluate_list(list, &self.params, self.completed_upstream(i))?;
+        let slot = self.slot_of(i)?;
         let max = self.tasks[i].plan.max_fan_out();
         if items.len() > max as usize {
             return Err(rules::too_many_items(items.len(), max));
@@ -54,6 +55,7 @@ impl ExecutionState {
                         && self.tasks[k].plan.instance.as_ref().is_some_and(|x| x.item == item);
                     if !kept {
                         self.restart_instance(k, item, now);
+                        self.tasks[k].slot.clone_from(&slot);
                     }
                 }
                 None => {
@@ -63,6 +65,7 @@ impl ExecutionState {
                     self.outputs.push(None);
                     self.graph.grow(1);
                     self.mark_queued(k, now);
+                    self.tasks[k].slot.clone_from(&slot);
                 }
             }
         }
@@ -240,6 +243,7 @@ fn instance_run(task: &TaskRun, index: u32, item: Value) -> TaskRun {
                 index,
                 item,
             }),
+            concurrency: task.plan.concurrency.clone(),
             ..TaskPlan::default()
         },
     )

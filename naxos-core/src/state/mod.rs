@@ -21,6 +21,7 @@
 //! | `delay.rs` | delayed executions (`delayMs`, `runAt`): started when their time comes |
 //! | `subjob.rs` | `subJob` tasks: the child each attempt starts, and the task settled when it ends |
 //! | `admission.rs` | tasks blocked instead of claimed (a paused definition), and admitted again |
+//! | `concurrency.rs` | concurrency limits: the slot a claim takes, runs waiting for one, admitted as slots free |
 //! | `rules.rs` | how an execution ends, how a finished task counts for triggers, error and event texts |
 //!
 //! The rules it owns: fencing by attempt (a transition names the attempt it is for and fails
@@ -32,6 +33,7 @@
 
 mod admission;
 mod changes;
+mod concurrency;
 mod control;
 mod delay;
 mod family;
@@ -49,8 +51,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-pub use admission::Admitted;
+pub use admission::{Admitted, Block};
 pub use changes::{Changes, HistoryEntry};
+pub use concurrency::{scope, MAX_SCOPE_LEN};
 pub use family::{settle_family, Family, FamilyStep, FamilyWalk, Transitioned};
 pub use graph::Graph;
 pub use recovery::{republish_wait, MAX_DOUBLINGS};
@@ -272,6 +275,7 @@ impl ExecutionState {
 
     /// The task becomes QUEUED: announced, and its message to publish.
     fn enqueue(&mut self, i: usize, now: DateTime<Utc>, ch: &mut Changes) {
+        self.free_slot(i, ch);
         self.mark_queued(i, now);
         self.announce(vec![i], now, ch);
     }
@@ -369,6 +373,10 @@ impl ExecutionState {
     }
 
     fn set_task(&mut self, i: usize, status: TaskStatus, error: Option<String>, now: DateTime<Utc>, ch: &mut Changes) {
+        // A run holds its slot while RUNNING, and while QUEUED once admitted to one.
+        if !matches!(status, TaskStatus::Running | TaskStatus::Queued) {
+            self.free_slot(i, ch);
+        }
         let t = &mut self.tasks[i];
         t.status = status;
         self.summary.updated_at = now;

@@ -121,7 +121,9 @@ impl ExecutionState {
     pub(super) fn start(&mut self, i: usize, now: DateTime<Utc>) -> std::result::Result<(), String> {
         let due = match self.tasks[i].plan.kind() {
             TaskKind::Function => {
+                let slot = self.slot_of(i)?;
                 self.mark_queued(i, now);
+                self.tasks[i].slot = slot;
                 return Ok(());
             }
             TaskKind::ForEach(list) => {

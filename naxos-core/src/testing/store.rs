@@ -146,9 +146,9 @@ impl Store for FaultyStore {
         out
     }
 
-    async fn unblock_resumed(&self, limit: usize) -> Result<Changes> {
+    async fn admit_blocked(&self, limit: usize) -> Result<Changes> {
         self.node.alive().await;
-        let out = self.inner.unblock_resumed(limit).await;
+        let out = self.inner.admit_blocked(limit).await;
         self.node.alive().await;
         out
     }

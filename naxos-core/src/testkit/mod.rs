@@ -143,6 +143,8 @@ macro_rules! store_conformance {
                 a_failed_child_is_retried_with_a_new_child_then_fails_the_task,
                 a_cancelled_child_fails_its_task_and_a_stopped_parent_names_its_child,
                 a_paused_definition_blocks_its_claims_until_resumed,
+                a_concurrency_limit_blocks_claims_and_admits_in_order,
+                a_concurrency_key_limits_per_key,
             ]
         );
     };

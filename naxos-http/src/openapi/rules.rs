@@ -150,6 +150,18 @@ impl Modify for Rules<'_> {
                 .into(),
         );
 
+        let concurrency = schema(doc, "Concurrency");
+        property(concurrency, "limit").minimum = Some(1.into());
+        let key = property(concurrency, "key");
+        key.pattern = Some(NO_NUL.into());
+        key.description = Some(
+            "The key the limit counts per: CEL over `params` and `upstream` giving a string (a number \
+             or bool counts as its JSON text), checked when the definition is registered and evaluated \
+             once when the task starts (a fan-out's instances share it); an evaluation error FAILS the \
+             task. Absent: one limit for the task across every execution of its definition."
+                .into(),
+        );
+
         let backoff = schema(doc, "BackoffPolicy");
         backoff.description = Some(
             "Exponential backoff between attempts: `initialMs × multiplier^(n-1)`, capped at `maxMs` \

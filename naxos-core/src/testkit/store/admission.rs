@@ -41,13 +41,13 @@ pub async fn a_paused_definition_blocks_its_claims_until_resumed(store: Arc<dyn 
         "a blocked task is never republished: {:?}",
         stale.ready
     );
-    let early = store.unblock_resumed(100).await.expect("unblock_resumed");
+    let early = store.admit_blocked(100).await.expect("admit_blocked");
     assert!(early.ready.is_empty(), "nothing is admitted while paused");
 
     store.set_definition_paused(&def.id, false).await.expect("resume");
-    let admitted = store.unblock_resumed(100).await.expect("unblock_resumed");
+    let admitted = store.admit_blocked(100).await.expect("admit_blocked");
     assert_eq!(admitted.ready, std::slice::from_ref(&a));
-    let again = store.unblock_resumed(100).await.expect("unblock_resumed");
+    let again = store.admit_blocked(100).await.expect("admit_blocked");
     assert!(again.ready.is_empty(), "admitted once");
     let exec = store.get_execution(id).await.expect("get");
     let run = exec.task("a").expect("a");

@@ -2,6 +2,7 @@
 //! panics on a broken rule.
 
 mod admission;
+mod concurrency;
 mod conditions;
 mod control;
 mod delays;
@@ -15,6 +16,7 @@ mod trace;
 mod waits;
 
 pub use admission::*;
+pub use concurrency::*;
 pub use conditions::*;
 pub use control::*;
 pub use delays::*;

@@ -1,0 +1,174 @@
+//! Concurrency limits (`"concurrency": {"limit", "key"}`): at most `limit` runs of a task at
+//! once across every node, per key value.
+//!
+//! A run of a task with a limit gets its **slot** when the task starts: the scope it counts
+//! against — its definition, its task and its key value ([`scope`]; the key is evaluated then,
+//! and an evaluation error FAILS the task). A fan-out's instances share their task's scope and
+//! each counts. How many runs hold a slot of a scope spans executions, so the Store keeps that
+//! count and says at a claim whether a slot is free: fewer than `limit` runs hold one **and none
+//! waits** — a fresh claim never passes a waiting run ([`ExecutionState::claim_admitted`]).
+//!
+//! - A claim that finds a slot free takes it: the run holds it ([`TaskRun::holds_slot`]) until
+//!   it stops running — finished, retried, released, recovered after its lease, cancelled, or
+//!   blocked by a pause —, and the transition that ends the hold names the scope in
+//!   [`Changes::freed_slots`].
+//! - A claim that finds none free blocks the run ([`BlockedBy::Concurrency`]): QUEUED without
+//!   a message; the message that asked for it is dropped.
+//! - After the commit of a transition that freed slots, the Store admits, for each scope, the
+//!   oldest waiting runs while slots are free ([`ExecutionState::admit_slot`]). An admitted run
+//!   holds its slot from then, while its message travels, so no claim can take it meanwhile.
+//!   The sweeper admits too ([`Store::admit_blocked`](crate::backend::Store::admit_blocked)),
+//!   for a node that died between the commit and the admission.
+//!
+//! [`TaskRun::holds_slot`]: crate::model::TaskRun::holds_slot
+//! [`BlockedBy::Concurrency`]: crate::model::BlockedBy::Concurrency
+
+use chrono::{DateTime, Utc};
+
+use super::admission::{Admitted, Block};
+use super::{Changes, ExecutionState};
+use crate::backend::ClaimRequest;
+use crate::model::{BlockedBy, Instance, TaskRef, TaskStatus};
+use crate::Result;
+
+/// The longest scope (in bytes, as [`scope`] writes it): a key that makes it longer FAILS its
+/// task (a Store indexes runs by scope, and index keys are bounded).
+pub const MAX_SCOPE_LEN: usize = 448;
+
+/// The scope of a concurrency limit: definition `definition_id`'s task `task_id`, per `key`
+/// when the limit has one — as a JSON array, which no two different scopes share.
+pub fn scope(definition_id: &str, task_id: &str, key: Option<&str>) -> String {
+    let parts: Vec<&str> = [Some(definition_id), Some(task_id), key]
+        .into_iter()
+        .flatten()
+        .collect();
+    serde_json::to_string(&parts).unwrap_or_default()
+}
+
+impl ExecutionState {
+    /// The slot scope of the task at `i` as it starts, if it has a limit; the error is what the
+    /// task FAILS with (its key did not evaluate to a string).
+    pub(super) fn slot_of(&self, i: usize) -> std::result::Result<Option<String>, String> {
+        let Some(limit) = &self.tasks[i].plan.concurrency else {
+            return Ok(None);
+        };
+        let key = match &limit.key {
+            Some(source) => Some(crate::condition::evaluate_key(
+                source,
+                &self.params,
+                self.completed_upstream(i),
+            )?),
+            None => None,
+        };
+        let task = Instance::definition_task(&self.tasks[i].task_id);
+        let scope = scope(&self.summary.definition_id, task, key.as_deref());
+        if scope.len() > MAX_SCOPE_LEN {
+            return Err(format!(
+                "`concurrency.key` gave a key too long: its scope takes {} bytes, over the limit of {MAX_SCOPE_LEN}",
+                scope.len()
+            ));
+        }
+        Ok(Some(scope))
+    }
+
+    /// The slot a claim of `task` needs, with its limit: when the task waits to run at that
+    /// attempt, has a limit, and holds no slot yet (an admitted run holds one already).
+    pub fn slot_wanted(&self, task: &TaskRef) -> Option<(&str, u32)> {
+        let t = &self.tasks[self.index_of(&task.task_id)?];
+        let waiting = matches!(t.status, TaskStatus::Queued | TaskStatus::Retrying) && t.attempt == task.attempt;
+        match (waiting && !t.holds_slot, &t.slot, &t.plan.concurrency) {
+            (true, Some(scope), Some(limit)) => Some((scope, limit.limit)),
+            _ => None,
+        }
+    }
+
+    /// The scope and limit of the slot the run `task_id` waits for, when it waits for one.
+    pub fn waiting_for_slot(&self, task_id: &str) -> Option<(&str, u32)> {
+        let t = &self.tasks[self.index_of(task_id)?];
+        let waiting = t.status == TaskStatus::Queued && t.blocked_by == Some(BlockedBy::Concurrency);
+        match (waiting, &t.slot, &t.plan.concurrency) {
+            (true, Some(scope), Some(limit)) => Some((scope, limit.limit)),
+            _ => None,
+        }
+    }
+
+    /// Claims `req.task` as [`claim`](Self::claim) does, unless `paused` says the execution's
+    /// definition is paused — then it is blocked for that ([`block`](Self::block)) — or it
+    /// needs a slot ([`slot_wanted`](Self::slot_wanted)) and `slot_free(scope, limit)` says
+    /// none is free — then it waits for one. `slot_free` is asked only then, and its `true`
+    /// is a slot the Store counts as taken by this claim.
+    pub fn claim_admitted(
+        &mut self,
+        req: &ClaimRequest,
+        paused: impl FnOnce(&str) -> bool,
+        slot_free: impl FnOnce(&str, u32) -> bool,
+        now: DateTime<Utc>,
+    ) -> Result<Admitted> {
+        self.unfinished()?;
+        self.guard(&req.task, &[TaskStatus::Queued, TaskStatus::Retrying])?;
+        if paused(&self.summary.definition_id) {
+            let definition = self.summary.definition_id.clone();
+            return self
+                .block(&req.task, BlockedBy::Paused, now)
+                .map(|ch| Admitted::Blocked(ch, Block::Paused(definition)));
+        }
+        let wanted = self.slot_wanted(&req.task).map(|(s, limit)| (s.to_string(), limit));
+        if let Some((scope, limit)) = &wanted {
+            if !slot_free(scope, *limit) {
+                return self
+                    .block(&req.task, BlockedBy::Concurrency, now)
+                    .map(|ch| Admitted::Blocked(ch, Block::Concurrency(scope.clone())));
+            }
+        }
+        let claimed = self.claim(req, now)?;
+        if wanted.is_some() {
+            if let Some(i) = self.index_of(&req.task.task_id) {
+                self.tasks[i].holds_slot = true;
+            }
+        }
+        Ok(Admitted::Claimed(claimed))
+    }
+
+    /// Admits the run `task_id`, waiting for a slot: it holds the slot from `now` (its Store
+    /// counted it) and is QUEUED anew, its message to publish. `None` when it no longer waits
+    /// (cancelled, or admitted already): the Store gives the slot back.
+    pub fn admit_slot(&mut self, task_id: &str, now: DateTime<Utc>) -> Option<Changes> {
+        if self.is_finished() {
+            return None;
+        }
+        self.waiting_for_slot(task_id)?;
+        let i = self.index_of(task_id)?;
+        self.mark_queued(i, now);
+        self.tasks[i].holds_slot = true;
+        self.summary.updated_at = now;
+        let t = &self.tasks[i];
+        Some(Changes {
+            ready: vec![t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent)],
+            ..Changes::default()
+        })
+    }
+
+    /// The run at `i` gives back the slot it holds, if it does: named in `ch.freed_slots`.
+    pub(super) fn free_slot(&mut self, i: usize, ch: &mut Changes) {
+        let t = &mut self.tasks[i];
+        if t.holds_slot {
+            t.holds_slot = false;
+            if let Some(scope) = &t.slot {
+                ch.freed_slots.push(scope.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_distinct_json_arrays() {
+        assert_eq!(scope("d", "t", None), r#"["d","t"]"#);
+        assert_eq!(scope("d", "t", Some("k")), r#"["d","t","k"]"#);
+        assert_ne!(scope("d", "t", Some("")), scope("d", "t", None));
+        assert_ne!(scope("a\",\"b", "t", None), scope("a", "b\",\"t", None));
+    }
+}

@@ -1,0 +1,178 @@
+//! Store checks of concurrency limits: claims over the limit blocked, never taken by the stale
+//! sweep, admitted oldest first as slots free — by a finish, a stop, a release or a lease's
+//! expiry —, and limits counted per key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::backend::{NewExecution, Store};
+use crate::clock::ManualClock;
+use crate::model::{BlockedBy, ExecutionId, JobDefinition, TaskBuilder, TaskRef, TaskStatus};
+use crate::testkit::fixtures::{claim, claim_request, done, task, unique_id};
+
+/// One task `a` of function `f` under `limit`, keyed by `key` when given.
+fn limited(limit: u32, key: Option<&str>) -> JobDefinition {
+    let mut a = TaskBuilder::new("a", "f").concurrency(limit);
+    if let Some(key) = key {
+        a = a.concurrency_key(key);
+    }
+    JobDefinition::builder(unique_id("limited")).task(a).build()
+}
+
+/// Executions of `def` with `params` each, in order.
+async fn start(store: &dyn Store, def: &JobDefinition, params: &[serde_json::Value]) -> Vec<ExecutionId> {
+    let put = store.put_definition(def.clone()).await.expect("put_definition");
+    let mut ids = Vec::new();
+    for p in params {
+        let new = NewExecution::new(&put.definition, p.clone());
+        ids.push(
+            store
+                .create_execution(new)
+                .await
+                .expect("create_execution")
+                .execution_id,
+        );
+    }
+    ids
+}
+
+/// The claim of `t` is refused and leaves it QUEUED, blocked for concurrency.
+async fn refused(store: &dyn Store, t: &TaskRef) {
+    let e = store
+        .claim(claim_request(t, "node-b", Duration::from_secs(30)))
+        .await
+        .expect_err("no slot is free");
+    assert!(e.is_conflict(), "{e}");
+    let run = store
+        .get_execution(t.execution_id)
+        .await
+        .expect("get")
+        .task("a")
+        .cloned()
+        .expect("a");
+    assert_eq!(
+        (run.status, run.blocked_by, run.holds_slot),
+        (TaskStatus::Queued, Some(BlockedBy::Concurrency), false),
+        "{run:?}"
+    );
+    assert!(run.slot.is_some() && run.lease.is_none(), "no attempt started: {run:?}");
+    assert_eq!(run.history.len() as u32, run.attempts, "{run:?}");
+}
+
+/// Limit 1, three executions: the first claim takes the slot, the next two wait (not
+/// republished by the stale sweep, not admitted while the slot is held). The finish of the
+/// holder admits the oldest waiting run (QUEUED anew, holding the slot, published) and only
+/// it; a duplicate claim of the other stays refused; cancelling the admitted run's execution
+/// admits the last; its release frees its slot (the run claims again); and when its lease
+/// expires the slot comes back with it.
+pub async fn a_concurrency_limit_blocks_claims_and_admits_in_order(store: Arc<dyn Store>, clock: ManualClock) {
+    let def = limited(1, None);
+    let ids = start(&*store, &def, &[json!({}), json!({}), json!({})]).await;
+    let [a1, a2, a3] = [0, 1, 2].map(|i| task(ids[i], "a", 1));
+
+    claim(&*store, &a1).await;
+    clock.advance(Duration::from_millis(1));
+    refused(&*store, &a2).await;
+    clock.advance(Duration::from_millis(1));
+    refused(&*store, &a3).await;
+
+    clock.advance(Duration::from_secs(600));
+    let stale = store.take_stale(Duration::from_secs(1), 100).await.expect("take_stale");
+    assert!(
+        stale.ready.is_empty(),
+        "a waiting run is never republished: {:?}",
+        stale.ready
+    );
+    let early = store.admit_blocked(100).await.expect("admit_blocked");
+    assert!(early.ready.is_empty(), "no slot is free: {:?}", early.ready);
+
+    let finished = store.finish(vec![done(&a1, json!(1))]).await.expect("finish");
+    assert_eq!(
+        finished.changes.ready,
+        std::slice::from_ref(&a2),
+        "the oldest waiting run is admitted"
+    );
+    let run = store
+        .get_execution(ids[1])
+        .await
+        .expect("get")
+        .task("a")
+        .cloned()
+        .expect("a");
+    assert_eq!(
+        (run.status, run.blocked_by, run.holds_slot),
+        (TaskStatus::Queued, None, true)
+    );
+    refused(&*store, &a3).await;
+    assert!(
+        store.admit_blocked(100).await.expect("admit").ready.is_empty(),
+        "admitted once"
+    );
+
+    claim(&*store, &a2).await;
+    let stopped = store
+        .stop_execution(ids[1], crate::backend::StopReason::Cancelled)
+        .await
+        .expect("stop");
+    assert_eq!(
+        stopped.changes.ready,
+        std::slice::from_ref(&a3),
+        "a stop frees the slot"
+    );
+
+    claim(&*store, &a3).await;
+    let released = store.release(&a3).await.expect("release");
+    let again = task(ids[2], "a", 2);
+    assert_eq!(
+        released.ready,
+        std::slice::from_ref(&again),
+        "the released run is queued anew"
+    );
+    claim(&*store, &again).await;
+
+    // A fourth run waits behind it; the holder's node dies: its slot comes back with its lease.
+    let later = start(&*store, &def, &[json!({})]).await;
+    let a4 = task(later[0], "a", 1);
+    refused(&*store, &a4).await;
+    clock.advance(Duration::from_secs(3_600));
+    let recovered = store.recover_expired(10, 100).await.expect("recover_expired");
+    assert!(
+        recovered.ready.contains(&a4) && recovered.ready.contains(&task(ids[2], "a", 3)),
+        "the expired holder is queued again and the waiting run admitted: {:?}",
+        recovered.ready
+    );
+    claim(&*store, &a4).await;
+    refused(&*store, &task(ids[2], "a", 3)).await;
+}
+
+/// A keyed limit counts per key: with limit 1 per tenant, a second run of one tenant waits
+/// while another tenant's runs; a key that does not evaluate FAILS the task naming
+/// `concurrency.key`.
+pub async fn a_concurrency_key_limits_per_key(store: Arc<dyn Store>, _clock: ManualClock) {
+    let def = limited(1, Some("params.tenant"));
+    let ids = start(
+        &*store,
+        &def,
+        &[
+            json!({"tenant": "x"}),
+            json!({"tenant": "x"}),
+            json!({"tenant": "y"}),
+            json!({}),
+        ],
+    )
+    .await;
+    claim(&*store, &task(ids[0], "a", 1)).await;
+    refused(&*store, &task(ids[1], "a", 1)).await;
+    claim(&*store, &task(ids[2], "a", 1)).await;
+
+    let broken = store.get_execution(ids[3]).await.expect("get");
+    let run = broken.task("a").expect("a");
+    assert_eq!(run.status, TaskStatus::Failed, "{run:?}");
+    assert!(
+        run.error.as_deref().is_some_and(|e| e.contains("concurrency.key")),
+        "{:?}",
+        run.error
+    );
+}

@@ -1,0 +1,139 @@
+//! Concurrency slots (naxos-core's `state/concurrency.rs`) on PostgreSQL. The holders and the
+//! waiters of a scope are task rows (migration 0015): `holds_slot`, and `blocked_by =
+//! 'concurrency'`, both by `slot`. A transaction that counts a scope's holders — a claim that
+//! needs a slot, an admission — first takes the scope's advisory lock, after its execution's
+//! row lock: the one order, so that no two wait on each other in a cycle, and two claims of one
+//! scope never both count the last free slot.
+
+use chrono::{DateTime, Utc};
+use naxos_core::backend::{Changes, ClaimRequest};
+use naxos_core::model::ExecutionId;
+use naxos_core::state::Admitted;
+use naxos_core::{Error, Result};
+use sqlx::{PgConnection, PgPool};
+
+use crate::apply::{apply_loaded, load};
+use crate::error::db;
+use crate::transaction;
+
+/// The most runs one admission of a scope admits or skips before it leaves the rest to the
+/// next (a guard: each is one transaction).
+const MAX_ADMISSIONS: usize = 1_000;
+
+/// Takes the advisory lock of `scope` until the end of the transaction.
+async fn lock_scope(conn: &mut PgConnection, scope: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(scope)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// How many runs hold a slot of `scope` (under its lock).
+async fn held(conn: &mut PgConnection, scope: &str) -> Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM naxos_tasks WHERE slot = $1 AND holds_slot")
+        .bind(scope)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)
+}
+
+/// Whether a claim finds a slot of `scope` (of `limit`) free: fewer than `limit` held and none
+/// waiting. Takes the scope's lock, so the answer holds until the commit.
+async fn free(conn: &mut PgConnection, scope: &str, limit: u32) -> Result<bool> {
+    lock_scope(conn, scope).await?;
+    let waiting: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM naxos_tasks WHERE slot = $1 AND blocked_by = 'concurrency')")
+            .bind(scope)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db)?;
+    Ok(!waiting && held(conn, scope).await? < i64::from(limit))
+}
+
+/// The claim of the general path, in the caller's transaction: the task is claimed, or blocked
+/// because its definition is paused (`paused`, as the claim statement read it) or no slot of
+/// its concurrency limit is free.
+pub(crate) async fn claim(
+    conn: &mut PgConnection,
+    request: &ClaimRequest,
+    paused: bool,
+    now: DateTime<Utc>,
+) -> Result<Admitted> {
+    let id = request.task.execution_id;
+    let state = load(conn, id, false)
+        .await?
+        .ok_or_else(|| Error::not_found("execution", id))?;
+    let slot_free = match state.slot_wanted(&request.task) {
+        Some((scope, limit)) if !paused => free(conn, scope, limit).await?,
+        _ => false,
+    };
+    apply_loaded(conn, state, now, |s| {
+        s.claim_admitted(request, |_| paused, |_, _| slot_free, now)
+    })
+    .await
+}
+
+/// After the commit of a transition that freed slots (`ch.freed_slots`, emptied): admits the
+/// runs waiting for each of their scopes, oldest first, while a slot is free, one transaction
+/// each; what that changed is added to `ch`.
+pub(crate) async fn admit_freed(pool: &PgPool, ch: &mut Changes, now: DateTime<Utc>) -> Result<()> {
+    let mut freed = std::mem::take(&mut ch.freed_slots);
+    freed.sort_unstable();
+    freed.dedup();
+    for scope in freed {
+        admit_scope(pool, &scope, now, ch).await?;
+    }
+    Ok(())
+}
+
+/// Admits the runs waiting for `scope`, oldest first, while a slot of it is free.
+pub(crate) async fn admit_scope(pool: &PgPool, scope: &str, now: DateTime<Utc>, ch: &mut Changes) -> Result<()> {
+    for _ in 0..MAX_ADMISSIONS {
+        let head: Option<(ExecutionId, String)> = sqlx::query_as(
+            "SELECT execution_id, task_id FROM naxos_tasks WHERE slot = $1 AND blocked_by = 'concurrency'
+             ORDER BY queued_at, execution_id, task_id LIMIT 1",
+        )
+        .bind(scope)
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?;
+        let Some((id, task_id)) = head else {
+            return Ok(());
+        };
+        let admitted: Option<Changes> = transaction!(pool, |tx| {
+            let Some(state) = load(&mut tx, id, false).await? else {
+                return Ok(Some(Changes::default()));
+            };
+            // It may have stopped waiting since it was read: then the next one.
+            let Some(limit) = state.waiting_for_slot(&task_id).map(|(_, limit)| limit) else {
+                return Ok(Some(Changes::default()));
+            };
+            lock_scope(&mut tx, scope).await?;
+            if held(&mut tx, scope).await? >= i64::from(limit) {
+                return Ok(None);
+            }
+            apply_loaded(&mut tx, state, now, |s| {
+                Ok(s.admit_slot(&task_id, now).unwrap_or_default())
+            })
+            .await
+            .map(Some)
+        })?;
+        match admitted {
+            Some(changes) => ch.extend(changes),
+            // Every slot is held: the transition that frees one admits the next.
+            None => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Scopes with runs waiting for a slot, up to `limit` of them (the sweeper admits what it can).
+pub(crate) async fn waiting_scopes(pool: &PgPool, limit: usize) -> Result<Vec<String>> {
+    sqlx::query_scalar("SELECT DISTINCT slot FROM naxos_tasks WHERE blocked_by = 'concurrency' LIMIT $1")
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await
+        .map_err(db)
+}
