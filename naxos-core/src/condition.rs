@@ -145,19 +145,21 @@ pub fn evaluate_object<'a>(
     }
 }
 
-/// Evaluates the `concurrency.key` expression `source` to the key a limit counts per: a string
-/// as it is, a number or bool as its JSON text. The error is the text the task FAILS with.
+/// Evaluates `source`, the key expression of the field `field` (`concurrency.key`,
+/// `rateLimit.key`), to the key a limit counts per: a string as it is, a number or bool as its
+/// JSON text. The error is the text the task FAILS with.
 pub fn evaluate_key<'a>(
+    field: &str,
     source: &str,
     params: &Value,
     upstream: impl IntoIterator<Item = (&'a str, &'a Value)>,
 ) -> Result<String, String> {
-    let value = run("concurrency.key", source, params, upstream)?;
+    let value = run(field, source, params, upstream)?;
     match value.json() {
         Ok(Value::String(s)) => Ok(s),
         Ok(v @ (Value::Number(_) | Value::Bool(_))) => Ok(v.to_string()),
-        Ok(other) => Err(format!("`concurrency.key` gave {other}, not a string")),
-        Err(e) => Err(format!("`concurrency.key` gave a value that is not JSON: {e}")),
+        Ok(other) => Err(format!("`{field}` gave {other}, not a string")),
+        Err(e) => Err(format!("`{field}` gave a value that is not JSON: {e}")),
     }
 }
 
@@ -192,14 +194,20 @@ mod tests {
     #[test]
     fn keys_are_strings_or_the_text_of_scalars() {
         let params = json!({"tenant": "acme", "n": 3, "list": [1]});
-        assert_eq!(evaluate_key("params.tenant", &params, []), Ok("acme".into()));
-        assert_eq!(evaluate_key("params.n", &params, []), Ok("3".into()));
-        assert_eq!(evaluate_key("params.n > 1", &params, []), Ok("true".into()));
         assert_eq!(
-            evaluate_key("params.list", &params, []),
+            evaluate_key("concurrency.key", "params.tenant", &params, []),
+            Ok("acme".into())
+        );
+        assert_eq!(evaluate_key("concurrency.key", "params.n", &params, []), Ok("3".into()));
+        assert_eq!(
+            evaluate_key("concurrency.key", "params.n > 1", &params, []),
+            Ok("true".into())
+        );
+        assert_eq!(
+            evaluate_key("concurrency.key", "params.list", &params, []),
             Err("`concurrency.key` gave [1], not a string".into())
         );
-        assert!(evaluate_key("params.missing", &params, [])
+        assert!(evaluate_key("concurrency.key", "params.missing", &params, [])
             .unwrap_err()
             .contains("could not be evaluated"));
     }

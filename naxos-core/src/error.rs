@@ -81,6 +81,15 @@ pub enum Error {
         /// The newest version this build knows, in words, e.g. "migration 4", or "format 1".
         known: String,
     },
+    /// A claim found the task's rate limit spent: the task waits, and its message should come
+    /// back `after` this long, when its turn to start comes (HTTP 409, as a conflict).
+    #[error("deferred: {message}")]
+    Deferred {
+        /// Why, naming the task and its limit.
+        message: String,
+        /// How long until the task may start.
+        after: std::time::Duration,
+    },
     /// The system holds more unstarted work than it was configured to accept; try again after
     /// `retry_after` (HTTP 503 with `Retry-After`).
     #[error("overloaded: {message}")]
@@ -116,6 +125,14 @@ impl Error {
         Self::NotFound {
             kind,
             id: id.to_string(),
+        }
+    }
+
+    /// How long until a [`Error::Deferred`] task may start; `None` for every other error.
+    pub fn deferred_for(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Deferred { after, .. } => Some(*after),
+            _ => None,
         }
     }
 

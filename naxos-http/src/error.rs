@@ -97,7 +97,7 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         match e {
             Error::NotFound { .. } => Self::not_found(e.to_string()),
-            Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            Error::Conflict(m) | Error::Deferred { message: m, .. } => Self::new(StatusCode::CONFLICT, "conflict", m),
             Error::InvalidDefinition { ref problems, .. } => {
                 let problems = problems
                     .iter()

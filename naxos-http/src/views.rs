@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use naxos_core::model::{
     BlockedBy, Concurrency, DefinitionSummary, Execution, ExecutionStatus, ExecutionSummary, JobDefinition, NodeInfo,
-    Retention, Sleep, StoredDefinition, SubJob, TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger, WaitFor,
+    RateLimit, Retention, Sleep, StoredDefinition, SubJob, TaskDefinition, TaskRun, TaskStatus, TraceParent, Trigger,
+    WaitFor,
 };
 use naxos_core::ExecutionId;
 use serde::Serialize;
@@ -106,7 +107,8 @@ pub struct TaskView {
     pub status: TaskStatus,
     /// Why a QUEUED task waits without running, if it does: `paused` while its definition is
     /// paused (it is queued again when the definition is resumed); `concurrency` while every
-    /// slot of its concurrency limit is held (it starts when one frees, oldest first). Absent
+    /// slot of its concurrency limit is held (it starts when one frees, oldest first);
+    /// `rateLimit` while it waits for its turn under its rate limit (`dueAt`). Absent
     /// otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<BlockedBy>,
@@ -143,6 +145,9 @@ pub struct TaskView {
     /// Its concurrency limit, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    /// Its rate limit, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// A sub-job's child execution of its latest attempt, once it started.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = Uuid)]
@@ -151,7 +156,8 @@ pub struct TaskView {
     /// list left out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instances: Option<Vec<InstanceView>>,
-    /// When a WAITING task wakes (a sleep ends, a wait times out) or a RETRYING one retries.
+    /// When a WAITING task wakes (a sleep ends, a wait times out), a RETRYING one retries, or
+    /// one QUEUED with `blockedBy: rateLimit` has its turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub due_at: Option<DateTime<Utc>>,
     /// The last error. A task SKIPPED by its own condition has `condition false`; one SKIPPED
@@ -227,6 +233,7 @@ impl From<TaskRun> for TaskView {
             max_fan_out: t.plan.max_fan_out,
             sub_job: t.plan.sub_job,
             concurrency: t.plan.concurrency,
+            rate_limit: t.plan.rate_limit,
             child_execution_id: t.plan.child,
             instances: None,
             due_at: t.due_at,

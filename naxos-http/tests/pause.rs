@@ -218,7 +218,10 @@ async fn the_document_has_the_routes_and_blocked_by() {
         assert!(op["responses"]["404"].is_object(), "{path} documents its 404");
     }
     let schemas = &doc["components"]["schemas"];
-    assert_eq!(schemas["BlockedBy"]["enum"], json!(["paused", "concurrency"]));
+    assert_eq!(
+        schemas["BlockedBy"]["enum"],
+        json!(["paused", "concurrency", "rateLimit"])
+    );
     assert_eq!(schemas["DefinitionPaused"]["required"], json!(["id", "paused"]));
     for view in ["TaskView", "InstanceView"] {
         let blocked = schemas[view]["properties"]["blockedBy"].to_string();

@@ -417,6 +417,10 @@ pub(crate) fn task(run: &TaskRun, output: Option<&Value>) -> Result<Vec<u8>> {
         out.str(scope);
         out.byte(u8::from(run.holds_slot));
     }
+    if let Some(scope) = &run.rate {
+        out.byte(RATE);
+        out.str(scope);
+    }
     Ok(out.0)
 }
 
@@ -428,13 +432,18 @@ const BLOCKED: u8 = 1;
 /// whether the run holds it. Written only for such a task.
 const SLOT: u8 = 2;
 
+/// The tag of a task row's trailing section: the rate-limit scope of a task with a rate
+/// limit. Written only for such a task.
+const RATE: u8 = 3;
+
 /// The reasons a task may be blocked, by their byte.
-const BLOCKED_BY: [BlockedBy; 2] = [BlockedBy::Paused, BlockedBy::Concurrency];
+const BLOCKED_BY: [BlockedBy; 3] = [BlockedBy::Paused, BlockedBy::Concurrency, BlockedBy::RateLimit];
 
 fn blocked_byte(b: BlockedBy) -> u8 {
     match b {
         BlockedBy::Paused => 0,
         BlockedBy::Concurrency => 1,
+        BlockedBy::RateLimit => 2,
     }
 }
 
@@ -483,6 +492,7 @@ pub(crate) fn read_task(run: &mut TaskRun, bytes: &[u8]) -> Result<()> {
     run.blocked_by = None;
     run.slot = None;
     run.holds_slot = false;
+    run.rate = None;
     while !i.bytes.is_empty() {
         match i.byte()? {
             BLOCKED => {
@@ -493,6 +503,7 @@ pub(crate) fn read_task(run: &mut TaskRun, bytes: &[u8]) -> Result<()> {
                 run.slot = Some(i.string()?);
                 run.holds_slot = i.byte()? != 0;
             }
+            RATE => run.rate = Some(i.string()?),
             _ => return Err(i.bad("an unknown section")),
         }
     }

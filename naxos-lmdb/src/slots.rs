@@ -1,4 +1,5 @@
-//! Concurrency slots (naxos-core's `state/concurrency.rs`) in LMDB: the runs holding a slot of
+//! Concurrency slots (naxos-core's `state/concurrency.rs`) and rate-limit windows
+//! (`state/rate.rs`, one JSON record per scope in `rate_limits`) in LMDB. Slots: the runs holding a slot of
 //! a scope and the runs waiting for one are the `slots_held` and `slots_waiting` indexes
 //! (`keys.rs`), which [`write_back`](crate::tables::write_back) keeps in step with the task
 //! rows. The writer runs one transaction at a time, so a claim's count holds until its commit,
@@ -6,6 +7,7 @@
 
 use naxos_core::backend::Changes;
 use naxos_core::model::ExecutionId;
+use naxos_core::state::RateWindow;
 use naxos_core::Result;
 
 use crate::keys;
@@ -94,6 +96,20 @@ pub(crate) fn admit_scope(tx: &mut Tx<'_, '_>, scope: &str, ch: &mut Changes) ->
         ch.extend(admitted);
     }
     Ok(())
+}
+
+/// The rate-limit window of `scope` (empty the first time).
+pub(crate) fn rate_window(tx: &Tx<'_, '_>, scope: &str) -> Result<RateWindow> {
+    match tx.reader().get(tx.txn(), tx.tables().rate_limits, scope.as_bytes())? {
+        Some(bytes) => crate::tables::decode(bytes, "a rate-limit window"),
+        None => Ok(RateWindow::default()),
+    }
+}
+
+/// Writes the rate-limit window of `scope`.
+pub(crate) fn save_rate_window(tx: &mut Tx<'_, '_>, scope: &str, window: &RateWindow) -> Result<()> {
+    let t = *tx.tables();
+    tx.put(t.rate_limits, scope.as_bytes(), &crate::tables::encode(window)?)
 }
 
 /// Scopes with runs waiting for a slot, up to `limit` of them (the sweeper admits what it can).

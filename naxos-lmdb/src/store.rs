@@ -23,7 +23,7 @@ use naxos_core::model::{
     DefinitionSummary, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, RetentionDefaults, Schedule,
     SchedulePut, StoredDefinition, StoredSchedule, TaskRef,
 };
-use naxos_core::state::settle_family;
+use naxos_core::state::{settle_family, RateVerdict};
 use naxos_core::{Error, Result};
 use serde::Deserialize;
 
@@ -423,14 +423,26 @@ impl Store for LmdbStore {
                 let t = *tx.tables();
                 let definition = state.summary().definition_id.as_bytes();
                 let paused = tx.reader().get(tx.txn(), t.paused, definition)?.is_some();
+                let mut rate = None;
+                if let Some((scope, limit, booked)) = state.rate_wanted(task).filter(|_| !paused) {
+                    let (verdict, window) = crate::slots::rate_window(tx, scope)?.decide(limit, booked, now);
+                    rate = Some((scope.to_string(), verdict, window));
+                }
+                let verdict = rate.as_ref().map_or(RateVerdict::Start, |(_, v, _)| *v);
                 let slot_free = match state.slot_wanted(task) {
-                    Some((scope, limit)) if !paused => crate::slots::free(tx, scope, limit)?,
+                    Some((scope, limit)) if !paused && verdict == RateVerdict::Start => {
+                        crate::slots::free(tx, scope, limit)?
+                    }
                     _ => false,
                 };
                 // A block commits (an error would undo it), then the claim is refused.
-                apply(tx, state, |s| {
-                    s.claim_admitted(&request, |_| paused, |_, _| slot_free, now)
-                })
+                let admitted = apply(tx, state, |s| {
+                    s.claim_admitted(&request, |_| paused, |_, _, _| verdict, |_, _| slot_free, now)
+                })?;
+                if let Some((scope, _, window)) = rate.filter(|_| admitted.keeps_rate_window()) {
+                    crate::slots::save_rate_window(tx, &scope, &window)?;
+                }
+                Ok(admitted)
             })
             .await?;
         admitted.claimed(&task)

@@ -29,7 +29,7 @@ use crate::keys;
 use crate::writer::Tx;
 
 /// The store's databases, by name, in the order [`Tables::new`] takes them.
-pub(crate) const NAMES: [&str; 23] = [
+pub(crate) const NAMES: [&str; 24] = [
     "definitions",
     "executions",
     "by_definition",
@@ -53,6 +53,7 @@ pub(crate) const NAMES: [&str; 23] = [
     "blocked",
     "slots_held",
     "slots_waiting",
+    "rate_limits",
 ];
 
 /// The store's databases.
@@ -92,11 +93,13 @@ pub(crate) struct Tables {
     /// by scope (see naxos-core's `state/concurrency.rs`, and `slots.rs`).
     pub(crate) slots_held: Db,
     pub(crate) slots_waiting: Db,
+    /// Rate-limit windows, by scope (naxos-core's `RateWindow`, JSON).
+    pub(crate) rate_limits: Db,
 }
 
 impl Tables {
-    pub(crate) fn new(dbs: [Db; 23]) -> Self {
-        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting, retained, expiring, children, paused, blocked, slots_held, slots_waiting] =
+    pub(crate) fn new(dbs: [Db; 24]) -> Self {
+        let [definitions, executions, by_definition, by_definition_status, idempotency, running, queued, retrying, deadlines, ended, nodes, schedules, schedule_ticks, by_schedule, scheduled, waiting, retained, expiring, children, paused, blocked, slots_held, slots_waiting, rate_limits] =
             dbs;
         Self {
             definitions,
@@ -122,6 +125,7 @@ impl Tables {
             blocked,
             slots_held,
             slots_waiting,
+            rate_limits,
         }
     }
 }
@@ -301,6 +305,13 @@ fn task_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<TaskMark> {
         ))),
         TaskStatus::Queued if t.blocked_by == Some(BlockedBy::Paused) => Some(TaskMark::Blocked(keys::timed(
             t.queued_at.unwrap_or(never),
+            id,
+            Some(index),
+        ))),
+        // Waiting for its rate limit's turn: by that time with the due retries, which the stale
+        // sweep reads (it publishes one whose turn is long past: its message was lost).
+        TaskStatus::Queued if t.blocked_by == Some(BlockedBy::RateLimit) => Some(TaskMark::Retrying(keys::timed(
+            t.due_at.unwrap_or(never),
             id,
             Some(index),
         ))),

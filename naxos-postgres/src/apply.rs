@@ -168,6 +168,7 @@ struct TaskRow<'a> {
     blocked_by: Option<&'static str>,
     slot: Option<&'a str>,
     holds_slot: bool,
+    rate: Option<&'a str>,
 }
 
 /// A task run the transition added (a fan-out instance), as the write-back inserts it.
@@ -186,6 +187,7 @@ struct AddedRow<'a> {
     start_time: Option<chrono::DateTime<chrono::Utc>>,
     end_time: Option<chrono::DateTime<chrono::Utc>>,
     slot: Option<&'a str>,
+    rate: Option<&'a str>,
 }
 
 /// An attempt record as the write-back statement reads it from JSON.
@@ -228,23 +230,23 @@ const WRITE_BACK: &str = "
                lease_owner = r.lease_owner, lease_expires_at = r.lease_expires_at, queued_at = r.queued_at,
                due_at = r.due_at, start_time = r.start_time, end_time = r.end_time,
                plan = CASE WHEN r.set_plan THEN r.plan ELSE t.plan END, blocked_by = r.blocked_by,
-               slot = r.slot, holds_slot = r.holds_slot
+               slot = r.slot, holds_slot = r.holds_slot, rate = r.rate
         FROM jsonb_to_recordset($8) AS r(task_id TEXT, status TEXT, remaining INTEGER, attempt INTEGER,
              attempts INTEGER, failures INTEGER, lease_expiries INTEGER, republished INTEGER, error TEXT,
              set_output BOOLEAN,
              output JSONB, lease_owner TEXT, lease_expires_at TIMESTAMPTZ, queued_at TIMESTAMPTZ,
              due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, set_plan BOOLEAN, plan JSONB,
-             blocked_by TEXT, slot TEXT, holds_slot BOOLEAN)
+             blocked_by TEXT, slot TEXT, holds_slot BOOLEAN, rate TEXT)
         WHERE t.execution_id = $1 AND t.task_id = r.task_id
     ), added AS (
         INSERT INTO naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, queued_at, plan, error, due_at, start_time, end_time, slot)
+             attempt, queued_at, plan, error, due_at, start_time, end_time, slot, rate)
         SELECT $1, r.task_id, r.position, r.name, r.function_name, r.status, '{}', '{}', 0, r.attempt,
-               r.queued_at, r.plan, r.error, r.due_at, r.start_time, r.end_time, r.slot
+               r.queued_at, r.plan, r.error, r.due_at, r.start_time, r.end_time, r.slot, r.rate
         FROM jsonb_to_recordset($13) AS r(task_id TEXT, position INTEGER, name TEXT, function_name TEXT,
              status TEXT, attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, due_at TIMESTAMPTZ,
-             start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, slot TEXT)
+             start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, slot TEXT, rate TEXT)
     )
     INSERT INTO naxos_attempts (execution_id, task_id, attempt, node, started_at, ended_at, outcome, error)
     SELECT $1, r.task_id, r.attempt, r.node, r.started_at, r.ended_at, r.outcome, r.error
@@ -284,6 +286,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
                 blocked_by: new.blocked_by.map(|b| b.as_str()),
                 slot: new.slot.as_deref(),
                 holds_slot: new.holds_slot,
+                rate: new.rate.as_deref(),
             });
         }
         // The loaded state had no history: every record in it now is one this transition wrote.
@@ -309,6 +312,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
             start_time: t.start_time,
             end_time: t.end_time,
             slot: t.slot.as_deref(),
+            rate: t.rate.as_deref(),
         })
         .collect();
     let s = after.summary();
@@ -355,4 +359,5 @@ fn same_row(a: &TaskRun, b: &TaskRun) -> bool {
         && a.blocked_by == b.blocked_by
         && a.slot == b.slot
         && a.holds_slot == b.holds_slot
+        && a.rate == b.rate
 }

@@ -15,7 +15,7 @@ use crate::error::{corrupt, db};
 /// The task columns [`task_run`] reads, in a SELECT list.
 pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dependencies, remaining, attempt, \
      attempts, failures, lease_expiries, republished, error, output, lease_owner, lease_expires_at, queued_at, due_at, \
-     start_time, end_time, plan, blocked_by, slot, holds_slot";
+     start_time, end_time, plan, blocked_by, slot, holds_slot, rate";
 
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
@@ -76,6 +76,7 @@ pub(crate) fn task_run(row: &PgRow) -> Result<TaskRun> {
             .transpose()?,
         slot: get(row, "slot")?,
         holds_slot: get(row, "holds_slot")?,
+        rate: get(row, "rate")?,
     })
 }
 

@@ -48,14 +48,14 @@ fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
     ), tasks AS (
         INSERT INTO {t}naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, attempts, queued_at, plan, error, end_time, due_at, start_time, output, slot)
+             attempt, attempts, queued_at, plan, error, end_time, due_at, start_time, output, slot, rate)
         SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
                r.remaining, r.attempt, r.attempts, r.queued_at, r.plan, r.error, r.end_time, r.due_at, r.start_time,
-               r.output -> 0, r.slot
+               r.output -> 0, r.slot, r.rate
         FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
              attempt INTEGER, attempts INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ,
-             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, output JSONB, slot TEXT)
+             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, output JSONB, slot TEXT, rate TEXT)
     ), attempts AS (
         -- A root sub-job starts its first attempt at the creation.
         INSERT INTO {t}naxos_attempts (execution_id, task_id, attempt, node, started_at)
@@ -226,6 +226,7 @@ pub(crate) async fn insert(
                 // In a one-element array, so that an output `null` is not read as SQL NULL.
                 "output": state.output(position).map(|o| [&**o]),
                 "slot": t.slot,
+                "rate": t.rate,
             })
         })
         .collect();

@@ -98,6 +98,7 @@ mod definitions;
 mod error;
 mod executions;
 mod outbox;
+mod rates;
 mod recovery;
 mod schedules;
 mod settle;

@@ -62,6 +62,9 @@ pub(crate) async fn take_stale(
                AND queued_at < $2 - make_interval(secs => $3 * power(2, least(republished, $4)) / 1000.0)
              UNION ALL
              SELECT execution_id FROM naxos_tasks WHERE status = 'RETRYING' AND due_at < $1
+             UNION ALL
+             SELECT execution_id FROM naxos_tasks
+             WHERE status = 'QUEUED' AND blocked_by = 'rateLimit' AND due_at < $1
              LIMIT $5
          ) stale ORDER BY execution_id",
     )

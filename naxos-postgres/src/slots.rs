@@ -8,13 +8,13 @@
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, ClaimRequest};
 use naxos_core::model::ExecutionId;
-use naxos_core::state::Admitted;
+use naxos_core::state::{Admitted, RateVerdict};
 use naxos_core::{Error, Result};
 use sqlx::{PgConnection, PgPool};
 
 use crate::apply::{apply_loaded, load};
 use crate::error::db;
-use crate::transaction;
+use crate::{rates, transaction};
 
 /// The most runs one admission of a scope admits or skips before it leaves the rest to the
 /// next (a guard: each is one transaction).
@@ -53,8 +53,9 @@ async fn free(conn: &mut PgConnection, scope: &str, limit: u32) -> Result<bool> 
 }
 
 /// The claim of the general path, in the caller's transaction: the task is claimed, or blocked
-/// because its definition is paused (`paused`, as the claim statement read it) or no slot of
-/// its concurrency limit is free.
+/// because its definition is paused (`paused`, as the claim statement read it), its rate limit
+/// books it a later turn, or no slot of its concurrency limit is free. Each limit is read (and
+/// locked) only when the ones before it let the claim go on, as the state module asks them.
 pub(crate) async fn claim(
     conn: &mut PgConnection,
     request: &ClaimRequest,
@@ -65,14 +66,25 @@ pub(crate) async fn claim(
     let state = load(conn, id, false)
         .await?
         .ok_or_else(|| Error::not_found("execution", id))?;
+    let mut rate = None;
+    if let Some((scope, limit, booked)) = state.rate_wanted(&request.task).filter(|_| !paused) {
+        let (verdict, window) = rates::lock(conn, scope).await?.decide(limit, booked, now);
+        rate = Some((scope.to_string(), verdict, window));
+    }
+    let starts = rate.as_ref().is_none_or(|(_, v, _)| *v == RateVerdict::Start);
     let slot_free = match state.slot_wanted(&request.task) {
-        Some((scope, limit)) if !paused => free(conn, scope, limit).await?,
+        Some((scope, limit)) if !paused && starts => free(conn, scope, limit).await?,
         _ => false,
     };
-    apply_loaded(conn, state, now, |s| {
-        s.claim_admitted(request, |_| paused, |_, _| slot_free, now)
+    let verdict = rate.as_ref().map_or(RateVerdict::Start, |(_, v, _)| *v);
+    let admitted = apply_loaded(conn, state, now, |s| {
+        s.claim_admitted(request, |_| paused, |_, _, _| verdict, |_, _| slot_free, now)
     })
-    .await
+    .await?;
+    if let Some((scope, _, window)) = rate.filter(|_| admitted.keeps_rate_window()) {
+        rates::save(conn, &scope, &window).await?;
+    }
+    Ok(admitted)
 }
 
 /// After the commit of a transition that freed slots (`ch.freed_slots`, emptied): admits the

@@ -117,6 +117,17 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
     let lease_from = Instant::now();
     let mut claimed = match inner.store.claim(request).await {
         Ok(c) => c,
+        Err(e) if e.deferred_for().is_some() => {
+            // Its rate limit booked it a turn: the message comes back then. Were this publish
+            // lost, the stale sweep publishes the task once its turn is long past.
+            let after = e.deferred_for().unwrap_or_default();
+            tracing::debug!(task = %delivery.task, reason = %e, "deferring a rate-limited task");
+            if let Err(publish) = inner.queue.publish_delayed(&delivery.task, after).await {
+                tracing::warn!(task = %delivery.task, error = %publish, "could not publish a deferred task; the sweep will");
+            }
+            settle(delivery.ack().await);
+            return;
+        }
         Err(e) if e.is_conflict() || e.is_not_found() => {
             tracing::debug!(task = %delivery.task, reason = %e, "dropping a stale message");
             settle(delivery.ack().await);

@@ -20,7 +20,7 @@ use crate::model::{
     NodeInfo, Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef,
     TaskStatus,
 };
-use crate::state::{settle_family, Admitted, Block, ExecutionState, Family, Transitioned};
+use crate::state::{settle_family, Admitted, Block, ExecutionState, Family, RateWindow, Transitioned};
 use crate::sync::{lock, read, write};
 use crate::{Error, Result};
 
@@ -53,6 +53,8 @@ pub struct MemoryStore {
     paused: Mutex<HashSet<String>>,
     /// The concurrency slots. Lock order: a shard before it.
     slots: Mutex<Slots>,
+    /// The rate limits' windows, by scope. Lock order: a shard before it, it before `slots`.
+    rates: Mutex<HashMap<String, RateWindow>>,
     shards: Box<[Mutex<Shard>]>,
     index: Mutex<Index>,
     statuses: Mutex<Statuses>,
@@ -223,6 +225,7 @@ impl MemoryStore {
             definitions: RwLock::default(),
             paused: Mutex::default(),
             slots: Mutex::default(),
+            rates: Mutex::default(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             index: Mutex::default(),
             statuses: Mutex::default(),
@@ -587,12 +590,23 @@ impl Store for MemoryStore {
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
         let now = self.clock.now();
         let admitted = self.transact(request.task.execution_id, now, |s| {
+            let mut rates = lock(&self.rates);
+            let mut window = None;
             let admitted = s.claim_admitted(
                 &request,
                 |d| lock(&self.paused).contains(d),
+                |scope, limit, booked| {
+                    let (verdict, after) = rates.get(scope).cloned().unwrap_or_default().decide(limit, booked, now);
+                    window = Some((scope.to_string(), after));
+                    verdict
+                },
                 |scope, limit| lock(&self.slots).try_take(scope, limit),
                 now,
             )?;
+            if let Some((scope, after)) = window.filter(|_| admitted.keeps_rate_window()) {
+                rates.insert(scope, after);
+            }
+            drop(rates);
             if let Admitted::Blocked(_, Block::Concurrency(scope)) = &admitted {
                 let queued_at = s.index_of(&request.task.task_id).and_then(|i| s.tasks()[i].queued_at);
                 let queued_at = queued_at.unwrap_or(now);

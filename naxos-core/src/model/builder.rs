@@ -126,6 +126,7 @@ impl TaskBuilder {
                 max_fan_out: None,
                 sub_job: None,
                 concurrency: None,
+                rate_limit: None,
             },
             after: Vec::new(),
         }
@@ -301,6 +302,32 @@ impl TaskBuilder {
     pub fn concurrency_key(mut self, expression: impl Into<String>) -> Self {
         if let Some(c) = self.task.concurrency.as_mut() {
             c.key = Some(expression.into());
+        }
+        self
+    }
+
+    /// At most `burst` runs of this task start at once and `per_second` a second after that,
+    /// across every node (`rateLimit`); runs over it wait QUEUED for their turn.
+    ///
+    /// ```
+    /// use naxos_core::model::{JobDefinition, TaskBuilder};
+    /// let def = JobDefinition::builder("mail")
+    ///     .task(TaskBuilder::new("send", "send").rate_limit(5.0, 10).rate_limit_key("params.domain"))
+    ///     .build();
+    /// assert_eq!(def.tasks["send"].rate_limit.as_ref().unwrap().burst, 10);
+    /// ```
+    pub fn rate_limit(mut self, per_second: f64, burst: u32) -> Self {
+        let key = self.task.rate_limit.take().and_then(|r| r.key);
+        self.task.rate_limit = Some(super::RateLimit { per_second, burst, key });
+        self
+    }
+
+    /// The key a [`rate_limit`](Self::rate_limit) counts per (`rateLimit.key`): a CEL
+    /// expression over `params` and `upstream` giving a string. Without a limit set first it
+    /// does nothing.
+    pub fn rate_limit_key(mut self, expression: impl Into<String>) -> Self {
+        if let Some(r) = self.task.rate_limit.as_mut() {
+            r.key = Some(expression.into());
         }
         self
     }

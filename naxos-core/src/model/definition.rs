@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Concurrency, Retention, Sleep, SubJob, TaskPlan, Trigger, WaitFor};
+use super::{Concurrency, RateLimit, Retention, Sleep, SubJob, TaskPlan, Trigger, WaitFor};
 use crate::dag::Dag;
 
 /// A job: a DAG of named tasks. The JSON form is the original's:
@@ -104,6 +104,10 @@ pub struct TaskDefinition {
     /// At most this many runs of the task at once across every node (see [`Concurrency`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    /// At most `burst` runs of the task start at once and `perSecond` a second after that,
+    /// across every node (see [`RateLimit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// The default `maxFanOut` of a `forEach` task.
@@ -160,7 +164,7 @@ impl JobDefinition {
     /// absence means something else) raises this number, and a reader refuses a definition of
     /// a newer format with [`Error::NewerVersion`](crate::Error::NewerVersion) instead of
     /// running it wrongly.
-    pub const FORMAT: u32 = 6;
+    pub const FORMAT: u32 = 7;
 
     /// The lowest format that carries this definition faithfully: what a Store writes with it.
     ///
@@ -170,7 +174,8 @@ impl JobDefinition {
     /// plans (`when`, `trigger`), which a node of format 1 would ignore and so run wrongly;
     /// format 3 adds tasks that `sleep` or `waitFor` a signal, and the job-level `retention`,
     /// which a node of format 2 cannot read; format 4 adds fan-outs (`forEach`); format 5 adds
-    /// sub-jobs (`subJob`); format 6 adds concurrency limits (`concurrency`).
+    /// sub-jobs (`subJob`); format 6 adds concurrency limits (`concurrency`);
+    /// format 7 adds rate limits (`rateLimit`).
     pub fn required_format(&self) -> u32 {
         let tasks = self.tasks.values().map(|t| TaskPlan::of(t).format()).max().unwrap_or(1);
         if self.retention.is_some() {

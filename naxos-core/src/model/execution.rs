@@ -136,7 +136,7 @@ pub struct TaskRun {
     pub lease: Option<Lease>,
     /// When it last became QUEUED.
     pub queued_at: Option<DateTime<Utc>>,
-    /// When a RETRYING task is due.
+    /// When a RETRYING task is due, or when one waiting for its rate limit has its turn.
     pub due_at: Option<DateTime<Utc>>,
     /// When the latest attempt started.
     pub start_time: Option<DateTime<Utc>>,
@@ -158,6 +158,10 @@ pub struct TaskRun {
     /// admission, while its message travels) until it stops running.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub holds_slot: bool,
+    /// The rate limit this run counts against, for a task with a `rateLimit`: its scope, as
+    /// [`slot`](Self::slot)'s, fixed when the task starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
 }
 
 /// Why a QUEUED task waits without its message: admission (DESIGN §8). A blocked task is
@@ -170,6 +174,8 @@ pub enum BlockedBy {
     Paused,
     /// Its task's concurrency limit was reached: it waits for a slot.
     Concurrency,
+    /// Its task's rate limit was spent: it waits for its turn (its `due_at`).
+    RateLimit,
 }
 
 impl BlockedBy {
@@ -178,6 +184,7 @@ impl BlockedBy {
         match self {
             Self::Paused => "paused",
             Self::Concurrency => "concurrency",
+            Self::RateLimit => "rateLimit",
         }
     }
 
@@ -186,6 +193,7 @@ impl BlockedBy {
         match s {
             "paused" => Some(Self::Paused),
             "concurrency" => Some(Self::Concurrency),
+            "rateLimit" => Some(Self::RateLimit),
             _ => None,
         }
     }
@@ -225,6 +233,7 @@ impl TaskRun {
             blocked_by: None,
             slot: None,
             holds_slot: false,
+            rate: None,
         }
     }
 

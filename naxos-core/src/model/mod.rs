@@ -26,7 +26,10 @@ pub use execution::{
     Attempt, AttemptOutcome, BlockedBy, EventKind, Execution, ExecutionId, ExecutionSummary, Lease, NodeInfo,
     ParentLink, StatusEvent, TaskRef, TaskRun,
 };
-pub use plan::{Concurrency, Instance, Sleep, SubJob, TaskKind, TaskPlan, Trigger, WaitFor, MAX_SUB_JOB_DEPTH};
+pub use plan::{
+    Concurrency, Instance, RateLimit, Sleep, SubJob, TaskKind, TaskPlan, Trigger, WaitFor, MAX_BURST, MAX_RATE,
+    MAX_SUB_JOB_DEPTH,
+};
 pub use retention::{Expiry, ExpiryClass, Retention, RetentionDefaults, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, SchedulePut, StoredSchedule, DEFAULT_TIMEZONE, MAX_CATCH_UP};
 pub use signal::{Signal, MAX_PENDING_SIGNALS};

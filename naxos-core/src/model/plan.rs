@@ -143,6 +143,57 @@ pub struct Concurrency {
     pub key: Option<String>,
 }
 
+/// A rate limit on a task (`"rateLimit"`): cluster-wide, at most `burst` runs start at once and
+/// `perSecond` a second after that, per value of `key` (none: one limit for the task across all
+/// executions of its definition) — in any window of `t` seconds, at most `burst + perSecond × t`
+/// starts. A run over it waits QUEUED (`blockedBy: "rateLimit"`) until its turn, which its
+/// claim books; it never fails for it. JSON: `{"perSecond": R, "burst"?: B, "key"?: "<CEL →
+/// string>"}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    /// Starts a second, sustained (more than 0, at most [`MAX_RATE`]).
+    pub per_second: f64,
+    /// Starts at once after a quiet spell (at least 1, at most [`MAX_BURST`]; default 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub burst: u32,
+    /// A CEL expression over `params` and `upstream` giving the key the limit counts per, as
+    /// for [`Concurrency::key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// The highest `rateLimit.perSecond`.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// The highest `rateLimit.burst` (a Store keeps the last `burst` start times of a limit).
+pub const MAX_BURST: u32 = 1_000;
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+// Validation refuses a `perSecond` that is not a finite number, so equality is total.
+impl Eq for RateLimit {}
+
+impl RateLimit {
+    /// The window a burst spans: `burst / perSecond`. In any window of this length, at most
+    /// `burst` runs start.
+    pub fn window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(f64::from(self.burst) / self.per_second)
+    }
+
+    /// The time between two starts at the sustained rate: `1 / perSecond`.
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(1.0 / self.per_second)
+    }
+}
+
 /// How deep sub-jobs may nest: an execution started by a sub-job of depth 10 may not start
 /// another (its sub-job task FAILS).
 pub const MAX_SUB_JOB_DEPTH: u32 = 10;
@@ -233,6 +284,9 @@ pub struct TaskPlan {
     /// The task's concurrency limit, if any (a fan-out's instances carry their task's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    /// The task's rate limit, if any (a fan-out's instances carry their task's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -254,6 +308,7 @@ impl TaskPlan {
             max_retry: if task.sub_job.is_some() { task.max_retry } else { 0 },
             child: None,
             concurrency: task.concurrency.clone(),
+            rate_limit: task.rate_limit.clone(),
         }
     }
 
@@ -268,6 +323,7 @@ impl TaskPlan {
             && self.instance.is_none()
             && self.sub_job.is_none()
             && self.concurrency.is_none()
+            && self.rate_limit.is_none()
     }
 
     /// The most instances this fan-out may start.
@@ -290,7 +346,9 @@ impl TaskPlan {
     /// 1 when plain, 2 with a condition or trigger, 3 with a sleep or a wait, 4 with a fan-out,
     /// 5 with a sub-job.
     pub fn format(&self) -> u32 {
-        if self.concurrency.is_some() {
+        if self.rate_limit.is_some() {
+            7
+        } else if self.concurrency.is_some() {
             6
         } else if self.sub_job.is_some() {
             5

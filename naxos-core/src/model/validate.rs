@@ -81,11 +81,12 @@ pub enum Problem {
         /// What is wrong with it.
         reason: String,
     },
-    /// A task's `concurrency` makes no sense.
-    InvalidConcurrency {
+    /// A task's `concurrency` or `rateLimit` (a limit on its runs) makes no sense.
+    InvalidLimit {
         /// The task.
         task: String,
-        /// The field: `concurrency`, `concurrency.limit` or `concurrency.key`.
+        /// The field: `concurrency`, `concurrency.limit`, `concurrency.key`, `rateLimit`,
+        /// `rateLimit.perSecond`, `rateLimit.burst` or `rateLimit.key`.
         field: String,
         /// What is wrong with it.
         reason: String,
@@ -202,7 +203,7 @@ impl fmt::Display for Problem {
             ),
             Self::InvalidWait { task, field, reason }
             | Self::InvalidSubJob { task, field, reason }
-            | Self::InvalidConcurrency { task, field, reason } => {
+            | Self::InvalidLimit { task, field, reason } => {
                 write!(f, "task `{task}` has an invalid `{field}`: {reason}")
             }
             Self::UnregisteredFunction { task, function } => {
@@ -294,6 +295,10 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
                 format!("tasks.{k}.concurrency.key"),
                 t.concurrency.as_ref().and_then(|c| c.key.as_ref()),
             ),
+            (
+                format!("tasks.{k}.rateLimit.key"),
+                t.rate_limit.as_ref().and_then(|r| r.key.as_ref()),
+            ),
         ]
     });
     for (field, text) in texts.into_iter().chain(task_names) {
@@ -333,6 +338,7 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
         problems.extend(wait_problems(key, task));
         problems.extend(sub_job_problems(key, task));
         problems.extend(concurrency_problems(key, task));
+        problems.extend(rate_limit_problems(key, task));
         if kinds.len() > 1 {
             problems.push(Problem::ConflictingKinds {
                 task: key.clone(),
@@ -489,7 +495,7 @@ fn sub_job_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
 
 /// What is wrong with a task's `concurrency`.
 fn concurrency_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
-    let problem = |field: &str, reason: String| Problem::InvalidConcurrency {
+    let problem = |field: &str, reason: String| Problem::InvalidLimit {
         task: key.to_string(),
         field: field.to_string(),
         reason,
@@ -511,6 +517,45 @@ fn concurrency_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem>
         problems.push(problem(
             "concurrency",
             "it limits the runs of a function; a `sleep`, `waitFor` or `subJob` holds no worker".into(),
+        ));
+    }
+    problems
+}
+
+/// What is wrong with a task's `rateLimit`.
+fn rate_limit_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
+    let problem = |field: &str, reason: String| Problem::InvalidLimit {
+        task: key.to_string(),
+        field: field.to_string(),
+        reason,
+    };
+    let Some(r) = &task.rate_limit else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if !(r.per_second.is_finite() && r.per_second > 0.0 && r.per_second <= super::MAX_RATE) {
+        problems.push(problem(
+            "rateLimit.perSecond",
+            format!(
+                "{} must be a number above 0 and at most {}",
+                r.per_second,
+                super::MAX_RATE
+            ),
+        ));
+    }
+    if !(1..=super::MAX_BURST).contains(&r.burst) {
+        problems.push(problem(
+            "rateLimit.burst",
+            format!("{} must be between 1 and {}", r.burst, super::MAX_BURST),
+        ));
+    }
+    if let Some(Err(reason)) = r.key.as_deref().map(crate::condition::check_when) {
+        problems.push(problem("rateLimit.key", reason));
+    }
+    if task.function_name.is_empty() {
+        problems.push(problem(
+            "rateLimit",
+            "it limits the starts of a function; a `sleep`, `waitFor` or `subJob` starts no worker".into(),
         ));
     }
     problems

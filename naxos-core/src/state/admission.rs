@@ -33,6 +33,13 @@ pub enum Block {
     Paused(String),
     /// No slot of the task's concurrency limit (its scope named) is free.
     Concurrency(String),
+    /// The task's rate limit (its scope named) gives it a turn `after` this long.
+    RateLimit {
+        /// The limit's scope.
+        scope: String,
+        /// How long until its turn.
+        after: std::time::Duration,
+    },
 }
 
 impl Transitioned for Admitted {
@@ -45,6 +52,15 @@ impl Transitioned for Admitted {
 }
 
 impl Admitted {
+    /// True when the claim started the task or booked its turn under its rate limit: what
+    /// makes a Store keep the rate window the claim's decision left (`rate.rs`).
+    pub fn keeps_rate_window(&self) -> bool {
+        matches!(
+            self,
+            Admitted::Claimed(_) | Admitted::Blocked(_, Block::RateLimit { .. })
+        )
+    }
+
     /// The claimed task, or `Conflict` saying why a blocked one waits (what a Store's claim
     /// answers, after the block committed).
     pub fn claimed(self, task: &TaskRef) -> Result<ClaimedTask> {
@@ -56,6 +72,10 @@ impl Admitted {
             Admitted::Blocked(_, Block::Concurrency(scope)) => Err(crate::Error::conflict(format!(
                 "task {task} waits for a slot of its concurrency limit {scope}"
             ))),
+            Admitted::Blocked(_, Block::RateLimit { scope, after }) => Err(crate::Error::Deferred {
+                message: format!("task {task} waits {after:?} for its turn under its rate limit {scope}"),
+                after,
+            }),
         }
     }
 }

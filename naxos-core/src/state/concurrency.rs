@@ -26,9 +26,10 @@
 use chrono::{DateTime, Utc};
 
 use super::admission::{Admitted, Block};
+use super::rate::RateVerdict;
 use super::{Changes, ExecutionState};
 use crate::backend::ClaimRequest;
-use crate::model::{BlockedBy, Instance, TaskRef, TaskStatus};
+use crate::model::{BlockedBy, Instance, RateLimit, TaskRef, TaskStatus};
 use crate::Result;
 
 /// The longest scope (in bytes, as [`scope`] writes it): a key that makes it longer FAILS its
@@ -52,23 +53,37 @@ impl ExecutionState {
         let Some(limit) = &self.tasks[i].plan.concurrency else {
             return Ok(None);
         };
-        let key = match &limit.key {
+        let task = Instance::definition_task(&self.tasks[i].task_id);
+        self.scope_of(i, task, "concurrency.key", limit.key.as_deref())
+            .map(Some)
+    }
+
+    /// The scope of a limit of the task `task` (the task at `i`, or the fan-out it is an
+    /// instance of), per the value of the key expression `key` of the field `field`.
+    pub(super) fn scope_of(
+        &self,
+        i: usize,
+        task: &str,
+        field: &str,
+        key: Option<&str>,
+    ) -> std::result::Result<String, String> {
+        let key = match key {
             Some(source) => Some(crate::condition::evaluate_key(
+                field,
                 source,
                 &self.params,
                 self.completed_upstream(i),
             )?),
             None => None,
         };
-        let task = Instance::definition_task(&self.tasks[i].task_id);
         let scope = scope(&self.summary.definition_id, task, key.as_deref());
         if scope.len() > MAX_SCOPE_LEN {
             return Err(format!(
-                "`concurrency.key` gave a key too long: its scope takes {} bytes, over the limit of {MAX_SCOPE_LEN}",
+                "`{field}` gave a key too long: its scope takes {} bytes, over the limit of {MAX_SCOPE_LEN}",
                 scope.len()
             ));
         }
-        Ok(Some(scope))
+        Ok(scope)
     }
 
     /// The slot a claim of `task` needs, with its limit: when the task waits to run at that
@@ -92,15 +107,22 @@ impl ExecutionState {
         }
     }
 
-    /// Claims `req.task` as [`claim`](Self::claim) does, unless `paused` says the execution's
-    /// definition is paused — then it is blocked for that ([`block`](Self::block)) — or it
-    /// needs a slot ([`slot_wanted`](Self::slot_wanted)) and `slot_free(scope, limit)` says
-    /// none is free — then it waits for one. `slot_free` is asked only then, and its `true`
-    /// is a slot the Store counts as taken by this claim.
+    /// Claims `req.task` as [`claim`](Self::claim) does, unless:
+    ///
+    /// - `paused` says the execution's definition is paused: it is blocked for that
+    ///   ([`block`](Self::block));
+    /// - it has a rate limit ([`rate_wanted`](Self::rate_wanted)) and `rate(scope, limit,
+    ///   booked)` says wait: it waits for its turn (`rate.rs`);
+    /// - it needs a slot ([`slot_wanted`](Self::slot_wanted)) and `slot_free(scope, limit)`
+    ///   says none is free: it waits for one.
+    ///
+    /// Each is asked only when the ones before let the claim go on; a `true` of `slot_free` is
+    /// a slot the Store counts as taken by this claim.
     pub fn claim_admitted(
         &mut self,
         req: &ClaimRequest,
         paused: impl FnOnce(&str) -> bool,
+        rate: impl FnOnce(&str, &RateLimit, Option<DateTime<Utc>>) -> RateVerdict,
         slot_free: impl FnOnce(&str, u32) -> bool,
         now: DateTime<Utc>,
     ) -> Result<Admitted> {
@@ -111,6 +133,17 @@ impl ExecutionState {
             return self
                 .block(&req.task, BlockedBy::Paused, now)
                 .map(|ch| Admitted::Blocked(ch, Block::Paused(definition)));
+        }
+        let verdict = self
+            .rate_wanted(&req.task)
+            .map(|(scope, limit, booked)| (scope.to_string(), rate(scope, limit, booked)));
+        if let Some((scope, RateVerdict::Wait(turn))) = verdict {
+            let ch = self.block(&req.task, BlockedBy::RateLimit, now)?;
+            if let Some(i) = self.index_of(&req.task.task_id) {
+                self.tasks[i].due_at = Some(turn);
+            }
+            let after = (turn - now).to_std().unwrap_or_default();
+            return Ok(Admitted::Blocked(ch, Block::RateLimit { scope, after }));
         }
         let wanted = self.slot_wanted(&req.task).map(|(s, limit)| (s.to_string(), limit));
         if let Some((scope, limit)) = &wanted {

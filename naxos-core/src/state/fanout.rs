@@ -38,7 +38,7 @@ impl ExecutionState {
     /// The error is what the task FAILS with.
     pub(super) fn start_fan_out(&mut self, i: usize, list: &str, now: DateTime<Utc>) -> Result<(), String> {
         let items = crate::condition::evaluate_list(list, &self.params, self.completed_upstream(i))?;
-        let slot = self.slot_of(i)?;
+        let (slot, rate) = (self.slot_of(i)?, self.rate_of(i)?);
         let max = self.tasks[i].plan.max_fan_out();
         if items.len() > max as usize {
             return Err(rules::too_many_items(items.len(), max));
@@ -56,6 +56,7 @@ impl ExecutionState {
                     if !kept {
                         self.restart_instance(k, item, now);
                         self.tasks[k].slot.clone_from(&slot);
+                        self.tasks[k].rate.clone_from(&rate);
                     }
                 }
                 None => {
@@ -66,6 +67,7 @@ impl ExecutionState {
                     self.graph.grow(1);
                     self.mark_queued(k, now);
                     self.tasks[k].slot.clone_from(&slot);
+                    self.tasks[k].rate.clone_from(&rate);
                 }
             }
         }
@@ -244,6 +246,7 @@ fn instance_run(task: &TaskRun, index: u32, item: Value) -> TaskRun {
                 item,
             }),
             concurrency: task.plan.concurrency.clone(),
+            rate_limit: task.plan.rate_limit.clone(),
             ..TaskPlan::default()
         },
     )

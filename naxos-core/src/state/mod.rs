@@ -22,6 +22,7 @@
 //! | `subjob.rs` | `subJob` tasks: the child each attempt starts, and the task settled when it ends |
 //! | `admission.rs` | tasks blocked instead of claimed (a paused definition), and admitted again |
 //! | `concurrency.rs` | concurrency limits: the slot a claim takes, runs waiting for one, admitted as slots free |
+//! | `rate.rs` | rate limits: the window of recent starts a claim is decided by, turns booked for the rest |
 //! | `rules.rs` | how an execution ends, how a finished task counts for triggers, error and event texts |
 //!
 //! The rules it owns: fencing by attempt (a transition names the attempt it is for and fails
@@ -39,6 +40,7 @@ mod delay;
 mod family;
 mod fanout;
 mod graph;
+mod rate;
 mod recovery;
 pub mod rules;
 mod run;
@@ -56,6 +58,7 @@ pub use changes::{Changes, HistoryEntry};
 pub use concurrency::{scope, MAX_SCOPE_LEN};
 pub use family::{settle_family, Family, FamilyStep, FamilyWalk, Transitioned};
 pub use graph::Graph;
+pub use rate::{RateVerdict, RateWindow};
 pub use recovery::{republish_wait, MAX_DOUBLINGS};
 pub use subjob::{ChildStart, SUB_JOB_NODE};
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{rules, Changes, ExecutionState};
 use crate::clock::before;
-use crate::model::{AttemptOutcome, TaskStatus};
+use crate::model::{AttemptOutcome, BlockedBy, TaskStatus};
 
 impl ExecutionState {
     /// Recovers RUNNING tasks whose lease expired before `now`, at most `budget` of them (the
@@ -59,6 +59,8 @@ impl ExecutionState {
     ///   a backlog, rather than lost, is not published again every `older_than`. Stamped as
     ///   queued at `now`, so the next scan leaves it alone.
     /// - RETRYING due more than `older_than` ago: made QUEUED.
+    /// - QUEUED waiting for its rate limit, its turn more than `older_than` ago: QUEUED anew
+    ///   (its booked message was lost).
     pub fn take_stale(&mut self, older_than: Duration, now: DateTime<Utc>, budget: &mut usize) -> Changes {
         let mut ch = Changes::default();
         for i in 0..self.tasks.len() {
@@ -81,6 +83,17 @@ impl ExecutionState {
                 TaskStatus::Retrying if t.due_at.is_some_and(|d| d < before(now, older_than)) => {
                     t.due_at = None;
                     self.enqueue(i, now, &mut ch);
+                }
+                // Waiting for its rate limit, its turn long past: its message was lost on the way.
+                TaskStatus::Queued
+                    if t.blocked_by == Some(BlockedBy::RateLimit)
+                        && t.due_at.is_some_and(|d| d < before(now, older_than)) =>
+                {
+                    t.due_at = None;
+                    self.mark_queued(i, now);
+                    let t = &self.tasks[i];
+                    ch.ready
+                        .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
                 }
                 _ => continue,
             }

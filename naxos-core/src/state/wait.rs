@@ -121,9 +121,10 @@ impl ExecutionState {
     pub(super) fn start(&mut self, i: usize, now: DateTime<Utc>) -> std::result::Result<(), String> {
         let due = match self.tasks[i].plan.kind() {
             TaskKind::Function => {
-                let slot = self.slot_of(i)?;
+                let (slot, rate) = (self.slot_of(i)?, self.rate_of(i)?);
                 self.mark_queued(i, now);
                 self.tasks[i].slot = slot;
+                self.tasks[i].rate = rate;
                 return Ok(());
             }
             TaskKind::ForEach(list) => {

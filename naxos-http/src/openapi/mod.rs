@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::Json;
 use naxos_core::model::{
     BackoffPolicy, BlockedBy, CatchUp, Concurrency, DefinitionSummary, EventKind, ExecutionStatus, JobDefinition,
-    NodeInfo, Problem, Schedule, Sleep, StatusEvent, StoredSchedule, SubJob, TaskDefinition, TaskStatus, Trigger,
-    WaitFor,
+    NodeInfo, Problem, RateLimit, Schedule, Sleep, StatusEvent, StoredSchedule, SubJob, TaskDefinition, TaskStatus,
+    Trigger, WaitFor,
 };
 use naxos_core::Engine;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -61,7 +61,7 @@ use crate::AppState;
         ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, InstanceView, ExecutionAck, ExecutionPageView,
         StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
         ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck, Schedule, StoredSchedule, CatchUp,
-        ScheduleView, Sleep, WaitFor, SubJob, Concurrency, SignalAck,
+        ScheduleView, Sleep, WaitFor, SubJob, Concurrency, RateLimit, SignalAck,
     )),
     modifiers(&BearerToken, &Links, &DefaultRules),
     tags(

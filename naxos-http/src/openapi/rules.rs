@@ -162,6 +162,27 @@ impl Modify for Rules<'_> {
                 .into(),
         );
 
+        let rate = schema(doc, "RateLimit");
+        let per_second = property(rate, "perSecond");
+        per_second.exclusive_minimum = Some(0.into());
+        per_second.maximum = Some(naxos_core::model::MAX_RATE.into());
+        let burst = property(rate, "burst");
+        burst.minimum = Some(1.into());
+        burst.maximum = Some(naxos_core::model::MAX_BURST.into());
+        burst.description = Some(
+            "Starts at once after a quiet spell (default 1): in any window of t seconds, at most \
+             `burst + perSecond × t` runs start."
+                .into(),
+        );
+        let key = property(rate, "key");
+        key.pattern = Some(NO_NUL.into());
+        key.description = Some(
+            "The key the limit counts per, as `concurrency.key`: CEL over `params` and `upstream` giving \
+             a string, evaluated once when the task starts. Absent: one limit for the task across every \
+             execution of its definition."
+                .into(),
+        );
+
         let backoff = schema(doc, "BackoffPolicy");
         backoff.description = Some(
             "Exponential backoff between attempts: `initialMs × multiplier^(n-1)`, capped at `maxMs` \

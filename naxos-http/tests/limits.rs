@@ -1,8 +1,9 @@
-//! Concurrency limits over HTTP, in-process on a started in-memory engine: a definition with
-//! `"concurrency": {"limit": 1}` is accepted and shown with its limit, a run over the limit is
-//! QUEUED with `blockedBy: "concurrency"` and its function not called until the holder ends,
-//! then everything completes; a limit that makes no sense is a 422 naming the field; the
-//! OpenAPI document describes the field.
+//! Concurrency and rate limits over HTTP, in-process on a started in-memory engine: a
+//! definition with `"concurrency": {"limit": 1}` is accepted and shown with its limit, a run over
+//! the limit is QUEUED with `blockedBy: "concurrency"` and its function not called until the
+//! holder ends, then everything completes; a run over a `rateLimit` waits QUEUED with
+//! `blockedBy: "rateLimit"` and its turn in `dueAt`, then completes; a limit that makes no sense
+//! is a 422 naming the field; the OpenAPI document describes the fields.
 
 mod common;
 
@@ -114,6 +115,71 @@ async fn a_limit_that_makes_no_sense_is_a_422_naming_the_field() {
     }
 }
 
+/// One task `tick`, one start a second, one at a time.
+const ONE_A_SECOND: &str = r#"{ "id": "slow", "tasks": {
+    "tick": {"id": "tick", "functionName": "tick", "rateLimit": {"perSecond": 1}} } }"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_the_rate_waits_for_its_turn() {
+    let engine = Engine::in_memory();
+    engine.register("tick", |_| async { Ok(json!("tick")) });
+    engine.start().unwrap();
+    let app = router(engine.clone(), HttpConfig::default());
+    let (status, body) = call(&app, "POST", "/api/v1/job-definitions", ONE_A_SECOND).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, shown) = call(&app, "GET", "/api/v1/job-definitions/slow", "").await;
+    assert_eq!(
+        shown["tasks"]["tick"]["rateLimit"],
+        json!({"perSecond": 1.0}),
+        "{shown}"
+    );
+
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = call(&app, "POST", "/api/v1/jobs/slow/execute", "{}").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ids.push(body["executionId"].as_str().unwrap().to_string());
+    }
+    // One starts at once; the other waits for its turn, about a second later.
+    let mut waiting = None;
+    for id in &ids {
+        let exec = until(&app, id, "started or waiting", |t| {
+            t["status"] == "COMPLETED" || t["blockedBy"] == "rateLimit"
+        })
+        .await;
+        if exec["tasks"][0]["blockedBy"] == "rateLimit" {
+            waiting = Some(exec);
+        }
+    }
+    let waiting = waiting.expect("one run waits for its turn");
+    let task = &waiting["tasks"][0];
+    assert_eq!(task["status"], "QUEUED", "{waiting}");
+    assert!(task["dueAt"].is_string(), "its turn is shown: {waiting}");
+    for id in &ids {
+        until(&app, id, "completed", |t| t["status"] == "COMPLETED").await;
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rate_that_makes_no_sense_is_a_422_naming_the_field() {
+    let engine = Engine::in_memory();
+    engine.register("tick", |_| async { Ok(json!(null)) });
+    let app = router(engine, HttpConfig::default());
+    for (rate, field) in [
+        (json!({"perSecond": 0}), "rateLimit.perSecond"),
+        (json!({"perSecond": -1}), "rateLimit.perSecond"),
+        (json!({"perSecond": 1, "burst": 0}), "rateLimit.burst"),
+        (json!({"perSecond": 1, "key": "params."}), "rateLimit.key"),
+        (json!({"burst": 2}), "perSecond"),
+    ] {
+        let definition = json!({"id": "bad", "tasks": {"a": {"id": "a", "functionName": "tick", "rateLimit": rate}}});
+        let (status, body) = call(&app, "POST", "/api/v1/job-definitions", &definition.to_string()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body.to_string().contains(field), "{field}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn the_document_describes_the_limit() {
     let engine = Engine::in_memory();
@@ -132,4 +198,9 @@ async fn the_document_describes_the_limit() {
         .is_some_and(|d| d.contains("CEL")));
     let task = schemas["TaskDefinition"]["properties"]["concurrency"].to_string();
     assert!(task.contains("#/components/schemas/Concurrency"), "{task}");
+    let rate = &schemas["RateLimit"]["properties"];
+    assert_eq!(rate["perSecond"]["exclusiveMinimum"], json!(0), "{rate}");
+    assert_eq!(rate["burst"]["minimum"], json!(1), "{rate}");
+    let task = schemas["TaskDefinition"]["properties"]["rateLimit"].to_string();
+    assert!(task.contains("#/components/schemas/RateLimit"), "{task}");
 }

@@ -1,0 +1,44 @@
+//! Rate-limit windows (naxos-core's `state/rate.rs`) on PostgreSQL: one row per scope in
+//! `naxos_rate_limits` (migration 0016), locked by the claim that decides by it — after its
+//! execution's row lock, before a concurrency scope's advisory lock: the one order.
+
+use naxos_core::state::RateWindow;
+use naxos_core::Result;
+use sqlx::PgConnection;
+
+use crate::error::db;
+
+/// The window of `scope`, its row locked until the end of the transaction (created empty the
+/// first time).
+pub(crate) async fn lock(conn: &mut PgConnection, scope: &str) -> Result<RateWindow> {
+    sqlx::query("INSERT INTO naxos_rate_limits (scope) VALUES ($1) ON CONFLICT (scope) DO NOTHING")
+        .bind(scope)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    let (starts, booked_until): (
+        Vec<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = sqlx::query_as("SELECT starts, booked_until FROM naxos_rate_limits WHERE scope = $1 FOR UPDATE")
+        .bind(scope)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(RateWindow {
+        starts: starts.into(),
+        booked_until,
+    })
+}
+
+/// Writes the window of `scope` (its row locked by [`lock`]).
+pub(crate) async fn save(conn: &mut PgConnection, scope: &str, window: &RateWindow) -> Result<()> {
+    let starts: Vec<_> = window.starts.iter().copied().collect();
+    sqlx::query("UPDATE naxos_rate_limits SET starts = $2, booked_until = $3 WHERE scope = $1")
+        .bind(scope)
+        .bind(starts)
+        .bind(window.booked_until)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
