@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use common::{engine, until};
 use naxos_core::model::{ExecutionStatus, JobDefinition, TaskBuilder};
 use naxos_core::serde_json::{json, Value};
-use naxos_core::{Engine, Error, TaskError};
+use naxos_core::{Engine, TaskError};
 
 /// An engine whose function `quick` returns at once.
 fn started() -> Engine {
@@ -126,16 +126,6 @@ async fn registration_refuses_a_rate_that_makes_no_sense() {
             "rateLimit",
         ),
     ] {
-        let err = engine
-            .register_definition(JobDefinition::builder("bad").task(task).build())
-            .await
-            .unwrap_err();
-        let Error::InvalidDefinition { problems, .. } = &err else {
-            panic!("{err:?}")
-        };
-        assert!(
-            problems.iter().any(|p| p.to_string().contains(&format!("`{field}`"))),
-            "{field}: {err}"
-        );
+        common::assert_refused(&engine, task, field).await;
     }
 }

@@ -337,8 +337,7 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
         .collect();
         problems.extend(wait_problems(key, task));
         problems.extend(sub_job_problems(key, task));
-        problems.extend(concurrency_problems(key, task));
-        problems.extend(rate_limit_problems(key, task));
+        problems.extend(limit_problems(key, task));
         if kinds.len() > 1 {
             problems.push(Problem::ConflictingKinds {
                 task: key.clone(),
@@ -493,70 +492,52 @@ fn sub_job_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
     problems
 }
 
-/// What is wrong with a task's `concurrency`.
-fn concurrency_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
+/// What is wrong with a task's `concurrency` and `rateLimit`.
+fn limit_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
     let problem = |field: &str, reason: String| Problem::InvalidLimit {
         task: key.to_string(),
         field: field.to_string(),
         reason,
     };
-    let Some(c) = &task.concurrency else {
-        return Vec::new();
-    };
     let mut problems = Vec::new();
-    if c.limit == 0 {
-        problems.push(problem(
-            "concurrency.limit",
-            "it is 0: at least one run must be able to start".into(),
-        ));
+    if let Some(c) = &task.concurrency {
+        if c.limit == 0 {
+            problems.push(problem(
+                "concurrency.limit",
+                "it is 0: at least one run must be able to start".into(),
+            ));
+        }
     }
-    if let Some(Err(reason)) = c.key.as_deref().map(crate::condition::check_when) {
-        problems.push(problem("concurrency.key", reason));
-    }
-    if task.function_name.is_empty() {
-        problems.push(problem(
-            "concurrency",
-            "it limits the runs of a function; a `sleep`, `waitFor` or `subJob` holds no worker".into(),
-        ));
-    }
-    problems
-}
-
-/// What is wrong with a task's `rateLimit`.
-fn rate_limit_problems(key: &str, task: &super::TaskDefinition) -> Vec<Problem> {
-    let problem = |field: &str, reason: String| Problem::InvalidLimit {
-        task: key.to_string(),
-        field: field.to_string(),
-        reason,
-    };
-    let Some(r) = &task.rate_limit else {
-        return Vec::new();
-    };
-    let mut problems = Vec::new();
-    if !(r.per_second.is_finite() && r.per_second > 0.0 && r.per_second <= super::MAX_RATE) {
-        problems.push(problem(
-            "rateLimit.perSecond",
-            format!(
+    if let Some(r) = &task.rate_limit {
+        if !(r.per_second.is_finite() && r.per_second > 0.0 && r.per_second <= super::MAX_RATE) {
+            let reason = format!(
                 "{} must be a number above 0 and at most {}",
                 r.per_second,
                 super::MAX_RATE
-            ),
-        ));
+            );
+            problems.push(problem("rateLimit.perSecond", reason));
+        }
+        if !(1..=super::MAX_BURST).contains(&r.burst) {
+            let reason = format!("{} must be between 1 and {}", r.burst, super::MAX_BURST);
+            problems.push(problem("rateLimit.burst", reason));
+        }
     }
-    if !(1..=super::MAX_BURST).contains(&r.burst) {
-        problems.push(problem(
-            "rateLimit.burst",
-            format!("{} must be between 1 and {}", r.burst, super::MAX_BURST),
-        ));
-    }
-    if let Some(Err(reason)) = r.key.as_deref().map(crate::condition::check_when) {
-        problems.push(problem("rateLimit.key", reason));
-    }
-    if task.function_name.is_empty() {
-        problems.push(problem(
-            "rateLimit",
-            "it limits the starts of a function; a `sleep`, `waitFor` or `subJob` starts no worker".into(),
-        ));
+    // Both: a key that compiles, on a task that runs a function.
+    let limits = [
+        ("concurrency", task.concurrency.as_ref().map(|c| c.key.as_deref())),
+        ("rateLimit", task.rate_limit.as_ref().map(|r| r.key.as_deref())),
+    ];
+    for (field, limit) in limits {
+        let Some(key_expression) = limit else { continue };
+        if let Some(Err(reason)) = key_expression.map(crate::condition::check_when) {
+            problems.push(problem(&format!("{field}.key"), reason));
+        }
+        if task.function_name.is_empty() {
+            problems.push(problem(
+                field,
+                "it limits the runs of a function; a `sleep`, `waitFor` or `subJob` runs none".into(),
+            ));
+        }
     }
     problems
 }

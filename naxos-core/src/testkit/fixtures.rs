@@ -43,6 +43,36 @@ pub(crate) async fn create(store: &dyn Store, def: &JobDefinition, key: Option<&
     store.create_execution(new).await.expect("create_execution")
 }
 
+/// Registers `def` and creates an execution of it per item of `params`, in order.
+pub(crate) async fn create_each(
+    store: &dyn Store,
+    def: &JobDefinition,
+    params: &[serde_json::Value],
+) -> Vec<ExecutionId> {
+    let put = store.put_definition(def.clone()).await.expect("put_definition");
+    let mut ids = Vec::new();
+    for p in params {
+        let new = NewExecution::new(&put.definition, p.clone());
+        ids.push(
+            store
+                .create_execution(new)
+                .await
+                .expect("create_execution")
+                .execution_id,
+        );
+    }
+    ids
+}
+
+/// The run of the task `task_id` of execution `id`, as the store has it.
+pub(crate) async fn run_of(store: &dyn Store, id: ExecutionId, task_id: &str) -> crate::model::TaskRun {
+    let execution = store.get_execution(id).await.expect("get_execution");
+    execution
+        .task(task_id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no task {task_id}"))
+}
+
 /// A new diamond execution.
 pub(crate) async fn new_diamond(store: &dyn Store) -> ExecutionId {
     create(store, &diamond(), None).await.execution_id

@@ -45,6 +45,22 @@ pub fn diamond(id: &str, function: &str) -> JobDefinition {
         .build()
 }
 
+/// Registers a definition `bad` of the one task `task` and expects it refused, with a problem
+/// that names `field` (in backquotes).
+pub async fn assert_refused(engine: &Engine, task: TaskBuilder, field: &str) {
+    let err = engine
+        .register_definition(JobDefinition::builder("bad").task(task).build())
+        .await
+        .unwrap_err();
+    let naxos_core::Error::InvalidDefinition { problems, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        problems.iter().any(|p| p.to_string().contains(&format!("`{field}`"))),
+        "{field}: {err}"
+    );
+}
+
 /// The longest any test waits for an execution.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 

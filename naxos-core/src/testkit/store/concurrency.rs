@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::backend::{NewExecution, Store};
+use crate::backend::Store;
 use crate::clock::ManualClock;
-use crate::model::{BlockedBy, ExecutionId, JobDefinition, TaskBuilder, TaskRef, TaskStatus};
-use crate::testkit::fixtures::{claim, claim_request, done, task, unique_id};
+use crate::model::{BlockedBy, JobDefinition, TaskBuilder, TaskRef, TaskStatus};
+use crate::testkit::fixtures::{claim, claim_request, create_each, done, run_of, task, unique_id};
 
 /// One task `a` of function `f` under `limit`, keyed by `key` when given.
 fn limited(limit: u32, key: Option<&str>) -> JobDefinition {
@@ -21,23 +21,6 @@ fn limited(limit: u32, key: Option<&str>) -> JobDefinition {
     JobDefinition::builder(unique_id("limited")).task(a).build()
 }
 
-/// Executions of `def` with `params` each, in order.
-async fn start(store: &dyn Store, def: &JobDefinition, params: &[serde_json::Value]) -> Vec<ExecutionId> {
-    let put = store.put_definition(def.clone()).await.expect("put_definition");
-    let mut ids = Vec::new();
-    for p in params {
-        let new = NewExecution::new(&put.definition, p.clone());
-        ids.push(
-            store
-                .create_execution(new)
-                .await
-                .expect("create_execution")
-                .execution_id,
-        );
-    }
-    ids
-}
-
 /// The claim of `t` is refused and leaves it QUEUED, blocked for concurrency.
 async fn refused(store: &dyn Store, t: &TaskRef) {
     let e = store
@@ -45,13 +28,7 @@ async fn refused(store: &dyn Store, t: &TaskRef) {
         .await
         .expect_err("no slot is free");
     assert!(e.is_conflict(), "{e}");
-    let run = store
-        .get_execution(t.execution_id)
-        .await
-        .expect("get")
-        .task("a")
-        .cloned()
-        .expect("a");
+    let run = run_of(&*store, t.execution_id, "a").await;
     assert_eq!(
         (run.status, run.blocked_by, run.holds_slot),
         (TaskStatus::Queued, Some(BlockedBy::Concurrency), false),
@@ -69,7 +46,7 @@ async fn refused(store: &dyn Store, t: &TaskRef) {
 /// expires the slot comes back with it.
 pub async fn a_concurrency_limit_blocks_claims_and_admits_in_order(store: Arc<dyn Store>, clock: ManualClock) {
     let def = limited(1, None);
-    let ids = start(&*store, &def, &[json!({}), json!({}), json!({})]).await;
+    let ids = create_each(&*store, &def, &[json!({}), json!({}), json!({})]).await;
     let [a1, a2, a3] = [0, 1, 2].map(|i| task(ids[i], "a", 1));
 
     claim(&*store, &a1).await;
@@ -94,13 +71,7 @@ pub async fn a_concurrency_limit_blocks_claims_and_admits_in_order(store: Arc<dy
         std::slice::from_ref(&a2),
         "the oldest waiting run is admitted"
     );
-    let run = store
-        .get_execution(ids[1])
-        .await
-        .expect("get")
-        .task("a")
-        .cloned()
-        .expect("a");
+    let run = run_of(&*store, ids[1], "a").await;
     assert_eq!(
         (run.status, run.blocked_by, run.holds_slot),
         (TaskStatus::Queued, None, true)
@@ -133,7 +104,7 @@ pub async fn a_concurrency_limit_blocks_claims_and_admits_in_order(store: Arc<dy
     claim(&*store, &again).await;
 
     // A fourth run waits behind it; the holder's node dies: its slot comes back with its lease.
-    let later = start(&*store, &def, &[json!({})]).await;
+    let later = create_each(&*store, &def, &[json!({})]).await;
     let a4 = task(later[0], "a", 1);
     refused(&*store, &a4).await;
     clock.advance(Duration::from_secs(3_600));
@@ -152,7 +123,7 @@ pub async fn a_concurrency_limit_blocks_claims_and_admits_in_order(store: Arc<dy
 /// `concurrency.key`.
 pub async fn a_concurrency_key_limits_per_key(store: Arc<dyn Store>, _clock: ManualClock) {
     let def = limited(1, Some("params.tenant"));
-    let ids = start(
+    let ids = create_each(
         &*store,
         &def,
         &[

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::backend::{NewExecution, Store};
+use crate::backend::Store;
 use crate::clock::{after, ManualClock};
-use crate::model::{BlockedBy, ExecutionId, JobDefinition, TaskBuilder, TaskRef, TaskStatus};
-use crate::testkit::fixtures::{claim, claim_request, task, unique_id};
+use crate::model::{BlockedBy, JobDefinition, TaskBuilder, TaskRef, TaskStatus};
+use crate::testkit::fixtures::{claim, claim_request, create_each, run_of, task, unique_id};
 
 /// One task `a` of function `f` under a rate limit, keyed by `key` when given.
 fn limited(per_second: f64, burst: u32, key: Option<&str>) -> JobDefinition {
@@ -22,22 +22,6 @@ fn limited(per_second: f64, burst: u32, key: Option<&str>) -> JobDefinition {
     JobDefinition::builder(unique_id("rated")).task(a).build()
 }
 
-async fn start(store: &dyn Store, def: &JobDefinition, params: &[serde_json::Value]) -> Vec<ExecutionId> {
-    let put = store.put_definition(def.clone()).await.expect("put_definition");
-    let mut ids = Vec::new();
-    for p in params {
-        let new = NewExecution::new(&put.definition, p.clone());
-        ids.push(
-            store
-                .create_execution(new)
-                .await
-                .expect("create_execution")
-                .execution_id,
-        );
-    }
-    ids
-}
-
 /// The claim of `t` is deferred for `wait`, and leaves it QUEUED, waiting for its turn then.
 async fn deferred(store: &dyn Store, clock: &ManualClock, t: &TaskRef, wait: Duration) {
     let e = store
@@ -45,13 +29,7 @@ async fn deferred(store: &dyn Store, clock: &ManualClock, t: &TaskRef, wait: Dur
         .await
         .expect_err("its turn has not come");
     assert_eq!(e.deferred_for(), Some(wait), "{e}");
-    let run = store
-        .get_execution(t.execution_id)
-        .await
-        .expect("get")
-        .task("a")
-        .cloned()
-        .expect("a");
+    let run = run_of(&*store, t.execution_id, "a").await;
     assert_eq!(
         (run.status, run.blocked_by, run.due_at),
         (
@@ -70,7 +48,7 @@ async fn deferred(store: &dyn Store, clock: &ManualClock, t: &TaskRef, wait: Dur
 /// once its turn is long past.
 pub async fn a_rate_limit_starts_a_burst_then_books_turns(store: Arc<dyn Store>, clock: ManualClock) {
     let def = limited(10.0, 2, None);
-    let ids = start(&*store, &def, &vec![json!({}); 6]).await;
+    let ids = create_each(&*store, &def, &vec![json!({}); 6]).await;
     let runs: Vec<TaskRef> = ids.iter().map(|&id| task(id, "a", 1)).collect();
     claim(&*store, &runs[0]).await;
     claim(&*store, &runs[1]).await;
@@ -96,13 +74,7 @@ pub async fn a_rate_limit_starts_a_burst_then_books_turns(store: Arc<dyn Store>,
     clock.advance(Duration::from_secs(5));
     let stale = store.take_stale(Duration::from_secs(1), 100).await.expect("take_stale");
     assert!(stale.ready.contains(&runs[4]), "{:?}", stale.ready);
-    let run = store
-        .get_execution(ids[4])
-        .await
-        .expect("get")
-        .task("a")
-        .cloned()
-        .expect("a");
+    let run = run_of(&*store, ids[4], "a").await;
     assert_eq!((run.status, run.blocked_by), (TaskStatus::Queued, None), "{run:?}");
     claim(&*store, &runs[4]).await;
 }
@@ -111,7 +83,7 @@ pub async fn a_rate_limit_starts_a_burst_then_books_turns(store: Arc<dyn Store>,
 /// waits while another tenant's starts.
 pub async fn a_rate_limit_counts_per_key(store: Arc<dyn Store>, clock: ManualClock) {
     let def = limited(1.0, 1, Some("params.tenant"));
-    let ids = start(
+    let ids = create_each(
         &*store,
         &def,
         &[json!({"tenant": "x"}), json!({"tenant": "x"}), json!({"tenant": "y"})],
