@@ -28,7 +28,7 @@ async fn refused(store: &dyn Store, t: &TaskRef) {
         .await
         .expect_err("no slot is free");
     assert!(e.is_conflict(), "{e}");
-    let run = run_of(&*store, t.execution_id, "a").await;
+    let run = run_of(store, t.execution_id, "a").await;
     assert_eq!(
         (run.status, run.blocked_by, run.holds_slot),
         (TaskStatus::Queued, Some(BlockedBy::Concurrency), false),

@@ -29,7 +29,7 @@ async fn deferred(store: &dyn Store, clock: &ManualClock, t: &TaskRef, wait: Dur
         .await
         .expect_err("its turn has not come");
     assert_eq!(e.deferred_for(), Some(wait), "{e}");
-    let run = run_of(&*store, t.execution_id, "a").await;
+    let run = run_of(store, t.execution_id, "a").await;
     assert_eq!(
         (run.status, run.blocked_by, run.due_at),
         (
