@@ -14,6 +14,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::apply::{apply_loaded, load};
 use crate::error::db;
+use crate::time::StoreClock;
 use crate::{rates, transaction};
 
 /// The most runs one admission of a scope admits or skips before it leaves the rest to the
@@ -56,11 +57,17 @@ async fn free(conn: &mut PgConnection, scope: &str, limit: u32) -> Result<bool> 
 /// because its definition is paused (`paused`, as the claim statement read it), its rate limit
 /// books it a later turn, or no slot of its concurrency limit is free. Each limit is read (and
 /// locked) only when the ones before it let the claim go on, as the state module asks them.
+///
+/// `now` is the time the claim is made at; a claim that waits for a rate limit's row reads the
+/// time again through `clock` once it holds the row, so that the starts a window records are in
+/// the order they happened.
 pub(crate) async fn claim(
     conn: &mut PgConnection,
     request: &ClaimRequest,
     paused: bool,
-    now: DateTime<Utc>,
+    mut now: DateTime<Utc>,
+    clock: &StoreClock,
+    pool: &PgPool,
 ) -> Result<Admitted> {
     let id = request.task.execution_id;
     let state = load(conn, id, false)
@@ -68,7 +75,9 @@ pub(crate) async fn claim(
         .ok_or_else(|| Error::not_found("execution", id))?;
     let mut rate = None;
     if let Some((scope, limit, booked)) = state.rate_wanted(&request.task).filter(|_| !paused) {
-        let (verdict, window) = rates::lock(conn, scope).await?.decide(limit, booked, now);
+        let window = rates::lock(conn, scope).await?;
+        now = now.max(clock.now(pool).await?);
+        let (verdict, window) = window.decide(limit, booked, now);
         rate = Some((scope.to_string(), verdict, window));
     }
     let starts = rate.as_ref().is_none_or(|(_, v, _)| *v == RateVerdict::Start);

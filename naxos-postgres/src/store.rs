@@ -92,8 +92,15 @@ impl Store for PgStore {
                 // The pause the statement read decides: a pause committed since is as if it came
                 // just after this claim.
                 claim::Fast::General { paused } => {
-                    let mut admitted =
-                        transaction!(self.pool, |tx| slots::claim(&mut tx, &request, paused, now).await)?;
+                    let mut admitted = transaction!(self.pool, |tx| slots::claim(
+                        &mut tx,
+                        &request,
+                        paused,
+                        now,
+                        &self.clock,
+                        &self.pool
+                    )
+                    .await)?;
                     // A pause blocked a run that an admission had given a slot.
                     if let Some(ch) = admitted.changes_mut() {
                         slots::admit_freed(&self.pool, ch, now).await?;

@@ -108,14 +108,32 @@ enum Ending {
     Discard(&'static str),
 }
 
+/// A rate-limited claim deferred for at most this long is tried again in place, holding its
+/// message, rather than sent round the queue.
+const WAIT_IN_PLACE: Duration = Duration::from_millis(50);
+
 async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
     let request = ClaimRequest {
         task: delivery.task.clone(),
         owner: inner.config.node_id.clone(),
         lease: inner.config.lease_ttl,
     };
-    let lease_from = Instant::now();
-    let mut claimed = match inner.store.claim(request).await {
+    let mut lease_from = Instant::now();
+    let mut result = inner.store.claim(request.clone()).await;
+    while let Some(after) = result
+        .as_ref()
+        .err()
+        .and_then(crate::Error::deferred_for)
+        .filter(|d| *d <= WAIT_IN_PLACE)
+    {
+        tokio::select! {
+            _ = inner.stopping.cancelled() => break,
+            _ = tokio::time::sleep(after) => {}
+        }
+        lease_from = Instant::now();
+        result = inner.store.claim(request.clone()).await;
+    }
+    let mut claimed = match result {
         Ok(c) => c,
         Err(e) if e.deferred_for().is_some() => {
             // Its rate limit booked it a turn: the message comes back then. Were this publish

@@ -591,6 +591,8 @@ impl Store for MemoryStore {
         let now = self.clock.now();
         let admitted = self.transact(request.task.execution_id, now, |s| {
             let mut rates = lock(&self.rates);
+            // Read again under the lock: the starts a window records are in the order they happened.
+            let now = self.clock.now().max(now);
             let mut window = None;
             let admitted = s.claim_admitted(
                 &request,

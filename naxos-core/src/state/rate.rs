@@ -16,7 +16,9 @@
 //!   [`Error::Deferred`](crate::Error::Deferred) with how long until then, and the worker
 //!   publishes the task's message again for that time. When it comes back, its turn is checked
 //!   against the starts as they are (a turn is no licence: runs delivered late, together, start
-//!   only as the window allows, and one that finds no room books again).
+//!   only as the window allows). One that finds no room at its turn — the run `burst` places
+//!   before it started a little after its own turn — waits until the window allows, keeping its
+//!   place: no turn is lost to delivery delays.
 //!
 //! A booked message that is lost (its node died) is published by the stale sweep once its turn
 //! is long past, as a due retry's is. A claim that blocks for another reason (a pause, a full
@@ -78,6 +80,15 @@ impl RateWindow {
                 w.starts.pop_front();
             }
             return (RateVerdict::Start, w);
+        }
+        if booked.is_some() {
+            // Its turn came, but the run before it started a little after its own turn: it
+            // waits just that much, keeping its place (turns booked after it stay theirs).
+            let until = w.booked_until.map_or(after(earliest, limit.interval()), |u| {
+                u.max(after(earliest, limit.interval()))
+            });
+            w.booked_until = Some(until);
+            return (RateVerdict::Wait(earliest), w);
         }
         let turn = earliest.max(ahead.unwrap_or(now));
         w.booked_until = Some(after(turn, limit.interval()));
@@ -158,9 +169,27 @@ mod tests {
             assert_eq!(v, RateVerdict::Start, "turn {turn}");
             w = next;
         }
-        // Delivered late and together: only what the window allows starts; the rest books again.
+        // Early: the same turn.
         let (v, _) = w.decide(&l, Some(at(500)), at(450));
         assert_eq!(v, RateVerdict::Wait(at(500)));
+    }
+
+    #[test]
+    fn a_run_that_finds_no_room_at_its_turn_keeps_its_place() {
+        let l = limit(5.0, 1); // interval and window 200 ms
+        let (_, w) = RateWindow::default().decide(&l, None, at(0));
+        let (v1, w) = w.decide(&l, None, at(1));
+        let (v2, w) = w.decide(&l, None, at(2));
+        assert_eq!((v1, v2), (RateVerdict::Wait(at(200)), RateVerdict::Wait(at(400))));
+        // The first starts 3 ms after its turn; the second comes 1 ms after its own.
+        let (v, w) = w.decide(&l, Some(at(200)), at(203));
+        assert_eq!(v, RateVerdict::Start);
+        let (v, w) = w.decide(&l, Some(at(400)), at(401));
+        assert_eq!(v, RateVerdict::Wait(at(403)), "it waits only until the window allows");
+        let (v, w) = w.decide(&l, Some(at(403)), at(403));
+        assert_eq!(v, RateVerdict::Start);
+        // A new run still comes after every booked turn.
+        assert_eq!(w.decide(&l, None, at(404)).0, RateVerdict::Wait(at(603)));
     }
 
     /// Claims at random times, each deciding as a Store would: in every window of `t`, at most
