@@ -11,10 +11,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, execute, finished, on_lmdb, on_postgres, start_with, stop_gracefully, task, Server};
+use common::{call, execute, finished, on_lmdb, on_postgres, start_with, stop_gracefully, task};
 use hyper::{Method, StatusCode};
 use naxos::chrono::{DateTime, Utc};
-use naxos::serde_json::{json, Value};
+use naxos::serde_json::json;
 use naxos_postgres::sqlx::{self, Connection, PgConnection};
 use tokio::time::Instant;
 
@@ -115,24 +115,7 @@ async fn limits_hold(env: &[(&str, &str)]) {
 /// Polls the executions `ids` until one shows its task QUEUED with `blockedBy: "concurrency"`,
 /// within the tests' deadline.
 async fn blocked_seen(base: &str, ids: &[String]) {
-    let deadline = Instant::now() + common::DEADLINE;
-    loop {
-        let mut last = Value::Null;
-        for id in ids {
-            let (status, exec) = call(base, Method::GET, &format!("/api/v1/jobs/{id}/status"), "").await;
-            assert_eq!(status, StatusCode::OK, "{exec}");
-            let work = task(&exec, "work");
-            if work["status"] == "QUEUED" && work["blockedBy"] == "concurrency" {
-                return;
-            }
-            last = exec;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no run seen blocked by its concurrency limit; the last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::until_blocked(base, ids, "work", "concurrency").await;
 }
 
 /// Waits for execution `id` to finish and expects it COMPLETED, its one task run once (so its
@@ -205,7 +188,10 @@ async fn a_limit_holds_across_nodes_and_a_kill_9() {
         ("NAXOS_REPUBLISH_AFTER_MS", "1000"),
         ("NAXOS_SWEEP_INTERVAL_MS", "200"),
     ];
-    let mut nodes = vec![node(&env, "node-1").await, node(&env, "node-2").await];
+    let mut nodes = vec![
+        common::named_node(&env, "node-1").await,
+        common::named_node(&env, "node-2").await,
+    ];
     let mut db = PgConnection::connect(&db_url).await.unwrap();
     let base = nodes[0].base.clone();
     let (status, body) = call(&base, Method::POST, "/api/v1/job-definitions", THROTTLED).await;
@@ -260,7 +246,7 @@ async fn a_limit_holds_across_nodes_and_a_kill_9() {
             .unwrap();
     assert!(open, "{victim} died while running {execution} attempt {attempt}");
     // Another node takes its place.
-    nodes[killed] = node(&env, "node-3").await;
+    nodes[killed] = common::named_node(&env, "node-3").await;
 
     let started = Instant::now();
     loop {
@@ -337,13 +323,4 @@ async fn a_limit_holds_across_nodes_and_a_kill_9() {
         stop_gracefully(survivor).await;
     }
     db.close().await.unwrap();
-}
-
-/// A node (API and worker) named `id` on the shared backends of `env`.
-async fn node(env: &[(&str, &str)], id: &str) -> Server {
-    let mut all = env.to_vec();
-    all.push(("NAXOS_NODE_ID", id));
-    let server = start_with(&all).await;
-    assert!(server.banner.contains(&format!("node {id},")), "{}", server.banner);
-    server
 }

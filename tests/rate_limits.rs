@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, execute, finished, on_lmdb, on_postgres, start_with, stop_gracefully, task, Server};
+use common::{call, execute, finished, on_lmdb, on_postgres, start_with, stop_gracefully, task};
 use futures_util::future::join_all;
 use hyper::{Method, StatusCode};
 use naxos::chrono::{DateTime, Utc};
@@ -133,27 +133,10 @@ async fn submit_all(bases: &[&str], definition: &str, params: Vec<Value>) -> Vec
 /// Polls the executions `ids` until one shows its task QUEUED with `blockedBy: "rateLimit"`
 /// and a `dueAt` (its booked turn), within the tests' deadline.
 async fn blocked_seen(base: &str, ids: &[String]) {
-    let deadline = Instant::now() + common::DEADLINE;
-    loop {
-        let mut last = Value::Null;
-        for id in ids {
-            let (status, exec) = call(base, Method::GET, &format!("/api/v1/jobs/{id}/status"), "").await;
-            assert_eq!(status, StatusCode::OK, "{exec}");
-            let work = task(&exec, "work");
-            if work["status"] == "QUEUED" && work["blockedBy"] == "rateLimit" {
-                let due = work["dueAt"].as_str().unwrap_or_else(|| panic!("no dueAt: {exec}"));
-                due.parse::<DateTime<Utc>>()
-                    .unwrap_or_else(|e| panic!("dueAt `{due}`: {e}"));
-                return;
-            }
-            last = exec;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no run seen blocked by its rate limit; the last: {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let work = common::until_blocked(base, ids, "work", "rateLimit").await;
+    let due = work["dueAt"].as_str().unwrap_or_else(|| panic!("no dueAt: {work}"));
+    due.parse::<DateTime<Utc>>()
+        .unwrap_or_else(|e| panic!("dueAt `{due}`: {e}"));
 }
 
 /// Waits for execution `id` to finish and expects it COMPLETED, its one task run once (so its
@@ -246,7 +229,10 @@ async fn a_rate_holds_across_nodes() {
         ("NAXOS_AMQP_URL", &amqp),
         ("NAXOS_AMQP_PREFIX", &prefix),
     ];
-    let mut nodes = vec![node(&env, "node-1").await, node(&env, "node-2").await];
+    let mut nodes = vec![
+        common::named_node(&env, "node-1").await,
+        common::named_node(&env, "node-2").await,
+    ];
     let mut db = PgConnection::connect(&db_url).await.unwrap();
     let (status, body) = call(&nodes[0].base, Method::POST, "/api/v1/job-definitions", CLUSTER).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -324,13 +310,4 @@ async fn a_rate_holds_across_nodes() {
         stop_gracefully(survivor).await;
     }
     db.close().await.unwrap();
-}
-
-/// A node (API and worker) named `id` on the shared backends of `env`.
-async fn node(env: &[(&str, &str)], id: &str) -> Server {
-    let mut all = env.to_vec();
-    all.push(("NAXOS_NODE_ID", id));
-    let server = start_with(&all).await;
-    assert!(server.banner.contains(&format!("node {id},")), "{}", server.banner);
-    server
 }

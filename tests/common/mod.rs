@@ -263,6 +263,38 @@ pub fn both_services() -> Option<(String, String)> {
     pg.zip(amqp)
 }
 
+/// A node (API and worker) named `id` on the backends of `env`.
+pub async fn named_node(env: &[(&str, &str)], id: &str) -> Server {
+    let mut all = env.to_vec();
+    all.push(("NAXOS_NODE_ID", id));
+    let server = start_with(&all).await;
+    assert!(server.banner.contains(&format!("node {id},")), "{}", server.banner);
+    server
+}
+
+/// Polls the executions `ids` until one shows its task `task_id` QUEUED with `blockedBy`
+/// `reason`, within [`DEADLINE`]; returns that task.
+pub async fn until_blocked(base: &str, ids: &[String], task_id: &str, reason: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut last = Value::Null;
+        for id in ids {
+            let (status, exec) = call(base, hyper::Method::GET, &format!("/api/v1/jobs/{id}/status"), "").await;
+            assert_eq!(status, hyper::StatusCode::OK, "{exec}");
+            let run = task(&exec, task_id);
+            if run["status"] == "QUEUED" && run["blockedBy"] == reason {
+                return run.clone();
+            }
+            last = exec;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no run seen blocked by `{reason}`; the last: {last}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The task `id` of an execution's status JSON.
 pub fn task<'a>(exec: &'a Value, id: &str) -> &'a Value {
     exec["tasks"]
