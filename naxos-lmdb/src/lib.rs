@@ -156,11 +156,64 @@ impl LmdbConfig {
     }
 }
 
-/// A fresh directory name under the system's temporary directory.
+/// A fresh directory name under the system's temporary directory, named after this process.
+/// Those of processes that are gone (killed before they could remove theirs) are removed first.
 fn temporary_path(what: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
+    let dir = std::env::temp_dir();
+    remove_orphans(&dir, what);
+    dir.join(format!(
         "naxos-lmdb-{what}-{}-{}",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ))
+}
+
+/// Removes the temporary `what` directories under `dir` whose process is gone. Only where
+/// `/proc` tells which processes live (Linux); a directory whose process id was reused by
+/// another process stays.
+fn remove_orphans(dir: &std::path::Path, what: &str) {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let prefix = format!("naxos-lmdb-{what}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A temporary directory left by a process that is gone is removed; one of a living
+    /// process (this one) and one that is not naxos's stay.
+    #[test]
+    fn directories_of_dead_processes_are_removed() {
+        let dir = std::env::temp_dir().join(format!("naxos-orphans-{}", uuid::Uuid::new_v4().simple()));
+        // A process id above Linux's highest (4,194,304) names no process.
+        let dead = dir.join("naxos-lmdb-cache-4294967295-0123");
+        let alive = dir.join(format!("naxos-lmdb-cache-{}-4567", std::process::id()));
+        let other = dir.join("naxos-lmdb-cache-notapid-89");
+        for d in [&dead, &alive, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        super::remove_orphans(&dir, "cache");
+        let linux = std::path::Path::new("/proc/self").exists();
+        assert_eq!(dead.exists(), !linux, "the dead process's directory");
+        assert!(alive.exists() && other.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
