@@ -45,7 +45,7 @@ async fn held(conn: &mut PgConnection, scope: &str) -> Result<i64> {
 async fn free(conn: &mut PgConnection, scope: &str, limit: u32) -> Result<bool> {
     lock_scope(conn, scope).await?;
     let waiting: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM naxos_tasks WHERE slot = $1 AND blocked_by = 'concurrency')")
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM naxos_tasks WHERE slot = $1 AND blocked_by = 'concurrency' AND status = 'QUEUED')")
             .bind(scope)
             .fetch_one(&mut *conn)
             .await
@@ -113,7 +113,8 @@ pub(crate) async fn admit_freed(pool: &PgPool, ch: &mut Changes, now: DateTime<U
 pub(crate) async fn admit_scope(pool: &PgPool, scope: &str, now: DateTime<Utc>, ch: &mut Changes) -> Result<()> {
     for _ in 0..MAX_ADMISSIONS {
         let head: Option<(ExecutionId, String)> = sqlx::query_as(
-            "SELECT execution_id, task_id FROM naxos_tasks WHERE slot = $1 AND blocked_by = 'concurrency'
+            "SELECT execution_id, task_id FROM naxos_tasks
+             WHERE slot = $1 AND blocked_by = 'concurrency' AND status = 'QUEUED'
              ORDER BY queued_at, execution_id, task_id LIMIT 1",
         )
         .bind(scope)
@@ -152,9 +153,11 @@ pub(crate) async fn admit_scope(pool: &PgPool, scope: &str, now: DateTime<Utc>, 
 
 /// Scopes with runs waiting for a slot, up to `limit` of them (the sweeper admits what it can).
 pub(crate) async fn waiting_scopes(pool: &PgPool, limit: usize) -> Result<Vec<String>> {
-    sqlx::query_scalar("SELECT DISTINCT slot FROM naxos_tasks WHERE blocked_by = 'concurrency' LIMIT $1")
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await
-        .map_err(db)
+    sqlx::query_scalar(
+        "SELECT DISTINCT slot FROM naxos_tasks WHERE blocked_by = 'concurrency' AND status = 'QUEUED' LIMIT $1",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await
+    .map_err(db)
 }

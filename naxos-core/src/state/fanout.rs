@@ -213,6 +213,7 @@ impl ExecutionState {
         let t = &mut self.tasks[k];
         t.attempt += 1;
         t.status = TaskStatus::Skipped;
+        t.blocked_by = None;
         t.error = Some(rules::NOT_IN_LIST.to_string());
         t.lease = None;
         t.due_at = None;

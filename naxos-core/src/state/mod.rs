@@ -381,6 +381,10 @@ impl ExecutionState {
             self.free_slot(i, ch);
         }
         let t = &mut self.tasks[i];
+        // A task that ended waits for nothing (a Store's index of blocked runs must not list it).
+        if status.is_terminal() {
+            t.blocked_by = None;
+        }
         t.status = status;
         self.summary.updated_at = now;
         ch.events.push(rules::task_event(

@@ -145,6 +145,7 @@ macro_rules! store_conformance {
                 a_paused_definition_blocks_its_claims_until_resumed,
                 a_concurrency_limit_blocks_claims_and_admits_in_order,
                 a_concurrency_key_limits_per_key,
+                a_cancelled_waiting_run_no_longer_waits,
                 a_rate_limit_starts_a_burst_then_books_turns,
                 a_rate_limit_counts_per_key,
             ]

@@ -147,3 +147,28 @@ pub async fn a_concurrency_key_limits_per_key(store: Arc<dyn Store>, _clock: Man
         run.error
     );
 }
+
+/// A fan-out under a limit of 1 whose first instance fails for good: the instance waiting for
+/// the slot is cancelled with the others and stops waiting — a later run of the task takes the
+/// slot at once, not blocked behind a cancelled run.
+pub async fn a_cancelled_waiting_run_no_longer_waits(store: Arc<dyn Store>, _clock: ManualClock) {
+    let def = JobDefinition::builder(unique_id("limited-fan"))
+        .task(TaskBuilder::new("each", "f").for_each("params.items").concurrency(1))
+        .build();
+    let ids = create_each(store.as_ref(), &def, &[json!({"items": [1, 2, 3]})]).await;
+    let first = task(ids[0], "each[0]", 1);
+    claim(&*store, &first).await;
+    let second = task(ids[0], "each[1]", 1);
+    let e = store
+        .claim(claim_request(&second, "node-b", Duration::from_secs(30)))
+        .await
+        .expect_err("no slot is free");
+    assert!(e.is_conflict(), "{e}");
+    let failed = crate::testkit::fixtures::failed(&first, "boom", None);
+    store.finish(vec![failed]).await.expect("finish");
+    let run = run_of(store.as_ref(), ids[0], "each[1]").await;
+    assert_eq!((run.status, run.blocked_by), (TaskStatus::Cancelled, None), "{run:?}");
+
+    let later = create_each(store.as_ref(), &def, &[json!({"items": [4]})]).await;
+    claim(&*store, &task(later[0], "each[0]", 1)).await;
+}
