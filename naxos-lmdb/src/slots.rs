@@ -53,9 +53,15 @@ pub(crate) fn free(tx: &Tx<'_, '_>, scope: &str, limit: u32) -> Result<bool> {
     Ok(first_waiting(tx, scope)?.is_none() && held(tx, scope)? < limit as usize)
 }
 
-/// Admits, in `tx`, the runs waiting for the slots a transition freed (`ch.freed_slots`,
-/// emptied), oldest first while a slot of theirs is free; what that changed is added to `ch`.
+/// Gives back, in `tx`, the rate-limit turns a transition released (`ch.released_turns`,
+/// emptied), and admits the runs waiting for the slots it freed (`ch.freed_slots`, emptied),
+/// oldest first while a slot of theirs is free; what that changed is added to `ch`.
 pub(crate) fn admit_freed(tx: &mut Tx<'_, '_>, ch: &mut Changes) -> Result<()> {
+    for scope in std::mem::take(&mut ch.released_turns) {
+        let mut window = rate_window(tx, &scope)?;
+        window.release();
+        save_rate_window(tx, &scope, &window)?;
+    }
     if ch.freed_slots.is_empty() {
         return Ok(());
     }

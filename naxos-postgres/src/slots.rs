@@ -60,14 +60,14 @@ async fn free(conn: &mut PgConnection, scope: &str, limit: u32) -> Result<bool> 
 ///
 /// `now` is the time the claim is made at; a claim that waits for a rate limit's row reads the
 /// time again through `clock` once it holds the row, so that the starts a window records are in
-/// the order they happened.
+/// the order they happened (on the transaction's own connection: one that waits on a lock never
+/// takes a second from the pool).
 pub(crate) async fn claim(
     conn: &mut PgConnection,
     request: &ClaimRequest,
     paused: bool,
     mut now: DateTime<Utc>,
     clock: &StoreClock,
-    pool: &PgPool,
 ) -> Result<Admitted> {
     let id = request.task.execution_id;
     let state = load(conn, id, false)
@@ -76,7 +76,7 @@ pub(crate) async fn claim(
     let mut rate = None;
     if let Some((scope, limit, booked)) = state.rate_wanted(&request.task).filter(|_| !paused) {
         let window = rates::lock(conn, scope).await?;
-        now = now.max(clock.now(pool).await?);
+        now = now.max(clock.now_on(conn).await?);
         let (verdict, window) = window.decide(limit, booked, now);
         rate = Some((scope.to_string(), verdict, window));
     }
@@ -96,10 +96,14 @@ pub(crate) async fn claim(
     Ok(admitted)
 }
 
-/// After the commit of a transition that freed slots (`ch.freed_slots`, emptied): admits the
-/// runs waiting for each of their scopes, oldest first, while a slot is free, one transaction
-/// each; what that changed is added to `ch`.
+/// After the commit of a transition: gives back the rate-limit turns it released
+/// (`ch.released_turns`, emptied), and admits the runs waiting for each scope of the slots it
+/// freed (`ch.freed_slots`, emptied), oldest first, while a slot is free, one transaction each;
+/// what that changed is added to `ch`.
 pub(crate) async fn admit_freed(pool: &PgPool, ch: &mut Changes, now: DateTime<Utc>) -> Result<()> {
+    if !ch.released_turns.is_empty() {
+        rates::release(pool, std::mem::take(&mut ch.released_turns)).await?;
+    }
     let mut freed = std::mem::take(&mut ch.freed_slots);
     freed.sort_unstable();
     freed.dedup();

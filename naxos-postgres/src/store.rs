@@ -97,8 +97,7 @@ impl Store for PgStore {
                         &request,
                         paused,
                         now,
-                        &self.clock,
-                        &self.pool
+                        &self.clock
                     )
                     .await)?;
                     // A pause blocked a run that an admission had given a slot.

@@ -56,6 +56,18 @@ impl StoreClock {
         }
     }
 
+    /// The time now, read on `conn` (a transaction's, so no other connection is taken while it
+    /// holds its locks): the database's `clock_timestamp()`, or the given clock.
+    pub(crate) async fn now_on(&self, conn: &mut sqlx::PgConnection) -> Result<DateTime<Utc>> {
+        match self {
+            Self::Database(_) => sqlx::query_scalar("SELECT clock_timestamp()")
+                .fetch_one(conn)
+                .await
+                .map_err(crate::error::db),
+            Self::Given(clock) => Ok(clock.now()),
+        }
+    }
+
     /// The time now, as the store's clock says.
     pub(crate) async fn now(&self, pool: &PgPool) -> Result<DateTime<Utc>> {
         match self {

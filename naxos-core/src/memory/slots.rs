@@ -41,9 +41,17 @@ impl Slots {
         free
     }
 
-    /// Lists a run waiting for a slot of `scope`.
-    pub(super) fn wait(&mut self, scope: &str, queued_at: DateTime<Utc>, execution: ExecutionId, task_id: &str) {
+    /// Lists a run waiting for a slot of `scope` (of `limit`).
+    pub(super) fn wait(
+        &mut self,
+        scope: &str,
+        limit: u32,
+        queued_at: DateTime<Utc>,
+        execution: ExecutionId,
+        task_id: &str,
+    ) {
         let s = self.scopes.entry(scope.to_string()).or_default();
+        s.limit = limit;
         s.waiting.insert((queued_at, execution, task_id.to_string()));
     }
 
@@ -91,8 +99,8 @@ mod tests {
         let (a, b) = (ExecutionId::now_v7(), ExecutionId::now_v7());
         assert!(slots.try_take("s", 1));
         assert!(!slots.try_take("s", 1), "the limit is reached");
-        slots.wait("s", now, a, "t");
-        slots.wait("s", now, b, "t");
+        slots.wait("s", 1, now, a, "t");
+        slots.wait("s", 1, now, b, "t");
         assert_eq!(slots.next("s"), None, "no slot is free");
         slots.free("s");
         assert!(

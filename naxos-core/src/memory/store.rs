@@ -20,7 +20,7 @@ use crate::model::{
     NodeInfo, Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule, TaskRef,
     TaskStatus,
 };
-use crate::state::{settle_family, Admitted, Block, ExecutionState, Family, RateWindow, Transitioned};
+use crate::state::{settle_family, Admitted, Block, ExecutionState, Family, RateVerdict, RateWindow, Transitioned};
 use crate::sync::{lock, read, write};
 use crate::{Error, Result};
 
@@ -382,9 +382,18 @@ impl MemoryStore {
         Ok(out)
     }
 
-    /// Gives back the slots a transition freed (`ch.freed_slots`, emptied) and admits the runs
-    /// waiting for them, adding what that changed to `ch`. Called with no shard locked.
+    /// Gives back the rate-limit turns a transition released (`ch.released_turns`, emptied) and
+    /// the slots it freed (`ch.freed_slots`, emptied), admitting the runs waiting for those,
+    /// adding what that changed to `ch`. Called with no shard locked.
     fn admit_freed(&self, ch: &mut Changes, now: DateTime<Utc>) {
+        if !ch.released_turns.is_empty() {
+            let mut rates = lock(&self.rates);
+            for scope in std::mem::take(&mut ch.released_turns) {
+                if let Some(window) = rates.get_mut(&scope) {
+                    window.release();
+                }
+            }
+        }
         if ch.freed_slots.is_empty() {
             return;
         }
@@ -590,29 +599,39 @@ impl Store for MemoryStore {
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
         let now = self.clock.now();
         let admitted = self.transact(request.task.execution_id, now, |s| {
+            let paused = |d: &str| lock(&self.paused).contains(d);
+            if s.rate_wanted(&request.task).is_none() && s.slot_wanted(&request.task).is_none() {
+                // No limit to count: neither lock is taken (the closures are not asked).
+                return s.claim_admitted(&request, paused, |_, _, _| RateVerdict::Start, |_, _| true, now);
+            }
+            // Both held through the decision and its effects, so no transition slips between
+            // a full scope seen and the run listed as waiting for it.
             let mut rates = lock(&self.rates);
+            let mut slots = lock(&self.slots);
             // Read again under the lock: the starts a window records are in the order they happened.
             let now = self.clock.now().max(now);
             let mut window = None;
             let admitted = s.claim_admitted(
                 &request,
-                |d| lock(&self.paused).contains(d),
+                paused,
                 |scope, limit, booked| {
                     let (verdict, after) = rates.get(scope).cloned().unwrap_or_default().decide(limit, booked, now);
                     window = Some((scope.to_string(), after));
                     verdict
                 },
-                |scope, limit| lock(&self.slots).try_take(scope, limit),
+                |scope, limit| slots.try_take(scope, limit),
                 now,
             )?;
             if let Some((scope, after)) = window.filter(|_| admitted.keeps_rate_window()) {
                 rates.insert(scope, after);
             }
-            drop(rates);
-            if let Admitted::Blocked(_, Block::Concurrency(scope)) = &admitted {
-                let queued_at = s.index_of(&request.task.task_id).and_then(|i| s.tasks()[i].queued_at);
-                let queued_at = queued_at.unwrap_or(now);
-                lock(&self.slots).wait(scope, queued_at, request.task.execution_id, &request.task.task_id);
+            if let Admitted::Blocked(_, Block::Concurrency(_)) = &admitted {
+                let task_id = &request.task.task_id;
+                let run = s.index_of(task_id).map(|i| &s.tasks()[i]);
+                if let (Some((scope, limit)), Some(run)) = (s.waiting_for_slot(task_id), run) {
+                    let queued_at = run.queued_at.unwrap_or(now);
+                    slots.wait(scope, limit, queued_at, request.task.execution_id, task_id);
+                }
             }
             Ok(admitted)
         })?;

@@ -83,13 +83,17 @@ impl Admitted {
 impl ExecutionState {
     /// Blocks the QUEUED (or due RETRYING) task `task`, at its attempt, for `reason` instead of
     /// claiming it: it stays QUEUED (a RETRYING one becomes QUEUED) without a message until
-    /// [`unblock`](Self::unblock) (a slot it held is freed). `Conflict` when the execution is
+    /// [`unblock`](Self::unblock). A concurrency slot it holds (it was admitted to one) stays
+    /// its: a run blocked by a pause or waiting for its rate limit's turn keeps its place, and
+    /// the claim admits no other run (its changes go nowhere). `Conflict` when the execution is
     /// finished or the task is not waiting to run at that attempt, as for a claim.
     pub fn block(&mut self, task: &TaskRef, reason: BlockedBy, now: DateTime<Utc>) -> Result<Changes> {
         self.unfinished()?;
         let i = self.guard(task, &[TaskStatus::Queued, TaskStatus::Retrying])?;
         let mut ch = Changes::default();
-        self.free_slot(i, &mut ch);
+        if self.tasks[i].blocked_by != Some(reason) {
+            self.release_turn(i, &mut ch);
+        }
         if self.tasks[i].status == TaskStatus::Retrying {
             self.tasks[i].due_at = None;
             self.mark_queued(i, now);

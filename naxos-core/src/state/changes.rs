@@ -32,6 +32,11 @@ pub struct Changes {
     /// list (what the admissions changed is added to these changes), so a caller of a Store
     /// never sees it filled.
     pub freed_slots: Vec<String>,
+    /// Rate-limit scopes a run stopped waiting for its booked turn in otherwise than by
+    /// starting (cancelled, blocked for another reason, taken over by the stale sweep), once per
+    /// turn: the Store gives each turn back to its window after the commit
+    /// ([`RateWindow::release`](super::RateWindow::release)) and empties this list.
+    pub released_turns: Vec<String>,
     /// Status changes, in order.
     pub events: Vec<StatusEvent>,
     /// Attempt records started or ended, each as it now stands (keyed by execution, task and
@@ -49,6 +54,7 @@ impl Changes {
             && self.children.is_empty()
             && self.stopped_children.is_empty()
             && self.freed_slots.is_empty()
+            && self.released_turns.is_empty()
             && self.events.is_empty()
             && self.history.is_empty()
     }
@@ -66,6 +72,7 @@ impl Changes {
         self.children.extend(other.children);
         self.stopped_children.extend(other.stopped_children);
         self.freed_slots.extend(other.freed_slots);
+        self.released_turns.extend(other.released_turns);
         self.events.extend(other.events);
         self.history.extend(other.history);
     }

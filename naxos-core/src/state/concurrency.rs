@@ -9,9 +9,10 @@
 //! waits** — a fresh claim never passes a waiting run ([`ExecutionState::claim_admitted`]).
 //!
 //! - A claim that finds a slot free takes it: the run holds it ([`TaskRun::holds_slot`]) until
-//!   it stops running — finished, retried, released, recovered after its lease, cancelled, or
-//!   blocked by a pause —, and the transition that ends the hold names the scope in
-//!   [`Changes::freed_slots`].
+//!   it stops running — finished, retried, released, recovered after its lease, cancelled —,
+//!   and the transition that ends the hold names the scope in [`Changes::freed_slots`]. An
+//!   admitted run that a pause blocks, or that waits for its rate limit's turn, keeps its slot
+//!   (every run of the scope is of the same definition, so a pause holds them all back anyway).
 //! - A claim that finds none free blocks the run ([`BlockedBy::Concurrency`]): QUEUED without
 //!   a message; the message that asked for it is dropped.
 //! - After the commit of a transition that freed slots, the Store admits, for each scope, the

@@ -44,9 +44,9 @@ impl ExecutionState {
             }
             let t = &mut self.tasks[i];
             t.end_time = Some(now);
-            t.due_at = None;
-            t.blocked_by = None;
+            // Its `blockedBy` goes with the status change, which gives back what it waited for.
             self.set_task(i, TaskStatus::Cancelled, None, now, &mut ch);
+            self.tasks[i].due_at = None;
         }
         self.summary.end_time = Some(now);
         // A task that already FAILED decides the outcome: the execution FAILS naming it.

@@ -380,6 +380,9 @@ impl ExecutionState {
         if !matches!(status, TaskStatus::Running | TaskStatus::Queued) {
             self.free_slot(i, ch);
         }
+        if status.is_terminal() {
+            self.release_turn(i, ch);
+        }
         let t = &mut self.tasks[i];
         // A task that ended waits for nothing (a Store's index of blocked runs must not list it).
         if status.is_terminal() {

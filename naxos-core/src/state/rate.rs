@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ExecutionState;
+use super::{Changes, ExecutionState};
 use crate::clock::after;
 use crate::model::{BlockedBy, Instance, RateLimit, TaskRef, TaskStatus};
 
@@ -44,6 +44,10 @@ pub struct RateWindow {
     pub starts: VecDeque<DateTime<Utc>>,
     /// The turn the next booking gets at the earliest (none: no turn booked ahead).
     pub booked_until: Option<DateTime<Utc>>,
+    /// How many booked turns are still to come: runs that wait for theirs. When none is left
+    /// (each started, or stopped waiting: [`release`](Self::release)), no turn is ahead.
+    #[serde(default)]
+    pub pending: u32,
 }
 
 /// What [`RateWindow::decide`] says of a claim.
@@ -73,11 +77,14 @@ impl RateWindow {
             n if n < burst => now,
             _ => after(w.starts[0], limit.window()),
         };
-        let ahead = w.booked_until.filter(|&until| until > now);
+        let ahead = w.booked_until.filter(|&until| until > now && w.pending > 0);
         if earliest <= now && (booked.is_some() || ahead.is_none()) {
             w.starts.push_back(now);
             if w.starts.len() > burst {
                 w.starts.pop_front();
+            }
+            if booked.is_some() {
+                w.release();
             }
             return (RateVerdict::Start, w);
         }
@@ -92,11 +99,35 @@ impl RateWindow {
         }
         let turn = earliest.max(ahead.unwrap_or(now));
         w.booked_until = Some(after(turn, limit.interval()));
+        w.pending += 1;
         (RateVerdict::Wait(turn), w)
     }
 }
 
+impl RateWindow {
+    /// One booked turn will not be used: its run started, or stopped waiting for it
+    /// (cancelled, blocked for another reason, taken over by the stale sweep). When no booked
+    /// turn is left, none is ahead of a new run.
+    pub fn release(&mut self) {
+        self.pending = self.pending.saturating_sub(1);
+        if self.pending == 0 {
+            self.booked_until = None;
+        }
+    }
+}
+
 impl ExecutionState {
+    /// The run at `i` stops waiting for its rate limit's turn otherwise than by starting: its
+    /// scope is named in `ch.released_turns`.
+    pub(super) fn release_turn(&mut self, i: usize, ch: &mut Changes) {
+        let t = &self.tasks[i];
+        if t.status == TaskStatus::Queued && t.blocked_by == Some(BlockedBy::RateLimit) {
+            if let Some(scope) = &t.rate {
+                ch.released_turns.push(scope.clone());
+            }
+        }
+    }
+
     /// The rate-limit scope of the task at `i` as it starts, if it has a limit; the error is
     /// what the task FAILS with (its key did not evaluate to a string).
     pub(super) fn rate_of(&self, i: usize) -> std::result::Result<Option<String>, String> {
@@ -190,6 +221,27 @@ mod tests {
         assert_eq!(v, RateVerdict::Start);
         // A new run still comes after every booked turn.
         assert_eq!(w.decide(&l, None, at(404)).0, RateVerdict::Wait(at(603)));
+    }
+
+    #[test]
+    fn turns_nobody_waits_for_are_not_ahead_of_a_new_run() {
+        let l = limit(1.0, 1);
+        let (_, mut w) = RateWindow::default().decide(&l, None, at(0));
+        for _ in 0..300 {
+            let (v, next) = w.decide(&l, None, at(1));
+            assert!(matches!(v, RateVerdict::Wait(_)));
+            w = next;
+        }
+        assert_eq!(w.pending, 300);
+        // Every waiting run is cancelled: their turns are given back.
+        for _ in 0..300 {
+            w.release();
+        }
+        assert_eq!(
+            w.decide(&l, None, at(2_000)).0,
+            RateVerdict::Start,
+            "nothing is ahead of it"
+        );
     }
 
     /// Claims at random times, each deciding as a Store would: in every window of `t`, at most

@@ -89,7 +89,8 @@ impl ExecutionState {
                     if t.blocked_by == Some(BlockedBy::RateLimit)
                         && t.due_at.is_some_and(|d| d < before(now, older_than)) =>
                 {
-                    t.due_at = None;
+                    self.release_turn(i, &mut ch);
+                    self.tasks[i].due_at = None;
                     self.mark_queued(i, now);
                     let t = &self.tasks[i];
                     ch.ready

@@ -146,8 +146,10 @@ macro_rules! store_conformance {
                 a_concurrency_limit_blocks_claims_and_admits_in_order,
                 a_concurrency_key_limits_per_key,
                 a_cancelled_waiting_run_no_longer_waits,
+                a_paused_admitted_run_keeps_its_slot,
                 a_rate_limit_starts_a_burst_then_books_turns,
                 a_rate_limit_counts_per_key,
+                cancelled_runs_give_their_turns_back,
             ]
         );
     };

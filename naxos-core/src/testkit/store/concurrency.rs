@@ -172,3 +172,44 @@ pub async fn a_cancelled_waiting_run_no_longer_waits(store: Arc<dyn Store>, _clo
     let later = create_each(store.as_ref(), &def, &[json!({"items": [4]})]).await;
     claim(&*store, &task(later[0], "each[0]", 1)).await;
 }
+
+/// A run admitted to a slot that a pause then blocks keeps its slot (and its place): the
+/// claim admits no other run, whose message would go nowhere; after the resume it starts.
+pub async fn a_paused_admitted_run_keeps_its_slot(store: Arc<dyn Store>, _clock: ManualClock) {
+    let def = limited(1, None);
+    let ids = create_each(store.as_ref(), &def, &[json!({}), json!({}), json!({})]).await;
+    let [a, b, c] = [0, 1, 2].map(|i| task(ids[i], "a", 1));
+    claim(&*store, &a).await;
+    refused(store.as_ref(), &b).await;
+    refused(store.as_ref(), &c).await;
+    let finished = store.finish(vec![done(&a, json!(1))]).await.expect("finish");
+    assert_eq!(finished.changes.ready, std::slice::from_ref(&b));
+
+    store.set_definition_paused(&def.id, true).await.expect("pause");
+    let e = store
+        .claim(claim_request(&b, "node-b", Duration::from_secs(30)))
+        .await
+        .expect_err("paused");
+    assert!(e.is_conflict(), "{e}");
+    let run = run_of(store.as_ref(), ids[1], "a").await;
+    assert_eq!(
+        (run.blocked_by, run.holds_slot),
+        (Some(BlockedBy::Paused), true),
+        "{run:?}"
+    );
+    let waiting = run_of(store.as_ref(), ids[2], "a").await;
+    assert_eq!(
+        waiting.blocked_by,
+        Some(BlockedBy::Concurrency),
+        "not admitted: {waiting:?}"
+    );
+
+    store.set_definition_paused(&def.id, false).await.expect("resume");
+    let admitted = store.admit_blocked(100).await.expect("admit_blocked");
+    assert_eq!(
+        admitted.ready,
+        std::slice::from_ref(&b),
+        "only the paused run, its slot kept"
+    );
+    claim(&*store, &b).await;
+}

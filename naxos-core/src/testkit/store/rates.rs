@@ -93,3 +93,22 @@ pub async fn a_rate_limit_counts_per_key(store: Arc<dyn Store>, clock: ManualClo
     deferred(&*store, &clock, &task(ids[1], "a", 1), Duration::from_secs(1)).await;
     claim(&*store, &task(ids[2], "a", 1)).await;
 }
+
+/// Turns booked by runs that no longer wait for them are given back: one a second, a run
+/// booked a turn and cancelled, five times — each next run gets the same first turn, none
+/// being ahead of it — and two seconds later a new run starts at once.
+pub async fn cancelled_runs_give_their_turns_back(store: Arc<dyn Store>, clock: ManualClock) {
+    let def = limited(1.0, 1, None);
+    let ids = create_each(store.as_ref(), &def, &vec![json!({}); 6]).await;
+    claim(&*store, &task(ids[0], "a", 1)).await;
+    for &id in &ids[1..] {
+        deferred(store.as_ref(), &clock, &task(id, "a", 1), Duration::from_secs(1)).await;
+        store
+            .stop_execution(id, crate::backend::StopReason::Cancelled)
+            .await
+            .expect("stop");
+    }
+    clock.advance(Duration::from_secs(2));
+    let later = create_each(store.as_ref(), &def, &[json!({})]).await;
+    claim(&*store, &task(later[0], "a", 1)).await;
+}
