@@ -600,7 +600,7 @@ impl Store for MemoryStore {
         let now = self.clock.now();
         let admitted = self.transact(request.task.execution_id, now, |s| {
             let paused = |d: &str| lock(&self.paused).contains(d);
-            if s.rate_wanted(&request.task).is_none() && s.slot_wanted(&request.task).is_none() {
+            if !s.limited(&request.task.task_id) {
                 // No limit to count: neither lock is taken (the closures are not asked).
                 return s.claim_admitted(&request, paused, |_, _, _| RateVerdict::Start, |_, _| true, now);
             }

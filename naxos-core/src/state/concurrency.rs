@@ -90,12 +90,29 @@ impl ExecutionState {
     /// The slot a claim of `task` needs, with its limit: when the task waits to run at that
     /// attempt, has a limit, and holds no slot yet (an admitted run holds one already).
     pub fn slot_wanted(&self, task: &TaskRef) -> Option<(&str, u32)> {
-        let t = &self.tasks[self.index_of(&task.task_id)?];
+        let i = self.index_of(&task.task_id)?;
+        let t = &self.tasks[i];
         let waiting = matches!(t.status, TaskStatus::Queued | TaskStatus::Retrying) && t.attempt == task.attempt;
-        match (waiting && !t.holds_slot, &t.slot, &t.plan.concurrency) {
-            (true, Some(scope), Some(limit)) => Some((scope, limit.limit)),
+        waiting.then(|| self.slot_wanted_at(i)).flatten()
+    }
+
+    /// [`slot_wanted`](Self::slot_wanted) of the task at `i`, which waits to run.
+    fn slot_wanted_at(&self, i: usize) -> Option<(&str, u32)> {
+        let t = &self.tasks[i];
+        match (t.holds_slot, &t.slot, &t.plan.concurrency) {
+            (false, Some(scope), Some(limit)) => Some((scope, limit.limit)),
             _ => None,
         }
+    }
+
+    /// True when a claim of `task_id` may be decided by a limit: its task (a fan-out's, for an
+    /// instance) has a concurrency or rate limit. Cheap: it reads the definition's task, found
+    /// by binary search, so a Store can skip counting for the rest.
+    pub fn limited(&self, task_id: &str) -> bool {
+        let task = Instance::definition_task(task_id);
+        self.tasks[..self.defined]
+            .binary_search_by(|t| t.task_id.as_str().cmp(task))
+            .is_ok_and(|i| self.tasks[i].plan.concurrency.is_some() || self.tasks[i].plan.rate_limit.is_some())
     }
 
     /// The scope and limit of the slot the run `task_id` waits for, when it waits for one.
@@ -128,7 +145,7 @@ impl ExecutionState {
         now: DateTime<Utc>,
     ) -> Result<Admitted> {
         self.unfinished()?;
-        self.guard(&req.task, &[TaskStatus::Queued, TaskStatus::Retrying])?;
+        let i = self.guard(&req.task, &[TaskStatus::Queued, TaskStatus::Retrying])?;
         if paused(&self.summary.definition_id) {
             let definition = self.summary.definition_id.clone();
             return self
@@ -136,17 +153,15 @@ impl ExecutionState {
                 .map(|ch| Admitted::Blocked(ch, Block::Paused(definition)));
         }
         let verdict = self
-            .rate_wanted(&req.task)
+            .rate_wanted_at(i)
             .map(|(scope, limit, booked)| (scope.to_string(), rate(scope, limit, booked)));
         if let Some((scope, RateVerdict::Wait(turn))) = verdict {
             let ch = self.block(&req.task, BlockedBy::RateLimit, now)?;
-            if let Some(i) = self.index_of(&req.task.task_id) {
-                self.tasks[i].due_at = Some(turn);
-            }
+            self.tasks[i].due_at = Some(turn);
             let after = (turn - now).to_std().unwrap_or_default();
             return Ok(Admitted::Blocked(ch, Block::RateLimit { scope, after }));
         }
-        let wanted = self.slot_wanted(&req.task).map(|(s, limit)| (s.to_string(), limit));
+        let wanted = self.slot_wanted_at(i).map(|(s, limit)| (s.to_string(), limit));
         if let Some((scope, limit)) = &wanted {
             if !slot_free(scope, *limit) {
                 return self
@@ -154,11 +169,9 @@ impl ExecutionState {
                     .map(|ch| Admitted::Blocked(ch, Block::Concurrency(scope.clone())));
             }
         }
-        let claimed = self.claim(req, now)?;
+        let claimed = self.claim_at(i, req, now);
         if wanted.is_some() {
-            if let Some(i) = self.index_of(&req.task.task_id) {
-                self.tasks[i].holds_slot = true;
-            }
+            self.tasks[i].holds_slot = true;
         }
         Ok(Admitted::Claimed(claimed))
     }

@@ -141,11 +141,18 @@ impl ExecutionState {
     /// The rate limit a claim of `task` is decided by, with its scope and the turn the run
     /// waits for, if it has one: when the task waits to run at that attempt and has a limit.
     pub fn rate_wanted(&self, task: &TaskRef) -> Option<(&str, &RateLimit, Option<DateTime<Utc>>)> {
-        let t = &self.tasks[self.index_of(&task.task_id)?];
+        let i = self.index_of(&task.task_id)?;
+        let t = &self.tasks[i];
         let waiting = matches!(t.status, TaskStatus::Queued | TaskStatus::Retrying) && t.attempt == task.attempt;
+        waiting.then(|| self.rate_wanted_at(i)).flatten()
+    }
+
+    /// [`rate_wanted`](Self::rate_wanted) of the task at `i`, which waits to run.
+    pub(super) fn rate_wanted_at(&self, i: usize) -> Option<(&str, &RateLimit, Option<DateTime<Utc>>)> {
+        let t = &self.tasks[i];
         let booked = t.due_at.filter(|_| t.blocked_by == Some(BlockedBy::RateLimit));
-        match (waiting, &t.rate, &t.plan.rate_limit) {
-            (true, Some(scope), Some(limit)) => Some((scope, limit, booked)),
+        match (&t.rate, &t.plan.rate_limit) {
+            (Some(scope), Some(limit)) => Some((scope, limit, booked)),
             _ => None,
         }
     }

@@ -23,6 +23,11 @@ impl ExecutionState {
     pub fn claim(&mut self, req: &ClaimRequest, now: DateTime<Utc>) -> Result<ClaimedTask> {
         self.unfinished()?;
         let i = self.guard(&req.task, &[TaskStatus::Queued, TaskStatus::Retrying])?;
+        Ok(self.claim_at(i, req, now))
+    }
+
+    /// [`claim`](Self::claim) of the task at `i`, which its guard let through.
+    pub(super) fn claim_at(&mut self, i: usize, req: &ClaimRequest, now: DateTime<Utc>) -> ClaimedTask {
         let mut changes = Changes::default();
         let t = &mut self.tasks[i];
         t.attempts += 1;
@@ -39,7 +44,7 @@ impl ExecutionState {
         self.mark_started(now, &mut changes);
         self.set_task(i, TaskStatus::Running, None, now, &mut changes);
         self.begin_attempt(i, &req.owner, now, &mut changes);
-        Ok(ClaimedTask {
+        ClaimedTask {
             task: req.task.clone(),
             definition_id: self.summary.definition_id.clone(),
             definition_version: self.summary.definition_version,
@@ -51,7 +56,7 @@ impl ExecutionState {
             instance,
             traceparent: self.summary.traceparent,
             changes,
-        })
+        }
     }
 
     /// The outputs of the direct dependencies of the task at `i` that have one, by task id (of
