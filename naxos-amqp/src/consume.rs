@@ -2,18 +2,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
+use deadpool_lapin::lapin::message::Delivery as LapinDelivery;
 use deadpool_lapin::lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
 use deadpool_lapin::lapin::types::FieldTable;
 use deadpool_lapin::lapin::Acker;
-use deadpool_lapin::lapin::{Channel, Consumer as LapinConsumer};
+use deadpool_lapin::lapin::{Channel, Consumer as LapinConsumer, Result as LapinResult};
 use futures_util::StreamExt;
 use naxos_core::backend::{Acknowledger, Consumer, Delivery, EventSubscription};
-use naxos_core::model::{StatusEvent, TaskRef};
+use naxos_core::model::{Priority, StatusEvent, TaskRef};
 use naxos_core::{async_trait, Result};
 
 use crate::error::{amqp, pool, within};
@@ -34,11 +36,13 @@ const HAND_BACK_PAUSE: Duration = Duration::from_millis(500);
 /// and re-declares the topology) if the queue is gone.
 const IDLE_RESUBSCRIBE: Duration = Duration::from_secs(5);
 
-/// A consumer on the task queue, on a channel of its own with `basic.qos` = prefetch.
+/// A consumer on the task queues, one per priority on a channel of its own with `basic.qos` =
+/// prefetch (which counts per consumer: see the crate docs).
 #[derive(Debug)]
 pub(crate) struct AmqpConsumer {
     channel: Channel,
-    consumer: LapinConsumer,
+    /// A consumer per priority, the lowest first.
+    consumers: Vec<LapinConsumer>,
     shared: Arc<Shared>,
     prefetch: u16,
 }
@@ -46,10 +50,10 @@ pub(crate) struct AmqpConsumer {
 impl AmqpConsumer {
     pub(crate) async fn start(shared: &Arc<Shared>, prefetch: usize) -> Result<Self> {
         let prefetch = u16::try_from(prefetch.max(1)).unwrap_or(u16::MAX);
-        let (channel, consumer) = subscribe(shared, prefetch, true).await?;
+        let (channel, consumers) = subscribe(shared, prefetch, true).await?;
         Ok(Self {
             channel,
-            consumer,
+            consumers,
             shared: shared.clone(),
             prefetch,
         })
@@ -61,12 +65,28 @@ impl AmqpConsumer {
     /// but those whose claim is still running, and a claim is fenced: the task runs once.
     /// See [`IDLE_RESUBSCRIBE`].
     async fn resubscribe(&mut self) -> Result<()> {
-        let (channel, consumer) = subscribe(&self.shared, self.prefetch, false).await?;
+        let (channel, consumers) = subscribe(&self.shared, self.prefetch, false).await?;
         let old = std::mem::replace(&mut self.channel, channel);
-        self.consumer = consumer;
+        self.consumers = consumers;
         close_in_background(old, "consumer subscribed again");
         tracing::trace!(queue = %self.shared.names.tasks, "idle consumer subscribed again");
         Ok(())
+    }
+
+    /// The next delivery from the highest priority that has one: what the broker has already
+    /// pushed to a lower priority's consumer waits (unacknowledged, in this node's prefetch)
+    /// until no higher one has any. `None` when one of the consumers was cancelled.
+    async fn next_by_priority(&mut self) -> Option<(Priority, LapinResult<LapinDelivery>)> {
+        std::future::poll_fn(|cx| {
+            // Every pending consumer registers the waker, so a delivery to any level wakes this.
+            for (level, consumer) in Priority::highest_first().zip(self.consumers.iter_mut().rev()) {
+                if let Poll::Ready(item) = consumer.poll_next_unpin(cx) {
+                    return Poll::Ready(item.map(|delivery| (level, delivery)));
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Gives a task message of a newer version back to the queue, after [`HAND_BACK_PAUSE`]:
@@ -105,7 +125,7 @@ impl Drop for AmqpConsumer {
 impl Consumer for AmqpConsumer {
     async fn next(&mut self) -> Result<Option<Delivery>> {
         loop {
-            let delivery = match tokio::time::timeout(IDLE_RESUBSCRIBE, self.consumer.next()).await {
+            let (priority, delivery) = match tokio::time::timeout(IDLE_RESUBSCRIBE, self.next_by_priority()).await {
                 Ok(Some(delivery)) => delivery,
                 Ok(None) => return Ok(None),
                 Err(_idle) => {
@@ -136,6 +156,7 @@ impl Consumer for AmqpConsumer {
             match serde_json::from_slice::<TaskRef>(&delivery.data) {
                 Ok(mut task) => {
                     task.traceparent = trace::read(&delivery.properties, &task);
+                    task.priority = priority;
                     let ack = AmqpAck {
                         acker: Some(delivery.acker),
                         timeout: self.shared.timeout,
@@ -157,8 +178,9 @@ impl Consumer for AmqpConsumer {
 }
 
 /// Opens a channel with `basic.qos` = `prefetch` (declaring the topology first if `declare`),
-/// and starts a consumer on the task queue there, within the queue's timeout.
-async fn subscribe(shared: &Shared, prefetch: u16, declare: bool) -> Result<(Channel, LapinConsumer)> {
+/// and starts a consumer on each priority's task queue there (the lowest first), within the
+/// queue's timeout.
+async fn subscribe(shared: &Shared, prefetch: u16, declare: bool) -> Result<(Channel, Vec<LapinConsumer>)> {
     let open = async {
         let connection = shared.pool.get().await.map_err(pool)?;
         let channel = connection.create_channel().await.map_err(amqp)?;
@@ -169,17 +191,22 @@ async fn subscribe(shared: &Shared, prefetch: u16, declare: bool) -> Result<(Cha
             .basic_qos(prefetch, BasicQosOptions::default())
             .await
             .map_err(amqp)?;
-        let tag = format!("naxos-{}", uuid::Uuid::new_v4().simple());
-        let consumer = channel
-            .basic_consume(
-                shared.names.tasks.as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(amqp)?;
-        Ok((channel, consumer))
+        let tag = uuid::Uuid::new_v4().simple();
+        let mut consumers = Vec::with_capacity(Priority::LEVELS);
+        for (level, queue) in shared.names.task_queues.iter().enumerate() {
+            let tag = format!("naxos-{tag}-p{level}");
+            let consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(amqp)?;
+            consumers.push(consumer);
+        }
+        Ok((channel, consumers))
     };
     within(shared.timeout, "a subscribe", open).await
 }

@@ -32,7 +32,7 @@
 //!
 //! | name | kind | what for |
 //! | --- | --- | --- |
-//! | `<prefix>.tasks` | direct exchange → quorum queue `<prefix>.tasks` | task messages: durable, persistent, publisher-confirmed, manually acked |
+//! | `<prefix>.tasks` | direct exchange → quorum queue `<prefix>.tasks` (priority 0), and `<prefix>.tasks.p1` … `<prefix>.tasks.p9` (priorities 1 to 9), each bound under its own name | task messages: durable, persistent, publisher-confirmed, manually acked |
 //! | `<prefix>.dead` | fanout exchange → queue `<prefix>.dead` | messages that cannot be decoded, or were delivered (or, being of a newer version, handed back) more than `delivery_limit` times |
 //! | `<prefix>.events` | topic exchange | status events, routing key `<definitionId>.<executionId>.<status>` (a `.` in a definition id written `%2E`); bind your own queue to react to them |
 //!
@@ -40,6 +40,20 @@
 //!
 //! - **Quorum queue** for tasks: it counts deliveries, so a message that keeps coming back
 //!   (`x-delivery-limit`) is dead-lettered instead of looping; and it survives a broker restart.
+//! - **A queue per priority** ([`Priority`]): quorum queues have
+//!   no message priorities here (RabbitMQ before 4.0 has none; 4.0's two levels are too few),
+//!   and a classic priority queue would give up the delivery limit and the replication. So a
+//!   task message goes to its execution's level's queue, and each task consumer subscribes to
+//!   all ten on one channel and, whenever the worker asks for the next task, takes it from the
+//!   highest level that has one delivered: strictly by priority, as DESIGN §8 says for the
+//!   waiting tasks (a steady stream of high-priority work keeps lower levels waiting; that is
+//!   what a priority asks for). `basic.qos` counts per consumer (quorum queues have no global
+//!   QoS), so a node holds up to its prefetch per level: a level-9 message published behind a
+//!   backlog of level 0 is delivered at once to a node's level-9 consumer and starts at its
+//!   next free worker, overtaken only by what was starting meanwhile — at most a prefetch and
+//!   a pool of workers per node. Priority 0 keeps the queue's old name, so nodes of an earlier
+//!   release share it; the priority comes back on the delivered reference from the queue it
+//!   came from.
 //! - **Ack right after the claim is durable** (the engine does this): the Store holds the task
 //!   from then on, so a long task never meets RabbitMQ's consumer ack timeout
 //!   (`consumer_timeout`, 30 min by default) and a crashed worker's task comes back through its
@@ -96,7 +110,7 @@ use deadpool_lapin::lapin::types::{AMQPValue, FieldTable};
 use deadpool_lapin::lapin::{Channel, ExchangeKind};
 use deadpool_lapin::{Pool, Runtime};
 use naxos_core::backend::{Consumer, EventSubscription, Queue, SelectedEvents};
-use naxos_core::model::{StatusEvent, TaskRef};
+use naxos_core::model::{Priority, StatusEvent, TaskRef};
 use naxos_core::{Error, Result};
 
 pub use deadpool_lapin;
@@ -155,7 +169,10 @@ pub(crate) struct Shared {
 /// Exchange and queue names, and what the topology is declared with.
 #[derive(Debug, Clone)]
 pub(crate) struct Names {
+    /// The task exchange, and the task queue of priority 0.
     pub(crate) tasks: String,
+    /// The task queue of each priority, the lowest first (priority 0's is `tasks`).
+    pub(crate) task_queues: Vec<String>,
     pub(crate) dead: String,
     pub(crate) events: String,
     pub(crate) delivery_limit: u32,
@@ -185,6 +202,12 @@ impl AmqpQueue {
             .map_err(|e| Error::InvalidInput(format!("AMQP URL: {e}")))?;
         let names = Names {
             tasks: format!("{}.tasks", config.prefix),
+            task_queues: (0..Priority::LEVELS)
+                .map(|level| match level {
+                    0 => format!("{}.tasks", config.prefix),
+                    _ => format!("{}.tasks.p{level}", config.prefix),
+                })
+                .collect(),
             dead: format!("{}.dead", config.prefix),
             events: format!("{}.events", config.prefix),
             delivery_limit: config.delivery_limit,
@@ -213,9 +236,14 @@ impl AmqpQueue {
         &self.shared.pool
     }
 
-    /// The name of the task queue.
+    /// The name of the task queue of priority 0 (and of the task exchange).
     pub fn task_queue(&self) -> &str {
         &self.shared.names.tasks
+    }
+
+    /// The name of the task queue of `priority`.
+    pub fn task_queue_of(&self, priority: Priority) -> &str {
+        self.shared.names.task_queue(priority)
     }
 
     /// The name of the dead-letter queue.
@@ -233,12 +261,19 @@ fn pool_error_at_start(e: deadpool_lapin::PoolError) -> Error {
     pool(e)
 }
 
+impl Names {
+    /// The task queue of `priority`, which is also its routing key.
+    pub(crate) fn task_queue(&self, priority: Priority) -> &str {
+        &self.task_queues[priority.index()]
+    }
+}
+
 /// Declares the whole topology (idempotent). Every fresh channel does this before it publishes
 /// or consumes, so a broker that lost its definitions (a new node, a wiped data dir) gets them
 /// back at the next reconnect instead of refusing every message with NOT_FOUND.
 pub(crate) async fn declare(channel: &Channel, names: &Names) -> Result<()> {
     exchange(channel, &names.dead, ExchangeKind::Fanout).await?;
-    bound_queue(channel, &names.dead, "", FieldTable::default()).await?;
+    bound_queue(channel, &names.dead, &names.dead, "", FieldTable::default()).await?;
 
     exchange(channel, &names.tasks, ExchangeKind::Direct).await?;
     let mut args = FieldTable::default();
@@ -249,7 +284,9 @@ pub(crate) async fn declare(channel: &Channel, names: &Names) -> Result<()> {
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(names.dead.as_str().into()),
     );
-    bound_queue(channel, &names.tasks, &names.tasks, args).await?;
+    for queue in &names.task_queues {
+        bound_queue(channel, queue, &names.tasks, queue, args.clone()).await?;
+    }
 
     exchange(channel, &names.events, ExchangeKind::Topic).await
 }
@@ -266,8 +303,8 @@ async fn exchange(channel: &Channel, name: &str, kind: ExchangeKind) -> Result<(
         .map_err(amqp)
 }
 
-/// A durable queue named like its exchange, bound to it with `routing_key`.
-async fn bound_queue(channel: &Channel, name: &str, routing_key: &str, args: FieldTable) -> Result<()> {
+/// A durable queue `name`, bound to `exchange` with `routing_key`.
+async fn bound_queue(channel: &Channel, name: &str, exchange: &str, routing_key: &str, args: FieldTable) -> Result<()> {
     let durable = QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -276,7 +313,7 @@ async fn bound_queue(channel: &Channel, name: &str, routing_key: &str, args: Fie
     channel
         .queue_bind(
             name.into(),
-            name.into(),
+            exchange.into(),
             routing_key.into(),
             QueueBindOptions::default(),
             FieldTable::default(),

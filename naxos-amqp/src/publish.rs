@@ -52,8 +52,8 @@ impl Publisher {
         *self.channel.lock().await = None;
     }
 
-    /// Publishes persistent task messages (with their trace context in the `traceparent` header
-    /// when they have one) and waits for the broker's confirms; on a failure, tries once more on
+    /// Publishes persistent task messages, each to its priority's queue (with its trace context
+    /// in the `traceparent` header when it has one), and waits for the broker's confirms; on a failure, tries once more on
     /// a fresh channel.
     pub(crate) async fn publish_tasks(&self, tasks: &[TaskRef]) -> Result<()> {
         if tasks.is_empty() {
@@ -82,7 +82,7 @@ impl Publisher {
             let confirm = channel
                 .basic_publish(
                     self.names.tasks.as_str().into(),
-                    self.names.tasks.as_str().into(),
+                    self.names.task_queue(task.priority).into(),
                     BasicPublishOptions::default(),
                     &body,
                     trace::mark(

@@ -76,6 +76,10 @@ pub struct SummaryView {
     /// For an execution a sub-job started: the parent's sub-job task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_task_id: Option<String>,
+    /// Its priority, 0 (the lowest) to 9 (the highest): `?priority=` of the execute request,
+    /// else its definition's job-level `priority`, else 0; a sub-job's child has its parent's.
+    #[schema(minimum = 0, maximum = 9)]
+    pub priority: u8,
 }
 
 /// The answer to a signal.
@@ -107,7 +111,8 @@ pub struct TaskView {
     pub status: TaskStatus,
     /// Why a QUEUED task waits without running, if it does: `paused` while its definition is
     /// paused (it is queued again when the definition is resumed); `concurrency` while every
-    /// slot of its concurrency limit is held (it starts when one frees, oldest first);
+    /// slot of its concurrency limit is held (it starts when one frees, the highest priority
+    /// then the oldest first);
     /// `rateLimit` while it waits for its turn under its rate limit (`dueAt`). Absent
     /// otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,6 +215,7 @@ impl From<&ExecutionSummary> for SummaryView {
             scheduled_for: s.scheduled_for,
             parent_execution_id: s.parent.as_ref().map(|p| p.execution_id),
             parent_task_id: s.parent.as_ref().map(|p| p.task_id.clone()),
+            priority: s.priority.get(),
         }
     }
 }
@@ -307,6 +313,10 @@ pub struct DefinitionView {
     /// it leaves out).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// The priority of its executions where the execute request gives none (0 when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 9)]
+    pub priority: Option<u64>,
     /// The tasks, keyed by id.
     pub tasks: BTreeMap<String, TaskDefinition>,
     /// Dependencies: task id → the ids it waits for.
@@ -326,6 +336,7 @@ impl From<&StoredDefinition> for DefinitionView {
             description: def.description.clone(),
             timeout_ms: def.timeout_ms,
             retention: def.retention,
+            priority: def.priority,
             tasks: def.tasks.clone(),
             graph: def.graph.clone(),
             version: d.version,

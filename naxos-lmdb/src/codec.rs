@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
-    Attempt, AttemptOutcome, BlockedBy, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, ParentLink, TaskPlan,
-    TaskRun, TaskStatus,
+    Attempt, AttemptOutcome, BlockedBy, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, ParentLink, Priority,
+    TaskPlan, TaskRun, TaskStatus,
 };
 use naxos_core::{Error, Result};
 use serde_json::Value;
@@ -233,8 +233,17 @@ pub(crate) fn summary(s: &ExecutionSummary) -> Result<Vec<u8>> {
         out.var(u64::from(p.attempt));
         out.var(u64::from(p.depth));
     }
+    if s.priority != Priority::LOWEST {
+        out.byte(PRIORITY);
+        out.byte(s.priority.get());
+    }
     Ok(out.0)
 }
+
+/// The tag of a summary row's trailing section: the execution's priority. Written only when it
+/// is not the lowest (after [`PARENT`]), so a row without it reads as priority 0, as every row
+/// written before priorities existed does.
+const PRIORITY: u8 = 3;
 
 /// The tag of a summary row's trailing section: the parent task of a child a sub-job started.
 /// Written only for such a child (after [`SCHEDULED_FOR`], when both are there).
@@ -274,6 +283,7 @@ pub(crate) fn read_summary(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionSum
         end_time: i.opt(In::time)?,
         scheduled_for: None,
         parent: None,
+        priority: Priority::LOWEST,
     };
     let mut summary = summary;
     while !i.bytes.is_empty() {
@@ -289,6 +299,10 @@ pub(crate) fn read_summary(id: ExecutionId, bytes: &[u8]) -> Result<ExecutionSum
                     attempt: i.u32()?,
                     depth: i.u32()?,
                 });
+            }
+            PRIORITY => {
+                let level = i.byte()?;
+                summary.priority = Priority::new(u64::from(level)).map_err(|_| i.bad("a priority above 9"))?;
             }
             _ => return Err(i.bad("an unknown section")),
         }
@@ -575,6 +589,7 @@ mod tests {
             end_time: None,
             scheduled_for: None,
             parent: None,
+            priority: Priority::LOWEST,
         };
         let bytes = summary(&started).unwrap();
         assert_eq!(read_summary(id, &bytes).unwrap(), started, "no section without a delay");
@@ -601,6 +616,20 @@ mod tests {
             "a child keeps its parent"
         );
         assert!(with_parent.starts_with(&bytes), "the section follows the old layout");
+        let urgent = ExecutionSummary {
+            priority: Priority::HIGHEST,
+            ..child.clone()
+        };
+        let with_priority = summary(&urgent).unwrap();
+        assert_eq!(
+            read_summary(id, &with_priority).unwrap(),
+            urgent,
+            "it keeps its priority"
+        );
+        assert!(
+            with_priority.starts_with(&with_parent),
+            "the section follows the others"
+        );
         let mut unknown = bytes.clone();
         unknown.push(9);
         assert!(read_summary(id, &unknown).is_err(), "an unknown section is refused");

@@ -22,14 +22,14 @@
 //! | `retained`, `expiring` | see `retention.rs` | |
 //! | `nodes` | node id | the node (JSON) |
 //! | `slots_held` | scope length (u16), concurrency scope, execution id, task position (runs holding a slot) | — |
-//! | `slots_waiting` | scope length (u16), concurrency scope, queued at, execution id, task position (runs waiting for one) | — |
+//! | `slots_waiting` | scope length (u16), concurrency scope, 9 − priority (one byte: the highest first), queued at, execution id, task position (runs waiting for one, in the order of admission) | — |
 //!
 //! Times are microseconds since the epoch with the sign bit flipped (so negative times sort
 //! first). Definition ids never contain a `0` byte (their charset is `[A-Za-z0-9_.-]`), so
 //! `id, 0` is a prefix no other id shares.
 
 use chrono::{DateTime, Utc};
-use naxos_core::model::{ExecutionId, ExecutionStatus};
+use naxos_core::model::{ExecutionId, ExecutionStatus, Priority};
 use naxos_core::Result;
 use uuid::Uuid;
 
@@ -102,6 +102,28 @@ pub(crate) fn slot_of(key: &[u8]) -> Option<(&str, &[u8])> {
     let len = u16::from_be_bytes(key.get(..2)?.try_into().ok()?) as usize;
     let scope = std::str::from_utf8(key.get(2..2 + len)?).ok()?;
     Some((scope, &key[2 + len..]))
+}
+
+/// The `slots_waiting` key of a run of execution `id` (at `priority`, task position `index`)
+/// waiting for a slot of `scope` since `queued_at`: in the order of admission within the scope,
+/// the highest priority first, then the oldest.
+pub(crate) fn slot_waiting(
+    scope: &str,
+    priority: Priority,
+    queued_at: DateTime<Utc>,
+    id: ExecutionId,
+    index: usize,
+) -> Vec<u8> {
+    let mut k = slot_prefix(scope);
+    k.push(Priority::HIGHEST.get() - priority.get());
+    k.extend_from_slice(&timed(queued_at, id, Some(index)));
+    k
+}
+
+/// Where the execution id is in a `slots_waiting` key of a scope whose prefix is `prefix_len`
+/// bytes (see [`slot_waiting`]).
+pub(crate) fn slot_waiting_id_at(prefix_len: usize) -> usize {
+    prefix_len + 1 + TIME
 }
 
 /// `time, execution id` (and the task position, when given).

@@ -27,7 +27,8 @@ fn held(tx: &Tx<'_, '_>, scope: &str) -> Result<usize> {
     Ok(n)
 }
 
-/// The oldest run waiting for a slot of `scope`: its execution and task position.
+/// The first run waiting for a slot of `scope` (the highest priority, then the oldest): its
+/// execution and task position.
 fn first_waiting(tx: &Tx<'_, '_>, scope: &str) -> Result<Option<(ExecutionId, usize)>> {
     let reader = tx.reader();
     let err = |e| reader.env.error(e);
@@ -37,7 +38,7 @@ fn first_waiting(tx: &Tx<'_, '_>, scope: &str) -> Result<Option<(ExecutionId, us
         return Ok(None);
     };
     let (key, _) = entry.map_err(err)?;
-    let at = prefix.len() + keys::TIME;
+    let at = keys::slot_waiting_id_at(prefix.len());
     let id = keys::id_at(key, at)?;
     let index = key
         .get(at + 16..)
@@ -74,7 +75,8 @@ pub(crate) fn admit_freed(tx: &mut Tx<'_, '_>, ch: &mut Changes) -> Result<()> {
     Ok(())
 }
 
-/// Admits the runs waiting for `scope`, oldest first, while a slot of it is free.
+/// Admits the runs waiting for `scope`, the highest priority then the oldest first, while a
+/// slot of it is free.
 pub(crate) fn admit_scope(tx: &mut Tx<'_, '_>, scope: &str, ch: &mut Changes) -> Result<()> {
     let now = tx.now();
     while let Some((id, index)) = first_waiting(tx, scope)? {

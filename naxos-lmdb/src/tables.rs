@@ -342,19 +342,18 @@ enum SlotMark {
     Waiting(Vec<u8>),
 }
 
-fn slot_mark(id: ExecutionId, index: usize, t: &TaskRun) -> Option<SlotMark> {
-    let mut key = keys::slot_prefix(t.slot.as_deref()?);
+fn slot_mark(s: &ExecutionSummary, index: usize, t: &TaskRun) -> Option<SlotMark> {
+    let scope = t.slot.as_deref()?;
     if t.holds_slot {
-        key.extend_from_slice(id.as_bytes());
+        let mut key = keys::slot_prefix(scope);
+        key.extend_from_slice(s.id.as_bytes());
         key.extend_from_slice(&(index as u32).to_be_bytes());
         Some(SlotMark::Held(key))
     } else if t.status == TaskStatus::Queued && t.blocked_by == Some(BlockedBy::Concurrency) {
-        key.extend_from_slice(&keys::timed(
-            t.queued_at.unwrap_or(DateTime::<Utc>::MAX_UTC),
-            id,
-            Some(index),
-        ));
-        Some(SlotMark::Waiting(key))
+        let queued_at = t.queued_at.unwrap_or(DateTime::<Utc>::MAX_UTC);
+        Some(SlotMark::Waiting(keys::slot_waiting(
+            scope, s.priority, queued_at, s.id, index,
+        )))
     } else {
         None
     }
@@ -468,8 +467,8 @@ pub(crate) fn write_back(
                 tx.put(db, &key, &[])?;
             }
         }
-        let old_slot = old.and_then(|r| slot_mark(id, i, r));
-        let new_slot = new.and_then(|r| slot_mark(id, i, r));
+        let old_slot = before.zip(old).and_then(|(b, r)| slot_mark(b.summary(), i, r));
+        let new_slot = after.zip(new).and_then(|(a, r)| slot_mark(a.summary(), i, r));
         if old_slot != new_slot {
             if let Some(m) = old_slot {
                 let (db, key) = slot_db(&t, m);

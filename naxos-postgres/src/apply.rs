@@ -241,9 +241,9 @@ const WRITE_BACK: &str = "
     ), added AS (
         INSERT INTO naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, queued_at, plan, error, due_at, start_time, end_time, slot, rate)
+             attempt, queued_at, plan, error, due_at, start_time, end_time, slot, rate, priority)
         SELECT $1, r.task_id, r.position, r.name, r.function_name, r.status, '{}', '{}', 0, r.attempt,
-               r.queued_at, r.plan, r.error, r.due_at, r.start_time, r.end_time, r.slot, r.rate
+               r.queued_at, r.plan, r.error, r.due_at, r.start_time, r.end_time, r.slot, r.rate, $14
         FROM jsonb_to_recordset($13) AS r(task_id TEXT, position INTEGER, name TEXT, function_name TEXT,
              status TEXT, attempt INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, due_at TIMESTAMPTZ,
              start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, slot TEXT, rate TEXT)
@@ -335,6 +335,7 @@ pub(crate) async fn write_back(conn: &mut PgConnection, before: &ExecutionState,
         .bind(signals)
         .bind(s.scheduled_for)
         .bind(sqlx::types::Json(&added))
+        .bind(crate::codec::level(s.priority))
         .execute(&mut *conn)
         .await
         .map_err(db)?;

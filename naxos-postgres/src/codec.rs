@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
-    Attempt, AttemptOutcome, BlockedBy, ExecutionStatus, ExecutionSummary, Lease, ParentLink, TaskPlan, TaskRun,
-    TaskStatus, TraceParent,
+    Attempt, AttemptOutcome, BlockedBy, ExecutionStatus, ExecutionSummary, Lease, ParentLink, Priority, TaskPlan,
+    TaskRun, TaskStatus, TraceParent,
 };
 use naxos_core::Result;
 use serde_json::Value;
@@ -20,7 +20,7 @@ pub(crate) const TASK_COLUMNS: &str = "task_id, name, function_name, status, dep
 /// The execution columns [`execution_summary`] reads, in a SELECT list.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, definition_id, definition_version, status, error, idempotency_key, \
      traceparent, schedule_id, deadline, created_at, updated_at, start_time, end_time, scheduled_for, \
-     parent_execution_id, parent_task_id, parent_attempt, parent_depth";
+     parent_execution_id, parent_task_id, parent_attempt, parent_depth, priority";
 
 pub(crate) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T>
 where
@@ -115,6 +115,7 @@ pub(crate) fn execution_summary(row: &PgRow) -> Result<ExecutionSummary> {
         end_time: get(row, "end_time")?,
         scheduled_for: get(row, "scheduled_for")?,
         parent: parent(row)?,
+        priority: priority(row)?,
     })
 }
 
@@ -142,6 +143,20 @@ pub(crate) fn traceparent(row: &PgRow) -> Result<Option<TraceParent>> {
     let text: Option<String> = get(row, "traceparent")?;
     text.map(|t| TraceParent::parse(&t).map_err(|e| corrupt(format!("traceparent `{t}`: {e}"))))
         .transpose()
+}
+
+/// The `priority` column (of an execution row, or of a statement that returns it).
+pub(crate) fn priority(row: &PgRow) -> Result<Priority> {
+    let level: i16 = get(row, "priority")?;
+    u64::try_from(level)
+        .ok()
+        .and_then(|l| Priority::new(l).ok())
+        .ok_or_else(|| corrupt(format!("priority {level}")))
+}
+
+/// The `priority` parameter of `p`.
+pub(crate) fn level(p: Priority) -> i16 {
+    i16::from(p.get())
 }
 
 /// `u32` for an INTEGER parameter.

@@ -14,8 +14,8 @@ use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, PgConnection, PgPool};
 
 use crate::codec::{
-    attempt, count, execution_status, execution_summary, get, int, jsonb, task_run, ATTEMPT_COLUMNS, EXECUTION_COLUMNS,
-    TASK_COLUMNS,
+    attempt, count, execution_status, execution_summary, get, int, jsonb, level, task_run, ATTEMPT_COLUMNS,
+    EXECUTION_COLUMNS, TASK_COLUMNS,
 };
 use crate::error::db;
 
@@ -29,7 +29,8 @@ const MAX_PAGE: usize = 1_000;
 /// create), and the existing execution is returned. `$10` and `$11` are the schedule and tick
 /// that start it, if any; `$17` and `$18` its definition's own retention periods (ms), if any;
 /// `$19` the time a delayed execution starts at; `$20`–`$23` the parent task of a child a
-/// sub-job started; `$24` the attempt records a creation starts (a root sub-job's). `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
+/// sub-job started; `$24` the attempt records a creation starts (a root sub-job's); `$25` its
+/// priority (on the execution, and on each task row for the admission order of limits). `t` prefixes the table names (a schema, see [`Tables`]); `outbox`
 /// is an extra CTE (see [`outbox`]). The execution is created as the state module left it:
 /// PENDING, or already finished when the `when` conditions of its roots left nothing to run
 /// (its tasks then carry their errors and end times).
@@ -40,18 +41,19 @@ fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
         INSERT INTO {t}naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
              traceparent, schedule_id, schedule_tick, plain, error, end_time, start_time, retention_completed_ms,
-             retention_failed_ms, scheduled_for, parent_execution_id, parent_task_id, parent_attempt, parent_depth)
+             retention_failed_ms, scheduled_for, parent_execution_id, parent_task_id, parent_attempt, parent_depth,
+             priority)
         SELECT $1, $2, $3, $12, $4, $5, $6, $7, $7, $9, $10, $11, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-               $23 FROM gate
+               $23, $25 FROM gate
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
         INSERT INTO {t}naxos_tasks
             (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, attempts, queued_at, plan, error, end_time, due_at, start_time, output, slot, rate)
+             attempt, attempts, queued_at, plan, error, end_time, due_at, start_time, output, slot, rate, priority)
         SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
                r.remaining, r.attempt, r.attempts, r.queued_at, r.plan, r.error, r.end_time, r.due_at, r.start_time,
-               r.output -> 0, r.slot, r.rate
+               r.output -> 0, r.slot, r.rate, $25
         FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
              function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
              attempt INTEGER, attempts INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ,
@@ -268,6 +270,7 @@ pub(crate) async fn insert(
         .bind(s.parent.as_ref().map(|p| int(p.attempt)))
         .bind(s.parent.as_ref().map(|p| int(p.depth)))
         .bind(Value::Array(attempts))
+        .bind(level(s.priority))
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;

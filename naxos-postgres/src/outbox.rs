@@ -18,7 +18,7 @@ use naxos_core::{ExecuteRequest, Result, Submitted};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::codec::{get, traceparent};
+use crate::codec::{get, priority, traceparent};
 use crate::error::db;
 use crate::executions::{create_on, starts_sub_jobs, Tables};
 use crate::PgStore;
@@ -32,7 +32,7 @@ const TAKE: &str = "
         )
         RETURNING execution_id
     )
-    SELECT e.id AS execution_id, t.task_id, t.attempt, e.traceparent,
+    SELECT e.id AS execution_id, t.task_id, t.attempt, e.traceparent, e.priority,
            CASE WHEN e.status = 'PENDING' AND e.start_time IS NULL THEN e.scheduled_for END AS scheduled_for
     FROM taken
     JOIN naxos_executions e ON e.id = taken.execution_id
@@ -126,9 +126,11 @@ pub(crate) async fn take(pool: &PgPool, limit: usize) -> Result<Changes> {
             continue;
         };
         let attempt: i32 = get(row, "attempt")?;
-        changes
-            .ready
-            .push(TaskRef::new(id, task_id, attempt as u32).with_traceparent(traceparent(row)?));
+        changes.ready.push(
+            TaskRef::new(id, task_id, attempt as u32)
+                .with_traceparent(traceparent(row)?)
+                .with_priority(priority(row)?),
+        );
     }
     Ok(changes)
 }

@@ -27,7 +27,7 @@ use naxos_core::{Error, Result};
 use sqlx::PgConnection;
 
 use crate::claim::guard_error;
-use crate::codec::{execution_status, get, int, jsonb, traceparent};
+use crate::codec::{execution_status, get, int, jsonb, priority, traceparent};
 use crate::error::db;
 
 /// The aggregates over an execution's task rows that decide whether and how it ends (as
@@ -49,7 +49,7 @@ macro_rules! tally_columns {
 const SETTLE: &str = concat!(
     "
     WITH ex AS (
-        SELECT id, definition_id, status, revision, traceparent, plain FROM naxos_executions
+        SELECT id, definition_id, status, revision, traceparent, priority, plain FROM naxos_executions
         WHERE id = $1 FOR NO KEY UPDATE
     ), fresh AS (
         SELECT ex.id FROM ex JOIN naxos_executions seen ON seen.id = ex.id AND seen.revision = ex.revision
@@ -99,7 +99,7 @@ const SETTLE: &str = concat!(
         WHERE e.id = $1
         RETURNING v.status, v.error
     )
-    SELECT ex.definition_id, ex.status, ex.traceparent,
+    SELECT ex.definition_id, ex.status, ex.traceparent, ex.priority,
            EXISTS (SELECT 1 FROM fresh) AS fresh,
            (SELECT attempt FROM done) AS attempt,
            (SELECT status FROM ended) AS ended,
@@ -156,6 +156,7 @@ pub(crate) async fn settle(
     };
     let definition_id: String = get(&row, "definition_id")?;
     let trace = traceparent(&row)?;
+    let priority = priority(&row)?;
     let id = task.execution_id;
     let attempt = u32::try_from(attempt).unwrap_or_default();
     let mut changes = Changes::default();
@@ -185,7 +186,9 @@ pub(crate) async fn settle(
         now,
     ));
     if status == TaskStatus::Retrying {
-        let next = TaskRef::new(id, task.task_id.clone(), attempt).with_traceparent(trace);
+        let next = TaskRef::new(id, task.task_id.clone(), attempt)
+            .with_traceparent(trace)
+            .with_priority(priority);
         changes.delayed.push((next, due.unwrap_or(now)));
     }
     let ready: Vec<String> = get(&row, "ready")?;
@@ -194,9 +197,11 @@ pub(crate) async fn settle(
         let attempt = u32::try_from(attempt).unwrap_or_default();
         let event = rules::task_event(id, &definition_id, &task_id, attempt, TaskStatus::Queued, None, now);
         changes.events.push(event);
-        changes
-            .ready
-            .push(TaskRef::new(id, task_id, attempt).with_traceparent(trace));
+        changes.ready.push(
+            TaskRef::new(id, task_id, attempt)
+                .with_traceparent(trace)
+                .with_priority(priority),
+        );
     }
     if let Some(ended) = get::<Option<String>>(&row, "ended")? {
         let error: Option<String> = get(&row, "ended_error")?;

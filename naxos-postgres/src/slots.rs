@@ -98,7 +98,7 @@ pub(crate) async fn claim(
 
 /// After the commit of a transition: gives back the rate-limit turns it released
 /// (`ch.released_turns`, emptied), and admits the runs waiting for each scope of the slots it
-/// freed (`ch.freed_slots`, emptied), oldest first, while a slot is free, one transaction each;
+/// freed (`ch.freed_slots`, emptied), the highest priority then the oldest first, while a slot is free, one transaction each;
 /// what that changed is added to `ch`.
 pub(crate) async fn admit_freed(pool: &PgPool, ch: &mut Changes, now: DateTime<Utc>) -> Result<()> {
     if !ch.released_turns.is_empty() {
@@ -113,13 +113,14 @@ pub(crate) async fn admit_freed(pool: &PgPool, ch: &mut Changes, now: DateTime<U
     Ok(())
 }
 
-/// Admits the runs waiting for `scope`, oldest first, while a slot of it is free.
+/// Admits the runs waiting for `scope`, the highest priority then the oldest first, while a slot
+/// of it is free.
 pub(crate) async fn admit_scope(pool: &PgPool, scope: &str, now: DateTime<Utc>, ch: &mut Changes) -> Result<()> {
     for _ in 0..MAX_ADMISSIONS {
         let head: Option<(ExecutionId, String)> = sqlx::query_as(
             "SELECT execution_id, task_id FROM naxos_tasks
              WHERE slot = $1 AND blocked_by = 'concurrency' AND status = 'QUEUED'
-             ORDER BY queued_at, execution_id, task_id LIMIT 1",
+             ORDER BY priority DESC, queued_at, execution_id, task_id LIMIT 1",
         )
         .bind(scope)
         .fetch_optional(pool)

@@ -21,6 +21,12 @@ use crate::Result;
 /// - A consumer holds at most `prefetch` unacknowledged deliveries.
 /// - [`publish_delayed`](Queue::publish_delayed) delivers a message no earlier than its delay;
 ///   a short delay is not held up behind a longer one.
+/// - Of the messages waiting, a consumer receives those of a higher [`TaskRef::priority`]
+///   first (within a priority, the oldest first), so that under a backlog a high-priority
+///   execution's tasks overtake the ones already queued. Across a cluster that is as good as
+///   each node's view: a node may still start up to what it holds (its prefetch) of lower
+///   priorities before a higher one reaches it. The priority travels beside the body like the
+///   trace context and comes back on the delivered reference.
 /// - A message carries its [`TaskRef::traceparent`] beside the body (the body's JSON stays
 ///   `{"executionId","taskId","attempt"}`), so that tools watching the broker see the trace;
 ///   the delivered reference has it back. (The worker does not depend on it: its claim returns

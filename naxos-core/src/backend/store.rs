@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::model::{
     DefinitionSummary, Delay, Execution, ExecutionId, ExecutionStatus, ExecutionSummary, JobDefinition, NewTask,
-    NodeInfo, ParentLink, Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition, StoredSchedule,
-    TaskRef, TraceParent,
+    NodeInfo, ParentLink, Priority, Retention, RetentionDefaults, Schedule, SchedulePut, StoredDefinition,
+    StoredSchedule, TaskRef, TraceParent,
 };
 use crate::state::Changes;
 use crate::Result;
@@ -390,6 +390,9 @@ pub struct NewExecution {
     /// For a child execution a sub-job starts: its parent task (set by the state module's
     /// [`ChildStart`](crate::state::ChildStart), never by a caller).
     pub parent: Option<ParentLink>,
+    /// Its priority ([`ExecutionSummary::priority`]): by default its definition's job-level
+    /// `priority`, else the lowest; a sub-job's child has its parent's.
+    pub priority: Priority,
 }
 
 impl NewExecution {
@@ -411,6 +414,7 @@ impl NewExecution {
             retention: def.retention.filter(|r| !r.is_empty()),
             tasks: definition.new_tasks(),
             parent: None,
+            priority: def.default_priority(),
         }
     }
 

@@ -48,7 +48,7 @@ use crate::backend::{
     Cache, DefinitionPut, ExecutionPage, ExecutionQuery, NewExecution, Queue, StopReason, Store, StoreCounts,
 };
 use crate::model::{
-    validate, DefinitionSummary, Delay, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo,
+    validate, DefinitionSummary, Delay, Execution, ExecutionId, ExecutionStatus, JobDefinition, NodeInfo, Priority,
     StoredDefinition, TraceParent,
 };
 use crate::task::{Registry, TaskContext, TaskError};
@@ -82,6 +82,8 @@ pub struct ExecuteRequest {
     /// A later start (see [`ExecuteRequest::delay`] and [`ExecuteRequest::run_at`]); `None`:
     /// at once.
     pub delay: Option<Delay>,
+    /// Its priority (see [`ExecuteRequest::priority`]); `None`: the definition's default.
+    pub priority: Option<Priority>,
 }
 
 impl ExecuteRequest {
@@ -120,6 +122,9 @@ impl ExecuteRequest {
         new.idempotency_key = request.idempotency_key;
         new.traceparent = request.traceparent;
         new.delay = request.delay;
+        if let Some(priority) = request.priority {
+            new.priority = priority;
+        }
         Ok(new)
     }
 
@@ -132,6 +137,7 @@ impl ExecuteRequest {
             idempotency_key: None,
             traceparent: None,
             delay: None,
+            priority: None,
         }
     }
 
@@ -166,6 +172,24 @@ impl ExecuteRequest {
     #[must_use]
     pub fn traceparent(mut self, traceparent: TraceParent) -> Self {
         self.traceparent = Some(traceparent);
+        self
+    }
+
+    /// Runs it at `priority` (`?priority=` over HTTP) instead of its definition's default
+    /// (the job-level `priority`, else the lowest): under a backlog, its tasks start before
+    /// those of lower-priority executions already waiting (see [`Priority`]). A repeated
+    /// idempotency key returns the first execution at its own priority.
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use naxos::{model::Priority, serde_json::json, ExecuteRequest};
+    /// let request = ExecuteRequest::new("alerts", json!({})).priority(Priority::new(9)?);
+    /// assert_eq!(request.priority, Some(Priority::HIGHEST));
+    /// # Ok::<(), naxos::Error>(())
+    /// ```
+    #[must_use]
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
         self
     }
 

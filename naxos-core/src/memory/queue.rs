@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{Acknowledger, Consumer, Delivery, EventSubscription, Queue};
-use crate::model::{StatusEvent, TaskRef};
+use crate::model::{Priority, StatusEvent, TaskRef};
 use crate::sync::lock;
 use crate::{Error, Result};
 
@@ -17,7 +17,8 @@ const EVENT_BUFFER: usize = 4_096;
 
 /// A [`Queue`] in process memory, with the same delivery rules as a broker: at-least-once,
 /// prefetch-bounded consumers, redelivery of whatever a dropped consumer had not acknowledged,
-/// and delayed publishing on timers (no head-of-line blocking).
+/// and delayed publishing on timers (no head-of-line blocking). Messages of a higher
+/// [`Priority`] are delivered first; within a priority, in the order they were published.
 #[derive(Debug, Clone)]
 pub struct MemoryQueue {
     shared: Arc<Shared>,
@@ -25,19 +26,36 @@ pub struct MemoryQueue {
 
 #[derive(Debug)]
 struct Shared {
-    ready: Mutex<VecDeque<(TaskRef, bool)>>,
+    ready: Mutex<Levels>,
     available: Notify,
     events: broadcast::Sender<StatusEvent>,
 }
 
+/// The messages waiting for a consumer: a line per priority level, each first in, first out.
+#[derive(Debug, Default)]
+struct Levels {
+    lines: [VecDeque<(TaskRef, bool)>; Priority::LEVELS],
+    len: usize,
+}
+
 impl Shared {
     fn push(&self, task: TaskRef, redelivered: bool) {
-        lock(&self.ready).push_back((task, redelivered));
+        let mut ready = lock(&self.ready);
+        ready.lines[task.priority.index()].push_back((task, redelivered));
+        ready.len += 1;
+        drop(ready);
         self.available.notify_one();
     }
 
+    /// The oldest message of the highest priority waiting.
     fn pop(&self) -> Option<(TaskRef, bool)> {
-        lock(&self.ready).pop_front()
+        let mut ready = lock(&self.ready);
+        if ready.len == 0 {
+            return None;
+        }
+        let next = ready.lines.iter_mut().rev().find_map(VecDeque::pop_front);
+        ready.len -= usize::from(next.is_some());
+        next
     }
 }
 
@@ -61,7 +79,7 @@ impl MemoryQueue {
 
     /// Messages waiting for a consumer.
     pub fn len(&self) -> usize {
-        lock(&self.shared.ready).len()
+        lock(&self.shared.ready).len
     }
 
     /// True when no message is waiting.

@@ -1,18 +1,29 @@
 //! The in-memory store's concurrency slots (see naxos-core's `state/concurrency.rs`): per
-//! scope, how many runs hold a slot and which runs wait for one, oldest first.
+//! scope, how many runs hold a slot and which runs wait for one, the highest priority first,
+//! then the oldest.
 //!
 //! Waiting runs are listed when their claim blocks and taken off when admitted. A run that
 //! stopped waiting otherwise (its execution was cancelled) stays listed until its turn comes:
 //! its admission then fails and the slot goes to the next.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::ExecutionId;
+use crate::model::{ExecutionId, Priority};
 
-/// A run waiting for a slot: when it became QUEUED, its execution and task.
-type Waiter = (DateTime<Utc>, ExecutionId, String);
+/// A run waiting for a slot, in the order of admission: its execution's priority (the highest
+/// first), when it became QUEUED, its execution and task.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Waiter(Reverse<Priority>, DateTime<Utc>, ExecutionId, String);
+
+impl Waiter {
+    /// Task `task_id` of `execution` (at `priority`), QUEUED since `queued_at`.
+    pub(super) fn new(priority: Priority, queued_at: DateTime<Utc>, execution: ExecutionId, task_id: &str) -> Self {
+        Self(Reverse(priority), queued_at, execution, task_id.to_string())
+    }
+}
 
 /// Every scope with a slot held or a run waiting.
 #[derive(Debug, Default)]
@@ -42,17 +53,10 @@ impl Slots {
     }
 
     /// Lists a run waiting for a slot of `scope` (of `limit`).
-    pub(super) fn wait(
-        &mut self,
-        scope: &str,
-        limit: u32,
-        queued_at: DateTime<Utc>,
-        execution: ExecutionId,
-        task_id: &str,
-    ) {
+    pub(super) fn wait(&mut self, scope: &str, limit: u32, waiter: Waiter) {
         let s = self.scopes.entry(scope.to_string()).or_default();
         s.limit = limit;
-        s.waiting.insert((queued_at, execution, task_id.to_string()));
+        s.waiting.insert(waiter);
     }
 
     /// Gives back a slot of `scope`.
@@ -65,14 +69,14 @@ impl Slots {
         }
     }
 
-    /// The oldest run waiting for `scope` when a slot is free, taken off the list with the
+    /// The first run waiting for `scope` (the highest priority, then the oldest) when a slot is free, taken off the list with the
     /// slot counted as its (given back with [`free`](Self::free) when its admission fails).
     pub(super) fn next(&mut self, scope: &str) -> Option<(ExecutionId, String)> {
         let s = self.scopes.get_mut(scope)?;
         if s.held >= s.limit {
             return None;
         }
-        let (_, execution, task_id) = s.waiting.pop_first()?;
+        let Waiter(_, _, execution, task_id) = s.waiting.pop_first()?;
         s.held += 1;
         Some((execution, task_id))
     }
@@ -99,8 +103,8 @@ mod tests {
         let (a, b) = (ExecutionId::now_v7(), ExecutionId::now_v7());
         assert!(slots.try_take("s", 1));
         assert!(!slots.try_take("s", 1), "the limit is reached");
-        slots.wait("s", 1, now, a, "t");
-        slots.wait("s", 1, now, b, "t");
+        slots.wait("s", 1, Waiter::new(Priority::LOWEST, now, a, "t"));
+        slots.wait("s", 1, Waiter::new(Priority::LOWEST, now, b, "t"));
         assert_eq!(slots.next("s"), None, "no slot is free");
         slots.free("s");
         assert!(
@@ -118,5 +122,23 @@ mod tests {
             slots.scopes.is_empty(),
             "nothing held, nothing waits: the scope is gone"
         );
+    }
+
+    #[test]
+    fn a_higher_priority_goes_first_then_the_oldest() {
+        let mut slots = Slots::default();
+        let now = Utc::now();
+        let later = now + chrono::Duration::seconds(1);
+        let (old, young, urgent) = (ExecutionId::now_v7(), ExecutionId::now_v7(), ExecutionId::now_v7());
+        assert!(slots.try_take("s", 1));
+        slots.wait("s", 1, Waiter::new(Priority::LOWEST, later, young, "t"));
+        slots.wait("s", 1, Waiter::new(Priority::LOWEST, now, old, "t"));
+        slots.wait("s", 1, Waiter::new(Priority::HIGHEST, later, urgent, "t"));
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            slots.free("s");
+            order.push(slots.next("s").expect("a slot is free").0);
+        }
+        assert_eq!(order, [urgent, old, young]);
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::schedules::Schedules;
-use super::slots::Slots;
+use super::slots::{Slots, Waiter};
 use crate::backend::{
     Changes, ClaimRequest, ClaimedTask, Created, DefinitionPut, ExecutionPage, ExecutionQuery, FinishReport, Fired,
     LeaseState, NewExecution, ScheduleTick, SignalOutcome, StopOutcome, StopReason, Store, StoreCounts, TaskFinish,
@@ -630,7 +630,8 @@ impl Store for MemoryStore {
                 let run = s.index_of(task_id).map(|i| &s.tasks()[i]);
                 if let (Some((scope, limit)), Some(run)) = (s.waiting_for_slot(task_id), run) {
                     let queued_at = run.queued_at.unwrap_or(now);
-                    slots.wait(scope, limit, queued_at, request.task.execution_id, task_id);
+                    let waiter = Waiter::new(s.summary().priority, queued_at, request.task.execution_id, task_id);
+                    slots.wait(scope, limit, waiter);
                 }
             }
             Ok(admitted)

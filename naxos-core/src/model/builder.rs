@@ -28,6 +28,7 @@ impl JobDefinition {
                 description: None,
                 timeout_ms: None,
                 retention: None,
+                priority: None,
                 tasks: BTreeMap::new(),
                 graph: BTreeMap::new(),
             },
@@ -77,6 +78,20 @@ impl DefinitionBuilder {
     /// ```
     pub fn retention(mut self, retention: Retention) -> Self {
         self.def.retention = Some(retention);
+        self
+    }
+
+    /// Runs its executions at `priority` where the request gives none (the job-level
+    /// `priority`; see [`Priority`](super::Priority)).
+    ///
+    /// ```
+    /// # use naxos_core as naxos;
+    /// use naxos::model::{JobDefinition, Priority, TaskBuilder};
+    /// let def = JobDefinition::builder("alerts").priority(Priority::HIGHEST).task(TaskBuilder::new("page", "page")).build();
+    /// assert_eq!(def.default_priority(), Priority::HIGHEST);
+    /// ```
+    pub fn priority(mut self, priority: super::Priority) -> Self {
+        self.def.priority = Some(u64::from(priority.get()));
         self
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Concurrency, RateLimit, Retention, Sleep, SubJob, TaskPlan, Trigger, WaitFor};
+use super::{Concurrency, Priority, RateLimit, Retention, Sleep, SubJob, TaskPlan, Trigger, WaitFor};
 use crate::dag::Dag;
 
 /// A job: a DAG of named tasks. The JSON form is the original's:
@@ -41,6 +41,11 @@ pub struct JobDefinition {
     /// what it leaves out follows the server's default. See [`Retention`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// Optional priority of its executions, 0 (the lowest) to 9 (the highest), where the
+    /// request gives none (see [`Priority`]); 0 when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9))]
+    pub priority: Option<u64>,
     /// The tasks, keyed by their id.
     pub tasks: BTreeMap<String, TaskDefinition>,
     /// Dependencies: task id → the ids it waits for.
@@ -164,7 +169,7 @@ impl JobDefinition {
     /// absence means something else) raises this number, and a reader refuses a definition of
     /// a newer format with [`Error::NewerVersion`](crate::Error::NewerVersion) instead of
     /// running it wrongly.
-    pub const FORMAT: u32 = 7;
+    pub const FORMAT: u32 = 8;
 
     /// The lowest format that carries this definition faithfully: what a Store writes with it.
     ///
@@ -175,14 +180,20 @@ impl JobDefinition {
     /// format 3 adds tasks that `sleep` or `waitFor` a signal, and the job-level `retention`,
     /// which a node of format 2 cannot read; format 4 adds fan-outs (`forEach`); format 5 adds
     /// sub-jobs (`subJob`); format 6 adds concurrency limits (`concurrency`);
-    /// format 7 adds rate limits (`rateLimit`).
+    /// format 7 adds rate limits (`rateLimit`); format 8 adds the job-level `priority`.
     pub fn required_format(&self) -> u32 {
         let tasks = self.tasks.values().map(|t| TaskPlan::of(t).format()).max().unwrap_or(1);
-        if self.retention.is_some() {
-            tasks.max(3)
-        } else {
-            tasks
-        }
+        let retention = if self.retention.is_some() { 3 } else { 1 };
+        let priority = if self.priority.is_some() { 8 } else { 1 };
+        tasks.max(retention).max(priority)
+    }
+
+    /// The priority of its executions where the request gives none: its `priority`, else the
+    /// lowest (an invalid one, which [`validate`](super::validate) refuses, counts as the
+    /// highest).
+    pub fn default_priority(&self) -> Priority {
+        self.priority
+            .map_or(Priority::LOWEST, |p| Priority::new(p).unwrap_or(Priority::HIGHEST))
     }
 
     /// Parses the JSON form, rejecting unknown fields with the field's name.

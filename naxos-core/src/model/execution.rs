@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{ExecutionStatus, TaskPlan, TaskStatus, TraceParent};
+use super::{ExecutionStatus, Priority, TaskPlan, TaskStatus, TraceParent};
 
 /// An execution's id: a UUIDv7, so ids sort by creation time.
 pub type ExecutionId = Uuid;
@@ -35,6 +35,12 @@ pub struct TaskRef {
     /// ([`ClaimedTask::traceparent`](crate::backend::ClaimedTask::traceparent)).
     #[serde(skip)]
     pub traceparent: Option<TraceParent>,
+    /// Its execution's priority, when the Store said so: a Queue delivers the messages of
+    /// higher priorities first (RabbitMQ: a queue per level) and carries it beside the
+    /// message, never in the JSON body. Informational like the trace context: not part of the
+    /// reference's identity.
+    #[serde(skip)]
+    pub priority: Priority,
 }
 
 impl PartialEq for TaskRef {
@@ -70,6 +76,7 @@ impl TaskRef {
             task_id: task_id.into(),
             attempt,
             traceparent: None,
+            priority: Priority::LOWEST,
         }
     }
 
@@ -77,6 +84,13 @@ impl TaskRef {
     #[must_use]
     pub fn with_traceparent(mut self, traceparent: Option<TraceParent>) -> Self {
         self.traceparent = traceparent;
+        self
+    }
+
+    /// The same reference, at `priority`.
+    #[must_use]
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
         self
     }
 }
@@ -383,6 +397,10 @@ pub struct ExecutionSummary {
     /// started it), and how deep it is nested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentLink>,
+    /// Its priority (see [`Priority`]): its tasks start before those of lower-priority
+    /// executions waiting with them.
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 /// The task of another execution that started this one as its sub-job.
@@ -416,6 +434,14 @@ impl ExecutionSummary {
     /// True when it is unfinished, not waiting for its time, and its deadline is before `now`.
     pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
         !self.status.is_terminal() && !self.is_delayed() && self.deadline.is_some_and(|d| d < now)
+    }
+
+    /// The reference to `run`'s current dispatch, with this execution's trace context and
+    /// priority: what a Store hands the Queue.
+    pub fn task_ref(&self, run: &TaskRun) -> TaskRef {
+        run.task_ref(self.id)
+            .with_traceparent(self.traceparent)
+            .with_priority(self.priority)
     }
 }
 

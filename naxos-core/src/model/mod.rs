@@ -1,5 +1,5 @@
 //! The data naxos works on: job definitions (the original's JSON format), executions, task runs
-//! and their statuses, task plans (`when` and `trigger`), delayed starts, and the W3C trace context an execution
+//! and their statuses, task plans (`when` and `trigger`), delayed starts, priorities, and the W3C trace context an execution
 //! carries.
 
 mod builder;
@@ -8,6 +8,7 @@ mod delay;
 mod execution;
 mod output;
 mod plan;
+mod priority;
 mod retention;
 mod schedule;
 mod signal;
@@ -30,6 +31,7 @@ pub use plan::{
     Concurrency, Instance, RateLimit, Sleep, SubJob, TaskKind, TaskPlan, Trigger, WaitFor, MAX_BURST, MAX_RATE,
     MAX_SUB_JOB_DEPTH,
 };
+pub use priority::Priority;
 pub use retention::{Expiry, ExpiryClass, Retention, RetentionDefaults, MAX_RETENTION_MS};
 pub use schedule::{Cadence, CatchUp, Schedule, SchedulePut, StoredSchedule, DEFAULT_TIMEZONE, MAX_CATCH_UP};
 pub use signal::{Signal, MAX_PENDING_SIGNALS};

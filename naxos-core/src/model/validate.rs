@@ -180,6 +180,11 @@ pub enum Problem {
         /// The period as given, in milliseconds.
         ms: u64,
     },
+    /// A job-level `priority` above 9 (see [`Priority`](super::Priority)).
+    InvalidPriority {
+        /// The priority as given.
+        priority: u64,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -237,6 +242,7 @@ impl fmt::Display for Problem {
                 "`{field}` is {ms}; it must be between 1 and {} (100 years)",
                 super::MAX_RETENTION_MS
             ),
+            Self::InvalidPriority { priority } => f.write_str(&super::Priority::out_of_range(priority)),
         }
     }
 }
@@ -263,6 +269,9 @@ pub fn validate(def: &JobDefinition, limits: &Limits, is_registered: &dyn Fn(&st
     }
     if def.timeout_ms == Some(0) {
         problems.push(Problem::InvalidTimeout { task: None });
+    }
+    if let Some(priority) = def.priority.filter(|p| super::Priority::new(*p).is_err()) {
+        problems.push(Problem::InvalidPriority { priority });
     }
     if let Some(r) = &def.retention {
         for (field, ms) in [("completedMs", r.completed_ms), ("failedMs", r.failed_ms)] {
@@ -745,6 +754,20 @@ mod tests {
         assert!(problems[0]
             .to_string()
             .starts_with("`retention.completedMs` is 0; it must be between 1 and "));
+    }
+
+    #[test]
+    fn a_job_priority_is_zero_to_nine() {
+        let job = |priority: u64| {
+            format!(r#"{{"id":"p","priority":{priority},"tasks":{{"a":{{"id":"a","functionName":"f"}}}}}}"#)
+        };
+        assert_eq!(check(&job(0), &["f"]), vec![]);
+        assert_eq!(check(&job(9), &["f"]), vec![]);
+        let problems = check(&job(10), &["f"]);
+        assert_eq!(problems, vec![Problem::InvalidPriority { priority: 10 }]);
+        assert!(problems[0]
+            .to_string()
+            .starts_with("`priority` is 10; it must be between 0"));
     }
 
     #[test]

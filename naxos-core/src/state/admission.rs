@@ -119,8 +119,7 @@ impl ExecutionState {
             if self.tasks[i].blocked_by == Some(reason) && self.tasks[i].status == TaskStatus::Queued {
                 self.mark_queued(i, now);
                 let t = &self.tasks[i];
-                ch.ready
-                    .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
+                ch.ready.push(self.summary.task_ref(t));
             }
         }
         ch

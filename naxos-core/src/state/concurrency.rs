@@ -16,7 +16,8 @@
 //! - A claim that finds none free blocks the run ([`BlockedBy::Concurrency`]): QUEUED without
 //!   a message; the message that asked for it is dropped.
 //! - After the commit of a transition that freed slots, the Store admits, for each scope, the
-//!   oldest waiting runs while slots are free ([`ExecutionState::admit_slot`]). An admitted run
+//!   waiting runs while slots are free — those of the highest execution priority first, then
+//!   the oldest (by the time they became QUEUED) — ([`ExecutionState::admit_slot`]). An admitted run
 //!   holds its slot from then, while its message travels, so no claim can take it meanwhile.
 //!   The sweeper admits too ([`Store::admit_blocked`](crate::backend::Store::admit_blocked)),
 //!   for a node that died between the commit and the admission.
@@ -190,7 +191,7 @@ impl ExecutionState {
         self.summary.updated_at = now;
         let t = &self.tasks[i];
         Some(Changes {
-            ready: vec![t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent)],
+            ready: vec![self.summary.task_ref(t)],
             ..Changes::default()
         })
     }

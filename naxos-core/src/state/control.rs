@@ -26,11 +26,7 @@ impl ExecutionState {
             }
             // A fan-out is RUNNING without a lease: no worker runs it (its instances are tasks).
             if status == TaskStatus::Running && self.tasks[i].lease.is_some() {
-                running.push(
-                    self.tasks[i]
-                        .task_ref(self.summary.id)
-                        .with_traceparent(self.summary.traceparent),
-                );
+                running.push(self.summary.task_ref(&self.tasks[i]));
                 self.end_attempt(i, AttemptOutcome::Cancelled, None, now, &mut ch);
             } else {
                 self.tasks[i].lease = None;

@@ -96,8 +96,7 @@ impl ExecutionState {
         }
         for k in queued {
             let t = &self.tasks[k];
-            ch.ready
-                .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
+            ch.ready.push(self.summary.task_ref(t));
             self.set_task(k, TaskStatus::Queued, None, now, ch);
         }
     }

@@ -136,6 +136,7 @@ impl ExecutionState {
                 end_time: None,
                 scheduled_for,
                 parent: new.parent,
+                priority: new.priority,
             },
             params: Arc::new(new.params),
             outputs: vec![None; tasks.len()],

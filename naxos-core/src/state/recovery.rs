@@ -77,8 +77,7 @@ impl ExecutionState {
                 {
                     t.queued_at = Some(now);
                     t.republished += 1;
-                    ch.ready
-                        .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
+                    ch.ready.push(self.summary.task_ref(t));
                 }
                 TaskStatus::Retrying if t.due_at.is_some_and(|d| d < before(now, older_than)) => {
                     t.due_at = None;
@@ -93,8 +92,7 @@ impl ExecutionState {
                     self.tasks[i].due_at = None;
                     self.mark_queued(i, now);
                     let t = &self.tasks[i];
-                    ch.ready
-                        .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
+                    ch.ready.push(self.summary.task_ref(t));
                 }
                 _ => continue,
             }

@@ -127,7 +127,7 @@ impl ExecutionState {
                 t.attempt += 1;
                 t.error = Some(error.clone());
                 t.due_at = Some(due);
-                let next = t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent);
+                let next = self.summary.task_ref(t);
                 self.set_task(i, TaskStatus::Retrying, Some(error), now, &mut ch);
                 ch.delayed.push((next, due));
             }

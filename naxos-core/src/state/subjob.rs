@@ -26,8 +26,8 @@ use serde_json::{Map, Value};
 use super::{rules, Changes, ExecutionState};
 use crate::backend::NewExecution;
 use crate::model::{
-    AttemptOutcome, ExecutionId, ExecutionStatus, ParentLink, StoredDefinition, TaskKind, TaskRef, TaskStatus,
-    TraceParent, MAX_SUB_JOB_DEPTH,
+    AttemptOutcome, ExecutionId, ExecutionStatus, ParentLink, Priority, StoredDefinition, TaskKind, TaskRef,
+    TaskStatus, TraceParent, MAX_SUB_JOB_DEPTH,
 };
 use crate::{Error, Result};
 
@@ -50,6 +50,8 @@ pub struct ChildStart {
     pub parent: ParentLink,
     /// The parent's trace context, which the child carries on.
     pub traceparent: Option<TraceParent>,
+    /// The parent's priority, which the child inherits.
+    pub priority: Priority,
 }
 
 impl ChildStart {
@@ -59,6 +61,7 @@ impl ChildStart {
         NewExecution {
             id: self.id,
             traceparent: self.traceparent,
+            priority: self.priority,
             parent: Some(self.parent),
             ..NewExecution::new(definition, self.params)
         }
@@ -216,6 +219,7 @@ impl ExecutionState {
             params,
             parent,
             traceparent: self.summary.traceparent,
+            priority: self.summary.priority,
         });
     }
 }

@@ -104,8 +104,7 @@ impl ExecutionState {
             let t = &self.tasks[i];
             let status = t.status;
             if status == TaskStatus::Queued {
-                ch.ready
-                    .push(t.task_ref(self.summary.id).with_traceparent(self.summary.traceparent));
+                ch.ready.push(self.summary.task_ref(t));
             }
             let error = match status {
                 TaskStatus::Skipped | TaskStatus::Failed => t.error.clone(),

@@ -168,9 +168,7 @@ impl ExecutionState {
         match self.tasks[i].due_at {
             Some(due) if due <= now => self.wake_at(i, now, ch),
             Some(due) => {
-                let task = self.tasks[i]
-                    .task_ref(self.summary.id)
-                    .with_traceparent(self.summary.traceparent);
+                let task = self.summary.task_ref(&self.tasks[i]);
                 ch.waiting.push((task, due));
             }
             None => {}

@@ -147,6 +147,7 @@ macro_rules! store_conformance {
                 a_concurrency_key_limits_per_key,
                 a_cancelled_waiting_run_no_longer_waits,
                 a_paused_admitted_run_keeps_its_slot,
+                waiting_runs_are_admitted_highest_priority_first,
                 a_rate_limit_starts_a_burst_then_books_turns,
                 a_rate_limit_counts_per_key,
                 cancelled_runs_give_their_turns_back,
@@ -189,6 +190,7 @@ macro_rules! queue_conformance {
                 prefetch_bounds_unacknowledged_deliveries,
                 short_delay_is_not_blocked_by_a_long_one,
                 task_messages_carry_their_trace_context,
+                higher_priorities_are_delivered_first,
                 events_reach_every_subscriber_in_order,
                 a_selected_subscription_gets_only_what_it_selected,
             ]

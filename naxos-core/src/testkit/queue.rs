@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use crate::backend::{Consumer, Delivery, EventSubscription, Queue, SelectedEvents};
-use crate::model::{EventKind, StatusEvent, TaskRef, TaskStatus, TraceParent};
+use crate::model::{EventKind, Priority, StatusEvent, TaskRef, TaskStatus, TraceParent};
 
 /// How long a check waits for a delivery that must come.
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -120,6 +120,49 @@ pub async fn short_delay_is_not_blocked_by_a_long_one(queue: Arc<dyn Queue>) {
     assert_eq!(second.task, long);
     assert!(start.elapsed() >= Duration::from_millis(2_000), "delivered early");
     second.ack().await.unwrap();
+}
+
+/// Of the messages waiting, those of a higher priority are delivered first, within what a
+/// consumer already holds (its prefetch); within a priority, in the order they were published;
+/// and each delivered reference has its priority back, published now or later.
+pub async fn higher_priorities_are_delivered_first(queue: Arc<dyn Queue>) {
+    let at = |task: &str, level: u64| message(task).with_priority(Priority::new(level).unwrap());
+    let backlog: Vec<TaskRef> = (0..20).map(|i| at(&format!("low-{i:02}"), 0)).collect();
+    queue.publish(&backlog).await.unwrap();
+    let (urgent, middle) = (at("urgent", 9), at("middle", 5));
+    queue.publish(&[middle.clone(), urgent.clone()]).await.unwrap();
+    let prefetch = 2;
+    let mut consumer = queue.consume(prefetch).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..22 {
+        let d = next_within(&mut consumer).await;
+        got.push(d.task.clone());
+        d.ack().await.unwrap();
+    }
+    let position = |t: &TaskRef| got.iter().position(|g| g == t).expect("delivered");
+    assert!(
+        position(&urgent) <= prefetch && position(&middle) <= prefetch + 1,
+        "priorities 9 and 5 overtake the backlog of priority 0 (after at most the prefetch): {:?}",
+        got.iter().map(|t| &t.task_id).collect::<Vec<_>>()
+    );
+    let lows: Vec<&TaskRef> = got.iter().filter(|t| t.task_id.starts_with("low")).collect();
+    assert_eq!(
+        lows,
+        backlog.iter().collect::<Vec<_>>(),
+        "first in, first out within a priority"
+    );
+    assert_eq!(got[position(&urgent)].priority, Priority::HIGHEST);
+    assert_eq!(got[position(&middle)].priority.get(), 5);
+    assert!(lows.iter().all(|t| t.priority == Priority::LOWEST));
+    let later = at("later", 7);
+    queue.publish_delayed(&later, Duration::from_millis(50)).await.unwrap();
+    let d = next_within(&mut consumer).await;
+    assert_eq!(
+        (&d.task, d.task.priority.get()),
+        (&later, 7),
+        "a delayed message keeps its priority"
+    );
+    d.ack().await.unwrap();
 }
 
 /// A task message carries its reference's trace context beside the body, published now or

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use naxos_core::backend::ExecutionQuery;
-use naxos_core::model::{Delay, TraceParent};
+use naxos_core::model::{Delay, Priority, TraceParent};
 use naxos_core::{Error, ExecuteRequest, ExecutionId, ExecutionStatus};
 use serde::Deserialize;
 
@@ -42,6 +42,11 @@ pub(crate) struct ExecuteQuery {
     /// `delayMs`.
     #[param(value_type = String, format = DateTime)]
     run_at: Option<String>,
+    /// Run it at this priority, 0 (the lowest) to 9 (the highest): under a backlog its tasks
+    /// start before those of lower-priority executions already waiting. The definition's
+    /// job-level `priority` when absent, else 0. A sub-job's child has its parent's.
+    #[param(value_type = u8, minimum = 0, maximum = 9)]
+    priority: Option<String>,
 }
 
 impl ExecuteQuery {
@@ -72,9 +77,26 @@ impl ExecuteQuery {
             }
         }
     }
+
+    /// The priority the query asks for: `None` without `priority`; a 400 naming the parameter
+    /// for one that is not 0 to 9.
+    fn priority(&self) -> ApiResult<Option<Priority>> {
+        let Some(text) = self.priority.as_deref() else {
+            return Ok(None);
+        };
+        text.parse::<u64>()
+            .ok()
+            .and_then(|level| Priority::new(level).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "priority `{text}` must be a whole number between 0 (the lowest) and 9 (the highest)"
+                ))
+            })
+    }
 }
 
-/// `POST /api/v1/jobs/{definitionId}/execute[?version=&delayMs=|runAt=]`: the body is the params
+/// `POST /api/v1/jobs/{definitionId}/execute[?version=&delayMs=|runAt=&priority=]`: the body is the params
 /// (empty means `{}`). 202 for a new execution (with `scheduledFor` when delayed); 200 when the
 /// `Idempotency-Key` matched an earlier one.
 ///
@@ -105,7 +127,7 @@ impl ExecuteQuery {
         (status = 200, description = "The Idempotency-Key matched an earlier execution", body = ExecutionAck),
         (status = 400, description = "Params that are not a JSON object, malformed JSON, a bad version, an invalid \
             traceparent header; a `delayMs` or `runAt` that does not parse or is more than ten years ahead, or both \
-            given (the message names the parameter)", body = ErrorBody),
+            given; a `priority` that is not 0 to 9 (the message names the parameter)", body = ErrorBody),
         (status = 401, description = "Missing or wrong API token", body = ErrorBody),
         (status = 404, description = "No such definition or version", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
@@ -126,6 +148,7 @@ pub(crate) async fn execute(
     let mut request = ExecuteRequest::new(definition_id, params);
     request.version = q.version.as_deref().map(parse_version).transpose()?;
     request.delay = q.delay()?;
+    request.priority = q.priority()?;
     if let Some(key) = headers.get("idempotency-key") {
         let key = key
             .to_str()

@@ -1,5 +1,5 @@
 //! Store checks of concurrency limits: claims over the limit blocked, never taken by the stale
-//! sweep, admitted oldest first as slots free — by a finish, a stop, a release or a lease's
+//! sweep, admitted the highest priority then the oldest first as slots free — by a finish, a stop, a release or a lease's
 //! expiry —, and limits counted per key.
 
 use std::sync::Arc;
@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::backend::Store;
+use crate::backend::{NewExecution, Store};
 use crate::clock::ManualClock;
-use crate::model::{BlockedBy, JobDefinition, TaskBuilder, TaskRef, TaskStatus};
+use crate::model::{BlockedBy, JobDefinition, Priority, TaskBuilder, TaskRef, TaskStatus};
 use crate::testkit::fixtures::{claim, claim_request, create_each, done, run_of, task, unique_id};
 
 /// One task `a` of function `f` under `limit`, keyed by `key` when given.
@@ -212,4 +212,49 @@ pub async fn a_paused_admitted_run_keeps_its_slot(store: Arc<dyn Store>, _clock:
         "only the paused run, its slot kept"
     );
     claim(&*store, &b).await;
+}
+
+/// An execution's priority is kept (in its summary, on the references of its tasks), and the
+/// runs waiting for a slot are admitted the highest priority first, then the oldest: with limit
+/// 1 held, runs of priority 0 (the oldest), 9 and 5 wait, and each finish admits the next of
+/// 9, 5, 0.
+pub async fn waiting_runs_are_admitted_highest_priority_first(store: Arc<dyn Store>, clock: ManualClock) {
+    let def = limited(1, None);
+    let put = store.put_definition(def.clone()).await.expect("put_definition");
+    let mut ids = Vec::new();
+    for level in [0, 0, 9, 5] {
+        let new = NewExecution {
+            priority: Priority::new(level).unwrap(),
+            ..NewExecution::new(&put.definition, json!({}))
+        };
+        let created = store.create_execution(new).await.expect("create_execution");
+        let queued: Vec<Priority> = created.changes.ready.iter().map(|t| t.priority).collect();
+        assert_eq!(
+            queued,
+            [Priority::new(level).unwrap()],
+            "the message carries the priority"
+        );
+        ids.push(created.execution_id);
+        clock.advance(Duration::from_millis(1));
+    }
+    let summary = store.get_execution(ids[2]).await.expect("get_execution").summary;
+    assert_eq!(summary.priority, Priority::HIGHEST, "the summary keeps it");
+    let runs: Vec<TaskRef> = ids.iter().map(|id| task(*id, "a", 1)).collect();
+    claim(&*store, &runs[0]).await;
+    for t in &runs[1..] {
+        clock.advance(Duration::from_millis(1));
+        refused(&*store, t).await;
+    }
+    let mut holder = runs[0].clone();
+    for (next, level) in [(2, 9), (3, 5), (1, 0)] {
+        let finished = store.finish(vec![done(&holder, json!(1))]).await.expect("finish");
+        assert_eq!(
+            finished.changes.ready,
+            std::slice::from_ref(&runs[next]),
+            "priority {level} is admitted next"
+        );
+        assert_eq!(finished.changes.ready[0].priority.get(), level);
+        claim(&*store, &runs[next]).await;
+        holder = runs[next].clone();
+    }
 }

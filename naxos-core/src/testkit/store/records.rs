@@ -178,6 +178,7 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>, clock: Manual
         }]
         .into(),
         parent: None,
+        priority: crate::model::Priority::LOWEST,
     };
     let timed = store
         .create_execution(deadline_exec.clone())
