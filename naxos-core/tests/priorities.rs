@@ -49,6 +49,17 @@ async fn submit(engine: &Engine, definition: &str, n: u64, priority: Option<u64>
     engine.submit(request).await.unwrap().execution_id
 }
 
+/// Registers `definition` of the one task `task` and starts an execution of it (`n` 0) that
+/// holds its worker until the gate opens; returns it once it runs.
+async fn hold_one(engine: &Engine, task: TaskBuilder, definition: &str) -> ExecutionId {
+    let def = JobDefinition::builder(definition).task(task).build();
+    engine.register_definition(def).await.unwrap();
+    let params = json!({ "n": 0, "hold": true });
+    let id = engine.execute(definition, params).await.unwrap().execution_id;
+    until(engine, id, |e| e.tasks[0].status == TaskStatus::Running).await;
+    id
+}
+
 /// Waits until every execution in `ids` has COMPLETED.
 async fn all_completed(engine: &Engine, ids: &[ExecutionId]) {
     for &id in ids {
@@ -60,21 +71,8 @@ async fn all_completed(engine: &Engine, ids: &[ExecutionId]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_higher_priority_starts_before_the_backlog() {
     let (engine, started, gate) = recording(1);
-    engine
-        .register_definition(
-            JobDefinition::builder("job")
-                .task(TaskBuilder::new("a", "work"))
-                .build(),
-        )
-        .await
-        .unwrap();
     // The one worker is busy; twenty executions of priority 0 queue behind it, then one of 9.
-    let busy = engine
-        .execute("job", json!({ "n": 0, "hold": true }))
-        .await
-        .unwrap()
-        .execution_id;
-    until(&engine, busy, |e| e.tasks[0].status == TaskStatus::Running).await;
+    let busy = hold_one(&engine, TaskBuilder::new("a", "work"), "job").await;
     let mut ids = vec![busy];
     for n in 1..=20 {
         ids.push(submit(&engine, "job", n, None).await);
@@ -132,20 +130,7 @@ async fn the_definition_sets_the_default_and_a_child_inherits_its_parents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_waiting_for_a_slot_start_highest_priority_first() {
     let (engine, started, gate) = recording(4);
-    engine
-        .register_definition(
-            JobDefinition::builder("limited")
-                .task(TaskBuilder::new("a", "work").concurrency(1))
-                .build(),
-        )
-        .await
-        .unwrap();
-    let holder = engine
-        .execute("limited", json!({ "n": 0, "hold": true }))
-        .await
-        .unwrap()
-        .execution_id;
-    until(&engine, holder, |e| e.tasks[0].status == TaskStatus::Running).await;
+    let holder = hold_one(&engine, TaskBuilder::new("a", "work").concurrency(1), "limited").await;
     let mut ids = vec![holder];
     for (n, priority) in [(1, 0), (2, 0), (3, 9), (4, 5)] {
         let id = submit(&engine, "limited", n, Some(priority)).await;

@@ -165,6 +165,7 @@ async fn sweep(
                 now,
             )
             .await?;
+            crate::slots::lock_freed(&mut tx, &taken).await?;
             Ok((taken, left))
         })?;
         budget = left;

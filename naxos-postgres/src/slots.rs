@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Changes, ClaimRequest};
 use naxos_core::model::ExecutionId;
-use naxos_core::state::{Admitted, RateVerdict};
+use naxos_core::state::{Admitted, RateVerdict, Transitioned};
 use naxos_core::{Error, Result};
 use sqlx::{PgConnection, PgPool};
 
@@ -28,6 +28,25 @@ async fn lock_scope(conn: &mut PgConnection, scope: &str) -> Result<()> {
         .execute(&mut *conn)
         .await
         .map_err(db)?;
+    Ok(())
+}
+
+/// Takes the advisory locks of the scopes whose slots `ch` frees (sorted: the one order among
+/// them), as the last step of the transaction that frees them, after every row lock it takes.
+///
+/// A claim that found such a scope full and is blocking its run holds that lock until it
+/// commits: this commit then waits for the claim's, so that the admission after it
+/// ([`admit_freed`]) finds the run the claim blocked. Without it, the admission could read
+/// before that commit, find no one waiting, and leave the run to the sweeper's
+/// [`admit_blocked`](naxos_core::backend::Store::admit_blocked) while a slot stood free. A claim
+/// that takes the lock after this commit counts the freed slot instead.
+pub(crate) async fn lock_freed(conn: &mut PgConnection, ch: &Changes) -> Result<()> {
+    let mut scopes: Vec<&str> = ch.freed_slots.iter().map(String::as_str).collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    for scope in scopes {
+        lock_scope(conn, scope).await?;
+    }
     Ok(())
 }
 
@@ -58,9 +77,10 @@ async fn free(conn: &mut PgConnection, scope: &str, limit: u32) -> Result<bool> 
 /// books it a later turn, or no slot of its concurrency limit is free. Each limit is read (and
 /// locked) only when the ones before it let the claim go on, as the state module asks them.
 ///
-/// `now` is the time the claim is made at; a claim that waits for a rate limit's row reads the
-/// time again through `clock` once it holds the row, so that the starts a window records are in
-/// the order they happened (on the transaction's own connection: one that waits on a lock never
+/// `now` is the time the claim is made at; a claim that waits for a rate limit's row, or counts
+/// a concurrency scope, reads the time again through `clock` once it holds the row or the
+/// scope's lock, so that the starts a window records, and a run's start against the end of the
+/// run whose slot it takes, are in the order they happened (on the transaction's own connection: one that waits on a lock never
 /// takes a second from the pool).
 pub(crate) async fn claim(
     conn: &mut PgConnection,
@@ -82,7 +102,14 @@ pub(crate) async fn claim(
     }
     let starts = rate.as_ref().is_none_or(|(_, v, _)| *v == RateVerdict::Start);
     let slot_free = match state.slot_wanted(&request.task) {
-        Some((scope, limit)) if !paused && starts => free(conn, scope, limit).await?,
+        Some((scope, limit)) if !paused && starts => {
+            let free = free(conn, scope, limit).await?;
+            // The run starts once the scope's lock is had, which may be after a finish that
+            // held it has committed: its start time must not come before that finish's end
+            // (the attempts' times are how anyone checks a limit), so the time is read again.
+            now = now.max(clock.now_on(conn).await?);
+            free
+        }
         _ => false,
     };
     let verdict = rate.as_ref().map_or(RateVerdict::Start, |(_, v, _)| *v);
@@ -92,6 +119,10 @@ pub(crate) async fn claim(
     .await?;
     if let Some((scope, _, window)) = rate.filter(|_| admitted.keeps_rate_window()) {
         rates::save(conn, &scope, &window).await?;
+    }
+    let mut admitted = admitted;
+    if let Some(ch) = admitted.changes_mut() {
+        lock_freed(conn, ch).await?;
     }
     Ok(admitted)
 }

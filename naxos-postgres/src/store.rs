@@ -178,6 +178,7 @@ impl Store for PgStore {
                         Err(e) => return Err(e),
                     }
                 }
+                slots::lock_freed(&mut tx, &changes).await?;
                 Ok(FinishReport { results, changes })
             })?;
             slots::admit_freed(&self.pool, &mut report.changes, now).await?;
@@ -189,9 +190,11 @@ impl Store for PgStore {
     async fn release(&self, task: &TaskRef) -> Result<Changes> {
         self.within("release", async {
             let now = self.now().await?;
-            let mut changes = transaction!(self.pool, |tx| apply(&mut tx, task.execution_id, now, |s| s
-                .release(task, now))
-            .await)?;
+            let mut changes = transaction!(self.pool, |tx| {
+                let changes = apply(&mut tx, task.execution_id, now, |s| s.release(task, now)).await?;
+                slots::lock_freed(&mut tx, &changes).await?;
+                Ok(changes)
+            })?;
             slots::admit_freed(&self.pool, &mut changes, now).await?;
             Ok(changes)
         })
@@ -201,7 +204,11 @@ impl Store for PgStore {
     async fn stop_execution(&self, id: ExecutionId, reason: StopReason) -> Result<StopOutcome> {
         self.within("stop execution", async {
             let now = self.now().await?;
-            let mut outcome = transaction!(self.pool, |tx| apply(&mut tx, id, now, |s| s.stop(reason, now)).await)?;
+            let mut outcome = transaction!(self.pool, |tx| {
+                let outcome = apply(&mut tx, id, now, |s| s.stop(reason, now)).await?;
+                slots::lock_freed(&mut tx, &outcome.changes).await?;
+                Ok(outcome)
+            })?;
             slots::admit_freed(&self.pool, &mut outcome.changes, now).await?;
             Ok(outcome)
         })
