@@ -32,6 +32,11 @@
 //! Nothing a claim leads to is durable before the claim is, and a finish, which records an
 //! outcome, is still answered only after its commit.
 //!
+//! **A group of claims alone lingers** ([`LINGER`]) for what comes next before it commits: a
+//! short function's finish then runs in its claim's transaction, and one commit covers both
+//! (otherwise the finish waits for the claim's commit, then for its own: two fsyncs a hop). The
+//! first request that is not a claim ends the wait.
+//!
 //! Reads never come here: they use LMDB read transactions on tokio's blocking pool, and see
 //! the last commit without waiting for the writer — except that a read waits for the commit of
 //! a group that answered a claim early, so that whoever saw a claim's answer also reads it
@@ -42,6 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use heed::{RoTxn, RwTxn};
@@ -56,6 +62,15 @@ use crate::tables::{Reader, Tables};
 
 /// The most requests one write transaction takes (a bound on its size and latency).
 const MAX_GROUP: usize = 1_024;
+
+/// How long a group of claims alone stays open for more requests before it commits. A claim is
+/// answered before its commit, so the task's function runs meanwhile, and for a short function
+/// its finish comes within this time: it then runs in the claim's transaction and one durable
+/// commit covers both, instead of the finish waiting for the claim's commit and then for its
+/// own. Any other request ends the wait at once, so the writer never sits idle while work
+/// waits; what it costs is a claim durable up to this much later, and a read that follows a
+/// claim's answer waiting up to this much longer for it.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// What the writer and the readers share: the environment, its databases and the clock.
 #[derive(Debug)]
@@ -128,6 +143,8 @@ trait Job: Send {
     fn fail(&mut self, e: LmdbError);
     /// Answers the caller.
     fn reply(self: Box<Self>);
+    /// True for a request answered before its commit (a claim).
+    fn early(&self) -> bool;
 }
 
 struct Request<T, F> {
@@ -182,6 +199,10 @@ where
 
     fn reply(mut self: Box<Self>) {
         self.answer();
+    }
+
+    fn early(&self) -> bool {
+        self.early
     }
 }
 
@@ -358,7 +379,7 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    commit_group(&shared, &mut states, group);
+                    commit_group(&shared, &mut states, group, Some(&receiver));
                 }
             })
             .map_err(|e| Error::permanent(format!("could not start the LMDB writer thread: {e}")))?;
@@ -416,17 +437,25 @@ impl Drop for Writer {
 }
 
 /// Runs a group in one transaction and answers it; when a request spoiled the transaction,
-/// runs each request again alone, so that only the one that cannot be written fails.
-fn commit_group(shared: &Shared, states: &mut States, mut group: Vec<Box<dyn Job>>) {
-    shared.stats.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
+/// runs each request again alone, so that only the one that cannot be written fails. A group
+/// of claims alone takes in what `more` brings within [`LINGER`] first.
+fn commit_group(
+    shared: &Shared,
+    states: &mut States,
+    mut group: Vec<Box<dyn Job>>,
+    more: Option<&mpsc::Receiver<Box<dyn Job>>>,
+) {
     let number = *shared.groups.settled.borrow() + 1;
-    if run_group(shared, states, &mut group, number).is_err() && group.len() > 1 {
+    let spoiled = run_group(shared, states, &mut group, number, more).is_err();
+    shared.stats.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
+    if spoiled && group.len() > 1 {
         for job in group {
-            let mut alone = [job];
+            let mut alone = vec![job];
             // Spoiled alone: its own error is its result, and nothing of it was committed.
-            let _ = run_group(shared, states, &mut alone, number);
-            let [job] = alone;
-            job.reply();
+            let _ = run_group(shared, states, &mut alone, number, None);
+            if let Some(job) = alone.pop() {
+                job.reply();
+            }
         }
     } else {
         group.into_iter().for_each(|job| job.reply());
@@ -437,13 +466,15 @@ fn commit_group(shared: &Shared, states: &mut States, mut group: Vec<Box<dyn Job
 /// A transaction that must be aborted: the failing request's own result says why.
 struct Spoiled;
 
-/// Runs `jobs` in one write transaction and commits it. A failure to begin or commit is put
-/// into every job's result; `Spoiled` when a job spoiled the transaction.
+/// Runs `jobs` in one write transaction and commits it; while they are all claims, first takes
+/// in (appending to `jobs`) and runs what `more` brings within [`LINGER`]. A failure to begin or
+/// commit is put into every job's result; `Spoiled` when a job spoiled the transaction.
 fn run_group(
     shared: &Shared,
     states: &mut States,
-    jobs: &mut [Box<dyn Job>],
+    jobs: &mut Vec<Box<dyn Job>>,
     group: u64,
+    more: Option<&mpsc::Receiver<Box<dyn Job>>>,
 ) -> std::result::Result<(), Spoiled> {
     let failed = |jobs: &mut [Box<dyn Job>], e: LmdbError| {
         for job in jobs.iter_mut() {
@@ -473,6 +504,21 @@ fn run_group(
         for job in jobs.iter_mut() {
             if !job.run(&mut tx) {
                 return Err(Spoiled);
+            }
+        }
+        let mut claims_only = jobs.iter().all(|job| job.early());
+        if let Some(receiver) = more {
+            let until = Instant::now() + LINGER;
+            while claims_only && jobs.len() < MAX_GROUP {
+                let Ok(mut job) = receiver.recv_timeout(until.saturating_duration_since(Instant::now())) else {
+                    break;
+                };
+                claims_only = job.early();
+                let ran = job.run(&mut tx);
+                jobs.push(job);
+                if !ran {
+                    return Err(Spoiled);
+                }
             }
         }
     }
@@ -530,6 +576,51 @@ mod tests {
         Request::job(f, early)
     }
 
+    /// A group of claims alone takes in a finish that comes while it lingers: one commit for
+    /// both. A group with a finish does not linger: a claim sent after it waits for the next.
+    #[test]
+    fn claims_linger_for_a_finish_and_a_finish_does_not_wait() {
+        let shared = shared();
+        let mut states = States {
+            map: HashMap::new(),
+            capacity: 0,
+        };
+        let put = |key: &'static [u8], early: bool| {
+            job(
+                move |tx| {
+                    let db = tx.tables().nodes;
+                    tx.put(db, key, b"1")
+                },
+                early,
+            )
+        };
+        let (more, receiver) = mpsc::channel();
+        let (claim, mut claimed) = put(b"claim", true);
+        let (finish, mut finished) = put(b"finish", false);
+        more.send(finish).unwrap();
+        commit_group(&shared, &mut states, vec![claim], Some(&receiver));
+        assert_eq!(shared.stats.commits.load(Ordering::Relaxed), 1, "one commit for both");
+        assert_eq!(shared.stats.requests.load(Ordering::Relaxed), 2);
+        claimed.try_recv().expect("answered").expect("claimed");
+        finished.try_recv().expect("answered").expect("finished");
+
+        let (finish, mut finished) = put(b"finish-2", false);
+        let (claim, mut claimed) = put(b"claim-2", true);
+        more.send(claim).unwrap();
+        commit_group(&shared, &mut states, vec![finish], Some(&receiver));
+        finished.try_recv().expect("answered").expect("finished");
+        assert!(claimed.try_recv().is_err(), "the claim waits for the next group");
+        assert_eq!(shared.stats.requests.load(Ordering::Relaxed), 3);
+
+        // A claim alone waits for nothing but the time: it commits by itself.
+        let started = Instant::now();
+        let waiting = receiver.try_recv().expect("the claim is still queued");
+        commit_group(&shared, &mut states, vec![waiting], Some(&receiver));
+        claimed.try_recv().expect("answered").expect("claimed");
+        assert!(started.elapsed() >= LINGER, "it lingered");
+        assert_eq!(shared.stats.commits.load(Ordering::Relaxed), 3);
+    }
+
     /// An early request (a claim) is answered before its group commits; when a later request
     /// of the group spoils the transaction, the early one runs again alone and is committed,
     /// answering nothing more, while the spoiler alone fails and leaves nothing behind.
@@ -564,7 +655,7 @@ mod tests {
             },
             false,
         );
-        commit_group(&shared, &mut states, vec![claim, spoiler]);
+        commit_group(&shared, &mut states, vec![claim, spoiler], None);
 
         let early = saw.try_recv().expect("the spoiler ran in the claim's group");
         let early = early.expect("answered before the commit").expect("claimed");
