@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! cargo run --release --example loadgen -- [--stack memory|lmdb|postgres|full] [--via api|http]
-//!     [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency C] [--submitters S] [--alone R] [--json FILE]
-//!     [--seed-finished N [--prune]]
+//!     [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency C] [--submitters S] [--batch B]
+//!     [--alone R] [--json FILE] [--seed-finished N [--prune]]
 //! ```
 //!
 //! It submits `count` executions from `submitters` concurrent clients (the burst: throughput,
-//! and latency under a backlog),
+//! and latency under a backlog) — with `--batch B`, B at a time (`Engine::execute_many`, or
+//! `execute-batch` over HTTP) —,
 //! then `alone` executions one at a time (latency and per-hop latency of an unloaded system).
 //!
 //! `lmdb` is the example server's default: LmdbStore + LmdbCache (durable, synced commits) in a
@@ -45,6 +46,7 @@ struct Args {
     count: usize,
     concurrency: usize,
     submitters: usize,
+    batch: usize,
     alone: usize,
     json: Option<String>,
     seed_finished: usize,
@@ -53,7 +55,7 @@ struct Args {
 
 const USAGE: &str = "usage: loadgen [--stack memory|lmdb|postgres|full] [--via api|http]
                [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency N]
-               [--submitters N] [--alone N] [--json FILE] [--seed-finished N [--prune]]
+               [--submitters N] [--batch N] [--alone N] [--json FILE] [--seed-finished N [--prune]]
        loadgen soak --help   (a fixed rate against a running server, watching its memory)
 The postgres and full stacks read NAXOS_POSTGRES_URL (and NAXOS_AMQP_URL for full).";
 
@@ -65,6 +67,7 @@ fn args() -> anyhow::Result<Args> {
         count: 2_000,
         concurrency: 32,
         submitters: 8,
+        batch: 1,
         alone: 200,
         json: None,
         seed_finished: 0,
@@ -84,6 +87,7 @@ fn args() -> anyhow::Result<Args> {
             "--concurrency" => a.concurrency = value()?.parse()?,
             "--alone" => a.alone = value()?.parse()?,
             "--submitters" => a.submitters = value()?.parse::<usize>()?.max(1),
+            "--batch" => a.batch = value()?.parse::<usize>()?.clamp(1, naxos::MAX_BATCH),
             "--json" => a.json = Some(value()?),
             "--seed-finished" => a.seed_finished = value()?.parse()?,
             "--prune" => a.prune = true,
@@ -188,6 +192,29 @@ impl Submitter {
         let v: Value = naxos::serde_json::from_slice(&body)?;
         Ok(v["executionId"].as_str().context("executionId")?.parse()?)
     }
+
+    /// Submits `n` executions: one by one when `n` is 1, else as one batch.
+    async fn submit_many(&self, definition: &str, n: usize) -> anyhow::Result<Vec<naxos::ExecutionId>> {
+        if n == 1 {
+            return Ok(vec![self.submit(definition).await?]);
+        }
+        let Some((base, client)) = &self.http else {
+            let submitted = self.engine.execute_many(definition, (0..n).map(|_| json!({}))).await?;
+            return Ok(submitted.into_iter().map(|s| s.execution_id).collect());
+        };
+        let body = naxos::serde_json::to_vec(&vec![json!({}); n])?;
+        let req = hyper::Request::post(format!("{base}/api/v1/jobs/{definition}/execute-batch"))
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))?;
+        let res = client.request(req).await?;
+        let body = http_body_util::BodyExt::collect(res.into_body()).await?.to_bytes();
+        let v: Value = naxos::serde_json::from_slice(&body)?;
+        v["executionIds"]
+            .as_array()
+            .context("executionIds")?
+            .iter()
+            .map(|id| Ok(id.as_str().context("an execution id")?.parse()?))
+            .collect()
+    }
 }
 
 fn peak_rss_mb() -> f64 {
@@ -258,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
     let mut submitters = tokio::task::JoinSet::new();
     for s in 0..a.submitters {
         let share = a.count / a.submitters + usize::from(s < a.count % a.submitters);
+        let batch = a.batch;
         let (submitter, definition, tx, engine, bar) = (
             submitter.clone(),
             definition.clone(),
@@ -266,15 +294,19 @@ async fn main() -> anyhow::Result<()> {
             bar.clone(),
         );
         submitters.spawn(async move {
-            for _ in 0..share {
+            let mut left = share;
+            while left > 0 {
+                let n = batch.min(left);
+                left -= n;
                 let submitted_at = Instant::now();
-                let id = submitter.submit(&definition).await?;
-                let (engine, bar, tx) = (engine.clone(), bar.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let done = engine.wait_for(id).await.map(|e| (e, submitted_at.elapsed()));
-                    bar.inc(1);
-                    let _ = tx.send(done);
-                });
+                for id in submitter.submit_many(&definition, n).await? {
+                    let (engine, bar, tx) = (engine.clone(), bar.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let done = engine.wait_for(id).await.map(|e| (e, submitted_at.elapsed()));
+                        bar.inc(1);
+                        let _ = tx.send(done);
+                    });
+                }
             }
             anyhow::Ok(())
         });
@@ -316,7 +348,7 @@ async fn main() -> anyhow::Result<()> {
     let executions_per_s = a.count as f64 / wall.as_secs_f64();
     let report = json!({
         "stack": a.stack, "via": a.via, "workload": a.workload.name(), "count": a.count,
-        "concurrency": a.concurrency, "submitters": a.submitters, "failed": failed, "wallSeconds": wall.as_secs_f64(),
+        "concurrency": a.concurrency, "submitters": a.submitters, "batch": a.batch, "failed": failed, "wallSeconds": wall.as_secs_f64(),
         "executionsPerSecond": executions_per_s,
         "tasksPerSecond": executions_per_s * a.workload.tasks() as f64,
         "latencyMs": { "p50": ms(&latency, 0.5), "p90": ms(&latency, 0.9), "p99": ms(&latency, 0.99), "max": latency.max() as f64 / 1000.0 },
@@ -331,9 +363,10 @@ async fn main() -> anyhow::Result<()> {
         "prune": pruned,
     });
     println!(
-        "loadgen {} via {} {} x{} (concurrency {}): {:.0} executions/s, {:.0} tasks/s; burst submit->complete p50 {:.1} ms p99 {:.1} ms; \
+        "loadgen {} via {} {} x{} (concurrency {}{}): {:.0} executions/s, {:.0} tasks/s; burst submit->complete p50 {:.1} ms p99 {:.1} ms; \
          alone submit->complete p50 {:.3} ms p90 {:.3} ms p99 {:.3} ms, hop p50 {:.3} ms p99 {:.3} ms; peak RSS {:.0} MB{}",
         a.stack, a.via, a.workload.name(), a.count, a.concurrency,
+        if a.batch > 1 { format!(", batches of {}", a.batch) } else { String::new() },
         executions_per_s, report["tasksPerSecond"].as_f64().unwrap_or_default(),
         ms(&latency, 0.5), ms(&latency, 0.99),
         ms(&alone, 0.5), ms(&alone, 0.9), ms(&alone, 0.99), ms(&alone_hop, 0.5), ms(&alone_hop, 0.99), peak_rss_mb(),

@@ -68,7 +68,7 @@ pub mod testkit;
 pub use clock::{Clock, ManualClock};
 pub use engine::{
     Engine, EngineBuilder, EngineConfig, EventStream, ExecuteRequest, ExecutionFilter, Health, ScheduleReport,
-    Submitted, SweepReport,
+    Submitted, SweepReport, MAX_BATCH,
 };
 pub use error::{BackendErrorKind, Error, Result};
 pub use model::{

@@ -69,6 +69,9 @@ impl Store for FaultyStore {
     async fn create_execution(&self, e: NewExecution) -> Result<Created> {
         self.inner.create_execution(e).await
     }
+    async fn create_executions(&self, e: Vec<NewExecution>) -> Result<Vec<Created>> {
+        self.inner.create_executions(e).await
+    }
     async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {
         self.inner.get_execution(id).await
     }

@@ -9,6 +9,7 @@
 //! | `GET /api/v1/job-definitions/{id}/versions` | every version of one definition |
 //! | `POST /api/v1/job-definitions/{id}/pause` · `/resume` | 200 `{id, paused}`: its executions start no new task until resumed; 404 |
 //! | `POST /api/v1/jobs/{definitionId}/execute` | body = params; `Idempotency-Key` dedups; 202 `{executionId, status, message}` |
+//! | `POST /api/v1/jobs/{definitionId}/execute-batch` | body = a JSON array of 1 to 1,000 params; `Idempotency-Key` keys item i as `<key>/<i>`; 202 `{executionIds, created, message}` |
 //! | `GET /api/v1/jobs/{executionId}/status` | the execution with every task's status, attempts, error, output, times |
 //! | `GET /api/v1/jobs?status=&definitionId=&scheduleId=&limit=&cursor=` | a page of executions, newest first, and `nextCursor` |
 //! | `POST /api/v1/schedules` · `GET /api/v1/schedules[/{id}]` · `DELETE /api/v1/schedules/{id}` | cron schedules: create (201; 200 when it exists), list, get, delete |
@@ -189,6 +190,7 @@ pub fn router(engine: Engine, config: HttpConfig) -> Router {
         .route("/api/v1/jobs/cancel", post(bulk::cancel))
         .route("/api/v1/jobs/retry", post(bulk::retry))
         .route("/api/v1/jobs/{id}/execute", post(jobs::execute))
+        .route("/api/v1/jobs/{id}/execute-batch", post(routes::batch::execute))
         .route("/api/v1/jobs/{id}/status", get(jobs::status))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))

@@ -424,6 +424,20 @@ pub struct ExecutionAck {
     pub scheduled_for: Option<DateTime<Utc>>,
 }
 
+/// The answer to `execute-batch`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchAck {
+    /// The executions, in the order of the params: new ones, and earlier ones where an item's
+    /// idempotency key (`<Idempotency-Key>/<index>`) matched.
+    #[schema(value_type = Vec<String>, format = Uuid)]
+    pub execution_ids: Vec<ExecutionId>,
+    /// How many of them this request created.
+    pub created: usize,
+    /// What happened, in words.
+    pub message: String,
+}
+
 /// `GET /api/v1/jobs`: a page, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

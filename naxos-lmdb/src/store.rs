@@ -336,47 +336,13 @@ impl Store for LmdbStore {
     }
 
     async fn create_execution(&self, execution: NewExecution) -> Result<Created> {
-        self.write(move |tx| {
-            let t = *tx.tables();
-            let id = execution.id;
-            let key = match &execution.idempotency_key {
-                Some(k) => Some(keys::idempotency(&execution.definition_id, k)?),
-                None => None,
-            };
-            if let Some(k) = &key {
-                let reader = tx.reader();
-                if let Some(existing) = reader.get(tx.txn(), t.idempotency, k)? {
-                    let existing = keys::id_of(existing)?;
-                    let status = reader
-                        .summary(tx.txn(), existing)?
-                        .ok_or_else(|| corrupt(format!("idempotency key of a missing execution {existing}")))?
-                        .status;
-                    return Ok(Created {
-                        execution_id: existing,
-                        created: false,
-                        status,
-                        changes: Changes::default(),
-                    });
-                }
-            }
-            if tx.reader().summary(tx.txn(), id)?.is_some() {
-                return Err(Error::conflict(format!("execution {id} already exists")));
-            }
-            let now = tx.now();
-            let (state, mut changes) = crate::tables::insert(tx, execution.clone(), now)?;
-            if let Some(k) = &key {
-                tx.put(t.idempotency, k, id.as_bytes())?;
-            }
-            settle_family(&mut crate::tables::TxFamily(tx), &state, false, &mut changes, now)?;
-            let status = tx.load(id)?.map_or(state.summary().status, |s| s.summary().status);
-            Ok(Created {
-                execution_id: id,
-                created: true,
-                status,
-                changes,
-            })
-        })
-        .await
+        self.write(move |tx| create(tx, execution.clone())).await
+    }
+
+    async fn create_executions(&self, executions: Vec<NewExecution>) -> Result<Vec<Created>> {
+        // One request, so one write transaction: all or none.
+        self.write(move |tx| executions.iter().map(|e| create(tx, e.clone())).collect())
+            .await
     }
 
     async fn get_execution(&self, id: ExecutionId) -> Result<Execution> {
@@ -846,5 +812,47 @@ fn in_status(
     Ok(ExecutionPage {
         executions,
         next_cursor,
+    })
+}
+
+/// Creates `execution` in the writer's transaction `tx` (see [`Store::create_execution`]).
+fn create(tx: &mut Tx<'_, '_>, execution: NewExecution) -> Result<Created> {
+    let t = *tx.tables();
+    let id = execution.id;
+    let key = match &execution.idempotency_key {
+        Some(k) => Some(keys::idempotency(&execution.definition_id, k)?),
+        None => None,
+    };
+    if let Some(k) = &key {
+        let reader = tx.reader();
+        if let Some(existing) = reader.get(tx.txn(), t.idempotency, k)? {
+            let existing = keys::id_of(existing)?;
+            let status = reader
+                .summary(tx.txn(), existing)?
+                .ok_or_else(|| corrupt(format!("idempotency key of a missing execution {existing}")))?
+                .status;
+            return Ok(Created {
+                execution_id: existing,
+                created: false,
+                status,
+                changes: Changes::default(),
+            });
+        }
+    }
+    if tx.reader().summary(tx.txn(), id)?.is_some() {
+        return Err(Error::conflict(format!("execution {id} already exists")));
+    }
+    let now = tx.now();
+    let (state, mut changes) = crate::tables::insert(tx, execution, now)?;
+    if let Some(k) = &key {
+        tx.put(t.idempotency, k, id.as_bytes())?;
+    }
+    settle_family(&mut crate::tables::TxFamily(tx), &state, false, &mut changes, now)?;
+    let status = tx.load(id)?.map_or(state.summary().status, |s| s.summary().status);
+    Ok(Created {
+        execution_id: id,
+        created: true,
+        status,
+        changes,
     })
 }

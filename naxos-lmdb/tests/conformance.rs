@@ -17,6 +17,15 @@ naxos_core::cache_conformance!(|| async {
     Some(Arc::new(cache) as Arc<dyn Cache>)
 });
 
+/// LmdbStore creates a batch in one write request, so one transaction: all or none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_creates_nothing() {
+    let clock = naxos_core::testkit::test_clock();
+    let store =
+        LmdbStore::with_config(LmdbConfig::temporary().with_clock(Clock::Manual(clock.clone()))).expect("open a store");
+    naxos_core::testkit::store::a_failed_batch_creates_nothing(Arc::new(store), clock).await;
+}
+
 /// The same suite with the writer's state cache off, so that every transition decodes the
 /// execution from its records: the rows alone must hold the whole state.
 mod without_the_state_cache {

@@ -157,9 +157,20 @@ pub(crate) async fn create_on(
         crate::apply::family(conn, tables, &state, false, &mut created.changes, now).await?;
         return Ok(created);
     }
+    existing(conn, tables, &definition_id, key.as_deref()).await
+}
+
+/// The execution of `definition_id` that idempotency key `key` created, as a creation that
+/// found it returns it.
+pub(crate) async fn existing(
+    conn: &mut PgConnection,
+    tables: &Tables<'_>,
+    definition_id: &str,
+    key: Option<&str>,
+) -> Result<Created> {
     let existing = sqlx::query(sqlx::AssertSqlSafe(tables.existing()))
-        .bind(&definition_id)
-        .bind(&key)
+        .bind(definition_id)
+        .bind(key)
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
@@ -179,18 +190,25 @@ pub(crate) fn starts_sub_jobs(new: &NewExecution) -> bool {
         .any(|t| t.plan.sub_job.is_some() && t.dependencies.is_empty())
 }
 
-/// Inserts the execution in `tables` (for a schedule's `tick`, through its gate, in the
-/// store's own tables), its sub-jobs pinned to the latest versions; `None` when nothing was
-/// inserted (a used idempotency key, or a tick the gate refused). The family of what it
-/// started is the caller's to walk (`apply::family`), with the state returned.
-pub(crate) async fn insert(
-    conn: &mut PgConnection,
-    tables: &Tables<'_>,
-    mut new: NewExecution,
-    now: DateTime<Utc>,
-    tick: Option<Tick<'_>>,
-) -> Result<Option<(Created, ExecutionState)>> {
-    new.schedule_id = tick.as_ref().map(|t| t.schedule_id.to_string());
+/// An execution as the state module creates it, with what its INSERT binds.
+pub(crate) struct Prepared {
+    /// The execution after its creation.
+    pub(crate) state: ExecutionState,
+    /// What the creation changed.
+    pub(crate) changes: Changes,
+    /// Its task rows, a JSON array for `jsonb_to_recordset`.
+    pub(crate) rows: Value,
+    /// The attempt records the creation starts (a root sub-job's), a JSON array.
+    pub(crate) attempts: Value,
+    /// True when only the hot paths need touch it (no task with a plan, no parent).
+    pub(crate) plain: bool,
+    /// Its definition's own retention periods (ms), if any: completed, failed.
+    pub(crate) retention: (Option<i64>, Option<i64>),
+}
+
+/// Creates `new` in the state module, its sub-jobs pinned to the latest versions (read on
+/// `conn`), and its rows for the INSERT.
+pub(crate) async fn prepare(conn: &mut PgConnection, mut new: NewExecution, now: DateTime<Utc>) -> Result<Prepared> {
     let unpinned = new.unpinned_sub_jobs();
     if !unpinned.is_empty() {
         let latest = crate::definitions::latest(conn, &unpinned).await?;
@@ -237,9 +255,39 @@ pub(crate) async fn insert(
         .iter()
         .map(|h| json!({"task_id": h.task_id, "attempt": h.record.attempt, "node": &*h.record.node, "started_at": h.record.started_at}))
         .collect();
-    let s = state.summary();
     // A child's end settles its parent, which only the general path does.
-    let plain = state.tasks().iter().all(|t| t.plan.is_plain()) && s.parent.is_none();
+    let plain = state.tasks().iter().all(|t| t.plan.is_plain()) && state.summary().parent.is_none();
+    Ok(Prepared {
+        state,
+        changes,
+        rows: Value::Array(rows),
+        attempts: Value::Array(attempts),
+        plain,
+        retention: (ms(retention.completed_ms), ms(retention.failed_ms)),
+    })
+}
+
+/// Inserts the execution in `tables` (for a schedule's `tick`, through its gate, in the
+/// store's own tables), its sub-jobs pinned to the latest versions; `None` when nothing was
+/// inserted (a used idempotency key, or a tick the gate refused). The family of what it
+/// started is the caller's to walk (`apply::family`), with the state returned.
+pub(crate) async fn insert(
+    conn: &mut PgConnection,
+    tables: &Tables<'_>,
+    mut new: NewExecution,
+    now: DateTime<Utc>,
+    tick: Option<Tick<'_>>,
+) -> Result<Option<(Created, ExecutionState)>> {
+    new.schedule_id = tick.as_ref().map(|t| t.schedule_id.to_string());
+    let Prepared {
+        state,
+        changes,
+        rows,
+        attempts,
+        plain,
+        retention,
+    } = prepare(conn, new, now).await?;
+    let s = state.summary();
     let sql = if tick.is_some() {
         Cow::Borrowed(FIRE.as_str())
     } else {
@@ -253,7 +301,7 @@ pub(crate) async fn insert(
         .bind(&s.idempotency_key)
         .bind(s.deadline)
         .bind(s.created_at)
-        .bind(Value::Array(rows))
+        .bind(rows)
         .bind(s.traceparent.map(|t| t.to_string()))
         .bind(&s.schedule_id)
         .bind(tick.map(|t| t.at))
@@ -262,14 +310,14 @@ pub(crate) async fn insert(
         .bind(&s.error)
         .bind(s.end_time)
         .bind(s.start_time)
-        .bind(ms(retention.completed_ms))
-        .bind(ms(retention.failed_ms))
+        .bind(retention.0)
+        .bind(retention.1)
         .bind(s.scheduled_for)
         .bind(s.parent.as_ref().map(|p| p.execution_id))
         .bind(s.parent.as_ref().map(|p| p.task_id.as_str()))
         .bind(s.parent.as_ref().map(|p| int(p.attempt)))
         .bind(s.parent.as_ref().map(|p| int(p.depth)))
-        .bind(Value::Array(attempts))
+        .bind(attempts)
         .bind(level(s.priority))
         .fetch_optional(&mut *conn)
         .await

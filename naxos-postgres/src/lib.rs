@@ -91,6 +91,7 @@
 //! engine on it.
 
 mod apply;
+mod batch;
 mod claim;
 mod codec;
 mod connect;

@@ -20,7 +20,7 @@ use crate::apply::apply;
 use crate::error::db;
 
 use crate::{
-    claim, definitions, executions, outbox, recovery, schedules, settle, slots, statement, transaction, PgStore,
+    batch, claim, definitions, executions, outbox, recovery, schedules, settle, slots, statement, transaction, PgStore,
 };
 
 #[async_trait]
@@ -56,6 +56,13 @@ impl Store for PgStore {
         self.within("create execution", async {
             // One statement, so no explicit transaction.
             executions::create(&self.pool, execution, self.now().await?).await
+        })
+        .await
+    }
+
+    async fn create_executions(&self, executions: Vec<NewExecution>) -> Result<Vec<Created>> {
+        self.within("create executions", async {
+            batch::create_many(&self.pool, executions, self.now().await?).await
         })
         .await
     }

@@ -12,3 +12,13 @@ naxos_core::store_conformance!(|clock: Clock| async move {
         .await
         .map(|s| Arc::new(s) as Arc<dyn Store>)
 });
+
+/// PgStore creates a batch in one statement (or one transaction): all or none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_creates_nothing() {
+    let clock = naxos_core::testkit::test_clock();
+    let Some(store) = common::store_on(Some(Clock::Manual(clock.clone()))).await else {
+        return;
+    };
+    naxos_core::testkit::store::a_failed_batch_creates_nothing(Arc::new(store), clock).await;
+}

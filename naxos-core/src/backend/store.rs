@@ -80,6 +80,22 @@ pub trait Store: Send + Sync + Debug {
     /// the existing execution's id with `created: false` and no changes.
     async fn create_execution(&self, execution: NewExecution) -> Result<Created>;
 
+    /// Creates several executions as [`create_execution`](Store::create_execution) creates one,
+    /// and returns what it did for each, in order. An idempotency key repeated within the batch
+    /// creates one execution and returns it for each item that carries the key.
+    ///
+    /// A durable Store creates them all in one transaction (all or none: a failed batch
+    /// created nothing, and may be repeated as it was); this default creates them one by one,
+    /// so that a failure part-way leaves the items before it created — a repeat with the same
+    /// idempotency keys then creates only the rest.
+    async fn create_executions(&self, executions: Vec<NewExecution>) -> Result<Vec<Created>> {
+        let mut created = Vec::with_capacity(executions.len());
+        for execution in executions {
+            created.push(self.create_execution(execution).await?);
+        }
+        Ok(created)
+    }
+
     /// An execution with all its task runs.
     async fn get_execution(&self, id: ExecutionId) -> Result<Execution>;
 

@@ -32,8 +32,9 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
-    /// Admits one submit, or refuses it with [`Error::Overloaded`].
-    pub(crate) async fn admit(&self, inner: &Inner) -> Result<()> {
+    /// Admits `n` submits (a batch is admitted whole or refused whole), or refuses them with
+    /// [`Error::Overloaded`].
+    pub(crate) async fn admit(&self, inner: &Inner, n: u64) -> Result<()> {
         let Some(limit) = inner.config.max_pending_executions else {
             return Ok(());
         };
@@ -50,13 +51,18 @@ impl Admission {
             // A Store that cannot count cannot create either: say so as the creation would.
             read?;
         }
-        let pending = self.counted.load(Ordering::Acquire) + self.admitted.fetch_add(1, Ordering::AcqRel);
-        if pending >= limit {
-            self.admitted.fetch_sub(1, Ordering::AcqRel);
+        let pending = self.counted.load(Ordering::Acquire) + self.admitted.fetch_add(n, Ordering::AcqRel);
+        if pending + n > limit {
+            self.admitted.fetch_sub(n, Ordering::AcqRel);
             return Err(Error::Overloaded {
                 message: format!(
-                    "{pending} executions wait to start, the most this system accepts is {limit} \
-                     (max_pending_executions)"
+                    "{pending} executions wait to start{}, the most this system accepts is {limit} \
+                     (max_pending_executions)",
+                    if n > 1 {
+                        format!(" and this batch adds {n}")
+                    } else {
+                        String::new()
+                    }
                 ),
                 retry_after: inner.config.sweep_interval.max(Duration::from_secs(1)),
             });
@@ -64,8 +70,8 @@ impl Admission {
         Ok(())
     }
 
-    /// Takes back an admission whose creation did not happen.
-    pub(crate) fn cancel(&self) {
-        self.admitted.fetch_sub(1, Ordering::AcqRel);
+    /// Takes back `n` admissions whose creations did not happen.
+    pub(crate) fn cancel(&self, n: u64) {
+        self.admitted.fetch_sub(n, Ordering::AcqRel);
     }
 }

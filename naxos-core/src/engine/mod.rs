@@ -10,6 +10,7 @@
 
 mod admission;
 mod announce;
+mod batch;
 mod binder;
 mod builder;
 mod bulk;
@@ -35,6 +36,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use batch::MAX_BATCH;
 pub use builder::EngineBuilder;
 pub use bulk::ExecutionFilter;
 pub use config::{Clock, EngineConfig};
@@ -497,10 +499,10 @@ impl Engine {
             .get_definition(&request.definition_id, request.version)
             .await?;
         let new = request.into_new(&stored)?;
-        inner.admission.admit(inner).await?;
+        inner.admission.admit(inner, 1).await?;
         let created = inner.store.create_execution(new).await;
         if !created.as_ref().is_ok_and(|c| c.created) {
-            inner.admission.cancel();
+            inner.admission.cancel(1);
         }
         let created = created?;
         tracing::Span::current().record("execution_id", tracing::field::display(created.execution_id));

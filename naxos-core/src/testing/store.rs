@@ -235,6 +235,12 @@ impl Store for FaultyStore {
         self.inner.create_execution(execution).await
     }
 
+    async fn create_executions(&self, executions: Vec<NewExecution>) -> Result<Vec<Created>> {
+        self.node.alive().await;
+        self.node.count(StoreCall::CreateExecution)?;
+        self.inner.create_executions(executions).await
+    }
+
     async fn claim(&self, request: ClaimRequest) -> Result<ClaimedTask> {
         self.node.alive().await;
         self.node.count(StoreCall::Claim)?;

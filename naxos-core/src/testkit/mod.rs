@@ -93,6 +93,8 @@ macro_rules! store_conformance {
                 create_queues_the_roots,
                 idempotency_key_returns_the_first_execution,
                 racing_creations_with_one_key_create_one_execution,
+                a_batch_creates_each_in_order_and_dedups_by_key,
+                a_batch_starts_the_sub_jobs_of_its_roots,
                 claim_is_guarded,
                 heartbeat_extends_and_is_fenced,
                 completion_unlocks_dependents_once,

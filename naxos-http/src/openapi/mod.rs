@@ -23,10 +23,11 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorDetail, ProblemView};
 use crate::mount::Mount;
 use crate::routes::bulk::{BulkAck, BulkFilter};
-use crate::routes::{bulk, definitions, events, jobs, schedules, system};
+use crate::routes::{batch, bulk, definitions, events, jobs, schedules, system};
 use crate::views::{
-    BackupView, DefinitionCreated, DefinitionPaused, DefinitionView, ExecutionAck, ExecutionPageView, ExecutionView,
-    HealthChecks, HealthView, InstanceView, NodeView, ScheduleView, SignalAck, SummaryView, SystemStatusView, TaskView,
+    BackupView, BatchAck, DefinitionCreated, DefinitionPaused, DefinitionView, ExecutionAck, ExecutionPageView,
+    ExecutionView, HealthChecks, HealthView, InstanceView, NodeView, ScheduleView, SignalAck, SummaryView,
+    SystemStatusView, TaskView,
 };
 use crate::AppState;
 
@@ -51,14 +52,14 @@ use crate::AppState;
     paths(
         definitions::create, definitions::list, definitions::get, definitions::versions, definitions::pause,
         definitions::resume,
-        jobs::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, jobs::signal, bulk::cancel, bulk::retry, events::stream,
+        jobs::execute, batch::execute, jobs::status, jobs::list, jobs::cancel, jobs::retry, jobs::signal, bulk::cancel, bulk::retry, events::stream,
         schedules::create, schedules::list, schedules::get, schedules::delete, schedules::pause, schedules::resume,
         system::status, system::backup, system::health, crate::metrics::render, document,
     ),
     components(schemas(
         JobDefinition, TaskDefinition, Trigger, BackoffPolicy, DefinitionSummary, DefinitionView, DefinitionCreated,
         DefinitionPaused, BlockedBy,
-        ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, InstanceView, ExecutionAck, ExecutionPageView,
+        ExecutionStatus, TaskStatus, ExecutionView, SummaryView, TaskView, InstanceView, ExecutionAck, BatchAck, ExecutionPageView,
         StatusEvent, EventKind, SystemStatusView, NodeView, NodeInfo, HealthView, HealthChecks, BackupView,
         ErrorBody, ErrorDetail, ProblemView, Problem, BulkFilter, BulkAck, Schedule, StoredSchedule, CatchUp,
         ScheduleView, Sleep, WaitFor, SubJob, Concurrency, RateLimit, SignalAck,

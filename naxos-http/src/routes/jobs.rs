@@ -30,7 +30,7 @@ const MAX_LIMIT: usize = 1_000;
 pub(crate) struct ExecuteQuery {
     /// Run this version; the latest when absent.
     #[param(value_type = u32, minimum = 1)]
-    version: Option<String>,
+    pub(super) version: Option<String>,
     /// Start the execution this many milliseconds from now (at most ten years): it is created at
     /// once, PENDING with `scheduledFor` and no task queued until then; its `timeoutMs` counts
     /// from that start. 0 starts it at once. Not with `runAt`.
@@ -53,7 +53,7 @@ impl ExecuteQuery {
     /// The delay the query asks for: `None` without `delayMs` or `runAt`; a 400 naming the
     /// parameter for a value that does not parse, or both given. (How far ahead a delay may be
     /// is the engine's rule: it refuses one too far with a 400 naming the parameter too.)
-    fn delay(&self) -> ApiResult<Option<Delay>> {
+    pub(super) fn delay(&self) -> ApiResult<Option<Delay>> {
         match (self.delay_ms.as_deref(), self.run_at.as_deref()) {
             (None, None) => Ok(None),
             (Some(_), Some(_)) => Err(ApiError::bad_request(
@@ -80,7 +80,7 @@ impl ExecuteQuery {
 
     /// The priority the query asks for: `None` without `priority`; a 400 naming the parameter
     /// for one that is not 0 to 9.
-    fn priority(&self) -> ApiResult<Option<Priority>> {
+    pub(super) fn priority(&self) -> ApiResult<Option<Priority>> {
         let Some(text) = self.priority.as_deref() else {
             return Ok(None);
         };
@@ -149,12 +149,7 @@ pub(crate) async fn execute(
     request.version = q.version.as_deref().map(parse_version).transpose()?;
     request.delay = q.delay()?;
     request.priority = q.priority()?;
-    if let Some(key) = headers.get("idempotency-key") {
-        let key = key
-            .to_str()
-            .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII"))?;
-        request.idempotency_key = Some(key.to_string());
-    }
+    request.idempotency_key = idempotency_key(&headers)?;
     request.traceparent = traceparent(&headers)?;
     let submitted = app.engine.submit(request).await?;
     let (status, message) = match (submitted.created, submitted.scheduled_for) {
@@ -177,9 +172,21 @@ pub(crate) async fn execute(
     Ok((status, Json(ack)).into_response())
 }
 
+/// The request's `Idempotency-Key` header, if any; a 400 naming it when it is not visible ASCII.
+pub(super) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    headers
+        .get("idempotency-key")
+        .map(|key| {
+            key.to_str()
+                .map(str::to_string)
+                .map_err(|_| ApiError::bad_request("the Idempotency-Key header must be visible ASCII"))
+        })
+        .transpose()
+}
+
 /// The request's W3C `traceparent` header: `None` without one, a 400 naming the header when it
 /// is not valid or comes more than once.
-fn traceparent(headers: &HeaderMap) -> ApiResult<Option<TraceParent>> {
+pub(super) fn traceparent(headers: &HeaderMap) -> ApiResult<Option<TraceParent>> {
     let mut values = headers.get_all("traceparent").iter();
     let Some(value) = values.next() else {
         return Ok(None);

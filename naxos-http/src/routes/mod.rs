@@ -1,5 +1,6 @@
 //! The routes, by resource.
 
+pub(crate) mod batch;
 pub(crate) mod bulk;
 pub(crate) mod definitions;
 pub(crate) mod events;

@@ -2,6 +2,7 @@
 //! panics on a broken rule.
 
 mod admission;
+mod batches;
 mod concurrency;
 mod conditions;
 mod control;
@@ -17,6 +18,7 @@ mod trace;
 mod waits;
 
 pub use admission::*;
+pub use batches::*;
 pub use concurrency::*;
 pub use conditions::*;
 pub use control::*;
