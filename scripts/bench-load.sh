@@ -56,6 +56,9 @@ lg --stack postgres --workload diamond --count "$durable" --json "$out/postgres-
 lg --stack full --workload diamond --count "$durable" --json "$out/full-diamond.json"
 lg --stack full --via http --workload diamond --count "$durable" --json "$out/full-http-diamond.json"
 lg --stack full --workload chain --count "$((durable / 4))" --json "$out/full-chain.json"
+# The same diamonds submitted 100 at a time (execute-batch / Engine::execute_many).
+lg --stack postgres --workload diamond --count "$durable" --batch 100 --json "$out/postgres-batch-diamond.json"
+lg --stack full --via http --workload diamond --count "$durable" --batch 100 --json "$out/full-http-batch-diamond.json"
 
 echo "== Celery (benches/celery)"
 venv=target/celery-venv
@@ -86,6 +89,10 @@ print(f"diamonds/s: naxos in-memory {mem['executionsPerSecond']:.0f}, naxos LMDB
 print(f"naxos PostgreSQL+RabbitMQ / Celery: {full['executionsPerSecond'] / celery['executionsPerSecond']:.1f}x diamonds/s")
 print(f"one diamond alone, p50: naxos LMDB {lmdb['alone']['latencyMs']['p50']:.1f} ms, "
       f"naxos PostgreSQL+RabbitMQ {full['alone']['latencyMs']['p50']:.1f} ms, Celery {celery['alone']['latencyMs']['p50']:.0f} ms")
+pgb, fullb = load("postgres-batch-diamond"), load("full-http-batch-diamond")
+print(f"submitted 100 at a time, diamonds/s: naxos PostgreSQL {pgb['executionsPerSecond']:.0f} "
+      f"(one at a time {pg['executionsPerSecond']:.0f}), naxos PostgreSQL+RabbitMQ via HTTP {fullb['executionsPerSecond']:.0f} "
+      f"(one at a time {load('full-http-diamond')['executionsPerSecond']:.0f})")
 print(f"tasks/s as a fraction of pgbench's {tps:.0f} commits/s: PostgreSQL {pg['tasksPerSecond'] / tps:.1%}, "
       f"PostgreSQL+RabbitMQ {full['tasksPerSecond'] / tps:.1%}")
 PY
