@@ -2,7 +2,9 @@
 # The load bench, from one run on one machine: pgbench's single-row commit rate, naxos on each
 # stack (in-memory, LMDB, PostgreSQL, PostgreSQL + RabbitMQ) and workload (examples/loadgen), and the
 # same diamonds on Celery (benches/celery, from PyPI into target/celery-venv) on the same
-# RabbitMQ with PostgreSQL as its result backend. Prints the ratios; JSON lands in target/bench/.
+# RabbitMQ with PostgreSQL as its result backend, and on apalis 1.0 (benches/apalis, its own
+# crate outside the workspace; the full run only) on the same PostgreSQL. Prints the ratios;
+# JSON lands in target/bench/.
 #
 #   scripts/bench-load.sh           the full run (a few minutes)
 #   scripts/bench-load.sh --short   tiny counts; scripts/test.sh runs this so the bench cannot rot
@@ -75,6 +77,14 @@ worker=$!
 (cd benches/celery && "../../$venv/bin/python" bench_diamond.py "$celery" "$((alone / 10 + 3))" "../../$out/celery-diamond.json")
 kill -TERM "$worker" 2>/dev/null; wait "$worker" 2>/dev/null || true
 
+if [ "${1:-}" != --short ]; then
+  # apalis 1.0, the closest Rust peer: its own crate and lock file, outside the workspace.
+  echo "== apalis (benches/apalis)"
+  CARGO_TARGET_DIR=target/apalis cargo build -q --release --manifest-path benches/apalis/Cargo.toml
+  psql -q "$pg" -c "CREATE DATABASE apalis_$run" >/dev/null
+  target/apalis/release/naxos-bench-apalis "$server/apalis_$run" "$durable" "$alone" "$out/apalis-diamond.json"
+fi
+
 echo "== side by side"
 python3 - "$out" <<'PY'
 import json, re, sys
@@ -93,6 +103,14 @@ pgb, fullb = load("postgres-batch-diamond"), load("full-http-batch-diamond")
 print(f"submitted 100 at a time, diamonds/s: naxos PostgreSQL {pgb['executionsPerSecond']:.0f} "
       f"(one at a time {pg['executionsPerSecond']:.0f}), naxos PostgreSQL+RabbitMQ via HTTP {fullb['executionsPerSecond']:.0f} "
       f"(one at a time {load('full-http-diamond')['executionsPerSecond']:.0f})")
+try:
+    apalis = load("apalis-diamond")
+    print(f"naxos PostgreSQL / apalis 1.0 (apalis-postgres, same PostgreSQL): "
+          f"{pg['executionsPerSecond'] / apalis['executionsPerSecond']:.1f}x diamonds/s "
+          f"({pg['executionsPerSecond']:.0f} / {apalis['executionsPerSecond']:.0f}); one alone p50 "
+          f"{pg['alone']['latencyMs']['p50']:.1f} / {apalis['alone']['latencyMs']['p50']:.1f} ms")
+except FileNotFoundError:
+    pass  # --short skips apalis
 print(f"tasks/s as a fraction of pgbench's {tps:.0f} commits/s: PostgreSQL {pg['tasksPerSecond'] / tps:.1%}, "
       f"PostgreSQL+RabbitMQ {full['tasksPerSecond'] / tps:.1%}")
 PY
