@@ -222,6 +222,7 @@ impl From<&ExecutionSummary> for SummaryView {
 
 impl From<TaskRun> for TaskView {
     fn from(t: TaskRun) -> Self {
+        let plan = std::sync::Arc::unwrap_or_clone(t.plan);
         Self {
             retry_count: t.attempts.saturating_sub(1),
             task_id: t.task_id,
@@ -231,16 +232,16 @@ impl From<TaskRun> for TaskView {
             blocked_by: t.blocked_by,
             attempts: t.attempts,
             dependencies: t.dependencies,
-            when: t.plan.when,
-            trigger: Some(t.plan.trigger).filter(|t| !t.is_default()),
-            sleep: t.plan.sleep,
-            wait_for: t.plan.wait_for,
-            for_each: t.plan.for_each,
-            max_fan_out: t.plan.max_fan_out,
-            sub_job: t.plan.sub_job,
-            concurrency: t.plan.concurrency,
-            rate_limit: t.plan.rate_limit,
-            child_execution_id: t.plan.child,
+            when: plan.when,
+            trigger: Some(plan.trigger).filter(|t| !t.is_default()),
+            sleep: plan.sleep,
+            wait_for: plan.wait_for,
+            for_each: plan.for_each,
+            max_fan_out: plan.max_fan_out,
+            sub_job: plan.sub_job,
+            concurrency: plan.concurrency,
+            rate_limit: plan.rate_limit,
+            child_execution_id: plan.child,
             instances: None,
             due_at: t.due_at,
             error: t.error,
@@ -267,7 +268,7 @@ fn tasks_folded(runs: Vec<TaskRun>) -> Vec<TaskView> {
     let mut views: Vec<TaskView> = runs.into_iter().map(TaskView::from).collect();
     let mut folded: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
     for run in instances {
-        let Some(instance) = run.plan.instance else {
+        let Some(instance) = std::sync::Arc::unwrap_or_clone(run.plan).instance else {
             continue;
         };
         if run.status == TaskStatus::Skipped {

@@ -594,6 +594,7 @@ async fn the_openapi_document_covers_every_route_and_error_shape() {
         ("post", "/api/v1/job-definitions/{id}/resume"),
         ("get", "/api/v1/jobs"),
         ("post", "/api/v1/jobs/{id}/execute"),
+        ("post", "/api/v1/jobs/{id}/execute-batch"),
         ("get", "/api/v1/jobs/{id}/status"),
         ("post", "/api/v1/jobs/{id}/cancel"),
         ("post", "/api/v1/jobs/{id}/retry"),

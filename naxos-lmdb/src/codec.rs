@@ -20,7 +20,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
     Attempt, AttemptOutcome, BlockedBy, ExecutionId, ExecutionStatus, ExecutionSummary, Lease, ParentLink, Priority,
-    TaskPlan, TaskRun, TaskStatus,
+    TaskRun, TaskStatus,
 };
 use naxos_core::{Error, Result};
 use serde_json::Value;
@@ -369,7 +369,7 @@ pub(crate) fn read_plan(bytes: &[u8]) -> Result<Vec<TaskRun>> {
             name,
             function_name,
             dependencies,
-            TaskPlan::default(),
+            Default::default(),
         ));
     }
     if !i.bytes.is_empty() {
@@ -377,7 +377,7 @@ pub(crate) fn read_plan(bytes: &[u8]) -> Result<Vec<TaskRun>> {
             return Err(i.bad("an unknown section"));
         }
         for t in &mut tasks {
-            t.plan = i.json()?;
+            t.plan = Arc::new(i.json()?);
         }
     }
     i.end()?;
@@ -527,6 +527,7 @@ pub(crate) fn read_task(run: &mut TaskRun, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use naxos_core::model::TaskPlan;
 
     #[test]
     fn enum_tables_match_their_bytes() {
@@ -542,7 +543,13 @@ mod tests {
     }
 
     fn run(id: &str, plan: TaskPlan) -> TaskRun {
-        TaskRun::pending(id.into(), format!("{id} name"), "f".into(), vec!["a".into()], plan)
+        TaskRun::pending(
+            id.into(),
+            format!("{id} name"),
+            "f".into(),
+            vec!["a".into()],
+            Arc::new(plan),
+        )
     }
 
     #[test]

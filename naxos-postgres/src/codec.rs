@@ -1,5 +1,7 @@
 //! Rows to model types, and the status strings stored in the tables.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use naxos_core::model::{
     Attempt, AttemptOutcome, BlockedBy, ExecutionStatus, ExecutionSummary, Lease, ParentLink, Priority, TaskPlan,
@@ -53,7 +55,7 @@ pub(crate) fn task_run(row: &PgRow) -> Result<TaskRun> {
         status: task_status(&get::<String>(row, "status")?)?,
         dependencies: get(row, "dependencies")?,
         plan: get::<Option<sqlx::types::Json<TaskPlan>>>(row, "plan")?
-            .map(|p| p.0)
+            .map(|p| Arc::new(p.0))
             .unwrap_or_default(),
         remaining_dependencies: count(row, "remaining")?,
         attempt: count(row, "attempt")?,

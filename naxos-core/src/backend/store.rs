@@ -462,8 +462,11 @@ impl NewExecution {
         }
         let mut tasks = self.tasks.to_vec();
         for t in &mut tasks {
-            if let Some(job) = t.plan.sub_job.as_mut().filter(|j| j.version.is_none()) {
-                job.version = latest(&job.definition_id);
+            if t.plan.sub_job.as_ref().is_some_and(|j| j.version.is_none()) {
+                // This execution's own copy of the plan: the template's stays unpinned.
+                if let Some(job) = Arc::make_mut(&mut t.plan).sub_job.as_mut() {
+                    job.version = latest(&job.definition_id);
+                }
             }
         }
         self.tasks = tasks.into();

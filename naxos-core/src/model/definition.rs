@@ -291,8 +291,8 @@ pub struct NewTask {
     pub dependencies: Vec<String>,
     /// Ids of the tasks that wait for it.
     pub dependents: Vec<String>,
-    /// Its condition and trigger.
-    pub plan: TaskPlan,
+    /// Its condition and trigger, shared by every execution created from this template.
+    pub plan: Arc<TaskPlan>,
 }
 
 impl NewTask {
@@ -309,7 +309,7 @@ impl NewTask {
                 function_name: t.function_name.clone(),
                 dependencies: ids(dag.dependencies(i)),
                 dependents: ids(dag.dependents(i)),
-                plan: TaskPlan::of(t),
+                plan: Arc::new(TaskPlan::of(t)),
             })
             .collect()
     }

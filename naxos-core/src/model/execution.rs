@@ -126,8 +126,10 @@ pub struct TaskRun {
     /// The ids it depends on.
     pub dependencies: Vec<String>,
     /// Its condition and trigger, fixed when the execution was created (left out when plain).
-    #[serde(default, skip_serializing_if = "TaskPlan::is_plain")]
-    pub plan: TaskPlan,
+    /// Shared with the definition's template and the other executions of it until a run
+    /// changes its own (a sub-job's child: [`Arc::make_mut`]).
+    #[serde(default, skip_serializing_if = "plain_plan")]
+    pub plan: Arc<TaskPlan>,
     /// Dependencies not yet COMPLETED.
     pub remaining_dependencies: u32,
     /// The current dispatch number (see [`TaskRef::attempt`]).
@@ -213,6 +215,11 @@ impl BlockedBy {
     }
 }
 
+/// True for a run whose plan is the default (serde leaves it out).
+fn plain_plan(plan: &Arc<TaskPlan>) -> bool {
+    plan.is_plain()
+}
+
 impl TaskRun {
     /// The task as it starts: PENDING, first attempt to come, nothing recorded; its
     /// `remaining_dependencies` left at 0 for the state module to count.
@@ -221,7 +228,7 @@ impl TaskRun {
         name: String,
         function_name: String,
         dependencies: Vec<String>,
-        plan: TaskPlan,
+        plan: Arc<TaskPlan>,
     ) -> Self {
         Self {
             task_id,

@@ -191,7 +191,7 @@ impl ExecutionState {
     fn restart_instance(&mut self, k: usize, item: Value, now: DateTime<Utc>) {
         self.outputs[k] = None;
         let t = &mut self.tasks[k];
-        if let Some(x) = t.plan.instance.as_mut() {
+        if let Some(x) = Arc::make_mut(&mut t.plan).instance.as_mut() {
             x.item = item;
         }
         t.attempt += 1;
@@ -239,7 +239,7 @@ fn instance_run(task: &TaskRun, index: u32, item: Value) -> TaskRun {
         task.name.clone(),
         task.function_name.clone(),
         Vec::new(),
-        TaskPlan {
+        Arc::new(TaskPlan {
             instance: Some(Instance {
                 of: task.task_id.clone(),
                 index,
@@ -248,6 +248,6 @@ fn instance_run(task: &TaskRun, index: u32, item: Value) -> TaskRun {
             concurrency: task.plan.concurrency.clone(),
             rate_limit: task.plan.rate_limit.clone(),
             ..TaskPlan::default()
-        },
+        }),
     )
 }

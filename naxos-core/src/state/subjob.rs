@@ -112,7 +112,7 @@ impl ExecutionState {
                 t.failures += 1;
                 t.attempt += 1;
                 t.error = Some(error);
-                t.plan.child = None;
+                Arc::make_mut(&mut t.plan).child = None;
                 self.begin_unleased(i, TaskStatus::Running, None, now);
                 self.set_task(i, TaskStatus::Running, None, now, &mut ch);
                 self.launch_child(i, now, &mut ch);
@@ -204,7 +204,7 @@ impl ExecutionState {
             depth: self.summary.parent.as_ref().map_or(0, |p| p.depth) + 1,
         };
         let id = child_id(&parent, now);
-        t.plan.child = Some(id);
+        Arc::make_mut(&mut t.plan).child = Some(id);
         let definition_id = t
             .plan
             .sub_job

@@ -135,7 +135,7 @@ impl ExecutionState {
                 self.check_sub_job(i)?;
                 self.begin_unleased(i, TaskStatus::Running, None, now);
                 // Its child is named when it is announced (once: see `launch_child`).
-                self.tasks[i].plan.child = None;
+                Arc::make_mut(&mut self.tasks[i].plan).child = None;
                 return Ok(());
             }
             TaskKind::Sleep(sleep) => match (sleep.ms, sleep.until.as_deref()) {

@@ -174,7 +174,7 @@ pub async fn overdue_executions_and_pruning(store: Arc<dyn Store>, clock: Manual
             function_name: "f".into(),
             dependencies: vec![],
             dependents: vec![],
-            plan: crate::model::TaskPlan::default(),
+            plan: Default::default(),
         }]
         .into(),
         parent: None,
