@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::backend::{ExecutionQuery, NewExecution, Store};
 use crate::clock::ManualClock;
-use crate::model::{Delay, ExecutionStatus, JobDefinition, Priority, TaskBuilder, TaskStatus};
+use crate::model::{Delay, ExecutionStatus, JobDefinition, Priority, StoredDefinition, TaskBuilder, TaskStatus};
 use crate::testkit::fixtures::{claim, diamond, done, task, unique_id};
 
 /// Six items: a key an earlier creation used (its execution returned), a new key twice (one
@@ -90,15 +90,8 @@ pub async fn a_batch_creates_each_in_order_and_dedups_by_key(store: Arc<dyn Stor
     claim(&*store, &a).await;
     let report = store.finish(vec![done(&a, json!(1))]).await.expect("finish");
     assert_eq!(report.changes.ready.len(), 2, "b and c follow a");
-    let listed = store
-        .list_executions(&ExecutionQuery {
-            definition_id: Some(def.definition.id.clone()),
-            ..Default::default()
-        })
-        .await
-        .expect("list_executions");
     assert_eq!(
-        listed.executions.len(),
+        listed(&*store, &def).await,
         5,
         "the earlier one and the four the batch created"
     );
@@ -113,13 +106,7 @@ pub async fn a_failed_batch_creates_nothing(store: Arc<dyn Store>, _clock: Manua
         .await
         .expect("put_definition")
         .definition;
-    let mut batch: Vec<NewExecution> = (0..4)
-        .map(|n| {
-            let mut new = NewExecution::new(&def, json!({ "n": n }));
-            new.idempotency_key = Some(format!("k-{n}"));
-            new
-        })
-        .collect();
+    let mut batch = keyed(&def, 4);
     batch[2].delay = Some(Delay::For(Delay::MAX + Duration::from_secs(1)));
     let ids: Vec<_> = batch.iter().map(|e| e.id).collect();
     let refused = store
@@ -130,22 +117,9 @@ pub async fn a_failed_batch_creates_nothing(store: Arc<dyn Store>, _clock: Manua
     for id in ids {
         assert!(store.get_execution(id).await.expect_err("not created").is_not_found());
     }
-    let listed = store
-        .list_executions(&ExecutionQuery {
-            definition_id: Some(def.definition.id.clone()),
-            ..Default::default()
-        })
-        .await
-        .expect("list_executions");
-    assert!(listed.executions.is_empty(), "nothing of a failed batch is left");
+    assert_eq!(listed(&*store, &def).await, 0, "nothing of a failed batch is left");
     // The keys are free: the same batch, repaired, creates every item.
-    let again: Vec<NewExecution> = (0..4)
-        .map(|n| {
-            let mut new = NewExecution::new(&def, json!({ "n": n }));
-            new.idempotency_key = Some(format!("k-{n}"));
-            new
-        })
-        .collect();
+    let again = keyed(&def, 4);
     let created = store.create_executions(again).await.expect("create_executions");
     assert!(created.iter().all(|c| c.created));
 }
@@ -193,4 +167,29 @@ pub async fn a_batch_starts_the_sub_jobs_of_its_roots(store: Arc<dyn Store>, _cl
         created[1].changes.ready.contains(&root),
         "the plain item's root is ready"
     );
+}
+
+/// `n` executions of `def`, item i with params `{"n": i}` and idempotency key `k-<i>`.
+fn keyed(def: &StoredDefinition, n: i32) -> Vec<NewExecution> {
+    (0..n)
+        .map(|i| {
+            let mut new = NewExecution::new(def, json!({ "n": i }));
+            new.idempotency_key = Some(format!("k-{i}"));
+            new
+        })
+        .collect()
+}
+
+/// How many executions of `def` the store lists.
+async fn listed(store: &dyn Store, def: &StoredDefinition) -> usize {
+    let query = ExecutionQuery {
+        definition_id: Some(def.definition.id.clone()),
+        ..Default::default()
+    };
+    store
+        .list_executions(&query)
+        .await
+        .expect("list_executions")
+        .executions
+        .len()
 }
