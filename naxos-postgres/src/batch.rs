@@ -50,15 +50,18 @@ const CREATE_MANY: &str = "
     )
     SELECT id FROM execution";
 
-/// Creates `executions` in one transaction: by one statement when none of them starts a
-/// sub-job at its creation (the children would be created in the same transaction, by the
-/// general path), else one by one in a transaction.
+/// Creates `executions` in one transaction: by one statement when each is a plain top-level
+/// creation, else one by one in a transaction — when one starts a sub-job at its creation (the
+/// children are created in the same transaction, by the general path), is itself a child (its
+/// parent columns), or carries a schedule (its tick's gate), which the one statement does not
+/// write.
 pub(crate) async fn create_many(
     pool: &PgPool,
     executions: Vec<NewExecution>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Created>> {
-    if executions.iter().any(starts_sub_jobs) {
+    let general = |e: &NewExecution| starts_sub_jobs(e) || e.parent.is_some() || e.schedule_id.is_some();
+    if executions.iter().any(general) {
         return crate::transaction!(pool, |tx| {
             let mut created = Vec::with_capacity(executions.len());
             for execution in &executions {
