@@ -178,7 +178,6 @@ async fn a_failing_instance_is_retried_alone(env: &[(&str, &str)]) {
     );
     assert_eq!(mine.last().map(String::as_str), Some("join"), "the join ran last");
     server.child.kill().await.unwrap();
-    let _ = std::fs::remove_file(&log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

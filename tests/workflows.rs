@@ -119,7 +119,6 @@ async fn conditions_and_triggers(env: &[(&str, &str)]) {
     }
 
     server.child.kill().await.unwrap();
-    let _ = std::fs::remove_file(&log);
 }
 
 /// `a → (b, c) → d`, every task `echo`.
@@ -192,5 +191,4 @@ async fn restart_from_a_task(env: &[(&str, &str)]) {
     );
 
     server.child.kill().await.unwrap();
-    let _ = std::fs::remove_file(&log);
 }

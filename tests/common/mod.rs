@@ -170,10 +170,28 @@ pub async fn fresh_database(url: &str, prefix: &str) -> String {
     format!("{}/{database}", url.rsplit_once('/').unwrap().0)
 }
 
+/// A server's call log file (`NAXOS_CALL_LOG`): its path, and the file is removed when this is
+/// dropped.
+pub struct CallLog(PathBuf);
+
+impl std::ops::Deref for CallLog {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for CallLog {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Starts the server with more environment and a call log (`NAXOS_CALL_LOG`) in a fresh file,
-/// whose path it returns beside the server (read it with [`calls`]).
-pub async fn start_logging_calls(env: &[(&str, &str)]) -> (Server, PathBuf) {
-    let log = scratch_dir("calls");
+/// returned beside the server (read it with [`calls`]; removed when dropped).
+pub async fn start_logging_calls(env: &[(&str, &str)]) -> (Server, CallLog) {
+    let log = CallLog(scratch_dir("calls"));
     let log_str = log.display().to_string();
     let mut all = env.to_vec();
     all.push(("NAXOS_CALL_LOG", log_str.as_str()));
