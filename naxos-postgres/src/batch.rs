@@ -1,6 +1,7 @@
 //! Creating many executions at once: one INSERT statement for all of them and all their tasks.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use naxos_core::backend::{Created, NewExecution};
@@ -11,14 +12,18 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::codec::{int, level};
 use crate::error::db;
-use crate::executions::{create_on, existing, prepare, starts_sub_jobs, Prepared, Tables};
+use crate::executions::{
+    create_on, existing, prepare, starts_sub_jobs, Prepared, Tables, TASK_COLUMNS_IN, TASK_ROW_TYPES, TASK_VALUES,
+};
 
 /// Inserts the executions of `$1` and the task rows of `$2` (each naming its execution), in
 /// one statement: one round trip and one commit for the whole batch, all or none. An
 /// idempotency key already used for the definition — or used by an earlier item of the same
 /// batch — makes its execution's INSERT do nothing, and the JOIN then inserts none of its
 /// tasks; the statement returns the ids it inserted.
-const CREATE_MANY: &str = "
+static CREATE_MANY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
     WITH execution AS (
         INSERT INTO naxos_executions
             (id, definition_id, definition_version, status, params, idempotency_key, deadline, created_at, updated_at,
@@ -36,19 +41,14 @@ const CREATE_MANY: &str = "
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id, priority
     ), tasks AS (
-        INSERT INTO naxos_tasks
-            (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, attempts, queued_at, plan, error, end_time, due_at, start_time, output, slot, rate, priority)
-        SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
-               r.remaining, r.attempt, r.attempts, r.queued_at, r.plan, r.error, r.end_time, r.due_at, r.start_time,
-               r.output -> 0, r.slot, r.rate, e.priority
-        FROM execution e JOIN jsonb_to_recordset($2) AS r(execution_id UUID, task_id TEXT, position INTEGER,
-             name TEXT, function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
-             attempt INTEGER, attempts INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ,
-             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, output JSONB, slot TEXT, rate TEXT)
+        INSERT INTO naxos_tasks (execution_id, {TASK_COLUMNS_IN}, priority)
+        SELECT e.id, {TASK_VALUES}, e.priority
+        FROM execution e JOIN jsonb_to_recordset($2) AS r(execution_id UUID, {TASK_ROW_TYPES})
           ON r.execution_id = e.id
     )
-    SELECT id FROM execution";
+    SELECT id FROM execution"
+    )
+});
 
 /// Creates `executions` in one transaction: by one statement when each is a plain top-level
 /// creation, else one by one in a transaction — when one starts a sub-job at its creation (the
@@ -84,7 +84,7 @@ async fn insert_many(
         prepared.push(prepare(conn, execution, now).await?);
     }
     let (summaries, tasks) = rows(&mut prepared);
-    let inserted: Vec<ExecutionId> = sqlx::query_scalar(CREATE_MANY)
+    let inserted: Vec<ExecutionId> = sqlx::query_scalar(sqlx::AssertSqlSafe(CREATE_MANY.as_str()))
         .bind(summaries)
         .bind(tasks)
         .fetch_all(&mut *conn)

@@ -35,6 +35,7 @@ const MAX_PAGE: usize = 1_000;
 /// PENDING, or already finished when the `when` conditions of its roots left nothing to run
 /// (its tasks then carry their errors and end times).
 fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
+    let (columns, values, types) = (TASK_COLUMNS_IN, TASK_VALUES, TASK_ROW_TYPES);
     format!(
         "
     WITH gate AS ({gate}), execution AS (
@@ -48,16 +49,9 @@ fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
         ON CONFLICT (definition_id, idempotency_key) DO NOTHING
         RETURNING id
     ), tasks AS (
-        INSERT INTO {t}naxos_tasks
-            (execution_id, task_id, position, name, function_name, status, dependencies, dependents, remaining,
-             attempt, attempts, queued_at, plan, error, end_time, due_at, start_time, output, slot, rate, priority)
-        SELECT e.id, r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, r.dependents,
-               r.remaining, r.attempt, r.attempts, r.queued_at, r.plan, r.error, r.end_time, r.due_at, r.start_time,
-               r.output -> 0, r.slot, r.rate, $25
-        FROM execution e, jsonb_to_recordset($8) AS r(task_id TEXT, position INTEGER, name TEXT,
-             function_name TEXT, status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER,
-             attempt INTEGER, attempts INTEGER, queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ,
-             due_at TIMESTAMPTZ, start_time TIMESTAMPTZ, output JSONB, slot TEXT, rate TEXT)
+        INSERT INTO {t}naxos_tasks (execution_id, {columns}, priority)
+        SELECT e.id, {values}, $25
+        FROM execution e, jsonb_to_recordset($8) AS r({types})
     ), attempts AS (
         -- A root sub-job starts its first attempt at the creation.
         INSERT INTO {t}naxos_attempts (execution_id, task_id, attempt, node, started_at)
@@ -68,6 +62,22 @@ fn create_sql(gate: &str, t: &str, outbox: &str) -> String {
     SELECT id FROM execution"
     )
 }
+
+/// The task-row columns a creation inserts from the rows [`prepare`] builds (besides the
+/// execution's id and priority), the values it reads for them from the recordset `r`, and the
+/// recordset's column types: one list for the single creation and the batch (`batch.rs`).
+pub(crate) const TASK_COLUMNS_IN: &str = "task_id, position, name, function_name, status, dependencies, \
+    dependents, remaining, attempt, attempts, queued_at, plan, error, end_time, due_at, start_time, output, slot, rate";
+/// See [`TASK_COLUMNS_IN`]. An output comes in a one-element array (`-> 0`), so that an output
+/// `null` is not read as SQL NULL.
+pub(crate) const TASK_VALUES: &str = "r.task_id, r.position, r.name, r.function_name, r.status, r.dependencies, \
+    r.dependents, r.remaining, r.attempt, r.attempts, r.queued_at, r.plan, r.error, r.end_time, r.due_at, \
+    r.start_time, r.output -> 0, r.slot, r.rate";
+/// See [`TASK_COLUMNS_IN`].
+pub(crate) const TASK_ROW_TYPES: &str = "task_id TEXT, position INTEGER, name TEXT, function_name TEXT, \
+    status TEXT, dependencies TEXT[], dependents TEXT[], remaining INTEGER, attempt INTEGER, attempts INTEGER, \
+    queued_at TIMESTAMPTZ, plan JSONB, error TEXT, end_time TIMESTAMPTZ, due_at TIMESTAMPTZ, \
+    start_time TIMESTAMPTZ, output JSONB, slot TEXT, rate TEXT";
 
 /// A plain creation: the gate always opens.
 static CREATE: LazyLock<String> = LazyLock::new(|| create_sql("SELECT 1", "", ""));
