@@ -58,6 +58,9 @@ lg --stack postgres --workload diamond --count "$durable" --json "$out/postgres-
 lg --stack full --workload diamond --count "$durable" --json "$out/full-diamond.json"
 lg --stack full --via http --workload diamond --count "$durable" --json "$out/full-http-diamond.json"
 lg --stack full --workload chain --count "$((durable / 4))" --json "$out/full-chain.json"
+# Ready tasks run on the node where they became ready while it has spare slots (run_ready_here).
+lg --stack full --workload diamond --count "$durable" --ready-here --json "$out/full-here-diamond.json"
+lg --stack full --via http --workload diamond --count "$durable" --ready-here --json "$out/full-http-here-diamond.json"
 # The same diamonds submitted 100 at a time (execute-batch / Engine::execute_many).
 lg --stack postgres --workload diamond --count "$durable" --batch 100 --json "$out/postgres-batch-diamond.json"
 lg --stack full --via http --workload diamond --count "$durable" --batch 100 --json "$out/full-http-batch-diamond.json"
@@ -99,6 +102,11 @@ print(f"diamonds/s: naxos in-memory {mem['executionsPerSecond']:.0f}, naxos LMDB
 print(f"naxos PostgreSQL+RabbitMQ / Celery: {full['executionsPerSecond'] / celery['executionsPerSecond']:.1f}x diamonds/s")
 print(f"one diamond alone, p50: naxos LMDB {lmdb['alone']['latencyMs']['p50']:.1f} ms, "
       f"naxos PostgreSQL+RabbitMQ {full['alone']['latencyMs']['p50']:.1f} ms, Celery {celery['alone']['latencyMs']['p50']:.0f} ms")
+here, hereh = load("full-here-diamond"), load("full-http-here-diamond")
+print(f"ready tasks run where they became ready (--ready-here), PostgreSQL+RabbitMQ: diamonds/s "
+      f"{here['executionsPerSecond']:.0f} (through the queue {full['executionsPerSecond']:.0f}), via HTTP "
+      f"{hereh['executionsPerSecond']:.0f}; one alone p50 {here['alone']['latencyMs']['p50']:.1f} ms "
+      f"(through the queue {full['alone']['latencyMs']['p50']:.1f} ms)")
 pgb, fullb = load("postgres-batch-diamond"), load("full-http-batch-diamond")
 print(f"submitted 100 at a time, diamonds/s: naxos PostgreSQL {pgb['executionsPerSecond']:.0f} "
       f"(one at a time {pg['executionsPerSecond']:.0f}), naxos PostgreSQL+RabbitMQ via HTTP {fullb['executionsPerSecond']:.0f} "

@@ -129,6 +129,9 @@ impl Cluster {
         worker1_env.push(("NAXOS_ROLE", "worker".into()));
         let mut worker2_env = common("worker-2", db_url, amqp);
         worker2_env.push(("NAXOS_ROLE", "worker".into()));
+        // worker-2 runs the tasks that became ready on it while it has a spare slot; worker-1
+        // sends every task through the queue (the default): both ways meet every fault.
+        worker2_env.push(("NAXOS_RUN_READY_HERE", "true".into()));
         let workers = vec![node(&worker1_env).await, node(&worker2_env).await];
         Self {
             api,

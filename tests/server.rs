@@ -88,6 +88,7 @@ async fn bad_configuration_stops_start_up_naming_the_variable() {
     for (env, variable) in [
         (&[("NAXOS_SERVER_PORT", "eighty")][..], "NAXOS_SERVER_PORT"),
         (&[("NAXOS_WORKER_CONCURRENCY", "0")], "NAXOS_WORKER_CONCURRENCY"),
+        (&[("NAXOS_RUN_READY_HERE", "maybe")], "NAXOS_RUN_READY_HERE"),
         (&[("NAXOS_ROLE", "boss")], "NAXOS_ROLE"),
         (&[("NAXOS_STORE", "cloud")], "NAXOS_STORE"),
         (&[("NAXOS_STORE", "postgres")], "NAXOS_STORE"),

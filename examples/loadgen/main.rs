@@ -5,13 +5,16 @@
 //! ```text
 //! cargo run --release --example loadgen -- [--stack memory|lmdb|postgres|full] [--via api|http]
 //!     [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency C] [--submitters S] [--batch B]
-//!     [--alone R] [--json FILE] [--seed-finished N [--prune]]
+//!     [--alone R] [--ready-here] [--pool P] [--json FILE] [--seed-finished N [--prune]]
 //! ```
 //!
 //! It submits `count` executions from `submitters` concurrent clients (the burst: throughput,
 //! and latency under a backlog) — with `--batch B`, B at a time (`Engine::execute_many`, or
 //! `execute-batch` over HTTP) —,
 //! then `alone` executions one at a time (latency and per-hop latency of an unloaded system).
+//! `--ready-here` sets `EngineConfig::run_ready_here`: tasks made ready on the node run there
+//! while it has spare slots, without a queue message. `--pool P` sizes the PostgreSQL
+//! connection pool (default: `PgConfig`'s, as the example server has it).
 //!
 //! `lmdb` is the example server's default: LmdbStore + LmdbCache (durable, synced commits) in a
 //! fresh temporary directory, in-memory queue. `postgres` needs `NAXOS_POSTGRES_URL` (PgStore +
@@ -51,11 +54,14 @@ struct Args {
     json: Option<String>,
     seed_finished: usize,
     prune: bool,
+    ready_here: bool,
+    pool: Option<u32>,
 }
 
 const USAGE: &str = "usage: loadgen [--stack memory|lmdb|postgres|full] [--via api|http]
                [--workload diamond|chain|fanout|sleep] [--count N] [--concurrency N]
-               [--submitters N] [--batch N] [--alone N] [--json FILE] [--seed-finished N [--prune]]
+               [--submitters N] [--batch N] [--alone N] [--ready-here] [--pool N] [--json FILE]
+               [--seed-finished N [--prune]]
        loadgen soak --help   (a fixed rate against a running server, watching its memory)
 The postgres and full stacks read NAXOS_POSTGRES_URL (and NAXOS_AMQP_URL for full).";
 
@@ -72,6 +78,8 @@ fn args() -> anyhow::Result<Args> {
         json: None,
         seed_finished: 0,
         prune: false,
+        ready_here: false,
+        pool: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,6 +99,8 @@ fn args() -> anyhow::Result<Args> {
             "--json" => a.json = Some(value()?),
             "--seed-finished" => a.seed_finished = value()?.parse()?,
             "--prune" => a.prune = true,
+            "--ready-here" => a.ready_here = true,
+            "--pool" => a.pool = Some(value()?.parse::<u32>()?.max(1)),
             "--help" | "-h" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -113,6 +123,7 @@ async fn engine(a: &Args) -> anyhow::Result<(Engine, Option<Arc<naxos_postgres::
     let run = &naxos::uuid::Uuid::new_v4().simple().to_string()[..8];
     let mut config = EngineConfig {
         concurrency: a.concurrency,
+        run_ready_here: a.ready_here,
         ..EngineConfig::default()
     };
     if a.seed_finished > 0 {
@@ -131,7 +142,9 @@ async fn engine(a: &Args) -> anyhow::Result<(Engine, Option<Arc<naxos_postgres::
         let url = std::env::var("NAXOS_POSTGRES_URL").context("NAXOS_POSTGRES_URL is needed for this stack")?;
         let mut config = naxos_postgres::PgConfig::new(url);
         config.schema = Some(format!("loadgen_{run}"));
-        config.max_connections = a.concurrency as u32 + 8;
+        if let Some(pool) = a.pool {
+            config.max_connections = pool;
+        }
         let store = Arc::new(naxos_postgres::PgStore::with_config(config).await?);
         pg = Some(store.clone());
         builder = builder.store(store);
@@ -350,7 +363,7 @@ async fn main() -> anyhow::Result<()> {
     let executions_per_s = a.count as f64 / wall.as_secs_f64();
     let report = json!({
         "stack": a.stack, "via": a.via, "workload": a.workload.name(), "count": a.count,
-        "concurrency": a.concurrency, "submitters": a.submitters, "batch": a.batch, "failed": failed, "wallSeconds": wall.as_secs_f64(),
+        "concurrency": a.concurrency, "submitters": a.submitters, "batch": a.batch, "readyHere": a.ready_here, "pool": a.pool, "failed": failed, "wallSeconds": wall.as_secs_f64(),
         "submitSeconds": submitted.as_secs_f64(),
         "executionsPerSecond": executions_per_s,
         "tasksPerSecond": executions_per_s * a.workload.tasks() as f64,
@@ -366,10 +379,11 @@ async fn main() -> anyhow::Result<()> {
         "prune": pruned,
     });
     println!(
-        "loadgen {} via {} {} x{} (concurrency {}{}): {:.0} executions/s, {:.0} tasks/s; submitted in {:.2} s; burst submit->complete p50 {:.1} ms p99 {:.1} ms; \
+        "loadgen {} via {} {} x{} (concurrency {}{}{}): {:.0} executions/s, {:.0} tasks/s; submitted in {:.2} s; burst submit->complete p50 {:.1} ms p99 {:.1} ms; \
          alone submit->complete p50 {:.3} ms p90 {:.3} ms p99 {:.3} ms, hop p50 {:.3} ms p99 {:.3} ms; peak RSS {:.0} MB{}",
         a.stack, a.via, a.workload.name(), a.count, a.concurrency,
         if a.batch > 1 { format!(", batches of {}", a.batch) } else { String::new() },
+        if a.ready_here { ", ready tasks run here" } else { "" },
         executions_per_s, report["tasksPerSecond"].as_f64().unwrap_or_default(), submitted.as_secs_f64(),
         ms(&latency, 0.5), ms(&latency, 0.99),
         ms(&alone, 0.5), ms(&alone, 0.9), ms(&alone, 0.99), ms(&alone_hop, 0.5), ms(&alone_hop, 0.99), peak_rss_mb(),

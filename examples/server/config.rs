@@ -57,6 +57,8 @@ pub(crate) struct ServerConfig {
     pub(crate) role: Role,
     pub(crate) node_id: Option<String>,
     pub(crate) concurrency: usize,
+    /// [`naxos::EngineConfig::run_ready_here`].
+    pub(crate) run_ready_here: bool,
     pub(crate) max_body_bytes: usize,
     pub(crate) definitions_file: Option<PathBuf>,
     pub(crate) store: StoreKind,
@@ -164,6 +166,11 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         ));
     }
     let concurrency = positive(get("NAXOS_WORKER_CONCURRENCY"), "NAXOS_WORKER_CONCURRENCY", 16)?;
+    let run_ready_here = match get("NAXOS_RUN_READY_HERE").map(|v| v.to_ascii_lowercase()).as_deref() {
+        Some("true") => true,
+        None | Some("false") => false,
+        Some(other) => return Err(bad("NAXOS_RUN_READY_HERE", format!("`{other}` is not true or false"))),
+    };
     let max_body_bytes = positive(get("NAXOS_MAX_BODY_BYTES"), "NAXOS_MAX_BODY_BYTES", 1 << 20)?;
     let node_id = get("NAXOS_NODE_ID");
     if let Some(id) = &node_id {
@@ -185,6 +192,7 @@ pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<ServerCon
         role,
         node_id,
         concurrency,
+        run_ready_here,
         max_body_bytes,
         definitions_file: get("NAXOS_DEFINITIONS_FILE").map(PathBuf::from),
         store,

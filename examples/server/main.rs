@@ -4,7 +4,7 @@
 //! definitions, durable in `./naxos-data` (LMDB, no service to run); in memory with
 //! `NAXOS_STORE=memory`, on PostgreSQL when `NAXOS_POSTGRES_URL` is set (see `backends`).
 //! Configuration comes from the environment (`NAXOS_SERVER_HOST`,
-//! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
+//! `NAXOS_SERVER_PORT`, `NAXOS_WORKER_CONCURRENCY`, `NAXOS_RUN_READY_HERE`, `NAXOS_NODE_ID`, `NAXOS_ROLE`,
 //! `NAXOS_MAX_BODY_BYTES`, `NAXOS_DEFINITIONS_FILE`, `NAXOS_STORE`, `NAXOS_LMDB_PATH`,
 //! `NAXOS_LMDB_MAP_SIZE`, `NAXOS_BACKUP_DIR`, `NAXOS_POSTGRES_URL`, `NAXOS_AMQP_URL`,
 //! `NAXOS_AMQP_PREFIX`, `NAXOS_API_TOKEN`,
@@ -65,6 +65,7 @@ async fn main() -> ExitCode {
 async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let mut engine_config = EngineConfig {
         concurrency: config.concurrency,
+        run_ready_here: config.run_ready_here,
         role: config.role.to_string(),
         workers: config.role != Role::Api,
         ..EngineConfig::default()

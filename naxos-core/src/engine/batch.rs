@@ -120,6 +120,6 @@ async fn create(engine: &Engine, news: Vec<NewExecution>) -> Result<Vec<Submitte
         });
         changes.extend(c.changes);
     }
-    inner.dispatch(changes).await;
+    super::worker::dispatch_here(inner, changes).await;
     Ok(submitted)
 }

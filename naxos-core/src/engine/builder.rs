@@ -121,6 +121,9 @@ impl EngineBuilder {
         /// Whether [`Engine::start`] runs a worker pool here ([`EngineConfig::workers`];
         /// default true). An API-only node sets false.
         workers: bool,
+        /// Whether tasks made ready here run here at once while a concurrency slot is spare,
+        /// without a queue message ([`EngineConfig::run_ready_here`]; default false).
+        run_ready_here: bool,
         /// How long a claim holds a task without a heartbeat ([`EngineConfig::lease_ttl`];
         /// default 30 s). Longer: a dead node's tasks wait longer to run elsewhere. Shorter:
         /// more heartbeats, and a node that stalls this long loses its tasks.

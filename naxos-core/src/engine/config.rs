@@ -20,6 +20,17 @@ pub struct EngineConfig {
     pub workers: bool,
     /// Task attempts run at once on this node (and the queue prefetch). Default 16.
     pub concurrency: usize,
+    /// Whether a task made ready here — a submitted execution's first tasks, the dependents a
+    /// finish here released — runs on this node at once while it has a spare concurrency slot,
+    /// claimed without a queue message. What finds no spare slot is published; a node whose
+    /// slots are taken (or whose pool waits for one) publishes everything. It saves the
+    /// broker's durable round trip a task (BENCHMARKS.md: "Ready tasks run where they became
+    /// ready"), at a price: a DAG's parallel branches then run on the node that released them
+    /// as far as its slots go, where through the queue each is one message any node may take
+    /// (DESIGN §4) — right for I/O-bound tasks, not for CPU-bound ones that should spread.
+    /// Crash safety is the same either way: until its claim commits, the task is QUEUED in the
+    /// Store, and the stale sweep publishes it if this node dies first. Default false.
+    pub run_ready_here: bool,
     /// How long a claim holds a task without a heartbeat. Default 30 s. A worker that cannot
     /// renew a lease within 90 % of this stops its attempt (it fences itself).
     pub lease_ttl: Duration,
@@ -77,6 +88,7 @@ impl Default for EngineConfig {
             role: "all".into(),
             workers: true,
             concurrency: 16,
+            run_ready_here: false,
             lease_ttl: Duration::from_secs(30),
             heartbeat_interval: None,
             sweep_interval: Duration::from_secs(1),

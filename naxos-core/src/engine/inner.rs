@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,6 +46,9 @@ pub(crate) struct Inner {
     pub(crate) hard_stop: CancellationToken,
     /// In-flight attempts.
     pub(crate) tracker: TaskTracker,
+    /// This node's concurrency slots ([`EngineConfig::concurrency`]): one for each attempt
+    /// running here, whether its task came through the queue or became ready here.
+    pub(crate) slots: Arc<Semaphore>,
     loops: Mutex<Option<Vec<JoinHandle<()>>>>,
     /// Set by the first successful [`start`](Self::start), never cleared.
     started: AtomicBool,
@@ -60,6 +64,7 @@ impl Inner {
     ) -> Self {
         let started_at = config.clock.now();
         let events = Arc::new(EventHub::new(queue.clone()));
+        let concurrency = config.concurrency;
         Self {
             events: events.clone(),
             announcer: Announcer::new(queue.clone(), events),
@@ -75,6 +80,7 @@ impl Inner {
             stopping: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            slots: Arc::new(Semaphore::new(concurrency)),
             loops: Mutex::new(None),
             started: AtomicBool::new(false),
             started_at,
@@ -182,6 +188,12 @@ impl Inner {
     /// True once the node was started (even if it has shut down since).
     pub(crate) fn was_started(&self) -> bool {
         self.started.load(Ordering::Acquire)
+    }
+
+    /// Whether this node's workers are taking tasks now: it runs workers, was started, and is
+    /// not stopping.
+    pub(crate) fn takes_tasks(&self) -> bool {
+        self.config.workers && self.started.load(Ordering::Acquire) && !self.stopping.is_cancelled()
     }
 
     pub(crate) fn start(self: &Arc<Self>) -> Result<()> {

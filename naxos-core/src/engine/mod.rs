@@ -511,7 +511,7 @@ impl Engine {
             tracing::info!("execution submitted");
         }
         let scheduled_for = created.changes.scheduled.first().map(|&(_, at)| at);
-        inner.dispatch(created.changes).await;
+        worker::dispatch_here(inner, created.changes).await;
         Ok(Submitted {
             execution_id: created.execution_id,
             created: created.created,

@@ -1,18 +1,28 @@
 //! A node's worker pool: consume → claim → ack → run → finish.
+//!
+//! With [`EngineConfig::run_ready_here`](super::EngineConfig::run_ready_here), a transition on
+//! this node that makes tasks ready (a submit, a completion releasing dependents) runs them on
+//! here at once while the node has spare concurrency slots — claimed, not published — instead of
+//! sending each round the queue to be delivered back: a hop of the broker's durable round trip
+//! saved per task, the same claim under the same rules. What finds no spare slot is published
+//! as always, so a busy node leaves its successors to the others and never holds back the
+//! deliveries waiting for its slots. A task run on here is as durable as a delivered one: its
+//! claim holds a lease, and until it commits the task is QUEUED in the Store, where the stale
+//! sweep finds it if this node dies first.
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinError;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::inner::Inner;
 use super::Heartbeat;
-use crate::backend::{ClaimRequest, ClaimedTask, Consumer, Delivery, LeaseState, TaskFinish, TaskOutcome};
-use crate::model::{find_nul, nul_message, without_nul, TaskDefinition, TraceParent};
+use crate::backend::{Changes, ClaimRequest, ClaimedTask, Consumer, Delivery, LeaseState, TaskFinish, TaskOutcome};
+use crate::model::{find_nul, nul_message, without_nul, TaskDefinition, TaskRef, TraceParent};
 use crate::task::{TaskContext, TaskError};
 
 /// Pause after a failed consume before trying again; doubles up to [`MAX_RECONNECT`].
@@ -29,7 +39,7 @@ const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Consumes task messages until the node stops, running each under a concurrency slot.
 pub(crate) async fn run(inner: Arc<Inner>) {
-    let slots = Arc::new(Semaphore::new(inner.config.concurrency));
+    let slots = inner.slots.clone();
     let mut consumer: Option<Box<dyn Consumer>> = None;
     let mut pause = MIN_RECONNECT;
     loop {
@@ -63,7 +73,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         match next {
             Ok(Some(delivery)) => {
                 pause = MIN_RECONNECT;
-                inner.tracker.spawn(handle(inner.clone(), delivery, permit));
+                inner
+                    .tracker
+                    .spawn(handle(inner.clone(), Source::Queue(delivery), permit));
             }
             Ok(None) | Err(_) => {
                 match next {
@@ -112,9 +124,47 @@ enum Ending {
 /// message, rather than sent round the queue.
 const WAIT_IN_PLACE: Duration = Duration::from_millis(50);
 
-async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
+/// Where a task to run came from.
+enum Source {
+    /// A queue delivery, settled once the claim decided its fate.
+    Queue(Delivery),
+    /// A task a transition on this node made ready, taken without a message (see the module
+    /// docs): where a delivery would go back to the queue, it is published.
+    Local(TaskRef),
+}
+
+impl Source {
+    fn task(&self) -> &TaskRef {
+        match self {
+            Source::Queue(d) => &d.task,
+            Source::Local(t) => t,
+        }
+    }
+
+    /// The task is taken care of (claimed, or found stale).
+    async fn done(self) {
+        if let Source::Queue(d) = self {
+            settle(d.ack().await);
+        }
+    }
+
+    /// The task goes back in line: `hand_back` for a node of a newer release, else requeued.
+    async fn back(self, inner: &Inner, newer: bool) {
+        match self {
+            Source::Queue(d) if newer => settle(d.hand_back().await),
+            Source::Queue(d) => settle(d.nack(true).await),
+            Source::Local(task) => {
+                if let Err(e) = inner.queue.publish(std::slice::from_ref(&task)).await {
+                    tracing::warn!(%task, error = %e, "could not publish a task; the sweep will");
+                }
+            }
+        }
+    }
+}
+
+async fn handle(inner: Arc<Inner>, source: Source, slot: OwnedSemaphorePermit) {
     let request = ClaimRequest {
-        task: delivery.task.clone(),
+        task: source.task().clone(),
         owner: inner.config.node_id.clone(),
         lease: inner.config.lease_ttl,
     };
@@ -133,22 +183,23 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
         lease_from = Instant::now();
         result = inner.store.claim(request.clone()).await;
     }
+    let task = &request.task;
     let mut claimed = match result {
         Ok(c) => c,
         Err(e) if e.deferred_for().is_some() => {
             // Its rate limit booked it a turn: the message comes back then. Were this publish
             // lost, the stale sweep publishes the task once its turn is long past.
             let after = e.deferred_for().unwrap_or_default();
-            tracing::debug!(task = %delivery.task, reason = %e, "deferring a rate-limited task");
-            if let Err(publish) = inner.queue.publish_delayed(&delivery.task, after).await {
-                tracing::warn!(task = %delivery.task, error = %publish, "could not publish a deferred task; the sweep will");
+            tracing::debug!(%task, reason = %e, "deferring a rate-limited task");
+            if let Err(publish) = inner.queue.publish_delayed(task, after).await {
+                tracing::warn!(%task, error = %publish, "could not publish a deferred task; the sweep will");
             }
-            settle(delivery.ack().await);
+            source.done().await;
             return;
         }
         Err(e) if e.is_conflict() || e.is_not_found() => {
-            tracing::debug!(task = %delivery.task, reason = %e, "dropping a stale message");
-            settle(delivery.ack().await);
+            tracing::debug!(%task, reason = %e, "dropping a stale message");
+            source.done().await;
             return;
         }
         Err(e) if e.is_newer_version() => {
@@ -156,23 +207,23 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
             // it. Handed back as undeliverable here, so that if no such node comes, the
             // queue's delivery limit dead-letters the message (the Store still holds the
             // task QUEUED, and the sweepers publish it again later).
-            tracing::warn!(task = %delivery.task, error = %e, "handing back a task this node is too old for");
+            tracing::warn!(%task, error = %e, "handing back a task this node is too old for");
             pause_unless_stopping(&inner).await;
-            settle(delivery.hand_back().await);
+            source.back(&inner, true).await;
             return;
         }
         Err(e) => {
             // The Store is in trouble (restarting, unreachable): hold the message a moment so
             // that requeueing it does not spin, then give it back.
-            tracing::warn!(task = %delivery.task, error = %e, "claim failed; message requeued");
+            tracing::warn!(%task, error = %e, "claim failed; message requeued");
             pause_unless_stopping(&inner).await;
-            settle(delivery.nack(true).await);
+            source.back(&inner, false).await;
             return;
         }
     };
     // The claim is durable: the message has done its job. Acking now means a long task never
     // meets the broker's ack timeout; if this node dies, the lease expiry brings the task back.
-    settle(delivery.ack().await);
+    source.done().await;
     inner.dispatch(std::mem::take(&mut claimed.changes)).await;
     // The attempt is a span of its own in the submitting request's trace: `trace_id` and
     // `parent_span_id` join it there, `span_id` is what the task function passes on.
@@ -199,7 +250,7 @@ async fn handle(inner: Arc<Inner>, delivery: Delivery, _slot: OwnedSemaphorePerm
             Ending::Discard(_) => "discarded",
         };
         super::metrics::attempt(&function, outcome, Some(started.elapsed()));
-        record(&inner, &claimed, ending).await;
+        record(&inner, &claimed, ending, slot).await;
     }
     .instrument(span)
     .await
@@ -446,8 +497,11 @@ fn failure(claimed: &ClaimedTask, task_def: Option<&TaskDefinition>, error: Task
     })
 }
 
-/// Writes the ending to the Store (retrying transient failures) and passes on the changes.
-async fn record(inner: &Inner, claimed: &ClaimedTask, ending: Ending) {
+/// Writes the ending to the Store (retrying transient failures) and passes on the changes: the
+/// tasks a completion made ready run on here while spare slots last (the module docs), the
+/// others are published. `slot`, the attempt's own, is given back once the ending is written,
+/// before the spare ones are counted: a delivery waiting for a slot has it first.
+async fn record(inner: &Arc<Inner>, claimed: &ClaimedTask, ending: Ending, slot: OwnedSemaphorePermit) {
     let task = &claimed.task;
     let outcome = match ending {
         Ending::Outcome(o) => o,
@@ -475,7 +529,8 @@ async fn record(inner: &Inner, claimed: &ClaimedTask, ending: Ending) {
                     Some(Err(e)) => tracing::info!(reason = %e, "attempt result not recorded"),
                     _ => tracing::debug!("attempt recorded"),
                 }
-                inner.dispatch(report.changes).await;
+                drop(slot);
+                dispatch_here(inner, report.changes).await;
                 return;
             }
             Err(e) if e.is_transient() && attempt < FINISH_TRIES => {
@@ -489,6 +544,37 @@ async fn record(inner: &Inner, claimed: &ClaimedTask, ending: Ending) {
             }
         }
     }
+}
+
+/// Dispatches what a committed transition changed, running the tasks it made ready on this
+/// node while it has spare slots (the module docs) and publishing the others.
+pub(crate) async fn dispatch_here(inner: &Arc<Inner>, mut changes: Changes) {
+    let here = take_spare_slots(inner, &mut changes.ready);
+    inner.dispatch(changes).await;
+    run_here(inner, here);
+}
+
+/// Starts each task under its slot, as if it had been delivered.
+fn run_here(inner: &Arc<Inner>, here: Vec<(TaskRef, OwnedSemaphorePermit)>) {
+    for (task, slot) in here {
+        // Boxed as `Send` by name (a plain function, so the compiler need not see through the
+        // async ones): the attempt it starts may start others in turn.
+        let attempt: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(handle(inner.clone(), Source::Local(task), slot));
+        inner.tracker.spawn(attempt);
+    }
+}
+
+/// Takes the first of `ready` for which this node has a spare slot now, with their slots —
+/// none unless its workers are taking tasks.
+fn take_spare_slots(inner: &Inner, ready: &mut Vec<TaskRef>) -> Vec<(TaskRef, OwnedSemaphorePermit)> {
+    if ready.is_empty() || !inner.config.run_ready_here || !inner.takes_tasks() {
+        return Vec::new();
+    }
+    let slots: Vec<OwnedSemaphorePermit> = std::iter::from_fn(|| inner.slots.clone().try_acquire_owned().ok())
+        .take(ready.len())
+        .collect();
+    ready.drain(..slots.len()).zip(slots).collect()
 }
 
 /// The length of `value` as compact JSON, without building the string.

@@ -7,7 +7,10 @@
 //! after the record but before the publish; a message duplicated or lost; a transient Store
 //! error on each call. A killed node stops where it stands (its calls never return) and a
 //! fresh node takes over, as after `kill -9`; leases run out and sweeps run in simulated time,
-//! so a whole run takes milliseconds.
+//! so a whole run takes milliseconds. A node can dispatch ready tasks two ways, and a report
+//! covers both: the scenarios that lose or double a message send every task through the queue
+//! (the default), so that the message exists; the others run ready tasks where they became ready
+//! ([`EngineConfig::run_ready_here`]).
 //!
 //! Each scenario is checked against the engine's guarantees: the execution ends, and ends as
 //! it does without faults (each task too); each task's outcome is recorded once; no function
@@ -201,8 +204,13 @@ impl Harness {
         let died = Arc::new(Notify::new());
         let (definition_id, params) = self.execute.clone().expect("checked by run");
 
+        // A lost or doubled message needs the message: such scenarios send every task through
+        // the queue; the others run ready tasks where they became ready (the module docs).
+        let here = !faults
+            .iter()
+            .any(|f| matches!(f, Fault::LoseMessage(_) | Fault::DuplicateMessage(_)));
         let pending = Arc::new(std::sync::Mutex::new(faults.clone()));
-        let first = Arc::new(Node::new(pending.clone(), died.clone()));
+        let first = Arc::new(Node::new(pending.clone(), died.clone(), here));
         let mut engines = vec![self.node(&store, &queue, &log, first.clone(), &clock, 1)];
         for d in &self.definitions {
             engines[0]
@@ -220,7 +228,7 @@ impl Harness {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             if nodes.last().is_some_and(|n| n.is_dead()) {
-                let next = Arc::new(Node::new(pending.clone(), died.clone()));
+                let next = Arc::new(Node::new(pending.clone(), died.clone(), here));
                 engines.push(self.node(&store, &queue, &log, next.clone(), &clock, nodes.len() + 1));
                 nodes.push(next);
             }
@@ -273,6 +281,7 @@ impl Harness {
         let config = EngineConfig {
             node_id: format!("harness-node-{n}"),
             clock: clock.clone(),
+            run_ready_here: node.run_ready_here,
             ..EngineConfig::default()
         };
         let engine = Engine::builder()

@@ -24,11 +24,15 @@ pub(crate) struct Node {
     dead: AtomicBool,
     died: Arc<Notify>,
     calls: [AtomicU32; StoreCall::ALL.len()],
+    /// Whether its engine runs ready tasks where they became ready
+    /// ([`EngineConfig::run_ready_here`](crate::EngineConfig::run_ready_here)).
+    pub(crate) run_ready_here: bool,
 }
 
 impl Node {
-    pub(crate) fn new(faults: Arc<Mutex<Vec<Fault>>>, died: Arc<Notify>) -> Self {
+    pub(crate) fn new(faults: Arc<Mutex<Vec<Fault>>>, died: Arc<Notify>, run_ready_here: bool) -> Self {
         Self {
+            run_ready_here,
             faults,
             dead: AtomicBool::new(false),
             died,
