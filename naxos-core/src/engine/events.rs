@@ -14,7 +14,8 @@
 //!
 //! Where the Queue can route events by execution (RabbitMQ), the pump's subscription receives
 //! only the executions watched here (see `binder.rs`); elsewhere it receives all and the hub
-//! filters.
+//! filters. A `wait_for` caller has its execution selected only after a short wait
+//! ([`SELECT_AFTER`]): most executions awaited on a node end there, heard without the broker.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +42,12 @@ const FIRST_POLL: Duration = Duration::from_millis(250);
 /// Longest pause between two Store reads while waiting (and between two tries of the pump's
 /// subscription).
 const MAX_POLL: Duration = Duration::from_secs(2);
+/// How long a waiter relies on this node's own events before it also selects its execution's
+/// events from the broker (for an end on another node). An execution that ends here sooner
+/// costs the broker no binding, unbinding and deliveries back (≈ 1.5 ms of a lone diamond on
+/// the full stack: BENCHMARKS.md); one that ends elsewhere sooner is seen by the Store read
+/// that follows the selection.
+const SELECT_AFTER: Duration = Duration::from_millis(20);
 
 /// Who watches which execution on this node.
 #[derive(Debug, Default)]
@@ -153,7 +160,6 @@ impl EventHub {
         entry.1 += 1;
         let notify = entry.0.clone();
         drop(watchers);
-        self.binder.sync(id);
         EndGuard {
             watchers: self.watchers.clone(),
             binder: self.binder.clone(),
@@ -350,12 +356,14 @@ impl Drop for EndGuard {
 }
 
 /// Waits until execution `id` is finished: woken by its end event, reading the Store as the
-/// truth, and polling it (backing off) in case an event was lost.
+/// truth, and polling it (backing off) in case an event was lost. Its execution's events are
+/// selected from the broker only once it has waited [`SELECT_AFTER`].
 pub(crate) async fn wait_for(inner: &Inner, id: ExecutionId) -> Result<Execution> {
     let hub = &inner.events;
     hub.start_pump_soon();
     let guard = hub.wait_end(id);
     let mut poll = FIRST_POLL;
+    let mut selected = false;
     loop {
         let notified = guard.notify.notified();
         tokio::pin!(notified);
@@ -364,6 +372,17 @@ pub(crate) async fn wait_for(inner: &Inner, id: ExecutionId) -> Result<Execution
         let execution = inner.store.get_execution(id).await?;
         if execution.status.is_terminal() {
             return Ok(execution);
+        }
+        if !selected {
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(SELECT_AFTER) => {
+                    // Selected before the next Store read, so an end elsewhere is not missed.
+                    hub.binder.sync_and_wait(id).await;
+                    selected = true;
+                }
+            }
+            continue;
         }
         tokio::select! {
             _ = notified => {}
