@@ -3,52 +3,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::queue::TestQueue;
 use common::{diamond, fast_config, DEADLINE};
-use naxos_core::backend::{Consumer, EventSubscription, Queue};
-use naxos_core::memory::MemoryQueue;
-use naxos_core::model::{EventKind, JobDefinition, StatusEvent, TaskBuilder, TaskRef};
+use naxos_core::model::{EventKind, JobDefinition, StatusEvent, TaskBuilder};
 use naxos_core::serde_json::json;
-use naxos_core::{async_trait, Engine, EventStream, ExecutionStatus, Result};
-
-/// The in-memory queue, counting the event subscriptions opened on it; while `stuck`, its
-/// event publishing hangs until `released` (a broker slow to take events).
-#[derive(Debug, Default)]
-struct TestQueue {
-    inner: MemoryQueue,
-    subscriptions: AtomicUsize,
-    released: tokio::sync::Notify,
-    stuck: AtomicBool,
-}
-
-#[async_trait]
-impl Queue for TestQueue {
-    async fn publish(&self, tasks: &[TaskRef]) -> Result<()> {
-        self.inner.publish(tasks).await
-    }
-    async fn publish_delayed(&self, task: &TaskRef, delay: Duration) -> Result<()> {
-        self.inner.publish_delayed(task, delay).await
-    }
-    async fn consume(&self, prefetch: usize) -> Result<Box<dyn Consumer>> {
-        self.inner.consume(prefetch).await
-    }
-    async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
-        if self.stuck.load(Ordering::SeqCst) {
-            self.released.notified().await;
-        }
-        self.inner.publish_events(events).await
-    }
-    async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>> {
-        self.subscriptions.fetch_add(1, Ordering::SeqCst);
-        self.inner.subscribe_events().await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-}
+use naxos_core::{Engine, EventStream, ExecutionStatus};
 
 /// Reads a stream until it has seen the execution's terminal event and `completions` task
 /// completions (events of parallel branches may arrive in either order), or its end.

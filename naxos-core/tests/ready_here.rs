@@ -9,53 +9,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::queue::TestQueue;
 use common::{diamond, fast_config, DEADLINE};
-use naxos_core::backend::{Consumer, EventSubscription, Queue, Store};
-use naxos_core::memory::{MemoryQueue, MemoryStore};
-use naxos_core::model::{JobDefinition, StatusEvent, TaskBuilder, TaskRef};
+use naxos_core::backend::Store;
+use naxos_core::memory::MemoryStore;
+use naxos_core::model::{JobDefinition, TaskBuilder};
 use naxos_core::serde_json::json;
-use naxos_core::{async_trait, Engine, EngineConfig, ExecutionStatus, Result};
-
-/// The in-memory queue, counting the task messages published on it.
-#[derive(Debug, Default)]
-struct CountingQueue {
-    inner: MemoryQueue,
-    published: AtomicUsize,
-}
-
-impl CountingQueue {
-    fn published(&self) -> usize {
-        self.published.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Queue for CountingQueue {
-    async fn publish(&self, tasks: &[TaskRef]) -> Result<()> {
-        self.published.fetch_add(tasks.len(), Ordering::SeqCst);
-        self.inner.publish(tasks).await
-    }
-    async fn publish_delayed(&self, task: &TaskRef, delay: Duration) -> Result<()> {
-        self.published.fetch_add(1, Ordering::SeqCst);
-        self.inner.publish_delayed(task, delay).await
-    }
-    async fn consume(&self, prefetch: usize) -> Result<Box<dyn Consumer>> {
-        self.inner.consume(prefetch).await
-    }
-    async fn publish_events(&self, events: &[StatusEvent]) -> Result<()> {
-        self.inner.publish_events(events).await
-    }
-    async fn subscribe_events(&self) -> Result<Box<dyn EventSubscription>> {
-        self.inner.subscribe_events().await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-}
+use naxos_core::{Engine, EngineConfig, ExecutionStatus};
 
 /// An engine on `store` and `queue` running ready tasks here, with [`fast_config`] changed by
 /// `config`; its `echo` function returns its task id and its upstream outputs.
-fn node(store: &Arc<MemoryStore>, queue: &Arc<CountingQueue>, config: impl FnOnce(&mut EngineConfig)) -> Engine {
+fn node(store: &Arc<MemoryStore>, queue: &Arc<TestQueue>, config: impl FnOnce(&mut EngineConfig)) -> Engine {
     let mut c = EngineConfig {
         run_ready_here: true,
         ..fast_config()
@@ -75,8 +39,8 @@ fn node(store: &Arc<MemoryStore>, queue: &Arc<CountingQueue>, config: impl FnOnc
     engine
 }
 
-fn backends() -> (Arc<MemoryStore>, Arc<CountingQueue>) {
-    (Arc::new(MemoryStore::new()), Arc::new(CountingQueue::default()))
+fn backends() -> (Arc<MemoryStore>, Arc<TestQueue>) {
+    (Arc::new(MemoryStore::new()), Arc::new(TestQueue::default()))
 }
 
 /// Every task's attempts, as the nodes that ran them.

@@ -1,6 +1,8 @@
 //! Helpers shared by the engine tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod queue;
+
 use std::time::Duration;
 
 use naxos_core::model::{BackoffPolicy, Execution, JobDefinition, TaskBuilder};
