@@ -193,7 +193,7 @@ impl Inner {
     /// Whether this node's workers are taking tasks now: it runs workers, was started, and is
     /// not stopping.
     pub(crate) fn takes_tasks(&self) -> bool {
-        self.config.workers && self.started.load(Ordering::Acquire) && !self.stopping.is_cancelled()
+        self.config.workers && self.was_started() && !self.stopping.is_cancelled()
     }
 
     pub(crate) fn start(self: &Arc<Self>) -> Result<()> {
